@@ -1,0 +1,174 @@
+// Package sqlstore implements store.Store over database/sql for SQLite
+// (modernc.org/sqlite, no cgo) and PostgreSQL (pgx). The SQL is shared; the
+// few places where the dialects differ are fields of dialect.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	_ "modernc.org/sqlite"             // registers the "sqlite" driver
+
+	"github.com/computeserver/compute/internal/registry"
+	"github.com/computeserver/compute/internal/store"
+)
+
+// dialect holds what differs between the two databases.
+type dialect struct {
+	name string
+	// skipLocked is appended to the claim's inner SELECT.
+	skipLocked string
+	// forUpdate locks a row read inside a transaction.
+	forUpdate string
+	caps      store.Capabilities
+}
+
+var (
+	sqliteDialect = dialect{name: "sqlite"}
+	pgDialect     = dialect{
+		name:       "postgres",
+		skipLocked: " FOR UPDATE SKIP LOCKED",
+		forUpdate:  " FOR UPDATE",
+		caps:       store.Capabilities{SkipLocked: true, ListenNotify: true},
+	}
+)
+
+// Store is the SQL implementation of store.Store.
+type Store struct {
+	d   dialect
+	w   *sql.DB // writes (one connection on SQLite)
+	r   *sql.DB // reads (a pool; the same as w on PostgreSQL)
+	reg *registry.Registry
+	log *slog.Logger
+}
+
+var _ store.Store = (*Store)(nil)
+
+// IsPostgresURL reports whether dsn selects PostgreSQL.
+func IsPostgresURL(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
+}
+
+// Open connects to the database named by dsn: a postgres:// URL, or else a
+// SQLite file path (created with its directory if missing). It does not
+// migrate; call Migrate.
+func Open(ctx context.Context, dsn string, reg *registry.Registry, log *slog.Logger) (*Store, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{reg: reg, log: log}
+	if IsPostgresURL(dsn) {
+		db, err := sql.Open("pgx", dsn)
+		if err != nil {
+			return nil, fmt.Errorf("opening postgres: %w", err)
+		}
+		db.SetMaxOpenConns(20)
+		db.SetMaxIdleConns(20)
+		db.SetConnMaxIdleTime(5 * time.Minute)
+		s.d, s.w, s.r = pgDialect, db, db
+	} else {
+		if err := os.MkdirAll(filepath.Dir(dsn), 0o750); err != nil {
+			return nil, fmt.Errorf("creating database directory: %w", err)
+		}
+		w, err := sql.Open("sqlite", sqliteDSN(dsn, true))
+		if err != nil {
+			return nil, fmt.Errorf("opening sqlite: %w", err)
+		}
+		// One writer: SQLite allows one at a time, and a pool of writers
+		// only turns that into "database is locked" errors.
+		w.SetMaxOpenConns(1)
+		w.SetMaxIdleConns(1)
+		w.SetConnMaxLifetime(0)
+		w.SetConnMaxIdleTime(0)
+		r, err := sql.Open("sqlite", sqliteDSN(dsn, false))
+		if err != nil {
+			w.Close()
+			return nil, fmt.Errorf("opening sqlite: %w", err)
+		}
+		r.SetMaxOpenConns(4)
+		r.SetMaxIdleConns(4)
+		s.d, s.w, s.r = sqliteDialect, w, r
+	}
+	if err := s.Ping(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func sqliteDSN(path string, writer bool) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "foreign_keys(ON)")
+	q.Set("_time_format", "sqlite")
+	if writer {
+		q.Set("_txlock", "immediate")
+	} else {
+		q.Add("_pragma", "query_only(ON)")
+	}
+	return "file:" + path + "?" + q.Encode()
+}
+
+// Capabilities implements store.Store.
+func (s *Store) Capabilities() store.Capabilities { return s.d.caps }
+
+// Dialect implements store.Store.
+func (s *Store) Dialect() string { return s.d.name }
+
+// Ping implements store.Store.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.w.PingContext(ctx); err != nil {
+		return fmt.Errorf("pinging %s: %w", s.d.name, err)
+	}
+	return nil
+}
+
+// Close implements store.Store.
+func (s *Store) Close() error {
+	err := s.w.Close()
+	if s.r != s.w {
+		err = errors.Join(err, s.r.Close())
+	}
+	return err
+}
+
+// inTx runs fn in a write transaction, committing if it returns nil.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("beginning transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("committing: %w", err)
+	}
+	return nil
+}
+
+// placeholders returns "$from, $from+1, …" for n values.
+func placeholders(from, n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "$%d", from+i)
+	}
+	return b.String()
+}
+
+func quote(ident string) string { return `"` + ident + `"` }

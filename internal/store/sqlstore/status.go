@@ -1,0 +1,328 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/computeserver/compute/internal/event"
+	"github.com/computeserver/compute/internal/registry"
+	"github.com/computeserver/compute/internal/store"
+	"github.com/computeserver/compute/internal/task"
+)
+
+func jsonText(v any) (string, error) {
+	b, err := json.Marshal(v)
+	return string(b), err
+}
+
+// SetStatus implements store.Store. The row is read under a lock (FOR UPDATE
+// on PostgreSQL; SQLite's single writer serialises transactions), the
+// transition is decided, and the UPDATE is conditional on the status and
+// attempt that were read, so a refused change writes nothing.
+func (s *Store) SetStatus(ctx context.Context, c store.StatusChange) (*task.Task, *event.Event, error) {
+	where, args := "id = $1", []any{c.TaskID.String()}
+	if !c.Scope.Admin {
+		where, args = where+" AND origin_tenant_id = $2", append(args, c.Scope.TenantID)
+	}
+	var (
+		out *task.Task
+		ev  event.Event
+	)
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		t, err := scanTask(tx.QueryRowContext(ctx, `SELECT `+baseColumns+` FROM tasks WHERE `+where+s.d.forUpdate, args...))
+		if errors.Is(err, sql.ErrNoRows) {
+			return task.ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("loading task: %w", err)
+		}
+		if c.Attempt > 0 && (t.Attempt != c.Attempt || t.Status != task.StatusExecuting) {
+			return fmt.Errorf("%w: task %s is %s at attempt %d, the run held attempt %d", task.ErrStaleRun, t.ID, t.Status, t.Attempt, c.Attempt)
+		}
+		if !task.CanTransition(t.Status, c.To) {
+			return &task.TransitionError{From: t.Status, To: c.To}
+		}
+		from, attempt := t.Status, t.Attempt
+		now := task.Now()
+		applyChange(t, c, now)
+		errs, err := jsonText(t.Errors)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = $1, updated_at = $2, started_at = $3, completed_at = $4,
+			run_at = $5, executor_instance = $6, lease_expires_at = $7, errors = $8, error_message = $9,
+			error_category = $10, retry_count = $11, result = $12, progress = $13, stage = $14
+			WHERE id = $15 AND status = $16 AND attempt = $17`,
+			string(t.Status), t.UpdatedAt, nullTime(t.StartedAt), nullTime(t.CompletedAt),
+			t.RunAt, t.ExecutorInstance, nullTime(t.LeaseExpiresAt), errs, t.ErrorMessage,
+			t.ErrorCategory, t.RetryCount, nullJSON(t.Result), t.Progress, t.Stage,
+			t.ID.String(), string(from), attempt)
+		if err != nil {
+			return fmt.Errorf("updating task status: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return &task.TransitionError{From: from, To: c.To}
+		}
+		evs, err := s.insertEvents(ctx, tx, []event.Event{event.New(t, event.KindStatus, now)})
+		if err != nil {
+			return err
+		}
+		out, ev = t, evs[0]
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, &ev, nil
+}
+
+// applyChange mutates t as the status change describes.
+func applyChange(t *task.Task, c store.StatusChange, now time.Time) {
+	t.Status = c.To
+	t.UpdatedAt = now
+	if c.ResetForRetry {
+		t.Result, t.ErrorMessage, t.ErrorCategory = nil, "", ""
+		t.Progress, t.Stage, t.CompletedAt = 0, "", nil
+	}
+	if c.Err != nil {
+		e := *c.Err
+		if e.At.IsZero() {
+			e.At = now
+		}
+		if e.Attempt == 0 {
+			e.Attempt = t.Attempt
+		}
+		t.Errors = append(t.Errors, e)
+		t.ErrorMessage, t.ErrorCategory = e.Message, e.Category
+	}
+	if c.CountRetry {
+		t.RetryCount++
+	}
+	switch {
+	case c.To == task.StatusPending:
+		t.ExecutorInstance, t.LeaseExpiresAt = "", nil
+		t.RunAt = now
+		if c.RunAt != nil {
+			t.RunAt = c.RunAt.UTC()
+		}
+	case c.To.Terminal():
+		t.CompletedAt, t.LeaseExpiresAt = &now, nil
+	}
+	if c.To == task.StatusCompleted {
+		t.Progress = 100
+		t.Result = c.Result
+	}
+}
+
+// insertEvents writes events in one statement and returns them with ids.
+func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, evs []event.Event) ([]event.Event, error) {
+	if len(evs) == 0 {
+		return evs, nil
+	}
+	const n = 7
+	args := make([]any, 0, n*len(evs))
+	rows := make([]string, len(evs))
+	for i, e := range evs {
+		rows[i] = "(" + placeholders(i*n+1, n) + ")"
+		args = append(args, e.TaskID.String(), e.TaskType, e.EventType, string(e.Status), e.TenantID, string(e.Body), e.CreatedAt)
+	}
+	r, err := tx.QueryContext(ctx, `INSERT INTO task_events (task_id, task_type, event_type, status, tenant_id, body, created_at)
+		VALUES `+strings.Join(rows, ", ")+` RETURNING id, task_id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("inserting events: %w", err)
+	}
+	defer r.Close()
+	ids := map[string]int64{}
+	for r.Next() {
+		var (
+			id  int64
+			tid string
+		)
+		if err := r.Scan(&id, &tid); err != nil {
+			return nil, fmt.Errorf("inserting events: %w", err)
+		}
+		ids[normalizeUUID(tid)] = id
+	}
+	if err := r.Err(); err != nil {
+		return nil, fmt.Errorf("inserting events: %w", err)
+	}
+	for i := range evs {
+		evs[i].ID = ids[evs[i].TaskID.String()]
+	}
+	return evs, nil
+}
+
+// ClaimTasks implements store.Store.
+func (s *Store) ClaimTasks(ctx context.Context, p store.ClaimParams) ([]*store.Record, error) {
+	if p.Limit <= 0 {
+		return nil, nil
+	}
+	now := task.Now()
+	lease := now.Add(p.Lease)
+	args := []any{p.Worker, now, lease, p.Limit}
+	filter := ""
+	if len(p.Queues) > 0 {
+		filter += " AND queue_name IN (" + placeholders(len(args)+1, len(p.Queues)) + ")"
+		for _, q := range p.Queues {
+			args = append(args, q)
+		}
+	}
+	if len(p.Types) > 0 {
+		filter += " AND task_type IN (" + placeholders(len(args)+1, len(p.Types)) + ")"
+		for _, t := range p.Types {
+			args = append(args, t)
+		}
+	}
+	q := `UPDATE tasks SET status = 'executing', executor_instance = $1, started_at = COALESCE(started_at, $2),
+		updated_at = $2, lease_expires_at = $3, attempt = attempt + 1
+		WHERE id IN (SELECT id FROM tasks WHERE status = 'pending' AND run_at <= $2` + filter + `
+			ORDER BY priority DESC, run_at, created_at LIMIT $4` + s.d.skipLocked + `)
+		AND status = 'pending'
+		RETURNING ` + baseColumns
+	var recs []*store.Record
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return fmt.Errorf("claiming tasks: %w", err)
+		}
+		var tasks []*task.Task
+		for rows.Next() {
+			t, err := scanTask(rows)
+			if err != nil {
+				rows.Close()
+				return fmt.Errorf("claiming tasks: %w", err)
+			}
+			tasks = append(tasks, t)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("claiming tasks: %w", err)
+		}
+		if len(tasks) == 0 {
+			return nil
+		}
+		evs := make([]event.Event, len(tasks))
+		for i, t := range tasks {
+			evs[i] = event.New(t, event.KindStatus, now)
+		}
+		if _, err := s.insertEvents(ctx, tx, evs); err != nil {
+			return err
+		}
+		recs, err = s.attachFields(ctx, tx, tasks)
+		return err
+	})
+	return recs, err
+}
+
+// ownedBy is the condition that a run still owns a task.
+const ownedBy = `id = $1 AND attempt = $2 AND status = 'executing'`
+
+// SaveFields implements store.Store.
+func (s *Store) SaveFields(ctx context.Context, id uuid.UUID, attempt int, def *registry.Definition, fields any) error {
+	sets := make([]string, len(def.Columns))
+	args := []any{id.String(), attempt}
+	for i, c := range def.Columns {
+		v, err := columnValue(fields, c)
+		if err != nil {
+			return err
+		}
+		args = append(args, v)
+		sets[i] = fmt.Sprintf("%s = $%d", quote(c.Name), len(args))
+	}
+	res, err := s.w.ExecContext(ctx, `UPDATE `+quote(def.Table)+` SET `+strings.Join(sets, ", ")+
+		` WHERE id = $1 AND EXISTS (SELECT 1 FROM tasks WHERE `+ownedBy+`)`, args...)
+	if err != nil {
+		return fmt.Errorf("saving %s fields: %w", def.Name, err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return fmt.Errorf("saving fields of task %s: %w", id, task.ErrStaleRun)
+	}
+	return nil
+}
+
+// SetProgress implements store.Store.
+func (s *Store) SetProgress(ctx context.Context, p store.ProgressUpdate) (*event.Event, error) {
+	now := task.Now()
+	var out *event.Event
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		t, err := scanTask(tx.QueryRowContext(ctx, `UPDATE tasks SET progress = $3, stage = $4, lease_expires_at = $5, updated_at = $6
+			WHERE `+ownedBy+` RETURNING `+baseColumns,
+			p.TaskID.String(), p.Attempt, p.Progress, p.Stage, now.Add(p.Lease), now))
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("progress of task %s: %w", p.TaskID, task.ErrStaleRun)
+		}
+		if err != nil {
+			return fmt.Errorf("recording progress: %w", err)
+		}
+		if !p.Emit {
+			return nil
+		}
+		evs, err := s.insertEvents(ctx, tx, []event.Event{event.New(t, event.KindProgress, now)})
+		if err != nil {
+			return err
+		}
+		out = &evs[0]
+		return nil
+	})
+	return out, err
+}
+
+// SetServiceTaskID implements store.Store.
+func (s *Store) SetServiceTaskID(ctx context.Context, id uuid.UUID, attempt int, serviceTaskID string) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE tasks SET service_task_id = $3, updated_at = $4 WHERE `+ownedBy,
+		id.String(), attempt, serviceTaskID, task.Now())
+	if err != nil {
+		return fmt.Errorf("setting service task id: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return fmt.Errorf("service task id of task %s: %w", id, task.ErrStaleRun)
+	}
+	return nil
+}
+
+// ListEvents implements store.Store.
+func (s *Store) ListEvents(ctx context.Context, f store.EventFilter) ([]event.Event, error) {
+	conds, args := []string{"id > $1"}, []any{f.AfterID}
+	if f.TaskID != uuid.Nil {
+		args = append(args, f.TaskID.String())
+		conds = append(conds, fmt.Sprintf("task_id = $%d", len(args)))
+	}
+	if !f.Scope.Admin {
+		args = append(args, f.Scope.TenantID)
+		conds = append(conds, fmt.Sprintf("tenant_id = $%d", len(args)))
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	args = append(args, limit)
+	rows, err := s.r.QueryContext(ctx, `SELECT id, task_id, task_type, event_type, status, tenant_id, body, created_at
+		FROM task_events WHERE `+strings.Join(conds, " AND ")+fmt.Sprintf(` ORDER BY id LIMIT $%d`, len(args)), args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing events: %w", err)
+	}
+	defer rows.Close()
+	var out []event.Event
+	for rows.Next() {
+		var (
+			e             event.Event
+			tid, st, body string
+		)
+		if err := rows.Scan(&e.ID, &tid, &e.TaskType, &e.EventType, &st, &e.TenantID, &body, &e.CreatedAt); err != nil {
+			return nil, fmt.Errorf("listing events: %w", err)
+		}
+		if e.TaskID, err = uuid.Parse(tid); err != nil {
+			return nil, fmt.Errorf("event %d task id: %w", e.ID, err)
+		}
+		e.Status, e.Body, e.CreatedAt = task.Status(st), json.RawMessage(body), e.CreatedAt.UTC()
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,360 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/computeserver/compute/internal/event"
+	"github.com/computeserver/compute/internal/store"
+	"github.com/computeserver/compute/internal/task"
+)
+
+// querier is what *sql.DB and *sql.Tx have in common.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// CreateTask implements store.Store.
+func (s *Store) CreateTask(ctx context.Context, rec *store.Record) (*store.Record, bool, error) {
+	t, def := rec.Task, rec.Def
+	vals, err := baseValues(t)
+	if err != nil {
+		return nil, false, fmt.Errorf("encoding task: %w", err)
+	}
+	cols := []string{"id"}
+	typeVals := []any{t.ID.String()}
+	for _, c := range def.Columns {
+		v, err := columnValue(rec.Fields, c)
+		if err != nil {
+			return nil, false, err
+		}
+		cols = append(cols, quote(c.Name))
+		typeVals = append(typeVals, v)
+	}
+	insertBase := `INSERT INTO tasks (` + baseColumns + `) VALUES (` + placeholders(1, len(vals)) + `)
+		ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`
+	insertType := `INSERT INTO ` + quote(def.Table) + ` (` + strings.Join(cols, ", ") + `) VALUES (` + placeholders(1, len(typeVals)) + `)`
+
+	var existing *store.Record
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, insertBase, vals...)
+		if err != nil {
+			return fmt.Errorf("inserting task: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			// The idempotency key is taken: return the task that has it.
+			existing, err = s.getBy(ctx, tx, "idempotency_key = $1", t.IdempotencyKey)
+			if err != nil {
+				return fmt.Errorf("loading task for idempotency key: %w", err)
+			}
+			if existing.Task.RequestHash != t.RequestHash {
+				return task.ErrIdempotencyMismatch
+			}
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, insertType, typeVals...); err != nil {
+			return fmt.Errorf("inserting %s row: %w", def.Table, err)
+		}
+		_, err = s.insertEvents(ctx, tx, []event.Event{event.New(t, event.KindStatus, t.CreatedAt)})
+		return err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if existing != nil {
+		return existing, false, nil
+	}
+	return rec, true, nil
+}
+
+// GetTask implements store.Store.
+func (s *Store) GetTask(ctx context.Context, id uuid.UUID, scope store.Scope) (*store.Record, error) {
+	where, args := "id = $1", []any{id.String()}
+	if !scope.Admin {
+		where, args = where+" AND origin_tenant_id = $2", append(args, scope.TenantID)
+	}
+	return s.getBy(ctx, s.r, where, args...)
+}
+
+// getBy loads one task matching where, with its type fields.
+func (s *Store) getBy(ctx context.Context, q querier, where string, args ...any) (*store.Record, error) {
+	t, err := scanTask(q.QueryRowContext(ctx, `SELECT `+baseColumns+` FROM tasks WHERE `+where, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, task.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading task: %w", err)
+	}
+	recs, err := s.attachFields(ctx, q, []*task.Task{t})
+	if err != nil {
+		return nil, err
+	}
+	return recs[0], nil
+}
+
+// attachFields loads the type fields of tasks, one query per type.
+func (s *Store) attachFields(ctx context.Context, q querier, tasks []*task.Task) ([]*store.Record, error) {
+	recs := make([]*store.Record, len(tasks))
+	byType := map[string][]int{}
+	for i, t := range tasks {
+		def, ok := s.reg.Lookup(t.Type)
+		if !ok {
+			return nil, fmt.Errorf("task %s has type %q, which is not registered", t.ID, t.Type)
+		}
+		recs[i] = &store.Record{Task: t, Def: def}
+		byType[t.Type] = append(byType[t.Type], i)
+	}
+	for name, idx := range byType {
+		def := recs[idx[0]].Def
+		pos := map[string]int{}
+		args := make([]any, len(idx))
+		for j, i := range idx {
+			args[j] = tasks[i].ID.String()
+			pos[tasks[i].ID.String()] = i
+		}
+		cols := make([]string, len(def.Columns))
+		for j, c := range def.Columns {
+			cols[j] = quote(c.Name)
+		}
+		rows, err := q.QueryContext(ctx, `SELECT id, `+strings.Join(cols, ", ")+` FROM `+quote(def.Table)+
+			` WHERE id IN (`+placeholders(1, len(args))+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("loading %s fields: %w", name, err)
+		}
+		for rows.Next() {
+			var id string
+			dest := make([]any, len(def.Columns)+1)
+			dest[0] = &id
+			for j, c := range def.Columns {
+				dest[j+1] = columnDest(c)
+			}
+			if err := rows.Scan(dest...); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("scanning %s fields: %w", name, err)
+			}
+			id = normalizeUUID(id)
+			model := def.NewModel()
+			for j, c := range def.Columns {
+				if err := setColumn(model, c, dest[j+1]); err != nil {
+					rows.Close()
+					return nil, fmt.Errorf("task %s: %w", id, err)
+				}
+			}
+			recs[pos[id]].Fields = model
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("loading %s fields: %w", name, err)
+		}
+	}
+	for _, r := range recs {
+		if r.Fields == nil {
+			return nil, fmt.Errorf("task %s has no row in %s", r.Task.ID, r.Def.Table)
+		}
+	}
+	return recs, nil
+}
+
+func normalizeUUID(s string) string {
+	if u, err := uuid.Parse(s); err == nil {
+		return u.String()
+	}
+	return s
+}
+
+// ListTasks implements store.Store.
+func (s *Store) ListTasks(ctx context.Context, f store.ListFilter) (store.Page, error) {
+	var (
+		conds []string
+		args  []any
+	)
+	add := func(cond string, v any) {
+		args = append(args, v)
+		conds = append(conds, fmt.Sprintf(cond, len(args)))
+	}
+	if !f.Scope.Admin {
+		add("origin_tenant_id = $%d", f.Scope.TenantID)
+	}
+	if f.TenantID != "" {
+		add("origin_tenant_id = $%d", f.TenantID)
+	}
+	if f.TaskType != "" {
+		add("task_type = $%d", f.TaskType)
+	}
+	if f.Status != "" {
+		add("status = $%d", string(f.Status))
+	}
+	if f.QueueName != "" {
+		add("queue_name = $%d", f.QueueName)
+	}
+	if !f.CreatedAfter.IsZero() {
+		add("created_at >= $%d", f.CreatedAfter.UTC())
+	}
+	if !f.CreatedBefore.IsZero() {
+		add("created_at < $%d", f.CreatedBefore.UTC())
+	}
+	if f.Cursor != "" {
+		at, id, err := DecodeCursor(f.Cursor)
+		if err != nil {
+			return store.Page{}, err
+		}
+		args = append(args, at, id.String())
+		conds = append(conds, fmt.Sprintf("(created_at < $%d OR (created_at = $%d AND id < $%d))", len(args)-1, len(args)-1, len(args)))
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	q := `SELECT ` + baseColumns + ` FROM tasks`
+	if len(conds) > 0 {
+		q += ` WHERE ` + strings.Join(conds, " AND ")
+	}
+	args = append(args, limit+1)
+	q += fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args))
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return store.Page{}, fmt.Errorf("listing tasks: %w", err)
+	}
+	var tasks []*task.Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			rows.Close()
+			return store.Page{}, fmt.Errorf("listing tasks: %w", err)
+		}
+		tasks = append(tasks, t)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return store.Page{}, fmt.Errorf("listing tasks: %w", err)
+	}
+	var page store.Page
+	if len(tasks) > limit {
+		tasks = tasks[:limit]
+		last := tasks[limit-1]
+		page.NextCursor = EncodeCursor(last.CreatedAt, last.ID)
+	}
+	if len(tasks) == 0 {
+		page.Records = []*store.Record{}
+		return page, nil
+	}
+	page.Records, err = s.attachFields(ctx, s.r, tasks)
+	return page, err
+}
+
+// ErrBadCursor is returned for a cursor that was not produced by ListTasks.
+var ErrBadCursor = errors.New("invalid cursor")
+
+// EncodeCursor makes the opaque cursor of a keyset position.
+func EncodeCursor(at time.Time, id uuid.UUID) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(at.UTC().Format(time.RFC3339Nano) + "|" + id.String()))
+}
+
+// DecodeCursor parses a cursor made by EncodeCursor.
+func DecodeCursor(c string) (time.Time, uuid.UUID, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return time.Time{}, uuid.UUID{}, ErrBadCursor
+	}
+	ts, ids, ok := strings.Cut(string(raw), "|")
+	if !ok {
+		return time.Time{}, uuid.UUID{}, ErrBadCursor
+	}
+	at, err := time.Parse(time.RFC3339Nano, ts)
+	if err != nil {
+		return time.Time{}, uuid.UUID{}, ErrBadCursor
+	}
+	id, err := uuid.Parse(ids)
+	if err != nil {
+		return time.Time{}, uuid.UUID{}, ErrBadCursor
+	}
+	return at.UTC(), id, nil
+}
+
+// UpdateTask implements store.Store.
+func (s *Store) UpdateTask(ctx context.Context, id uuid.UUID, scope store.Scope, p store.Patch) (*store.Record, error) {
+	where, args := "id = $1", []any{id.String()}
+	if !scope.Admin {
+		where, args = where+" AND origin_tenant_id = $2", append(args, scope.TenantID)
+	}
+	var rec *store.Record
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		rec, err = s.getBy(ctx, tx, where+s.d.forUpdate, args...)
+		if err != nil {
+			return err
+		}
+		t := rec.Task
+		if t.Status != task.StatusPending {
+			return fmt.Errorf("%w: the task is %s", store.ErrNotEditable, t.Status)
+		}
+		if p.Apply != nil {
+			changed, err := p.Apply(rec.Fields)
+			if err != nil {
+				return err
+			}
+			if len(changed) > 0 {
+				sets := make([]string, len(changed))
+				vals := make([]any, 0, len(changed)+1)
+				for i, c := range changed {
+					v, err := columnValue(rec.Fields, c)
+					if err != nil {
+						return err
+					}
+					vals = append(vals, v)
+					sets[i] = fmt.Sprintf("%s = $%d", quote(c.Name), i+1)
+				}
+				vals = append(vals, t.ID.String())
+				if _, err := tx.ExecContext(ctx, `UPDATE `+quote(rec.Def.Table)+` SET `+strings.Join(sets, ", ")+
+					fmt.Sprintf(` WHERE id = $%d`, len(vals)), vals...); err != nil {
+					return fmt.Errorf("updating %s: %w", rec.Def.Table, err)
+				}
+			}
+		}
+		if p.Priority != nil {
+			t.Priority = *p.Priority
+		}
+		if p.QueueName != nil {
+			t.QueueName = *p.QueueName
+		}
+		if p.RunAt != nil {
+			t.RunAt = p.RunAt.UTC()
+		}
+		if p.MaxAttempts != nil {
+			t.MaxAttempts = *p.MaxAttempts
+		}
+		if p.WebhookURL != nil {
+			t.WebhookURL = *p.WebhookURL
+		}
+		if p.WebhookEvents != nil {
+			t.WebhookEvents = *p.WebhookEvents
+		}
+		t.UpdatedAt = task.Now()
+		events, err := jsonText(nonNil(t.WebhookEvents))
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE tasks SET priority = $1, queue_name = $2, run_at = $3, max_attempts = $4,
+			webhook_url = $5, webhook_events = $6, updated_at = $7 WHERE id = $8 AND status = 'pending'`,
+			t.Priority, t.QueueName, t.RunAt, t.MaxAttempts, t.WebhookURL, events, t.UpdatedAt, t.ID.String())
+		if err != nil {
+			return fmt.Errorf("updating task: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return fmt.Errorf("%w: the task is no longer pending", store.ErrNotEditable)
+		}
+		return nil
+	})
+	return rec, err
+}

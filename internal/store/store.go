@@ -1,0 +1,219 @@
+// Package store is the seam between the compute server and its database.
+// Store is implemented once, over database/sql, by package sqlstore for
+// SQLite and PostgreSQL; package storetest is the conformance suite both
+// must pass. No database types leak out of this package.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/computeserver/compute/internal/event"
+	"github.com/computeserver/compute/internal/registry"
+	"github.com/computeserver/compute/internal/task"
+)
+
+// Record is a task loaded with its concrete type: the base row, the type's
+// fields (a *M for the type's fields struct M) and the type's definition.
+type Record struct {
+	Task   *task.Task
+	Fields any
+	Def    *registry.Definition
+}
+
+// Scope limits what a caller can see: an admin sees every task, a tenant
+// only its own. Tasks outside the scope behave as if they did not exist.
+type Scope struct {
+	Admin    bool
+	TenantID string
+}
+
+// AdminScope sees everything; used by the engine and by admin keys.
+var AdminScope = Scope{Admin: true}
+
+// Capabilities tell the engine what the database can do, so it branches on
+// features rather than engine names.
+type Capabilities struct {
+	// SkipLocked is true when claims can skip rows locked by others
+	// (concurrent claimers in several processes).
+	SkipLocked bool
+	// ListenNotify is true when the database can wake other processes.
+	ListenNotify bool
+}
+
+// Store is the persistence interface of the compute server.
+type Store interface {
+	// Capabilities reports what the database supports.
+	Capabilities() Capabilities
+	// Dialect names the SQL dialect ("sqlite" or "postgres") for
+	// migrations and diagnostics.
+	Dialect() string
+	// Ping checks the database is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the connections.
+	Close() error
+
+	// Migrate applies every pending migration, the core's and each
+	// registered type's.
+	Migrate(ctx context.Context) error
+	// MigrationStatus lists the migrations and whether each is applied.
+	MigrationStatus(ctx context.Context) ([]MigrationState, error)
+
+	// CreateTask inserts the base row, the type row and the "created"
+	// event in one transaction. When rec.Task.IdempotencyKey is already
+	// used, it returns the existing record and created=false, or
+	// task.ErrIdempotencyMismatch when RequestHash differs.
+	CreateTask(ctx context.Context, rec *Record) (existing *Record, created bool, err error)
+	// GetTask loads a task with its concrete type.
+	GetTask(ctx context.Context, id uuid.UUID, scope Scope) (*Record, error)
+	// ListTasks returns one page of tasks, newest first.
+	ListTasks(ctx context.Context, f ListFilter) (Page, error)
+	// UpdateTask applies a PATCH to a pending task in one transaction.
+	UpdateTask(ctx context.Context, id uuid.UUID, scope Scope, p Patch) (*Record, error)
+
+	// SetStatus moves a task to a new status if the transition is allowed
+	// (and, for a run's writes, if the run still owns the task), writing
+	// the row and its event in one transaction. Refused changes write
+	// nothing and return task.ErrIllegalTransition or task.ErrStaleRun.
+	SetStatus(ctx context.Context, c StatusChange) (*task.Task, *event.Event, error)
+
+	// ClaimTasks atomically moves up to p.Limit due pending tasks to
+	// executing for one worker, in priority, run_at, created_at order.
+	ClaimTasks(ctx context.Context, p ClaimParams) ([]*Record, error)
+	// SaveFields writes a run's type fields; conditional on the attempt.
+	SaveFields(ctx context.Context, id uuid.UUID, attempt int, def *registry.Definition, fields any) error
+	// SetProgress records progress and stage, extends the lease and,
+	// when emit is true, writes a progress event; conditional on the
+	// attempt.
+	SetProgress(ctx context.Context, p ProgressUpdate) (*event.Event, error)
+	// SetServiceTaskID records the external job id; conditional on the
+	// attempt.
+	SetServiceTaskID(ctx context.Context, id uuid.UUID, attempt int, serviceTaskID string) error
+
+	// ListEvents returns events after an id, oldest first.
+	ListEvents(ctx context.Context, f EventFilter) ([]event.Event, error)
+
+	// CreateAPIKey stores a key (only its hash).
+	CreateAPIKey(ctx context.Context, k APIKey) error
+	// LookupAPIKey finds an unrevoked key by its hash.
+	LookupAPIKey(ctx context.Context, hash string) (*APIKey, error)
+	// CountAPIKeys counts unrevoked keys.
+	CountAPIKeys(ctx context.Context) (int, error)
+}
+
+// MigrationState is one migration and whether it has been applied.
+type MigrationState struct {
+	Version   int64
+	Source    string
+	Applied   bool
+	AppliedAt time.Time
+}
+
+// ListFilter selects tasks for ListTasks. Zero values do not filter.
+type ListFilter struct {
+	Scope         Scope
+	TaskType      string
+	Status        task.Status
+	QueueName     string
+	TenantID      string
+	CreatedAfter  time.Time
+	CreatedBefore time.Time
+	// Limit is the page size (1–500; 0 means 50).
+	Limit int
+	// Cursor continues a previous page (Page.NextCursor).
+	Cursor string
+}
+
+// Page is one page of ListTasks.
+type Page struct {
+	Records []*Record
+	// NextCursor is empty on the last page.
+	NextCursor string
+}
+
+// Patch is a PATCH of a pending task: base fields (nil = unchanged) and the
+// type fields to write.
+type Patch struct {
+	Priority      *int
+	QueueName     *string
+	RunAt         *time.Time
+	MaxAttempts   *int
+	WebhookURL    *string
+	WebhookEvents *[]string
+	// Apply changes the loaded type fields in place and returns the
+	// columns it changed; it runs inside the transaction.
+	Apply func(fields any) ([]registry.Column, error)
+}
+
+// StatusChange is one requested status transition.
+type StatusChange struct {
+	TaskID uuid.UUID
+	To     task.Status
+	// Scope limits which tasks an API caller can change.
+	Scope Scope
+	// Attempt, when > 0, makes the change conditional on the run that
+	// holds that attempt still owning the task.
+	Attempt int
+	// Result is stored on completion.
+	Result json.RawMessage
+	// Err, when set, is appended to the task's errors and becomes its
+	// error_message and error_category.
+	Err *task.Error
+	// RunAt sets when a re-queued task may run again.
+	RunAt *time.Time
+	// CountRetry increments retry_count (a failed attempt).
+	CountRetry bool
+	// ResetForRetry clears result, error fields and progress (a user
+	// retry of a failed or cancelled task).
+	ResetForRetry bool
+}
+
+// ClaimParams parameterise ClaimTasks.
+type ClaimParams struct {
+	Worker string
+	Limit  int
+	Lease  time.Duration
+	// Queues, when not empty, limits the claim to these queues.
+	Queues []string
+	// Types, when not empty, limits the claim to these task types.
+	Types []string
+}
+
+// ProgressUpdate is one progress report of a run.
+type ProgressUpdate struct {
+	TaskID   uuid.UUID
+	Attempt  int
+	Progress float64
+	Stage    string
+	Lease    time.Duration
+	Emit     bool
+}
+
+// EventFilter selects events for ListEvents.
+type EventFilter struct {
+	TaskID  uuid.UUID // zero: every task
+	AfterID int64
+	Limit   int
+	Scope   Scope
+}
+
+// APIKey is a stored API key. The key itself is never stored.
+type APIKey struct {
+	ID        uuid.UUID
+	Hash      string // hex SHA-256 of the key
+	Prefix    string // the first characters, to tell keys apart
+	Name      string
+	TenantID  string
+	Admin     bool
+	CreatedAt time.Time
+}
+
+// ErrNotEditable means the task is no longer pending and cannot be patched.
+var ErrNotEditable = errors.New("only pending tasks can be updated")
+
+// ErrKeyNotFound means no active API key has that hash.
+var ErrKeyNotFound = errors.New("api key not found")

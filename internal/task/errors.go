@@ -1,0 +1,76 @@
+package task
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Sentinel errors shared by the store, the engine and the API.
+var (
+	// ErrNotFound means no task with that id is visible to the caller.
+	ErrNotFound = errors.New("task not found")
+	// ErrIllegalTransition means the task's current status does not allow
+	// the requested change; nothing was written.
+	ErrIllegalTransition = errors.New("illegal status transition")
+	// ErrStaleRun means the write came from a run that no longer owns the
+	// task (its claim was superseded); nothing was written.
+	ErrStaleRun = errors.New("run no longer owns the task")
+	// ErrIdempotencyMismatch means an Idempotency-Key was reused with a
+	// different request body.
+	ErrIdempotencyMismatch = errors.New("idempotency key reused with a different request")
+)
+
+// TransitionError reports a refused status change with the status the task
+// actually had.
+type TransitionError struct {
+	From, To Status
+}
+
+// Error implements error.
+func (e *TransitionError) Error() string {
+	return fmt.Sprintf("cannot move a %s task to %s", e.From, e.To)
+}
+
+// Unwrap lets errors.Is match ErrIllegalTransition.
+func (e *TransitionError) Unwrap() error { return ErrIllegalTransition }
+
+// PermanentError marks a processor failure that must not be retried.
+type PermanentError struct{ Err error }
+
+// Error implements error.
+func (e *PermanentError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the wrapped error.
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent wraps err so the engine fails the task without retrying it.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &PermanentError{Err: err}
+}
+
+// IsPermanent reports whether err (or an error it wraps) is permanent.
+func IsPermanent(err error) bool {
+	var p *PermanentError
+	return errors.As(err, &p)
+}
+
+// RetryAfterError asks the engine to retry no sooner than After.
+type RetryAfterError struct {
+	Err   error
+	After time.Duration
+}
+
+// Error implements error.
+func (e *RetryAfterError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the wrapped error.
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// RetryAfter wraps err so the next attempt waits at least d.
+func RetryAfter(err error, d time.Duration) error {
+	return &RetryAfterError{Err: err, After: d}
+}

@@ -1,0 +1,108 @@
+package task
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Task is the common part of every task: the columns of the base table
+// `tasks`. The fields of a task's own type live in that type's table and are
+// carried beside a Task (see registry.Record).
+type Task struct {
+	ID       uuid.UUID `json:"id"`
+	Type     string    `json:"task_type"`
+	Status   Status    `json:"status"`
+	Progress float64   `json:"progress"`
+	// Stage is the processor's free-text description of what it is doing.
+	Stage string `json:"stage,omitempty"`
+
+	ProviderType   string `json:"provider_type"`
+	QueueName      string `json:"queue_name"`
+	Priority       int    `json:"priority"`
+	OriginInstance string `json:"origin_instance,omitempty"`
+	OriginZone     string `json:"origin_zone,omitempty"`
+	OriginTenantID string `json:"origin_tenant_id,omitempty"`
+
+	CreatedAt   time.Time  `json:"created_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+	StartedAt   *time.Time `json:"started_at"`
+	CompletedAt *time.Time `json:"completed_at"`
+	RunAt       time.Time  `json:"run_at"`
+
+	ExecutorType     string `json:"executor_type,omitempty"`
+	ExecutorInstance string `json:"executor_instance,omitempty"`
+	ServiceTaskID    string `json:"service_task_id,omitempty"`
+
+	Errors        []Error `json:"errors"`
+	ErrorMessage  string  `json:"error_message,omitempty"`
+	ErrorCategory string  `json:"error_category,omitempty"`
+	RetryCount    int     `json:"retry_count"`
+	MaxAttempts   int     `json:"max_attempts"`
+
+	IsResumed          bool       `json:"is_resumed"`
+	ResumeAttemptCount int        `json:"resume_attempt_count"`
+	LastResumeAttempt  *time.Time `json:"last_resume_attempt"`
+
+	TimeoutSeconds      int `json:"timeout_seconds"`
+	StartTimeoutSeconds int `json:"start_timeout_seconds,omitempty"`
+
+	WebhookURL    string   `json:"webhook_url,omitempty"`
+	WebhookEvents []string `json:"webhook_events,omitempty"`
+
+	Result json.RawMessage `json:"result"`
+
+	// Attempt counts claims; every write a run makes is conditional on it,
+	// so a worker that lost its claim cannot overwrite a newer run.
+	Attempt int `json:"attempt"`
+	// LeaseExpiresAt is when a claimed task is considered abandoned.
+	LeaseExpiresAt *time.Time `json:"lease_expires_at,omitempty"`
+	// IdempotencyKey is the client's Idempotency-Key, scoped to its API key
+	// owner. It is not part of the public representation.
+	IdempotencyKey string `json:"-"`
+	// RequestHash identifies the create request that used IdempotencyKey.
+	RequestHash string `json:"-"`
+}
+
+// Error is one entry of a task's error list: one per failed attempt.
+type Error struct {
+	Attempt  int       `json:"attempt"`
+	Message  string    `json:"message"`
+	Category string    `json:"category"`
+	At       time.Time `json:"at"`
+}
+
+// Error categories recorded in error_category and in Error.Category.
+const (
+	CategoryProcessor    = "processor_error"
+	CategoryPermanent    = "permanent"
+	CategoryTimeout      = "timeout"
+	CategoryStartTimeout = "start_timeout"
+	CategoryCancelled    = "cancelled"
+	CategoryLost         = "lost"
+	CategoryInvalidInput = "invalid_input"
+)
+
+// Result is what a processor returns on success; it is stored as the task's
+// `result` and served by GET /tasks/{id}/result.
+type Result struct {
+	// Artifacts are the files the task produced, with their download URLs.
+	Artifacts []Artifact `json:"artifacts"`
+	// Data is type-specific output (for example an LLM's text).
+	Data any `json:"data,omitempty"`
+}
+
+// Artifact describes one stored output file.
+type Artifact struct {
+	Key         string `json:"key"`
+	URL         string `json:"url"`
+	ContentType string `json:"content_type"`
+	Size        int64  `json:"size"`
+	SHA256      string `json:"sha256,omitempty"`
+}
+
+// Now returns the current time truncated to microseconds in UTC, the
+// precision both databases keep, so a value read back equals the one
+// written.
+func Now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
