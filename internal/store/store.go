@@ -217,3 +217,6 @@ var ErrNotEditable = errors.New("only pending tasks can be updated")
 
 // ErrKeyNotFound means no active API key has that hash.
 var ErrKeyNotFound = errors.New("api key not found")
+
+// ErrBadCursor means a list cursor was not produced by ListTasks.
+var ErrBadCursor = errors.New("invalid cursor")

@@ -14,7 +14,7 @@ import (
 // CreateAPIKey implements store.Store.
 func (s *Store) CreateAPIKey(ctx context.Context, k store.APIKey) error {
 	_, err := s.w.ExecContext(ctx, `INSERT INTO api_keys (id, key_hash, prefix, name, tenant_id, is_admin, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)`, k.ID.String(), k.Hash, k.Prefix, k.Name, k.TenantID, k.Admin, k.CreatedAt.UTC())
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`, k.ID.String(), k.Hash, k.Prefix, k.Name, k.TenantID, k.Admin, dbTime(k.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("storing api key: %w", err)
 	}
@@ -39,6 +39,7 @@ func (s *Store) LookupAPIKey(ctx context.Context, hash string) (*store.APIKey, e
 	if k.ID, err = uuid.Parse(id); err != nil {
 		return nil, fmt.Errorf("api key id: %w", err)
 	}
+	k.CreatedAt = k.CreatedAt.UTC()
 	return &k, nil
 }
 

@@ -85,8 +85,8 @@ func baseValues(t *task.Task) ([]any, error) {
 		return nil, err
 	}
 	return []any{t.ID.String(), t.Type, string(t.Status), t.Progress, t.Stage, t.ProviderType, t.QueueName, t.Priority,
-		t.OriginInstance, t.OriginZone, t.OriginTenantID, t.CreatedAt, t.UpdatedAt, nullTime(t.StartedAt), nullTime(t.CompletedAt),
-		t.RunAt, t.ExecutorType, t.ExecutorInstance, t.ServiceTaskID, string(errs), t.ErrorMessage, t.ErrorCategory,
+		t.OriginInstance, t.OriginZone, t.OriginTenantID, dbTime(t.CreatedAt), dbTime(t.UpdatedAt), nullTime(t.StartedAt), nullTime(t.CompletedAt),
+		dbTime(t.RunAt), t.ExecutorType, t.ExecutorInstance, t.ServiceTaskID, string(errs), t.ErrorMessage, t.ErrorCategory,
 		t.RetryCount, t.MaxAttempts, t.IsResumed, t.ResumeAttemptCount, nullTime(t.LastResumeAttempt), t.TimeoutSeconds,
 		t.StartTimeoutSeconds, t.WebhookURL, string(events), nullJSON(t.Result), t.Attempt, nullTime(t.LeaseExpiresAt),
 		nullString(t.IdempotencyKey), t.RequestHash}, nil
@@ -111,8 +111,15 @@ func nullTime(t *time.Time) any {
 	if t == nil {
 		return nil
 	}
-	return t.UTC()
+	return dbTime(*t)
 }
+
+// dbTime is the form every time is written in: UTC, truncated to the
+// microsecond. PostgreSQL keeps microseconds and SQLite compares the text
+// it stores, so a time in another zone or with nanoseconds would read back
+// differently on the two databases and, on SQLite, sort and compare wrongly
+// against times written in UTC.
+func dbTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
 func nullString(s string) any {
 	if s == "" {
@@ -157,7 +164,7 @@ func columnValue(model any, c registry.Column) (any, error) {
 	case registry.KindBool:
 		return v.Bool(), nil
 	case registry.KindTime:
-		return v.Interface().(time.Time).UTC(), nil
+		return dbTime(v.Interface().(time.Time)), nil
 	}
 	return nil, fmt.Errorf("column %s: unsupported kind %s", c.Name, c.Kind)
 }

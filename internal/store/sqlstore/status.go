@@ -1,11 +1,14 @@
 package sqlstore
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -110,7 +113,7 @@ func applyChange(t *task.Task, c store.StatusChange, now time.Time) {
 		t.ExecutorInstance, t.LeaseExpiresAt = "", nil
 		t.RunAt = now
 		if c.RunAt != nil {
-			t.RunAt = c.RunAt.UTC()
+			t.RunAt = dbTime(*c.RunAt)
 		}
 	case c.To.Terminal():
 		t.CompletedAt, t.LeaseExpiresAt = &now, nil
@@ -180,11 +183,15 @@ func (s *Store) ClaimTasks(ctx context.Context, p store.ClaimParams) ([]*store.R
 			args = append(args, t)
 		}
 	}
-	q := `UPDATE tasks SET status = 'executing', executor_instance = $1, started_at = COALESCE(started_at, $2),
-		updated_at = $2, lease_expires_at = $3, attempt = attempt + 1
-		WHERE id IN (SELECT id FROM tasks WHERE status = 'pending' AND run_at <= $2` + filter + `
+	// The rows to claim are picked once, in a materialised CTE. As a plain
+	// IN (subquery), PostgreSQL may rescan the subquery for each row it
+	// updates; a rescan skips the rows this statement has already updated
+	// and locks the next ones, so the claim took every due task, not Limit.
+	q := `WITH picked AS MATERIALIZED (SELECT id FROM tasks WHERE status = 'pending' AND run_at <= $2` + filter + `
 			ORDER BY priority DESC, run_at, created_at LIMIT $4` + s.d.skipLocked + `)
-		AND status = 'pending'
+		UPDATE tasks SET status = 'executing', executor_instance = $1, started_at = COALESCE(started_at, $2),
+		updated_at = $2, lease_expires_at = $3, attempt = attempt + 1
+		WHERE id IN (SELECT id FROM picked) AND status = 'pending'
 		RETURNING ` + baseColumns
 	var recs []*store.Record
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -208,6 +215,8 @@ func (s *Store) ClaimTasks(ctx context.Context, p store.ClaimParams) ([]*store.R
 		if len(tasks) == 0 {
 			return nil
 		}
+		// RETURNING has no order: return the tasks in claim order.
+		slices.SortFunc(tasks, claimOrder)
 		evs := make([]event.Event, len(tasks))
 		for i, t := range tasks {
 			evs[i] = event.New(t, event.KindStatus, now)
@@ -219,6 +228,21 @@ func (s *Store) ClaimTasks(ctx context.Context, p store.ClaimParams) ([]*store.R
 		return err
 	})
 	return recs, err
+}
+
+// claimOrder is the order ClaimTasks picks tasks in: priority DESC,
+// run_at, created_at (then id, to be total).
+func claimOrder(a, b *task.Task) int {
+	if c := cmp.Compare(b.Priority, a.Priority); c != 0 {
+		return c
+	}
+	if c := a.RunAt.Compare(b.RunAt); c != 0 {
+		return c
+	}
+	if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+		return c
+	}
+	return bytes.Compare(a.ID[:], b.ID[:])
 }
 
 // ownedBy is the condition that a run still owns a task.

@@ -199,10 +199,10 @@ func (s *Store) ListTasks(ctx context.Context, f store.ListFilter) (store.Page, 
 		add("queue_name = $%d", f.QueueName)
 	}
 	if !f.CreatedAfter.IsZero() {
-		add("created_at >= $%d", f.CreatedAfter.UTC())
+		add("created_at >= $%d", dbTime(f.CreatedAfter))
 	}
 	if !f.CreatedBefore.IsZero() {
-		add("created_at < $%d", f.CreatedBefore.UTC())
+		add("created_at < $%d", dbTime(f.CreatedBefore))
 	}
 	if f.Cursor != "" {
 		at, id, err := DecodeCursor(f.Cursor)
@@ -213,8 +213,11 @@ func (s *Store) ListTasks(ctx context.Context, f store.ListFilter) (store.Page, 
 		conds = append(conds, fmt.Sprintf("(created_at < $%d OR (created_at = $%d AND id < $%d))", len(args)-1, len(args)-1, len(args)))
 	}
 	limit := f.Limit
-	if limit <= 0 {
+	switch {
+	case limit <= 0:
 		limit = 50
+	case limit > maxPage:
+		limit = maxPage
 	}
 	q := `SELECT ` + baseColumns + ` FROM tasks`
 	if len(conds) > 0 {
@@ -253,8 +256,11 @@ func (s *Store) ListTasks(ctx context.Context, f store.ListFilter) (store.Page, 
 	return page, err
 }
 
-// ErrBadCursor is returned for a cursor that was not produced by ListTasks.
-var ErrBadCursor = errors.New("invalid cursor")
+// maxPage is the largest page ListTasks returns (store.ListFilter.Limit).
+const maxPage = 500
+
+// ErrBadCursor is store.ErrBadCursor, kept here for callers of DecodeCursor.
+var ErrBadCursor = store.ErrBadCursor
 
 // EncodeCursor makes the opaque cursor of a keyset position.
 func EncodeCursor(at time.Time, id uuid.UUID) string {
@@ -329,7 +335,7 @@ func (s *Store) UpdateTask(ctx context.Context, id uuid.UUID, scope store.Scope,
 			t.QueueName = *p.QueueName
 		}
 		if p.RunAt != nil {
-			t.RunAt = p.RunAt.UTC()
+			t.RunAt = dbTime(*p.RunAt)
 		}
 		if p.MaxAttempts != nil {
 			t.MaxAttempts = *p.MaxAttempts
@@ -354,7 +360,13 @@ func (s *Store) UpdateTask(ctx context.Context, id uuid.UUID, scope store.Scope,
 		if n, _ := res.RowsAffected(); n != 1 {
 			return fmt.Errorf("%w: the task is no longer pending", store.ErrNotEditable)
 		}
-		return nil
+		// Return the task as stored (times in UTC to the microsecond,
+		// JSON as the database normalised it), as GetTask would.
+		rec, err = s.getBy(ctx, tx, "id = $1", t.ID.String())
+		return err
 	})
-	return rec, err
+	if err != nil {
+		return nil, err
+	}
+	return rec, nil
 }
