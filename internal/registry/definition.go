@@ -58,8 +58,9 @@ type Definition struct {
 // NewModel returns a pointer to a zero value of the type's fields struct.
 func (d *Definition) NewModel() any { return d.newModel() }
 
-// PrepareModel applies the type's defaults (from `default` tags and an
-// optional Defaulter) and runs its optional Validator.
+// PrepareModel runs the fields struct's optional Defaulter and Validator.
+// Defaults declared in `default` tags are applied by the API to absent JSON
+// keys before decoding; code that builds fields in Go sets them itself.
 func (d *Definition) PrepareModel(m any) error {
 	d.defaults(m)
 	return d.validate(m)

@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"io/fs"
 	"reflect"
+	"slices"
 	"time"
 
 	"github.com/computeserver/compute/internal/task"
 )
 
-// Processor[M] is what a task author implements: run one attempt of a task
+// ProcessorOf is what a task author implements: run one attempt of a task
 // whose type fields are M. Return task.Permanent(err) for failures that must
 // not be retried.
 type ProcessorOf[M any] interface {
@@ -25,7 +26,7 @@ func (f ProcessorFunc[M]) Process(ctx context.Context, job *Job[M]) (*task.Resul
 	return f(ctx, job)
 }
 
-// SchedulerOf[M] optionally adjusts queue_name, priority, run_at or
+// SchedulerOf optionally adjusts queue_name, priority, run_at or
 // provider_type of a new task from its fields.
 type SchedulerOf[M any] interface {
 	Schedule(ctx context.Context, t *task.Task, fields *M) error
@@ -182,7 +183,12 @@ func (t Type[M, U]) Declare() (*Definition, error) {
 	if def.DefaultProvider == "" {
 		def.DefaultProvider = "local"
 	}
-	def.Providers = append([]string{def.DefaultProvider}, t.Providers...)
+	def.Providers = []string{def.DefaultProvider}
+	for _, p := range t.Providers {
+		if !slices.Contains(def.Providers, p) {
+			def.Providers = append(def.Providers, p)
+		}
+	}
 	if def.DefaultQueue == "" {
 		def.DefaultQueue = "default"
 	}

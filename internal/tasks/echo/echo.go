@@ -19,8 +19,8 @@ const Name = "echo"
 // Fields are the echo type's own columns (table echo_tasks).
 type Fields struct {
 	Message  string `json:"message" db:"message" minLength:"1" maxLength:"65536" doc:"Text returned as the result."`
-	SleepMS  int    `json:"sleep_ms,omitempty" db:"sleep_ms" minimum:"0" maximum:"60000" doc:"Milliseconds to sleep before answering."`
-	FailWith string `json:"fail_with,omitempty" db:"fail_with" maxLength:"4096" doc:"When set, the task fails with this error message."`
+	SleepMS  int    `json:"sleep_ms" required:"false" db:"sleep_ms" minimum:"0" maximum:"60000" doc:"Milliseconds to sleep before answering."`
+	FailWith string `json:"fail_with" required:"false" db:"fail_with" maxLength:"4096" doc:"When set, the task fails with this error message."`
 }
 
 // Update is the PATCH body of an echo task.

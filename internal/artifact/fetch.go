@@ -1,0 +1,228 @@
+package artifact
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/computeserver/compute/internal/netguard"
+)
+
+// DefaultMaxFetchBytes is the size limit of a fetched input when
+// Fetcher.MaxBytes is 0: 50 MiB.
+const DefaultMaxFetchBytes int64 = 50 << 20
+
+// PathPrefix is the API path under which artifacts are served; a URL under
+// it (on the server's own public base URL) is read from the store directly.
+const PathPrefix = "/api/v1/artifacts/"
+
+// ErrTooLarge means an input is larger than the fetcher's limit.
+var ErrTooLarge = errors.New("input too large")
+
+// ErrUnsupportedURL means a URL is neither an http(s) URL nor an artifact
+// path.
+var ErrUnsupportedURL = errors.New("unsupported input URL")
+
+// StatusError is a non-2xx answer to a fetch.
+type StatusError struct {
+	// URL is the fetched URL without its query string (which may hold a
+	// signature).
+	URL string
+	// StatusCode is the HTTP status code.
+	StatusCode int
+}
+
+// Error implements error.
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("fetching %s: HTTP %d %s", e.URL, e.StatusCode, http.StatusText(e.StatusCode))
+}
+
+// Temporary reports whether retrying later may succeed: a 5xx, 408 or 429.
+func (e *StatusError) Temporary() bool {
+	return e.StatusCode >= 500 || e.StatusCode == http.StatusRequestTimeout || e.StatusCode == http.StatusTooManyRequests
+}
+
+// Fetcher opens the inputs tasks name by URL: artifacts of this server are
+// read from the Store, anything else is downloaded with Client.
+type Fetcher struct {
+	// Store holds this server's artifacts.
+	Store Store
+	// Client downloads other URLs. It should come from
+	// netguard.NewHTTPClient; nil means one with the default (public
+	// addresses only) policy and a 2-minute timeout, never
+	// http.DefaultClient.
+	Client *http.Client
+	// PublicBaseURL is the server's external base URL (e.g.
+	// "https://compute.example.com"); URLs under PublicBaseURL+PathPrefix
+	// are read from Store without HTTP. Artifact paths ("/api/v1/artifacts/<key>")
+	// are always read from Store.
+	PublicBaseURL string
+	// MaxBytes is the size limit of one input (0: DefaultMaxFetchBytes).
+	MaxBytes int64
+	// Owner returns the tenant of the task a task artifact key belongs to.
+	// When set, a task of one tenant cannot read another tenant's
+	// artifacts (the server always sets it; nil skips the check, for
+	// tests of processors alone).
+	Owner func(ctx context.Context, key string) (tenantID string, err error)
+}
+
+var defaultClient = sync.OnceValue(func() *http.Client {
+	return netguard.NewHTTPClient(netguard.Policy{}, 2*time.Minute)
+})
+
+// Open returns the content and media type of the input at rawURL for a
+// task of tenant tenantID ("" for a task without tenant, which may read any
+// artifact). Errors wrap ErrUnsupportedURL, ErrInvalidKey, ErrNotFound,
+// ErrTooLarge, netguard.ErrForbiddenDestination or *StatusError where they
+// apply; anything else (a network failure) may succeed when retried.
+func (f *Fetcher) Open(ctx context.Context, tenantID, rawURL string) (data []byte, contentType string, err error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %v", ErrUnsupportedURL, err)
+	}
+	if key, ok := f.artifactKey(u); ok {
+		if err := f.authorize(ctx, tenantID, key); err != nil {
+			return nil, "", err
+		}
+		return f.openArtifact(ctx, key)
+	}
+	if err := netguard.CheckURL(rawURL); err != nil {
+		return nil, "", fmt.Errorf("%w: %w", ErrUnsupportedURL, err)
+	}
+	return f.download(ctx, u)
+}
+
+// artifactKey returns the artifact key of u when it names one of this
+// server's artifacts: a bare artifact path, or a URL under PublicBaseURL.
+func (f *Fetcher) artifactKey(u *url.URL) (string, bool) {
+	if u.Scheme == "" && u.Host == "" {
+		if key, ok := strings.CutPrefix(u.Path, PathPrefix); ok {
+			return key, true
+		}
+		return "", false
+	}
+	if f.PublicBaseURL == "" {
+		return "", false
+	}
+	base, err := url.Parse(strings.TrimRight(f.PublicBaseURL, "/"))
+	if err != nil || !strings.EqualFold(base.Scheme, u.Scheme) || !strings.EqualFold(base.Host, u.Host) {
+		return "", false
+	}
+	return strings.CutPrefix(u.Path, base.Path+PathPrefix)
+}
+
+// authorize refuses a tenant's task an artifact of another tenant's task,
+// answering as if it did not exist.
+func (f *Fetcher) authorize(ctx context.Context, tenantID, key string) error {
+	if f.Owner == nil || tenantID == "" {
+		return nil
+	}
+	owner, err := f.Owner(ctx, key)
+	if errors.Is(err, ErrNotFound) || (err == nil && owner != tenantID) {
+		return fmt.Errorf("opening artifact %s: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("checking the owner of artifact %s: %w", key, err)
+	}
+	return nil
+}
+
+func (f *Fetcher) maxBytes() int64 {
+	if f.MaxBytes > 0 {
+		return f.MaxBytes
+	}
+	return DefaultMaxFetchBytes
+}
+
+func (f *Fetcher) openArtifact(ctx context.Context, key string) ([]byte, string, error) {
+	if f.Store == nil {
+		return nil, "", fmt.Errorf("opening artifact %s: %w: no artifact store", key, ErrNotFound)
+	}
+	if err := ValidateKey(key); err != nil {
+		return nil, "", fmt.Errorf("opening artifact: %w", err)
+	}
+	rc, desc, err := f.Store.Open(ctx, key)
+	if err != nil {
+		return nil, "", fmt.Errorf("opening artifact %s: %w", key, err)
+	}
+	defer rc.Close()
+	if desc.Size > f.maxBytes() {
+		return nil, "", fmt.Errorf("artifact %s has %d bytes: %w (limit %d)", key, desc.Size, ErrTooLarge, f.maxBytes())
+	}
+	data, err := readLimited(rc, f.maxBytes())
+	if err != nil {
+		return nil, "", fmt.Errorf("reading artifact %s: %w", key, err)
+	}
+	ct := desc.ContentType
+	if ct == "" || ct == "application/octet-stream" {
+		ct = http.DetectContentType(data)
+	}
+	return data, ct, nil
+}
+
+func (f *Fetcher) download(ctx context.Context, u *url.URL) ([]byte, string, error) {
+	shown := redact(u)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %v", ErrUnsupportedURL, err)
+	}
+	req.Header.Set("User-Agent", "compute-server")
+	client := f.Client
+	if client == nil {
+		client = defaultClient()
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		// *url.Error repeats the full URL, query included; name the
+		// redacted one and keep the cause for errors.Is.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, "", fmt.Errorf("fetching %s: %w", shown, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096)) // lets the connection be reused
+		return nil, "", &StatusError{URL: shown, StatusCode: resp.StatusCode}
+	}
+	limit := f.maxBytes()
+	if resp.ContentLength > limit {
+		return nil, "", fmt.Errorf("fetching %s: %d bytes: %w (limit %d)", shown, resp.ContentLength, ErrTooLarge, limit)
+	}
+	data, err := readLimited(resp.Body, limit)
+	if err != nil {
+		return nil, "", fmt.Errorf("fetching %s: %w", shown, err)
+	}
+	ct := resp.Header.Get("Content-Type")
+	if ct == "" {
+		ct = http.DetectContentType(data)
+	}
+	return data, ct, nil
+}
+
+// readLimited reads r to the end, failing with ErrTooLarge past limit
+// bytes.
+func readLimited(r io.Reader, limit int64) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("more than %d bytes: %w", limit, ErrTooLarge)
+	}
+	return data, nil
+}
+
+// redact returns u without user info, query and fragment, for messages.
+func redact(u *url.URL) string {
+	c := *u
+	c.User, c.RawQuery, c.ForceQuery, c.Fragment, c.RawFragment = nil, "", false, "", ""
+	return c.String()
+}
