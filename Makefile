@@ -1,0 +1,24 @@
+# The compute server. `make run` serves on SQLite; `make test` runs every
+# test (PostgreSQL tests need the server named by COMPUTE_TEST_DATABASE_URL,
+# default postgres://postgres@127.0.0.1:5432/test; they skip without it
+# unless CI=true).
+GO ?= go
+export PATH := /usr/local/go/bin:$(PATH)
+
+.PHONY: run test test-short lint build
+
+run:
+	$(GO) run ./cmd/compute serve
+
+test:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-short:
+	$(GO) test -count=1 ./...
+
+build:
+	$(GO) build -o bin/compute ./cmd/compute
+
+lint:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

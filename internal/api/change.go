@@ -1,0 +1,158 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"reflect"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/computeserver/compute/internal/registry"
+	"github.com/computeserver/compute/internal/store"
+	"github.com/computeserver/compute/internal/task"
+)
+
+type patchInput struct {
+	TaskID string `path:"task_id" doc:"The task id (a UUID)."`
+	Body   json.RawMessage
+}
+
+type resultBody struct {
+	TaskID        string          `json:"task_id"`
+	TaskType      string          `json:"task_type"`
+	Status        task.Status     `json:"status"`
+	Progress      float64         `json:"progress"`
+	Result        json.RawMessage `json:"result" doc:"The processor's result: artifacts (with download URLs) and data; null until the task completes."`
+	ErrorMessage  string          `json:"error_message,omitempty"`
+	ErrorCategory string          `json:"error_category,omitempty"`
+}
+
+type resultOutput struct {
+	Body resultBody
+}
+
+func (s *Server) registerChangeRoutes() {
+	tags := []string{"Tasks"}
+	huma.Register(s.api, huma.Operation{
+		OperationID: "update-task", Method: http.MethodPatch, Path: "/api/v1/tasks/{task_id}", Tags: tags,
+		Summary:     "Update a pending task",
+		Description: "Accepts the base updatable fields and the fields the task's type allows to change. Only pending tasks can be updated (409 otherwise).",
+		Security:    bearer, MaxBodyBytes: s.cfg.MaxBodyBytes,
+		// Huma checks only that the body is an object; the handler validates
+		// it against the schema of the task's own type, which gives precise
+		// errors. The document shows the union (set below).
+		RequestBody: &huma.RequestBody{Required: true, Content: jsonBody(&huma.Schema{Type: huma.TypeObject})},
+		Responses:   map[string]*huma.Response{"200": {Description: "The updated task.", Content: jsonBody(s.publicUnion)}},
+		Errors:      []int{400, 401, 404, 409, 413, 422},
+	}, s.update)
+	if item := s.api.OpenAPI().Paths["/api/v1/tasks/{task_id}"]; item != nil && item.Patch != nil {
+		item.Patch.RequestBody.Content = jsonBody(s.updateUnion)
+	}
+
+	huma.Register(s.api, huma.Operation{
+		OperationID: "cancel-task", Method: http.MethodPost, Path: "/api/v1/tasks/{task_id}/cancel", Tags: tags,
+		Summary:     "Cancel a pending or executing task",
+		Description: "A pending task is cancelled at once; an executing task's processor is stopped. Terminal tasks answer 409.",
+		Security:    bearer,
+		Responses:   map[string]*huma.Response{"200": {Description: "The cancelled task.", Content: jsonBody(s.publicUnion)}},
+		Errors:      []int{401, 404, 409},
+	}, s.cancel)
+
+	huma.Register(s.api, huma.Operation{
+		OperationID: "get-task-result", Method: http.MethodGet, Path: "/api/v1/tasks/{task_id}/result", Tags: tags,
+		Summary: "Get a task's outputs and artifact URLs", Security: bearer, Errors: []int{401, 404},
+	}, func(ctx context.Context, in *idInput) (*resultOutput, error) {
+		rec, err := s.load(ctx, in.TaskID)
+		if err != nil {
+			return nil, err
+		}
+		t := rec.Task
+		return &resultOutput{Body: resultBody{
+			TaskID: t.ID.String(), TaskType: t.Type, Status: t.Status, Progress: t.Progress,
+			Result: t.Result, ErrorMessage: t.ErrorMessage, ErrorCategory: t.ErrorCategory,
+		}}, nil
+	})
+}
+
+func (s *Server) update(ctx context.Context, in *patchInput) (*taskOutput, error) {
+	var obj map[string]any
+	if err := json.Unmarshal(in.Body, &obj); err != nil || obj == nil {
+		return nil, huma.Error400BadRequest("the body must be a JSON object")
+	}
+	rec, err := s.load(ctx, in.TaskID)
+	if err != nil {
+		return nil, err
+	}
+	ts := s.types[rec.Task.Type]
+	reg := s.api.OpenAPI().Components.Schemas
+	res := &huma.ValidateResult{}
+	huma.Validate(reg, ts.update, huma.NewPathBuffer([]byte("body"), 4), huma.ModeWriteToServer, obj, res)
+	if len(res.Errors) > 0 {
+		return nil, validationError(res)
+	}
+	var base updateBase
+	if err := json.Unmarshal(in.Body, &base); err != nil {
+		return nil, huma.Error422UnprocessableEntity("validation failed: " + err.Error())
+	}
+	if base.WebhookURL != nil && *base.WebhookURL != "" {
+		if err := checkWebhookURL(*base.WebhookURL); err != nil {
+			return nil, s.problem(err, "task")
+		}
+	}
+	def := ts.def
+	upd := reflect.New(def.Update).Interface()
+	if err := json.Unmarshal(in.Body, upd); err != nil {
+		return nil, huma.Error422UnprocessableEntity("validation failed: " + err.Error())
+	}
+	updated, err := s.deps.Store.UpdateTask(ctx, rec.Task.ID, principalFrom(ctx).scope(), store.Patch{
+		Priority: base.Priority, QueueName: base.QueueName, RunAt: base.RunAt, MaxAttempts: base.MaxAttempts,
+		WebhookURL: base.WebhookURL, WebhookEvents: base.WebhookEvents,
+		Apply: func(fields any) ([]registry.Column, error) {
+			changed := def.ApplyUpdate(fields, upd)
+			if err := def.PrepareModel(fields); err != nil {
+				return nil, err
+			}
+			return changed, nil
+		},
+	})
+	if err != nil {
+		return nil, s.problem(err, "task")
+	}
+	if base.RunAt != nil && s.deps.Engine != nil {
+		s.deps.Engine.Notify()
+	}
+	return s.output(updated, http.StatusOK)
+}
+
+func (s *Server) cancel(ctx context.Context, in *idInput) (*taskOutput, error) {
+	rec, err := s.load(ctx, in.TaskID)
+	if err != nil {
+		return nil, err
+	}
+	p := principalFrom(ctx)
+	_, _, err = s.deps.Store.SetStatus(ctx, store.StatusChange{
+		TaskID: rec.Task.ID, To: task.StatusCancelled, Scope: p.scope(),
+		Err: &task.Error{Message: "cancelled by request", Category: task.CategoryCancelled},
+	})
+	var te *task.TransitionError
+	if errors.As(err, &te) {
+		return nil, huma.Error409Conflict("the task is " + string(te.From) + "; only pending or executing tasks can be cancelled")
+	}
+	if err != nil {
+		return nil, s.problem(err, "task")
+	}
+	if s.deps.Engine != nil {
+		s.deps.Engine.Cancel(rec.Task.ID)
+	}
+	return s.loadOutput(ctx, rec)
+}
+
+func (s *Server) loadOutput(ctx context.Context, rec *store.Record) (*taskOutput, error) {
+	fresh, err := s.deps.Store.GetTask(ctx, rec.Task.ID, principalFrom(ctx).scope())
+	if err != nil {
+		return nil, s.problem(err, "task")
+	}
+	return s.output(fresh, http.StatusOK)
+}

@@ -1,0 +1,166 @@
+// Package api is the HTTP edge of the compute server: the task routes (one
+// generic set serving every registered type), authentication, problem
+// details (RFC 9457) and the OpenAPI 3.1 document, built with huma.
+package api
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+	"github.com/google/uuid"
+
+	"github.com/computeserver/compute/internal/artifact"
+	"github.com/computeserver/compute/internal/registry"
+	"github.com/computeserver/compute/internal/store"
+)
+
+// Config configures the HTTP API.
+type Config struct {
+	// MaxBodyBytes limits request bodies (default 1 MiB); larger bodies
+	// get 413.
+	MaxBodyBytes int64
+	// Version is reported in the OpenAPI document.
+	Version string
+	// KeyCacheTTL is how long a verified API key is trusted without
+	// asking the database again (default 30s; revocation takes that long).
+	KeyCacheTTL time.Duration
+}
+
+// Engine is what the API needs from the execution engine; nil when the
+// process runs no workers.
+type Engine interface {
+	// Notify wakes the workers after a create.
+	Notify()
+	// Cancel stops the local processor of a task, if it runs here.
+	Cancel(id uuid.UUID) bool
+}
+
+// Deps are the API's collaborators.
+type Deps struct {
+	Store     store.Store
+	Registry  *registry.Registry
+	Artifacts artifact.Store
+	Engine    Engine
+	Logger    *slog.Logger
+}
+
+// Server serves the HTTP API.
+type Server struct {
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	api     huma.API
+	mux     *http.ServeMux
+	types   map[string]*typeSchemas
+	ordered []*typeSchemas
+	keys    *keyCache
+
+	createUnion, publicUnion, updateUnion *huma.Schema
+}
+
+// New builds the API for the registered types.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 1 << 20
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
+	}
+	if cfg.KeyCacheTTL <= 0 {
+		cfg.KeyCacheTTL = 30 * time.Second
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, deps: deps, log: log, mux: http.NewServeMux(), types: map[string]*typeSchemas{}}
+	s.keys = newKeyCache(deps.Store, cfg.KeyCacheTTL)
+	installErrors()
+
+	hc := huma.DefaultConfig("Compute Server API", cfg.Version)
+	hc.CreateHooks = nil // no $schema links in bodies
+	hc.DocsPath = ""     // the default docs page loads assets from a CDN
+	hc.OpenAPIPath = "/openapi"
+	hc.Components.Schemas = huma.NewMapRegistry(refPrefix, schemaNamer)
+	hc.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
+		"bearer": {Type: "http", Scheme: "bearer", Description: "An API key: `Authorization: Bearer csk_…`."},
+	}
+	hc.Info.Description = "Accepts typed units of AI/GPU work, stores them durably, schedules and runs them, and reports every change."
+	s.api = humago.New(s.mux, hc)
+	s.api.UseMiddleware(s.authenticate)
+
+	reg := s.api.OpenAPI().Components.Schemas
+	for _, def := range deps.Registry.All() {
+		ts, err := buildTypeSchemas(reg, def)
+		if err != nil {
+			return nil, err
+		}
+		s.types[def.Name] = ts
+		s.ordered = append(s.ordered, ts)
+	}
+	if len(s.ordered) == 0 {
+		return nil, fmt.Errorf("api: no task types registered")
+	}
+	s.createUnion, s.publicUnion, s.updateUnion = unionSchemas(reg, s.ordered)
+
+	s.registerHealth()
+	s.registerTaskRoutes()
+	s.registerArtifactRoutes()
+	return s, nil
+}
+
+// Handler returns the HTTP handler, with panic recovery around it.
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
+				writeProblem(w, http.StatusInternalServerError, "internal error", nil)
+			}
+		}()
+		s.mux.ServeHTTP(w, r)
+	})
+}
+
+// OpenAPI returns the OpenAPI document.
+func (s *Server) OpenAPI() *huma.OpenAPI { return s.api.OpenAPI() }
+
+// bearer marks an operation as needing an API key.
+var bearer = []map[string][]string{{"bearer": {}}}
+
+func (s *Server) registerHealth() {
+	huma.Register(s.api, huma.Operation{
+		OperationID: "healthz", Method: http.MethodGet, Path: "/healthz", Summary: "Liveness", Tags: []string{"Operations"},
+	}, func(ctx context.Context, _ *struct{}) (*statusOutput, error) {
+		return &statusOutput{Body: statusBody{Status: "ok"}}, nil
+	})
+	huma.Register(s.api, huma.Operation{
+		OperationID: "readyz", Method: http.MethodGet, Path: "/readyz", Summary: "Readiness: the database answers",
+		Tags: []string{"Operations"}, Errors: []int{http.StatusServiceUnavailable},
+	}, func(ctx context.Context, _ *struct{}) (*statusOutput, error) {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if err := s.deps.Store.Ping(ctx); err != nil {
+			s.log.Warn("readiness check failed", "error", err)
+			return nil, huma.Error503ServiceUnavailable("the database is not reachable")
+		}
+		return &statusOutput{Body: statusBody{Status: "ready"}}, nil
+	})
+}
+
+type statusBody struct {
+	Status string `json:"status"`
+}
+
+type statusOutput struct {
+	Body statusBody
+}

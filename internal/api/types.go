@@ -1,0 +1,54 @@
+package api
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/danielgtaylor/huma/v2"
+)
+
+type taskTypeInfo struct {
+	Name            string        `json:"name"`
+	Title           string        `json:"title"`
+	Description     string        `json:"description"`
+	DefaultProvider string        `json:"default_provider"`
+	Providers       []string      `json:"providers"`
+	DefaultQueue    string        `json:"default_queue"`
+	MaxAttempts     int           `json:"max_attempts"`
+	TimeoutSeconds  int           `json:"timeout_seconds"`
+	Routes          []string      `json:"routes"`
+	Schemas         typeSchemaSet `json:"schemas"`
+}
+
+type typeSchemaSet struct {
+	Create *huma.Schema `json:"create"`
+	Public *huma.Schema `json:"public"`
+	Update *huma.Schema `json:"update"`
+}
+
+type typesOutput struct {
+	Body struct {
+		Types []taskTypeInfo `json:"types"`
+	}
+}
+
+func (s *Server) registerTypesRoute() {
+	huma.Register(s.api, huma.Operation{
+		OperationID: "list-task-types", Method: http.MethodGet, Path: "/api/v1/task-types", Tags: []string{"Task types"},
+		Summary: "The registered task types with their JSON Schemas", Security: bearer, Errors: []int{401},
+	}, func(ctx context.Context, _ *struct{}) (*typesOutput, error) {
+		out := &typesOutput{}
+		out.Body.Types = make([]taskTypeInfo, 0, len(s.ordered))
+		for _, ts := range s.ordered {
+			d := ts.def
+			out.Body.Types = append(out.Body.Types, taskTypeInfo{
+				Name: d.Name, Title: d.Title, Description: d.Description,
+				DefaultProvider: d.DefaultProvider, Providers: d.Providers, DefaultQueue: d.DefaultQueue,
+				MaxAttempts: d.MaxAttempts, TimeoutSeconds: int(d.Timeout.Seconds()),
+				Routes:  []string{"POST /api/v1/tasks/" + d.Name, "GET /api/v1/tasks/" + d.Name + "/{task_id}"},
+				Schemas: typeSchemaSet{Create: ts.create, Public: ts.public, Update: ts.update},
+			})
+		}
+		return out, nil
+	})
+}

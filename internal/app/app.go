@@ -1,0 +1,212 @@
+// Package app wires one compute process together: configuration, store,
+// registry, artifact store, execution engine and HTTP API. cmd/compute and
+// the examples use it; so do the end-to-end tests.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/computeserver/compute/internal/api"
+	"github.com/computeserver/compute/internal/apikey"
+	"github.com/computeserver/compute/internal/artifact"
+	"github.com/computeserver/compute/internal/config"
+	"github.com/computeserver/compute/internal/netguard"
+	"github.com/computeserver/compute/internal/queue"
+	"github.com/computeserver/compute/internal/registry"
+	"github.com/computeserver/compute/internal/store"
+	"github.com/computeserver/compute/internal/store/sqlstore"
+	"github.com/computeserver/compute/internal/task"
+	"github.com/computeserver/compute/internal/tasks"
+)
+
+// RegisterFunc adds task types to a registry.
+type RegisterFunc func(reg *registry.Registry, deps tasks.Deps) error
+
+// App is one wired compute process.
+type App struct {
+	Config    config.Config
+	Registry  *registry.Registry
+	Store     store.Store
+	Artifacts artifact.Store
+	Engine    *queue.Engine
+	API       *api.Server
+	log       *slog.Logger
+}
+
+// Options select what New builds.
+type Options struct {
+	// Register adds the task types (default tasks.Register).
+	Register RegisterFunc
+	// Workers runs the execution engine in this process.
+	Workers bool
+	// Version is reported by the API.
+	Version string
+}
+
+// NewFetcher returns the fetcher task types open their input URLs with:
+// this server's artifacts directly, anything else over HTTP through the
+// outbound address policy.
+func NewFetcher(cfg config.Config, artifacts artifact.Store) *artifact.Fetcher {
+	return &artifact.Fetcher{
+		Store:         artifacts,
+		Client:        netguard.NewHTTPClient(netguard.Policy{AllowPrivate: cfg.AllowPrivateURLs}, 60*time.Second),
+		PublicBaseURL: cfg.BaseURL(),
+	}
+}
+
+// NewRegistry builds the registry of the task types register adds.
+func NewRegistry(fetcher *artifact.Fetcher, register RegisterFunc) (*registry.Registry, error) {
+	if register == nil {
+		register = tasks.Register
+	}
+	reg := registry.New()
+	if err := register(reg, tasks.Deps{Fetcher: fetcher}); err != nil {
+		return nil, err
+	}
+	return reg, nil
+}
+
+// New opens the store (migrating it if configured), makes sure an API key
+// exists, and builds the engine and the API.
+func New(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	artifacts, err := artifact.NewLocal(cfg.ArtifactDir())
+	if err != nil {
+		return nil, err
+	}
+	fetcher := NewFetcher(cfg, artifacts)
+	reg, err := NewRegistry(fetcher, opts.Register)
+	if err != nil {
+		return nil, err
+	}
+	st, err := sqlstore.Open(ctx, cfg.DSN(), reg, log)
+	if err != nil {
+		return nil, err
+	}
+	fetcher.Owner = func(ctx context.Context, key string) (string, error) {
+		raw, _ := artifact.TaskIDOf(key)
+		id, err := uuid.Parse(raw)
+		if err != nil {
+			return "", artifact.ErrNotFound
+		}
+		rec, err := st.GetTask(ctx, id, store.AdminScope)
+		if errors.Is(err, task.ErrNotFound) {
+			return "", artifact.ErrNotFound
+		}
+		if err != nil {
+			return "", err
+		}
+		return rec.Task.OriginTenantID, nil
+	}
+	a := &App{Config: cfg, Registry: reg, Store: st, Artifacts: artifacts, log: log}
+	if cfg.AutoMigrate {
+		if err := st.Migrate(ctx); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
+	if err := a.bootstrapKeys(ctx); err != nil {
+		st.Close()
+		return nil, err
+	}
+	var eng api.Engine
+	if opts.Workers && cfg.Workers > 0 {
+		a.Engine = queue.New(queue.Config{
+			Concurrency: cfg.Workers, ShutdownGrace: cfg.ShutdownGrace, PublicBaseURL: cfg.BaseURL(),
+		}, st, reg, artifacts, log)
+		eng = a.Engine
+	}
+	a.API, err = api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes, Version: opts.Version}, api.Deps{
+		Store: st, Registry: reg, Artifacts: artifacts, Engine: eng, Logger: log,
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// bootstrapKeys stores COMPUTE_API_KEY (hashed) as an admin key, and when no
+// key exists at all, generates one and prints it once.
+func (a *App) bootstrapKeys(ctx context.Context) error {
+	if a.Config.APIKey != "" {
+		hash := apikey.Hash(a.Config.APIKey)
+		_, err := a.Store.LookupAPIKey(ctx, hash)
+		if errors.Is(err, store.ErrKeyNotFound) {
+			err = a.Store.CreateAPIKey(ctx, store.APIKey{
+				ID: uuid.New(), Hash: hash, Prefix: apikey.Display(a.Config.APIKey), Name: "COMPUTE_API_KEY",
+				Admin: true, CreatedAt: time.Now().UTC(),
+			})
+		}
+		if err != nil {
+			return fmt.Errorf("storing COMPUTE_API_KEY: %w", err)
+		}
+		return nil
+	}
+	n, err := a.Store.CountAPIKeys(ctx)
+	if err != nil || n > 0 {
+		return err
+	}
+	key := apikey.Generate()
+	if err := a.Store.CreateAPIKey(ctx, store.APIKey{
+		ID: uuid.New(), Hash: apikey.Hash(key), Prefix: apikey.Display(key), Name: "generated at first start",
+		Admin: true, CreatedAt: time.Now().UTC(),
+	}); err != nil {
+		return err
+	}
+	a.log.Warn("no API key existed, so an admin key was generated; it is stored hashed and will not be shown again",
+		"api_key", key)
+	return nil
+}
+
+// Serve runs the engine and the HTTP server on ln until ctx is cancelled,
+// then shuts down gracefully: stop accepting requests, let running tasks
+// finish within the grace period, close the store.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	if a.Engine != nil {
+		if err := a.Engine.Start(ctx); err != nil {
+			return err
+		}
+	}
+	srv := &http.Server{
+		Handler:           a.API.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.log.Info("serving", "addr", ln.Addr().String(), "database", a.Store.Dialect(), "workers", a.Engine != nil)
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		a.log.Warn("http shutdown", "error", err)
+	}
+	if a.Engine != nil {
+		a.Engine.Stop()
+	}
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	return serveErr
+}
+
+// Close releases the store.
+func (a *App) Close() error { return a.Store.Close() }

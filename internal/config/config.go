@@ -1,0 +1,163 @@
+// Package config holds the server's configuration: one struct, its
+// defaults, how it is read from the environment, and its validation.
+// Flags in cmd/compute override the environment.
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the whole configuration of a compute process.
+type Config struct {
+	// Addr is the HTTP listen address (COMPUTE_ADDR, default
+	// 127.0.0.1:9000).
+	Addr string
+	// DataDir holds the SQLite file and the artifacts (COMPUTE_DATA_DIR,
+	// default ./data).
+	DataDir string
+	// DatabaseURL selects PostgreSQL when it is a postgres:// URL
+	// (DATABASE_URL); empty means SQLite at DataDir/compute.db.
+	DatabaseURL string
+	// APIKey is an admin key accepted as Authorization: Bearer
+	// (COMPUTE_API_KEY); it is stored hashed at start.
+	APIKey string
+	// PublicURL is the base of URLs handed to clients, such as artifact
+	// URLs (COMPUTE_PUBLIC_URL, default http://Addr).
+	PublicURL string
+	// MaxBodyBytes limits request bodies (COMPUTE_MAX_BODY_BYTES, default
+	// 1048576).
+	MaxBodyBytes int64
+	// Workers is how many tasks this process runs at once
+	// (COMPUTE_WORKERS, default 8).
+	Workers int
+	// AutoMigrate applies migrations at serve start (COMPUTE_AUTO_MIGRATE,
+	// default true).
+	AutoMigrate bool
+	// AllowPrivateURLs lets tasks fetch inputs from loopback and private
+	// addresses (COMPUTE_ALLOW_PRIVATE_URLS, default false).
+	AllowPrivateURLs bool
+	// ShutdownGrace is how long running tasks may finish after SIGTERM
+	// (COMPUTE_SHUTDOWN_GRACE, default 30s).
+	ShutdownGrace time.Duration
+	// LogLevel is debug, info, warn or error (COMPUTE_LOG_LEVEL, default
+	// info).
+	LogLevel string
+	// LogFormat is text or json (COMPUTE_LOG_FORMAT, default text).
+	LogFormat string
+}
+
+// Default returns the defaults.
+func Default() Config {
+	return Config{
+		Addr:          "127.0.0.1:9000",
+		DataDir:       "./data",
+		MaxBodyBytes:  1 << 20,
+		Workers:       8,
+		AutoMigrate:   true,
+		ShutdownGrace: 30 * time.Second,
+		LogLevel:      "info",
+		LogFormat:     "text",
+	}
+}
+
+// FromEnv returns the defaults overridden by the environment.
+func FromEnv() (Config, error) {
+	c := Default()
+	str := func(name string, dst *string) {
+		if v, ok := os.LookupEnv(name); ok && v != "" {
+			*dst = v
+		}
+	}
+	str("COMPUTE_ADDR", &c.Addr)
+	str("COMPUTE_DATA_DIR", &c.DataDir)
+	str("DATABASE_URL", &c.DatabaseURL)
+	str("COMPUTE_API_KEY", &c.APIKey)
+	str("COMPUTE_PUBLIC_URL", &c.PublicURL)
+	str("COMPUTE_LOG_LEVEL", &c.LogLevel)
+	str("COMPUTE_LOG_FORMAT", &c.LogFormat)
+	var errs []string
+	parse := func(name string, fn func(string) error) {
+		if v, ok := os.LookupEnv(name); ok && v != "" {
+			if err := fn(v); err != nil {
+				errs = append(errs, fmt.Sprintf("%s=%q: %v", name, v, err))
+			}
+		}
+	}
+	parse("COMPUTE_MAX_BODY_BYTES", func(v string) (err error) { c.MaxBodyBytes, err = strconv.ParseInt(v, 10, 64); return })
+	parse("COMPUTE_WORKERS", func(v string) (err error) { c.Workers, err = strconv.Atoi(v); return })
+	parse("COMPUTE_AUTO_MIGRATE", func(v string) (err error) { c.AutoMigrate, err = strconv.ParseBool(v); return })
+	parse("COMPUTE_ALLOW_PRIVATE_URLS", func(v string) (err error) { c.AllowPrivateURLs, err = strconv.ParseBool(v); return })
+	parse("COMPUTE_SHUTDOWN_GRACE", func(v string) (err error) { c.ShutdownGrace, err = time.ParseDuration(v); return })
+	if len(errs) > 0 {
+		return c, fmt.Errorf("config: %s", strings.Join(errs, "; "))
+	}
+	return c, nil
+}
+
+// Validate checks every field and names the first bad one.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("config: Addr (COMPUTE_ADDR) %q: want host:port", c.Addr)
+	}
+	if c.DataDir == "" {
+		return fmt.Errorf("config: DataDir (COMPUTE_DATA_DIR) must not be empty")
+	}
+	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
+		return fmt.Errorf("config: DATABASE_URL must be a postgres:// URL (leave it empty for SQLite in the data dir)")
+	}
+	if c.APIKey != "" && len(c.APIKey) < 16 {
+		return fmt.Errorf("config: COMPUTE_API_KEY must be at least 16 characters")
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("config: PublicURL (COMPUTE_PUBLIC_URL) %q: want an absolute http(s) URL", c.PublicURL)
+		}
+	}
+	if c.MaxBodyBytes < 1024 {
+		return fmt.Errorf("config: MaxBodyBytes (COMPUTE_MAX_BODY_BYTES) must be at least 1024")
+	}
+	if c.Workers < 0 || c.Workers > 10000 {
+		return fmt.Errorf("config: Workers (COMPUTE_WORKERS) must be between 0 and 10000")
+	}
+	if c.ShutdownGrace < 0 {
+		return fmt.Errorf("config: ShutdownGrace (COMPUTE_SHUTDOWN_GRACE) must not be negative")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("config: LogLevel (COMPUTE_LOG_LEVEL) %q: want debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("config: LogFormat (COMPUTE_LOG_FORMAT) %q: want text or json", c.LogFormat)
+	}
+	return nil
+}
+
+// DSN is the store's connection string: DatabaseURL, or the SQLite file.
+func (c *Config) DSN() string {
+	if c.DatabaseURL != "" {
+		return c.DatabaseURL
+	}
+	return filepath.Join(c.DataDir, "compute.db")
+}
+
+// ArtifactDir is where the local artifact store keeps files.
+func (c *Config) ArtifactDir() string { return filepath.Join(c.DataDir, "artifacts") }
+
+// BaseURL is PublicURL, or http://Addr.
+func (c *Config) BaseURL() string {
+	if c.PublicURL != "" {
+		return strings.TrimSuffix(c.PublicURL, "/")
+	}
+	return "http://" + c.Addr
+}

@@ -1,0 +1,31 @@
+// Package tasks is the single list of the built-in task types. Each type
+// lives in its own folder; adding one is one line in Register.
+package tasks
+
+import (
+	"github.com/computeserver/compute/internal/artifact"
+	"github.com/computeserver/compute/internal/registry"
+	"github.com/computeserver/compute/internal/tasks/echo"
+	"github.com/computeserver/compute/internal/tasks/generation"
+	"github.com/computeserver/compute/internal/tasks/imageadjuster"
+)
+
+// Deps are the shared services task types may need.
+type Deps struct {
+	// Fetcher opens input URLs (our artifacts or guarded HTTP).
+	Fetcher *artifact.Fetcher
+}
+
+// Register adds every built-in task type to reg.
+func Register(reg *registry.Registry, deps Deps) error {
+	for _, t := range []registry.Declaration{
+		echo.Type(),
+		generation.Type(generation.Config{}),
+		imageadjuster.Type(deps.Fetcher),
+	} {
+		if err := reg.Register(t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
