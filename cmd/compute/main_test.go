@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"image/png"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// run executes the command line in-process and returns stdout.
+func run(t *testing.T, ctx context.Context, args ...string) (string, error) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	root := newRoot(&stdout, &stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if stderr.Len() > 0 {
+		t.Logf("stderr of %v:\n%s", args, stderr.String())
+	}
+	return stdout.String(), err
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestServeGeneratesPNG is the README's first run: serve on SQLite, create
+// a generation task with curl's request, download the PNG it produced.
+func TestServeGeneratesPNG(t *testing.T) {
+	const key = "readme-key-0123456789"
+	dir, addr := t.TempDir(), freeAddr(t)
+	t.Setenv("COMPUTE_API_KEY", key)
+	t.Setenv("COMPUTE_DATA_DIR", dir)
+	t.Setenv("COMPUTE_ADDR", addr)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := run(t, ctx, "serve"); done <- err }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("serve did not stop")
+		}
+	}()
+
+	base := "http://" + addr
+	call := func(method, path, body string) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, nil
+		}
+		defer res.Body.Close()
+		raw, _ := io.ReadAll(res.Body)
+		return res.StatusCode, raw
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if code, _ := call("GET", "/readyz", ""); code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("server did not become ready")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	code, raw := call("POST", "/api/v1/tasks/", `{"task_type":"generation","prompt":"a red summer dress","seed":42,"width":512,"height":768}`)
+	if code != 201 {
+		t.Fatalf("create: %d %s", code, raw)
+	}
+	var created struct{ ID string }
+	if err := json.Unmarshal(raw, &created); err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Status string
+		Result struct {
+			Artifacts []struct {
+				URL         string `json:"url"`
+				ContentType string `json:"content_type"`
+			}
+		}
+	}
+	for deadline = time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		code, raw = call("GET", "/api/v1/tasks/"+created.ID+"/result", "")
+		if code != 200 {
+			t.Fatalf("result: %d %s", code, raw)
+		}
+		if err := json.Unmarshal(raw, &res); err != nil {
+			t.Fatal(err)
+		}
+		if res.Status == "completed" || res.Status == "failed" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if res.Status != "completed" || len(res.Result.Artifacts) != 1 {
+		t.Fatalf("task ended %s: %s", res.Status, raw)
+	}
+	a := res.Result.Artifacts[0]
+	if !strings.HasPrefix(a.URL, base+"/api/v1/artifacts/") || a.ContentType != "image/png" {
+		t.Fatalf("artifact %+v", a)
+	}
+	code, img := call("GET", strings.TrimPrefix(a.URL, base), "")
+	if code != 200 {
+		t.Fatalf("download: %d %s", code, img)
+	}
+	cfg, err := png.DecodeConfig(bytes.NewReader(img))
+	if err != nil {
+		t.Fatalf("not a PNG: %v", err)
+	}
+	if cfg.Width != 512 || cfg.Height != 768 {
+		t.Errorf("PNG is %dx%d, want 512x768", cfg.Width, cfg.Height)
+	}
+	if _, err := filepath.Glob(filepath.Join(dir, "compute.db")); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestAPIKeyCreatePrintsOnlyTheKey(t *testing.T) {
+	t.Setenv("COMPUTE_DATA_DIR", t.TempDir())
+	out, err := run(t, context.Background(), "apikey", "create", "--tenant", "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 1 || !strings.HasPrefix(lines[0], "csk_") || len(lines[0]) < 40 {
+		t.Fatalf("stdout %q, want one key", out)
+	}
+}
+
+func TestMigrateUpAndStatus(t *testing.T) {
+	t.Setenv("COMPUTE_DATA_DIR", t.TempDir())
+	ctx := context.Background()
+	out, err := run(t, ctx, "migrate", "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "pending") || strings.Contains(out, "applied") {
+		t.Fatalf("before up: %s", out)
+	}
+	if _, err := run(t, ctx, "migrate", "up"); err != nil {
+		t.Fatal(err)
+	}
+	out, err = run(t, ctx, "migrate", "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"core/", "task type echo/", "task type generation/", "task type image_adjuster/"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "pending") {
+		t.Errorf("migrations still pending after up:\n%s", out)
+	}
+}
+
+func TestOpenAPICommand(t *testing.T) {
+	out, err := run(t, context.Background(), "openapi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		OpenAPI    string `json:"openapi"`
+		Components struct {
+			Schemas map[string]json.RawMessage
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.OpenAPI != "3.1.0" {
+		t.Errorf("openapi %q", doc.OpenAPI)
+	}
+	for _, s := range []string{"TaskCreate", "TaskPublic", "GenerationTaskCreate", "EchoTaskPublic", "ImageAdjusterTaskUpdate"} {
+		if doc.Components.Schemas[s] == nil {
+			t.Errorf("schema %s missing", s)
+		}
+	}
+}
+
+func TestBadConfigIsAnError(t *testing.T) {
+	t.Setenv("COMPUTE_WORKERS", "many")
+	if _, err := run(t, context.Background(), "migrate", "status"); err == nil || !strings.Contains(err.Error(), "COMPUTE_WORKERS") {
+		t.Fatalf("err = %v, want one naming COMPUTE_WORKERS", err)
+	}
+}
