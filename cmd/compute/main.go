@@ -92,31 +92,43 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	f.register(root)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(serveCmd(&f, stderr), migrateCmd(&f, stdout, stderr), openapiCmd(stdout), apikeyCmd(&f, stdout, stderr))
+	root.AddCommand(
+		roleCmd(&f, stderr, "serve", "Run the API and the workers in one process", true, true),
+		roleCmd(&f, stderr, "api", "Run the API only (tasks are run by worker processes)", false, true),
+		roleCmd(&f, stderr, "worker", "Run workers only (no HTTP listener)", true, false),
+		withMigrateDiff(migrateCmd(&f, stdout, stderr), &f, stdout, stderr), openapiCmd(stdout), apikeyCmd(&f, stdout, stderr),
+		newTaskTypeCmd(stdout))
 	return root
 }
 
-func serveCmd(f *flags, stderr io.Writer) *cobra.Command {
+// roleCmd runs one role of the binary: serve (API + workers), api (API
+// only) or worker (workers only, no HTTP listener).
+func roleCmd(f *flags, stderr io.Writer, use, short string, workers, api bool) *cobra.Command {
 	return &cobra.Command{
-		Use:   "serve",
-		Short: "Run the API and the workers in one process",
+		Use:   use,
+		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.config()
 			if err != nil {
 				return err
 			}
+			if workers && cfg.Workers == 0 {
+				return fmt.Errorf("the %s role runs workers, but COMPUTE_WORKERS is 0", use)
+			}
 			log := newLogger(cfg, stderr)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			a, err := app.New(ctx, cfg, app.Options{Workers: true, Version: version}, log)
+			a, err := app.New(ctx, cfg, app.Options{Workers: workers, NoAPI: !api, Version: version}, log)
 			if err != nil {
 				return err
 			}
 			defer a.Close()
-			ln, err := net.Listen("tcp", cfg.Addr)
-			if err != nil {
-				return fmt.Errorf("listening on %s: %w", cfg.Addr, err)
+			var ln net.Listener
+			if api {
+				if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+					return fmt.Errorf("listening on %s: %w", cfg.Addr, err)
+				}
 			}
 			return a.Serve(ctx, ln)
 		},

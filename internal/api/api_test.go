@@ -359,3 +359,39 @@ func TestHealthAndOpenAPI(t *testing.T) {
 	}
 	problemAt(t, e.do("GET", "/api/v1/task-types", nil, "Authorization", ""), 401, "")
 }
+
+func TestRetry(t *testing.T) {
+	t.Parallel()
+	forEachDB(t, func(t *testing.T, e *env) {
+		bad := e.must(201, "POST", "/api/v1/tasks/", map[string]any{"task_type": "echo", "message": "x", "fail_with": "boom"})
+		id := bad["id"].(string)
+		e.waitStatus(id, "failed")
+		// Fix the input is not possible (PATCH is for pending tasks), but a
+		// retry runs it again: it fails again, with the history kept.
+		r := e.must(200, "POST", "/api/v1/tasks/"+id+"/retry", nil)
+		if r["status"] != "pending" && r["status"] != "executing" && r["status"] != "failed" {
+			t.Fatalf("after retry: %v", r["status"])
+		}
+		if r["error_message"] != nil && r["status"] == "pending" {
+			t.Errorf("retry kept the error message: %v", r)
+		}
+		again := e.waitStatus(id, "failed")
+		if errs := again["errors"].([]any); len(errs) != 2 {
+			t.Errorf("errors after a retry: %v", errs)
+		}
+		ok := e.must(201, "POST", "/api/v1/tasks/", map[string]any{"task_type": "echo", "message": "fine"})
+		e.waitStatus(ok["id"].(string), "completed")
+		problemAt(t, e.do("POST", "/api/v1/tasks/"+ok["id"].(string)+"/retry", nil), 409, "")
+		pending := e.must(201, "POST", "/api/v1/tasks/", map[string]any{"task_type": "echo", "message": "later", "run_at": "2099-01-01T00:00:00Z"})
+		problemAt(t, e.do("POST", "/api/v1/tasks/"+pending["id"].(string)+"/retry", nil), 409, "")
+		c := e.must(200, "POST", "/api/v1/tasks/"+pending["id"].(string)+"/cancel", nil)
+		if c["status"] != "cancelled" {
+			t.Fatal(c)
+		}
+		// A cancelled task can be retried; it runs later as scheduled.
+		if r := e.must(200, "POST", "/api/v1/tasks/"+pending["id"].(string)+"/retry", nil); r["status"] != "pending" {
+			t.Errorf("retry of cancelled: %v", r["status"])
+		}
+		problemAt(t, e.do("POST", "/api/v1/tasks/01a219db-3e96-7ead-9359-7651978f18c0/retry", nil), 404, "")
+	})
+}

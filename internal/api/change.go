@@ -61,6 +61,15 @@ func (s *Server) registerChangeRoutes() {
 	}, s.cancel)
 
 	huma.Register(s.api, huma.Operation{
+		OperationID: "retry-task", Method: http.MethodPost, Path: "/api/v1/tasks/{task_id}/retry", Tags: tags,
+		Summary:     "Run a failed or cancelled task again",
+		Description: "The task goes back to pending with a fresh attempt budget; its result and error fields are cleared and its errors list keeps the history. Other statuses answer 409.",
+		Security:    bearer,
+		Responses:   map[string]*huma.Response{"200": {Description: "The task, pending again.", Content: jsonBody(s.publicUnion)}},
+		Errors:      []int{401, 404, 409},
+	}, s.retry)
+
+	huma.Register(s.api, huma.Operation{
 		OperationID: "get-task-result", Method: http.MethodGet, Path: "/api/v1/tasks/{task_id}/result", Tags: tags,
 		Summary: "Get a task's outputs and artifact URLs", Security: bearer, Errors: []int{401, 404},
 	}, func(ctx context.Context, in *idInput) (*resultOutput, error) {
@@ -145,6 +154,28 @@ func (s *Server) cancel(ctx context.Context, in *idInput) (*taskOutput, error) {
 	}
 	if s.deps.Engine != nil {
 		s.deps.Engine.Cancel(rec.Task.ID)
+	}
+	return s.loadOutput(ctx, rec)
+}
+
+func (s *Server) retry(ctx context.Context, in *idInput) (*taskOutput, error) {
+	rec, err := s.load(ctx, in.TaskID)
+	if err != nil {
+		return nil, err
+	}
+	_, _, err = s.deps.Store.SetStatus(ctx, store.StatusChange{
+		TaskID: rec.Task.ID, To: task.StatusPending, Scope: principalFrom(ctx).scope(),
+		From: []task.Status{task.StatusFailed, task.StatusCancelled}, ResetForRetry: true,
+	})
+	var te *task.TransitionError
+	if errors.As(err, &te) {
+		return nil, huma.Error409Conflict("the task is " + string(te.From) + "; only failed or cancelled tasks can be retried")
+	}
+	if err != nil {
+		return nil, s.problem(err, "task")
+	}
+	if s.deps.Engine != nil {
+		s.deps.Engine.Notify()
 	}
 	return s.loadOutput(ctx, rec)
 }

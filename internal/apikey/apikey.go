@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"strings"
 )
 
 // Prefix starts every generated key, so leaked keys are easy to search for.
@@ -30,6 +31,13 @@ func Hash(key string) string {
 
 // Display returns the first characters of a key, safe to log and show.
 func Display(key string) string {
+	if !strings.HasPrefix(key, Prefix) {
+		// A key chosen by an operator: show as little of it as possible.
+		if len(key) < 16 {
+			return "…"
+		}
+		return key[:4] + "…"
+	}
 	if len(key) <= len(Prefix)+6 {
 		return Prefix + "…"
 	}

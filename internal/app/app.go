@@ -47,6 +47,8 @@ type Options struct {
 	Register RegisterFunc
 	// Workers runs the execution engine in this process.
 	Workers bool
+	// NoAPI leaves the HTTP API out (the worker role).
+	NoAPI bool
 	// Version is reported by the API.
 	Version string
 }
@@ -119,19 +121,28 @@ func New(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 		st.Close()
 		return nil, err
 	}
+	for q, n := range cfg.QueueLimits {
+		if err := st.SetQueueLimit(ctx, q, n); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
 	var eng api.Engine
 	if opts.Workers && cfg.Workers > 0 {
 		a.Engine = queue.New(queue.Config{
 			Concurrency: cfg.Workers, ShutdownGrace: cfg.ShutdownGrace, PublicBaseURL: cfg.BaseURL(),
+			Lease: cfg.Lease,
 		}, st, reg, artifacts, log)
 		eng = a.Engine
 	}
-	a.API, err = api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes, Version: opts.Version}, api.Deps{
-		Store: st, Registry: reg, Artifacts: artifacts, Engine: eng, Logger: log,
-	})
-	if err != nil {
-		st.Close()
-		return nil, err
+	if !opts.NoAPI {
+		a.API, err = api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes, Version: opts.Version}, api.Deps{
+			Store: st, Registry: reg, Artifacts: artifacts, Engine: eng, Logger: log,
+		})
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
 	}
 	return a, nil
 }
@@ -171,12 +182,19 @@ func (a *App) bootstrapKeys(ctx context.Context) error {
 
 // Serve runs the engine and the HTTP server on ln until ctx is cancelled,
 // then shuts down gracefully: stop accepting requests, let running tasks
-// finish within the grace period, close the store.
+// finish within the grace period, close the store. Without an API (the
+// worker role) ln may be nil.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	if a.Engine != nil {
 		if err := a.Engine.Start(ctx); err != nil {
 			return err
 		}
+	}
+	if a.API == nil {
+		a.log.Info("working", "database", a.Store.Dialect(), "instance", a.Engine.Instance())
+		<-ctx.Done()
+		a.Engine.Stop()
+		return nil
 	}
 	srv := &http.Server{
 		Handler:           a.API.Handler(),

@@ -46,6 +46,14 @@ type Config struct {
 	// ShutdownGrace is how long running tasks may finish after SIGTERM
 	// (COMPUTE_SHUTDOWN_GRACE, default 30s).
 	ShutdownGrace time.Duration
+	// Lease is how long a claimed task stays owned without a heartbeat
+	// (COMPUTE_LEASE, default 30s); a dead worker's tasks are rescued
+	// within about one lease.
+	Lease time.Duration
+	// QueueLimits are global concurrency limits per queue, written to the
+	// database at start (COMPUTE_QUEUE_LIMITS, e.g. "gpu=2,default=50";
+	// 0 removes a limit).
+	QueueLimits map[string]int
 	// LogLevel is debug, info, warn or error (COMPUTE_LOG_LEVEL, default
 	// info).
 	LogLevel string
@@ -62,6 +70,7 @@ func Default() Config {
 		Workers:       8,
 		AutoMigrate:   true,
 		ShutdownGrace: 30 * time.Second,
+		Lease:         30 * time.Second,
 		LogLevel:      "info",
 		LogFormat:     "text",
 	}
@@ -95,6 +104,8 @@ func FromEnv() (Config, error) {
 	parse("COMPUTE_AUTO_MIGRATE", func(v string) (err error) { c.AutoMigrate, err = strconv.ParseBool(v); return })
 	parse("COMPUTE_ALLOW_PRIVATE_URLS", func(v string) (err error) { c.AllowPrivateURLs, err = strconv.ParseBool(v); return })
 	parse("COMPUTE_SHUTDOWN_GRACE", func(v string) (err error) { c.ShutdownGrace, err = time.ParseDuration(v); return })
+	parse("COMPUTE_LEASE", func(v string) (err error) { c.Lease, err = time.ParseDuration(v); return })
+	parse("COMPUTE_QUEUE_LIMITS", func(v string) (err error) { c.QueueLimits, err = ParseQueueLimits(v); return })
 	if len(errs) > 0 {
 		return c, fmt.Errorf("config: %s", strings.Join(errs, "; "))
 	}
@@ -130,6 +141,14 @@ func (c *Config) Validate() error {
 	if c.ShutdownGrace < 0 {
 		return fmt.Errorf("config: ShutdownGrace (COMPUTE_SHUTDOWN_GRACE) must not be negative")
 	}
+	if c.Lease < time.Second {
+		return fmt.Errorf("config: Lease (COMPUTE_LEASE) must be at least 1s")
+	}
+	for q, n := range c.QueueLimits {
+		if q == "" || n < 0 {
+			return fmt.Errorf("config: QueueLimits (COMPUTE_QUEUE_LIMITS): %q=%d: want a queue name and a limit >= 0", q, n)
+		}
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -160,4 +179,25 @@ func (c *Config) BaseURL() string {
 		return strings.TrimSuffix(c.PublicURL, "/")
 	}
 	return "http://" + c.Addr
+}
+
+// ParseQueueLimits parses "queue=n,queue=n".
+func ParseQueueLimits(v string) (map[string]int, error) {
+	out := map[string]int{}
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		q, n, ok := strings.Cut(part, "=")
+		if !ok {
+			return nil, fmt.Errorf("%q: want queue=limit", part)
+		}
+		limit, err := strconv.Atoi(strings.TrimSpace(n))
+		if err != nil || limit < 0 || strings.TrimSpace(q) == "" {
+			return nil, fmt.Errorf("%q: want queue=limit with a limit >= 0", part)
+		}
+		out[strings.TrimSpace(q)] = limit
+	}
+	return out, nil
 }

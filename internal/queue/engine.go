@@ -1,11 +1,11 @@
 // Package queue is the execution engine: workers claim due tasks from the
-// task table (the table is the queue), run their processors, and finish each
-// attempt through the store's conditional SetStatus.
+// task table (the table is the queue), run their processors under a lease
+// they keep renewing, and record each attempt's outcome through the store's
+// conditional writes, in batches.
 package queue
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,7 +19,6 @@ import (
 	"github.com/computeserver/compute/internal/artifact"
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/store"
-	"github.com/computeserver/compute/internal/task"
 )
 
 // Config configures an Engine. Zero values take the documented defaults.
@@ -29,16 +28,26 @@ type Config struct {
 	Instance string
 	// Concurrency is the number of tasks run at once (default 8).
 	Concurrency int
-	// Lease is how long a claim lasts without renewal (default 30s).
+	// Lease is how long a claim lasts without renewal (default 30s). A
+	// dead worker's tasks are rescued within about one lease.
 	Lease time.Duration
+	// Heartbeat is how often running tasks' leases are renewed (default
+	// Lease/3). Progress reports renew them too.
+	Heartbeat time.Duration
 	// PollInterval is how often an idle engine looks for due tasks that
 	// no wake-up announced, such as delayed ones (default 1s).
 	PollInterval time.Duration
+	// MaintenanceInterval is how often the engine rescues expired leases
+	// and fails overdue tasks (default 5s, or Lease/2 if shorter). Every
+	// node may do it.
+	MaintenanceInterval time.Duration
+	// MaxResumes bounds how often a lost task is resumed (default 3).
+	MaxResumes int
 	// ProgressInterval is the minimum time between two progress events of
 	// one task (default 500ms); the final 100% always gets one.
 	ProgressInterval time.Duration
 	// ShutdownGrace is how long Stop waits for running tasks before
-	// cancelling them (default 30s).
+	// cancelling them and releasing their leases (default 30s).
 	ShutdownGrace time.Duration
 	// Queues limits the engine to these queues (default: all).
 	Queues []string
@@ -57,8 +66,17 @@ func (c *Config) setDefaults() {
 	if c.Lease <= 0 {
 		c.Lease = 30 * time.Second
 	}
+	if c.Heartbeat <= 0 {
+		c.Heartbeat = c.Lease / 3
+	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = time.Second
+	}
+	if c.MaintenanceInterval <= 0 {
+		c.MaintenanceInterval = min(5*time.Second, c.Lease/2)
+	}
+	if c.MaxResumes <= 0 {
+		c.MaxResumes = 3
 	}
 	if c.ProgressInterval <= 0 {
 		c.ProgressInterval = 500 * time.Millisecond
@@ -78,15 +96,33 @@ type Engine struct {
 
 	wake  chan struct{}
 	slots chan struct{}
+	done  chan outcome
 
-	mu      sync.Mutex
-	running map[uuid.UUID]context.CancelCauseFunc
-	stop    context.CancelFunc
-	done    chan struct{}
-	runs    sync.WaitGroup
-	// runCtx is cancelled when the grace period ends.
-	runCancel context.CancelFunc
+	mu             sync.Mutex
+	running        map[uuid.UUID]*activeRun
+	stop           func()
+	stopBackground func()
+	claimDone      sync.WaitGroup
+	loopsDone      sync.WaitGroup
+	runs           sync.WaitGroup
+	runCancel      context.CancelFunc
+	stopped        bool
+	compDone       chan struct{}
 }
+
+// activeRun is a run in progress, for heartbeats and cancellation.
+type activeRun struct {
+	rec    *store.Record
+	cancel context.CancelCauseFunc
+	env    *runtime
+}
+
+// Errors given as the cause of a run's cancelled context.
+var (
+	errCancelled = errors.New("task cancelled")
+	errLost      = errors.New("lease lost: the task was rescued or changed by another actor")
+	errShutdown  = errors.New("worker shutting down")
+)
 
 // New returns an engine; call Start to run it.
 func New(cfg Config, st store.Store, reg *registry.Registry, artifacts artifact.Store, log *slog.Logger) *Engine {
@@ -102,15 +138,15 @@ func New(cfg Config, st store.Store, reg *registry.Registry, artifacts artifact.
 		log:       log.With("component", "queue", "instance", cfg.Instance),
 		wake:      make(chan struct{}, 1),
 		slots:     make(chan struct{}, cfg.Concurrency),
-		running:   map[uuid.UUID]context.CancelCauseFunc{},
+		done:      make(chan outcome, cfg.Concurrency),
+		running:   map[uuid.UUID]*activeRun{},
 	}
 }
 
 // Instance returns the name this engine writes into executor_instance.
 func (e *Engine) Instance() string { return e.cfg.Instance }
 
-// Notify wakes the engine to look for work now (for example after a create).
-// It never blocks.
+// Notify wakes the engine to look for work now. It never blocks.
 func (e *Engine) Notify() {
 	select {
 	case e.wake <- struct{}{}:
@@ -118,64 +154,110 @@ func (e *Engine) Notify() {
 	}
 }
 
-// errCancelled is the cause given to a run's context when its task is
-// cancelled.
-var errCancelled = errors.New("task cancelled")
-
-// Cancel cancels the processor of the task if it runs in this engine and
-// reports whether it did.
+// Cancel cancels the processor of the task if it runs in this engine, pushes
+// the cancellation into its executor when the processor supports it, and
+// reports whether the task ran here.
 func (e *Engine) Cancel(id uuid.UUID) bool {
 	e.mu.Lock()
-	cancel, ok := e.running[id]
+	r, ok := e.running[id]
 	e.mu.Unlock()
-	if ok {
-		cancel(errCancelled)
+	if !ok {
+		return false
 	}
-	return ok
+	if r.rec.Def.Cancellable() {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			c := r.rec.Def.Processor.(registry.Canceller)
+			if err := c.Cancel(ctx, &registry.Run{Task: r.rec.Task, Fields: r.rec.Fields, Env: r.env}); err != nil {
+				e.log.Warn("pushing cancellation into the executor", "task_id", id, "error", err)
+			}
+		}()
+	}
+	r.cancel(errCancelled)
+	return true
 }
 
-// Start begins claiming tasks in the background. It returns an error if the
-// engine is already running.
+// Start begins claiming tasks in the background.
 func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.stop != nil {
 		return errors.New("queue: engine already started")
 	}
-	loopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	runCtx, runCancel := context.WithCancel(context.WithoutCancel(ctx))
-	e.stop, e.runCancel, e.done = stop, runCancel, make(chan struct{})
-	go e.loop(loopCtx, runCtx)
-	e.log.Info("engine started", "concurrency", e.cfg.Concurrency)
+	base := context.WithoutCancel(ctx)
+	claimCtx, stopClaiming := context.WithCancel(base)
+	bgCtx, stopBackground := context.WithCancel(base)
+	runCtx, runCancel := context.WithCancelCause(base)
+	e.stop = func() {
+		stopClaiming()
+		e.claimDone.Wait()
+	}
+	e.stopBackground = func() {
+		stopBackground()
+		e.loopsDone.Wait()
+	}
+	e.runCancel = func() { runCancel(errShutdown) }
+	notes := e.store.Subscribe(bgCtx)
+	e.claimDone.Add(1)
+	go func() { defer e.claimDone.Done(); e.claimLoop(claimCtx, runCtx) }()
+	e.loopsDone.Add(3)
+	go func() { defer e.loopsDone.Done(); e.listen(bgCtx, notes) }()
+	go func() { defer e.loopsDone.Done(); e.heartbeatLoop(bgCtx) }()
+	go func() { defer e.loopsDone.Done(); e.maintenanceLoop(bgCtx) }()
+	e.completerStart()
+	e.log.Info("engine started", "concurrency", e.cfg.Concurrency, "lease", e.cfg.Lease)
 	return nil
 }
 
 // Stop stops claiming, waits up to the shutdown grace period for running
-// tasks, then cancels the rest and waits for them to return. It is
-// idempotent.
+// tasks (their leases are still renewed and cancellations still reach
+// them), then cancels the rest, which release their tasks to pending so
+// another process takes them at once. It is idempotent.
 func (e *Engine) Stop() {
 	e.mu.Lock()
-	stop, done, runCancel := e.stop, e.done, e.runCancel
+	stop, runCancel, stopBackground := e.stop, e.runCancel, e.stopBackground
+	already := e.stopped
+	e.stopped = true
 	e.mu.Unlock()
-	if stop == nil {
+	if stop == nil || already {
 		return
 	}
-	stop()
-	<-done
+	stop() // no run starts after this returns
 	finished := make(chan struct{})
 	go func() { e.runs.Wait(); close(finished) }()
 	select {
 	case <-finished:
 	case <-time.After(e.cfg.ShutdownGrace):
-		e.log.Warn("shutdown grace period over; cancelling running tasks")
+		e.log.Warn("shutdown grace period over; releasing running tasks")
 		runCancel()
 		<-finished
 	}
 	runCancel()
+	e.completerStop()
+	stopBackground()
 }
 
-func (e *Engine) loop(ctx, runCtx context.Context) {
-	defer close(e.done)
+// listen turns store notifications into wake-ups and cancellations.
+func (e *Engine) listen(ctx context.Context, notes <-chan store.Notification) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case n := <-notes:
+			switch n.Kind {
+			case store.NotifyWake:
+				e.Notify()
+			case store.NotifyCancel:
+				e.Cancel(n.TaskID)
+			}
+		}
+	}
+}
+
+// claimLoop claims as many tasks as there are free slots whenever woken,
+// and at least every PollInterval.
+func (e *Engine) claimLoop(ctx, runCtx context.Context) {
 	ticker := time.NewTicker(e.cfg.PollInterval)
 	defer ticker.Stop()
 	for {
@@ -196,8 +278,7 @@ func (e *Engine) loop(ctx, runCtx context.Context) {
 			claimed = len(recs)
 		}
 		if claimed > 0 && claimed == free {
-			// There may be more work; look again as soon as a slot frees.
-			continue
+			continue // there may be more work; look again once a slot frees
 		}
 		select {
 		case <-ctx.Done():
@@ -208,135 +289,72 @@ func (e *Engine) loop(ctx, runCtx context.Context) {
 	}
 }
 
-// run executes one attempt and records its outcome.
-func (e *Engine) run(parent context.Context, rec *store.Record) {
-	t := rec.Task
-	defer func() {
-		<-e.slots
-		e.runs.Done()
-		e.Notify() // a slot is free
-	}()
-	log := e.log.With("task_id", t.ID, "task_type", t.Type, "attempt", t.Attempt)
-
-	ctx, cancel := context.WithCancelCause(parent)
-	e.mu.Lock()
-	e.running[t.ID] = cancel
-	e.mu.Unlock()
-	defer func() {
-		e.mu.Lock()
-		delete(e.running, t.ID)
-		e.mu.Unlock()
-		cancel(nil)
-	}()
-	timeout := time.Duration(t.TimeoutSeconds) * time.Second
-	if timeout <= 0 {
-		timeout = rec.Def.Timeout
-	}
-	runCtx, cancelTimeout := context.WithTimeout(ctx, timeout)
-	defer cancelTimeout()
-
-	env := &runtime{e: e, rec: rec}
-	result, err := safeProcess(runCtx, rec, env)
-	// Outcome writes must not be cut short by the run's own context.
-	finishCtx, cancelFinish := context.WithTimeout(context.WithoutCancel(parent), 30*time.Second)
-	defer cancelFinish()
-	if err == nil {
-		e.complete(finishCtx, log, rec, result)
-		return
-	}
-	e.fail(finishCtx, log, rec, runCtx, ctx, err)
-}
-
-// safeProcess runs the processor, turning a panic into a permanent error so
-// one bad task cannot take the worker down.
-func safeProcess(ctx context.Context, rec *store.Record, env registry.Runtime) (res *task.Result, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = task.Permanent(fmt.Errorf("processor panicked: %v", p))
+// heartbeatLoop renews the leases of every running task in one statement
+// and stops the runs whose task another actor has taken over.
+func (e *Engine) heartbeatLoop(ctx context.Context) {
+	ticker := time.NewTicker(e.cfg.Heartbeat)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
 		}
-	}()
-	return rec.Def.Processor.Process(ctx, &registry.Run{Task: rec.Task, Fields: rec.Fields, Env: env})
+		e.heartbeat(ctx)
+	}
 }
 
-func (e *Engine) complete(ctx context.Context, log *slog.Logger, rec *store.Record, result *task.Result) {
-	if result == nil {
-		result = &task.Result{}
+func (e *Engine) heartbeat(ctx context.Context) {
+	e.mu.Lock()
+	refs := make([]store.RunRef, 0, len(e.running))
+	for _, r := range e.running {
+		refs = append(refs, store.RunRef{TaskID: r.rec.Task.ID, Attempt: r.rec.Task.Attempt})
 	}
-	if result.Artifacts == nil {
-		result.Artifacts = []task.Artifact{}
+	e.mu.Unlock()
+	if len(refs) == 0 {
+		return
 	}
-	raw, err := json.Marshal(result)
+	lost, err := e.store.ExtendLeases(ctx, refs, e.cfg.Lease)
 	if err != nil {
-		e.fail(ctx, log, rec, ctx, ctx, task.Permanent(fmt.Errorf("encoding result: %w", err)))
+		if ctx.Err() == nil {
+			e.log.Error("renewing leases", "error", err)
+		}
 		return
 	}
-	_, _, err = e.store.SetStatus(ctx, store.StatusChange{
-		TaskID: rec.Task.ID, To: task.StatusCompleted, Scope: store.AdminScope, Attempt: rec.Task.Attempt, Result: raw,
-	})
-	e.logOutcome(log, "completed", err)
-}
-
-func (e *Engine) fail(ctx context.Context, log *slog.Logger, rec *store.Record, runCtx, taskCtx context.Context, err error) {
-	t := rec.Task
-	category := task.CategoryProcessor
-	retryable := !task.IsPermanent(err)
-	switch {
-	case context.Cause(taskCtx) == errCancelled:
-		// The API already moved the task to cancelled; nothing to record.
-		log.Info("run cancelled")
-		return
-	case errors.Is(runCtx.Err(), context.DeadlineExceeded) && taskCtx.Err() == nil:
-		category, retryable = task.CategoryTimeout, false
-		err = fmt.Errorf("execution timed out after %ds: %w", t.TimeoutSeconds, err)
-	case taskCtx.Err() != nil:
-		// The engine is shutting down: give the task back.
-		_, _, serr := e.store.SetStatus(ctx, store.StatusChange{
-			TaskID: t.ID, To: task.StatusPending, Scope: store.AdminScope, Attempt: t.Attempt,
-		})
-		e.logOutcome(log, "released at shutdown", serr)
-		return
-	case !retryable:
-		category = task.CategoryPermanent
-	}
-	entry := &task.Error{Attempt: t.Attempt, Message: err.Error(), Category: category}
-	if retryable && t.Attempt < t.MaxAttempts {
-		at := task.Now().Add(backoff(t.Attempt, err))
-		_, _, serr := e.store.SetStatus(ctx, store.StatusChange{
-			TaskID: t.ID, To: task.StatusPending, Scope: store.AdminScope, Attempt: t.Attempt,
-			Err: entry, CountRetry: true, RunAt: &at,
-		})
-		e.logOutcome(log.With("error", err, "retry_at", at), "retry scheduled", serr)
-		return
-	}
-	_, _, serr := e.store.SetStatus(ctx, store.StatusChange{
-		TaskID: t.ID, To: task.StatusFailed, Scope: store.AdminScope, Attempt: t.Attempt, Err: entry, CountRetry: true,
-	})
-	e.logOutcome(log.With("error", err, "error_category", category), "failed", serr)
-}
-
-func (e *Engine) logOutcome(log *slog.Logger, what string, err error) {
-	switch {
-	case err == nil:
-		log.Info("task " + what)
-	case errors.Is(err, task.ErrStaleRun), errors.Is(err, task.ErrIllegalTransition):
-		// Another actor (a cancel, a rescue) changed the task first; the
-		// conditional write refused ours, which is the point.
-		log.Info("outcome not recorded: task changed meanwhile", "outcome", what, "reason", err)
-	default:
-		log.Error("recording outcome", "outcome", what, "error", err)
+	for _, l := range lost {
+		e.mu.Lock()
+		r, ok := e.running[l.TaskID]
+		e.mu.Unlock()
+		if ok && r.rec.Task.Attempt == l.Attempt {
+			e.log.Warn("run lost its task; stopping it", "task_id", l.TaskID, "attempt", l.Attempt)
+			r.cancel(errLost)
+		}
 	}
 }
 
-// backoff is the delay before retry number attempt: exponential from 1s,
-// capped at 10 minutes, with full jitter on the upper half; a processor's
-// RetryAfter is a floor.
-func backoff(attempt int, err error) time.Duration {
-	d := time.Second << min(attempt-1, 10)
-	d = min(d, 10*time.Minute)
-	d = d/2 + rand.N(d/2+1)
-	var ra *task.RetryAfterError
-	if errors.As(err, &ra) && ra.After > d {
-		d = ra.After
+// maintenanceLoop rescues expired leases and fails tasks past their start
+// deadline. The statements are idempotent and skip rows another node is
+// handling, so every node runs them; the jitter spreads them out.
+func (e *Engine) maintenanceLoop(ctx context.Context) {
+	for {
+		d := e.cfg.MaintenanceInterval
+		d = d*3/4 + rand.N(d/2+1)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+		res, err := e.store.RescueExpired(ctx, store.RescueParams{MaxResumes: e.cfg.MaxResumes})
+		if err != nil && ctx.Err() == nil {
+			e.log.Error("rescuing expired leases", "error", err)
+		} else if res != (store.RescueResult{}) {
+			e.log.Warn("rescued tasks of lost workers", "resumed", res.Resumed, "requeued", res.Requeued, "failed", res.Failed)
+		}
+		n, err := e.store.FailStartTimeouts(ctx, 0)
+		if err != nil && ctx.Err() == nil {
+			e.log.Error("failing overdue tasks", "error", err)
+		} else if n > 0 {
+			e.log.Info("failed tasks that never started in time", "count", n)
+		}
 	}
-	return d
 }

@@ -44,6 +44,9 @@ type Definition struct {
 	// dialect ("sqlite", "postgres").
 	Migrations fs.FS
 
+	// Examples are the sample tasks the conformance suite runs.
+	Examples []Example
+
 	// Processor runs tasks of this type.
 	Processor Processor
 	// Scheduler, when not nil, adjusts scheduling fields at create.

@@ -114,6 +114,9 @@ type Type[M any, U any] struct {
 	Timeout time.Duration
 	// Table overrides the type table name (default Name + "_tasks").
 	Table string
+	// Examples are sample tasks the conformance suite runs through a real
+	// server; declare at least one that completes and one that fails.
+	Examples []Example
 }
 
 // Declare implements Declaration.
@@ -133,8 +136,11 @@ func (t Type[M, U]) Declare() (*Definition, error) {
 	for _, dialect := range []string{"sqlite", "postgres"} {
 		m, err := fs.Glob(t.Migrations, dialect+"/*.sql")
 		if err != nil || len(m) == 0 {
-			return fail("no %s/*.sql migrations", dialect)
+			return fail("no %s/*.sql migrations: add migrations/%s/<version>_%s.sql to the type's folder (`compute migrate diff --write` writes it)", dialect, dialect, t.Name)
 		}
+	}
+	if err := validateExamples(t.Name, t.Examples); err != nil {
+		return fail("%v", err)
 	}
 	model := reflect.TypeFor[M]()
 	cols, err := columnsOf(model)
@@ -160,6 +166,7 @@ func (t Type[M, U]) Declare() (*Definition, error) {
 		MaxAttempts:     t.MaxAttempts,
 		Timeout:         t.Timeout,
 		Migrations:      t.Migrations,
+		Examples:        slices.Clone(t.Examples),
 		Processor:       erasedProcessor[M]{t.Processor},
 		newModel:        func() any { return new(M) },
 		defaults: func(m any) {
@@ -204,11 +211,19 @@ func (t Type[M, U]) Declare() (*Definition, error) {
 type erasedProcessor[M any] struct{ p ProcessorOf[M] }
 
 func (e erasedProcessor[M]) Process(ctx context.Context, run *Run) (*task.Result, error) {
+	job, err := e.job(run)
+	if err != nil {
+		return nil, err
+	}
+	return e.p.Process(ctx, job)
+}
+
+func (e erasedProcessor[M]) job(run *Run) (*Job[M], error) {
 	fields, ok := run.Fields.(*M)
 	if !ok {
 		return nil, task.Permanent(fmt.Errorf("task %s: fields are %T, want %T", run.Task.ID, run.Fields, fields))
 	}
-	return e.p.Process(ctx, &Job[M]{Task: run.Task, Fields: fields, env: run.Env})
+	return &Job[M]{Task: run.Task, Fields: fields, env: run.Env}, nil
 }
 
 type erasedScheduler[M any] struct{ s SchedulerOf[M] }

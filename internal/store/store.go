@@ -81,9 +81,37 @@ type Store interface {
 	// nothing and return task.ErrIllegalTransition or task.ErrStaleRun.
 	SetStatus(ctx context.Context, c StatusChange) (*task.Task, *event.Event, error)
 
+	// FinishRuns applies many status changes in one transaction, each
+	// with SetStatus's rules; errs[i] is nil when changes[i] was written,
+	// else why it was refused.
+	FinishRuns(ctx context.Context, changes []StatusChange) (errs []error, err error)
+	// CreateTasks inserts many new tasks (without idempotency keys) and
+	// their events in one transaction.
+	CreateTasks(ctx context.Context, recs []*Record) error
+
 	// ClaimTasks atomically moves up to p.Limit due pending tasks to
-	// executing for one worker, in priority, run_at, created_at order.
+	// executing for one worker, in priority, run_at, created_at order,
+	// never exceeding a queue's global concurrency limit.
 	ClaimTasks(ctx context.Context, p ClaimParams) ([]*Record, error)
+	// ExtendLeases renews the leases of running attempts and returns the
+	// runs that no longer own their task (rescued, cancelled, finished).
+	ExtendLeases(ctx context.Context, runs []RunRef, lease time.Duration) (lost []RunRef, err error)
+	// RescueExpired handles executing tasks whose lease has expired: a
+	// resumable task is handed back for resume, another is re-queued while
+	// attempts remain, else it fails with category "lost". It is safe to
+	// run on every node at once.
+	RescueExpired(ctx context.Context, p RescueParams) (RescueResult, error)
+	// FailStartTimeouts fails pending tasks that never started before their
+	// start deadline, with category "start_timeout".
+	FailStartTimeouts(ctx context.Context, limit int) (int, error)
+	// SetQueueLimit sets (n > 0) or removes (n = 0) a queue's global
+	// concurrency limit.
+	SetQueueLimit(ctx context.Context, queue string, n int) error
+	// QueueLimits returns the global concurrency limits by queue.
+	QueueLimits(ctx context.Context) (map[string]int, error)
+	// Subscribe delivers wake-ups (new due work) and cancel requests from
+	// every process sharing the database, until ctx ends.
+	Subscribe(ctx context.Context) <-chan Notification
 	// SaveFields writes a run's type fields; conditional on the attempt.
 	SaveFields(ctx context.Context, id uuid.UUID, attempt int, def *registry.Definition, fields any) error
 	// SetProgress records progress and stage, extends the lease and,
@@ -170,6 +198,9 @@ type StatusChange struct {
 	// ResetForRetry clears result, error fields and progress (a user
 	// retry of a failed or cancelled task).
 	ResetForRetry bool
+	// From, when not empty, narrows the statuses the task may be in for
+	// the change (a user's retry comes from failed or cancelled only).
+	From []task.Status
 }
 
 // ClaimParams parameterise ClaimTasks.
@@ -181,6 +212,40 @@ type ClaimParams struct {
 	Queues []string
 	// Types, when not empty, limits the claim to these task types.
 	Types []string
+}
+
+// RunRef names one attempt of a task.
+type RunRef struct {
+	TaskID  uuid.UUID
+	Attempt int
+}
+
+// RescueParams parameterise RescueExpired.
+type RescueParams struct {
+	// MaxResumes bounds how often a task is resumed after losing its
+	// worker before it fails with category "lost".
+	MaxResumes int
+	// Limit bounds the tasks handled in one call.
+	Limit int
+}
+
+// RescueResult counts what RescueExpired did.
+type RescueResult struct {
+	Resumed, Requeued, Failed int
+}
+
+// Notification kinds.
+const (
+	// NotifyWake says due work may be waiting (a create, a re-queue).
+	NotifyWake = "wake"
+	// NotifyCancel says TaskID was cancelled while executing.
+	NotifyCancel = "cancel"
+)
+
+// Notification is a message between processes sharing the database.
+type Notification struct {
+	Kind   string
+	TaskID uuid.UUID
 }
 
 // ProgressUpdate is one progress report of a run.

@@ -74,7 +74,10 @@ func scanTask(s rowScanner, extra ...any) (*task.Task, error) {
 	return &t, nil
 }
 
-// baseValues returns the values of baseColumns for an insert.
+// insertColumns are baseColumns plus the columns only the store reads.
+const insertColumns = baseColumns + `, start_deadline`
+
+// baseValues returns the values of insertColumns for an insert.
 func baseValues(t *task.Task) ([]any, error) {
 	errs, err := json.Marshal(nonNil(t.Errors))
 	if err != nil {
@@ -89,7 +92,16 @@ func baseValues(t *task.Task) ([]any, error) {
 		dbTime(t.RunAt), t.ExecutorType, t.ExecutorInstance, t.ServiceTaskID, string(errs), t.ErrorMessage, t.ErrorCategory,
 		t.RetryCount, t.MaxAttempts, t.IsResumed, t.ResumeAttemptCount, nullTime(t.LastResumeAttempt), t.TimeoutSeconds,
 		t.StartTimeoutSeconds, t.WebhookURL, string(events), nullJSON(t.Result), t.Attempt, nullTime(t.LeaseExpiresAt),
-		nullString(t.IdempotencyKey), t.RequestHash}, nil
+		nullString(t.IdempotencyKey), t.RequestHash, nullTime(startDeadline(t))}, nil
+}
+
+// startDeadline is when a task that has not started must fail, if ever.
+func startDeadline(t *task.Task) *time.Time {
+	if t.StartTimeoutSeconds <= 0 {
+		return nil
+	}
+	d := t.CreatedAt.Add(time.Duration(t.StartTimeoutSeconds) * time.Second)
+	return &d
 }
 
 func nonNil[T any](s []T) []T {

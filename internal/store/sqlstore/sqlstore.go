@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
@@ -30,6 +31,17 @@ type dialect struct {
 	// forUpdate locks a row read inside a transaction.
 	forUpdate string
 	caps      store.Capabilities
+	// typed is true when VALUES lists need explicit casts (PostgreSQL).
+	typed bool
+}
+
+// cast returns the placeholder ph, cast to the PostgreSQL type pgType where
+// the dialect needs it.
+func (d dialect) cast(ph, pgType string) string {
+	if d.typed {
+		return ph + "::" + pgType
+	}
+	return ph
 }
 
 var (
@@ -39,6 +51,7 @@ var (
 		skipLocked: " FOR UPDATE SKIP LOCKED",
 		forUpdate:  " FOR UPDATE",
 		caps:       store.Capabilities{SkipLocked: true, ListenNotify: true},
+		typed:      true,
 	}
 )
 
@@ -49,6 +62,18 @@ type Store struct {
 	r   *sql.DB // reads (a pool; the same as w on PostgreSQL)
 	reg *registry.Registry
 	log *slog.Logger
+
+	// dsn and channel are PostgreSQL's connection string and the NOTIFY
+	// channel of this schema.
+	dsn, channel string
+	hub          hub
+	listenOnce   sync.Once
+	closing      context.Context
+	close        context.CancelFunc
+
+	limitsMu sync.Mutex
+	limits   map[string]int
+	limitsAt time.Time
 }
 
 var _ store.Store = (*Store)(nil)
@@ -65,7 +90,8 @@ func Open(ctx context.Context, dsn string, reg *registry.Registry, log *slog.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{reg: reg, log: log}
+	s := &Store{reg: reg, log: log, dsn: dsn}
+	s.closing, s.close = context.WithCancel(context.Background())
 	if IsPostgresURL(dsn) {
 		db, err := sql.Open("pgx", dsn)
 		if err != nil {
@@ -102,6 +128,14 @@ func Open(ctx context.Context, dsn string, reg *registry.Registry, log *slog.Log
 		s.Close()
 		return nil, err
 	}
+	if s.d.caps.ListenNotify {
+		var schema string
+		if err := s.r.QueryRowContext(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("reading the current schema: %w", err)
+		}
+		s.channel = "compute_" + schema
+	}
 	return s, nil
 }
 
@@ -136,6 +170,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close implements store.Store.
 func (s *Store) Close() error {
+	s.close()
 	err := s.w.Close()
 	if s.r != s.w {
 		err = errors.Join(err, s.r.Close())
@@ -143,12 +178,20 @@ func (s *Store) Close() error {
 	return err
 }
 
-// inTx runs fn in a write transaction, committing if it returns nil.
+// inTx runs fn in a write transaction, committing if it returns nil. A
+// panic in fn rolls the transaction back before it propagates, so it cannot
+// keep the connection (SQLite's only writer) and its row locks.
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("beginning transaction: %w", err)
 	}
+	defer func() {
+		if p := recover(); p != nil {
+			_ = tx.Rollback()
+			panic(p)
+		}
+	}()
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
 		return err

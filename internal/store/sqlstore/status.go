@@ -8,7 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
+	"math"
 	"strings"
 	"time"
 
@@ -30,59 +30,40 @@ func jsonText(v any) (string, error) {
 // transition is decided, and the UPDATE is conditional on the status and
 // attempt that were read, so a refused change writes nothing.
 func (s *Store) SetStatus(ctx context.Context, c store.StatusChange) (*task.Task, *event.Event, error) {
-	where, args := "id = $1", []any{c.TaskID.String()}
-	if !c.Scope.Admin {
-		where, args = where+" AND origin_tenant_id = $2", append(args, c.Scope.TenantID)
-	}
 	var (
-		out *task.Task
-		ev  event.Event
+		out   *task.Task
+		ev    event.Event
+		notes []store.Notification
 	)
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		t, err := scanTask(tx.QueryRowContext(ctx, `SELECT `+baseColumns+` FROM tasks WHERE `+where+s.d.forUpdate, args...))
-		if errors.Is(err, sql.ErrNoRows) {
+		tasks, err := s.lockTasks(ctx, tx, []uuid.UUID{c.TaskID}, c.Scope)
+		if err != nil {
+			return err
+		}
+		t := tasks[c.TaskID]
+		if t == nil {
 			return task.ErrNotFound
 		}
-		if err != nil {
-			return fmt.Errorf("loading task: %w", err)
-		}
-		if c.Attempt > 0 && (t.Attempt != c.Attempt || t.Status != task.StatusExecuting) {
-			return fmt.Errorf("%w: task %s is %s at attempt %d, the run held attempt %d", task.ErrStaleRun, t.ID, t.Status, t.Attempt, c.Attempt)
-		}
-		if !task.CanTransition(t.Status, c.To) {
-			return &task.TransitionError{From: t.Status, To: c.To}
-		}
-		from, attempt := t.Status, t.Attempt
 		now := task.Now()
-		applyChange(t, c, now)
-		errs, err := jsonText(t.Errors)
+		d, err := decide(t, c, now)
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = $1, updated_at = $2, started_at = $3, completed_at = $4,
-			run_at = $5, executor_instance = $6, lease_expires_at = $7, errors = $8, error_message = $9,
-			error_category = $10, retry_count = $11, result = $12, progress = $13, stage = $14
-			WHERE id = $15 AND status = $16 AND attempt = $17`,
-			string(t.Status), t.UpdatedAt, nullTime(t.StartedAt), nullTime(t.CompletedAt),
-			t.RunAt, t.ExecutorInstance, nullTime(t.LeaseExpiresAt), errs, t.ErrorMessage,
-			t.ErrorCategory, t.RetryCount, nullJSON(t.Result), t.Progress, t.Stage,
-			t.ID.String(), string(from), attempt)
-		if err != nil {
-			return fmt.Errorf("updating task status: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			return &task.TransitionError{From: from, To: c.To}
-		}
-		evs, err := s.insertEvents(ctx, tx, []event.Event{event.New(t, event.KindStatus, now)})
+		evs, refused, err := s.writeTransitions(ctx, tx, []decided{d}, event.KindStatus, now)
 		if err != nil {
 			return err
+		}
+		if refused[t.ID] {
+			return &task.TransitionError{From: d.from, To: c.To}
 		}
 		out, ev = t, evs[0]
-		return nil
+		notes = notificationsFor([]decided{d})
+		return s.notifyTx(ctx, tx, notes...)
 	})
 	if err != nil {
 		return nil, nil, err
 	}
+	s.published(notes...)
 	return out, &ev, nil
 }
 
@@ -91,8 +72,11 @@ func applyChange(t *task.Task, c store.StatusChange, now time.Time) {
 	t.Status = c.To
 	t.UpdatedAt = now
 	if c.ResetForRetry {
+		// A user's retry: a fresh attempt budget; errors keep the history
+		// and started_at the first start.
 		t.Result, t.ErrorMessage, t.ErrorCategory = nil, "", ""
 		t.Progress, t.Stage, t.CompletedAt = 0, "", nil
+		t.RetryCount = 0
 	}
 	if c.Err != nil {
 		e := *c.Err
@@ -110,7 +94,9 @@ func applyChange(t *task.Task, c store.StatusChange, now time.Time) {
 	}
 	switch {
 	case c.To == task.StatusPending:
+		// A fresh run; a rescue that resumes sets the resume fields after.
 		t.ExecutorInstance, t.LeaseExpiresAt = "", nil
+		t.IsResumed, t.ServiceTaskID = false, ""
 		t.RunAt = now
 		if c.RunAt != nil {
 			t.RunAt = dbTime(*c.RunAt)
@@ -119,8 +105,11 @@ func applyChange(t *task.Task, c store.StatusChange, now time.Time) {
 		t.CompletedAt, t.LeaseExpiresAt = &now, nil
 	}
 	if c.To == task.StatusCompleted {
+		// Earlier attempts' errors stay in the errors list; the task's
+		// error fields describe its final state.
 		t.Progress = 100
 		t.Result = c.Result
+		t.ErrorMessage, t.ErrorCategory = "", ""
 	}
 }
 
@@ -160,74 +149,6 @@ func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, evs []event.Event)
 		evs[i].ID = ids[evs[i].TaskID.String()]
 	}
 	return evs, nil
-}
-
-// ClaimTasks implements store.Store.
-func (s *Store) ClaimTasks(ctx context.Context, p store.ClaimParams) ([]*store.Record, error) {
-	if p.Limit <= 0 {
-		return nil, nil
-	}
-	now := task.Now()
-	lease := now.Add(p.Lease)
-	args := []any{p.Worker, now, lease, p.Limit}
-	filter := ""
-	if len(p.Queues) > 0 {
-		filter += " AND queue_name IN (" + placeholders(len(args)+1, len(p.Queues)) + ")"
-		for _, q := range p.Queues {
-			args = append(args, q)
-		}
-	}
-	if len(p.Types) > 0 {
-		filter += " AND task_type IN (" + placeholders(len(args)+1, len(p.Types)) + ")"
-		for _, t := range p.Types {
-			args = append(args, t)
-		}
-	}
-	// The rows to claim are picked once, in a materialised CTE. As a plain
-	// IN (subquery), PostgreSQL may rescan the subquery for each row it
-	// updates; a rescan skips the rows this statement has already updated
-	// and locks the next ones, so the claim took every due task, not Limit.
-	q := `WITH picked AS MATERIALIZED (SELECT id FROM tasks WHERE status = 'pending' AND run_at <= $2` + filter + `
-			ORDER BY priority DESC, run_at, created_at LIMIT $4` + s.d.skipLocked + `)
-		UPDATE tasks SET status = 'executing', executor_instance = $1, started_at = COALESCE(started_at, $2),
-		updated_at = $2, lease_expires_at = $3, attempt = attempt + 1
-		WHERE id IN (SELECT id FROM picked) AND status = 'pending'
-		RETURNING ` + baseColumns
-	var recs []*store.Record
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, q, args...)
-		if err != nil {
-			return fmt.Errorf("claiming tasks: %w", err)
-		}
-		var tasks []*task.Task
-		for rows.Next() {
-			t, err := scanTask(rows)
-			if err != nil {
-				rows.Close()
-				return fmt.Errorf("claiming tasks: %w", err)
-			}
-			tasks = append(tasks, t)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("claiming tasks: %w", err)
-		}
-		if len(tasks) == 0 {
-			return nil
-		}
-		// RETURNING has no order: return the tasks in claim order.
-		slices.SortFunc(tasks, claimOrder)
-		evs := make([]event.Event, len(tasks))
-		for i, t := range tasks {
-			evs[i] = event.New(t, event.KindStatus, now)
-		}
-		if _, err := s.insertEvents(ctx, tx, evs); err != nil {
-			return err
-		}
-		recs, err = s.attachFields(ctx, tx, tasks)
-		return err
-	})
-	return recs, err
 }
 
 // claimOrder is the order ClaimTasks picks tasks in: priority DESC,
@@ -273,6 +194,10 @@ func (s *Store) SaveFields(ctx context.Context, id uuid.UUID, attempt int, def *
 
 // SetProgress implements store.Store.
 func (s *Store) SetProgress(ctx context.Context, p store.ProgressUpdate) (*event.Event, error) {
+	if math.IsNaN(p.Progress) {
+		// PostgreSQL would store it and no event could carry it.
+		return nil, fmt.Errorf("progress of task %s: NaN is not a percentage", p.TaskID)
+	}
 	now := task.Now()
 	var out *event.Event
 	err := s.inTx(ctx, func(tx *sql.Tx) error {

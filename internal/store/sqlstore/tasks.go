@@ -40,11 +40,12 @@ func (s *Store) CreateTask(ctx context.Context, rec *store.Record) (*store.Recor
 		cols = append(cols, quote(c.Name))
 		typeVals = append(typeVals, v)
 	}
-	insertBase := `INSERT INTO tasks (` + baseColumns + `) VALUES (` + placeholders(1, len(vals)) + `)
+	insertBase := `INSERT INTO tasks (` + insertColumns + `) VALUES (` + placeholders(1, len(vals)) + `)
 		ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`
 	insertType := `INSERT INTO ` + quote(def.Table) + ` (` + strings.Join(cols, ", ") + `) VALUES (` + placeholders(1, len(typeVals)) + `)`
 
 	var existing *store.Record
+	wake := []store.Notification{{Kind: store.NotifyWake}}
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, insertBase, vals...)
 		if err != nil {
@@ -64,8 +65,10 @@ func (s *Store) CreateTask(ctx context.Context, rec *store.Record) (*store.Recor
 		if _, err := tx.ExecContext(ctx, insertType, typeVals...); err != nil {
 			return fmt.Errorf("inserting %s row: %w", def.Table, err)
 		}
-		_, err = s.insertEvents(ctx, tx, []event.Event{event.New(t, event.KindStatus, t.CreatedAt)})
-		return err
+		if _, err := s.insertEvents(ctx, tx, []event.Event{event.New(t, event.KindStatus, t.CreatedAt)}); err != nil {
+			return err
+		}
+		return s.notifyTx(ctx, tx, wake...)
 	})
 	if err != nil {
 		return nil, false, err
@@ -73,6 +76,7 @@ func (s *Store) CreateTask(ctx context.Context, rec *store.Record) (*store.Recor
 	if existing != nil {
 		return existing, false, nil
 	}
+	s.published(wake...)
 	return rec, true, nil
 }
 

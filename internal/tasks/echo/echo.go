@@ -47,6 +47,11 @@ func Type() registry.Type[Fields, Update] {
 		Migrations:  registry.Sub(migrations, "migrations"),
 		MaxAttempts: 1,
 		Timeout:     2 * time.Minute,
+		Examples: []registry.Example{
+			{Name: "echoes a message", Body: map[string]any{"message": "hello"}, WantStatus: task.StatusCompleted},
+			{Name: "fails on request", Body: map[string]any{"message": "x", "fail_with": "boom"},
+				WantStatus: task.StatusFailed, WantError: "boom"},
+		},
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/computeserver/compute/internal/executor/mock"
 	"github.com/computeserver/compute/internal/registry"
+	"github.com/computeserver/compute/internal/task"
 )
 
 // Name is the task type name.
@@ -188,5 +189,13 @@ func Type(cfg Config) registry.Type[Fields, Update] {
 		DefaultProvider: ProviderMock,
 		Providers:       []string{ProviderComfyUI, ProviderFal, ProviderReplicate},
 		Timeout:         15 * time.Minute,
+		Examples: []registry.Example{
+			{Name: "a small image on the mock provider", WantStatus: task.StatusCompleted,
+				Body: map[string]any{"prompt": "a linen summer dress", "width": 64, "height": 96, "seed": 42, "subject_lora_weight": 0.5}},
+			// Until a ComfyUI executor exists, asking for one fails at once
+			// (permanently); replace this example when it does.
+			{Name: "a provider without an executor yet", WantStatus: task.StatusFailed, WantError: "provider comfyui is not available yet",
+				Body: map[string]any{"prompt": "a linen summer dress", "width": 64, "height": 64, "provider_type": ProviderComfyUI}},
+		},
 	}
 }

@@ -124,5 +124,6 @@ func Type(fetcher *artifact.Fetcher) registry.Type[Fields, Update] {
 		Migrations:      registry.Sub(migrations, "migrations"),
 		DefaultProvider: ProviderLocal,
 		Timeout:         5 * time.Minute,
+		Examples:        examples(),
 	}
 }

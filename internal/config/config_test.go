@@ -1,0 +1,289 @@
+package config_test
+
+import (
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/computeserver/compute/internal/config"
+)
+
+// envVars are every variable FromEnv reads.
+var envVars = []string{
+	"COMPUTE_ADDR", "COMPUTE_DATA_DIR", "DATABASE_URL", "COMPUTE_API_KEY", "COMPUTE_PUBLIC_URL",
+	"COMPUTE_MAX_BODY_BYTES", "COMPUTE_WORKERS", "COMPUTE_AUTO_MIGRATE", "COMPUTE_ALLOW_PRIVATE_URLS",
+	"COMPUTE_SHUTDOWN_GRACE", "COMPUTE_LEASE", "COMPUTE_QUEUE_LIMITS", "COMPUTE_LOG_LEVEL", "COMPUTE_LOG_FORMAT",
+}
+
+// clearEnv blanks every variable FromEnv reads for the rest of the test;
+// FromEnv treats an empty variable as unset.
+func clearEnv(t *testing.T) {
+	t.Helper()
+	for _, v := range envVars {
+		t.Setenv(v, "")
+	}
+}
+
+func TestDefault(t *testing.T) {
+	t.Parallel()
+	want := config.Config{
+		Addr:          "127.0.0.1:9000",
+		DataDir:       "./data",
+		MaxBodyBytes:  1 << 20,
+		Workers:       8,
+		AutoMigrate:   true,
+		ShutdownGrace: 30 * time.Second,
+		Lease:         30 * time.Second,
+		LogLevel:      "info",
+		LogFormat:     "text",
+	}
+	c := config.Default()
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("Default() = %+v, want %+v", c, want)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("Default().Validate() = %v, want nil", err)
+	}
+}
+
+// FromEnv tests use t.Setenv and so cannot run in parallel.
+
+func TestFromEnvEmptyIsDefault(t *testing.T) {
+	clearEnv(t)
+	c, err := config.FromEnv()
+	if err != nil {
+		t.Fatalf("FromEnv: %v", err)
+	}
+	if !reflect.DeepEqual(c, config.Default()) {
+		t.Errorf("FromEnv() with no variables = %+v, want the defaults %+v", c, config.Default())
+	}
+}
+
+func TestFromEnvReadsEachVariable(t *testing.T) {
+	tests := []struct {
+		name  string
+		value string
+		want  func(c *config.Config)
+	}{
+		{name: "COMPUTE_ADDR", value: "0.0.0.0:8080", want: func(c *config.Config) { c.Addr = "0.0.0.0:8080" }},
+		{name: "COMPUTE_DATA_DIR", value: "/var/lib/compute", want: func(c *config.Config) { c.DataDir = "/var/lib/compute" }},
+		{name: "DATABASE_URL", value: "postgres://u@db/compute", want: func(c *config.Config) { c.DatabaseURL = "postgres://u@db/compute" }},
+		{name: "COMPUTE_API_KEY", value: "0123456789abcdef0123", want: func(c *config.Config) { c.APIKey = "0123456789abcdef0123" }},
+		{name: "COMPUTE_PUBLIC_URL", value: "https://compute.example.com", want: func(c *config.Config) { c.PublicURL = "https://compute.example.com" }},
+		{name: "COMPUTE_MAX_BODY_BYTES", value: "2048", want: func(c *config.Config) { c.MaxBodyBytes = 2048 }},
+		{name: "COMPUTE_WORKERS", value: "3", want: func(c *config.Config) { c.Workers = 3 }},
+		{name: "COMPUTE_WORKERS zero", value: "0", want: func(c *config.Config) { c.Workers = 0 }},
+		{name: "COMPUTE_AUTO_MIGRATE", value: "false", want: func(c *config.Config) { c.AutoMigrate = false }},
+		{name: "COMPUTE_ALLOW_PRIVATE_URLS", value: "true", want: func(c *config.Config) { c.AllowPrivateURLs = true }},
+		{name: "COMPUTE_SHUTDOWN_GRACE", value: "1m30s", want: func(c *config.Config) { c.ShutdownGrace = 90 * time.Second }},
+		{name: "COMPUTE_LEASE", value: "45s", want: func(c *config.Config) { c.Lease = 45 * time.Second }},
+		{name: "COMPUTE_QUEUE_LIMITS", value: "gpu=2, default=50,,cpu=0", want: func(c *config.Config) {
+			c.QueueLimits = map[string]int{"gpu": 2, "default": 50, "cpu": 0}
+		}},
+		{name: "COMPUTE_LOG_LEVEL", value: "debug", want: func(c *config.Config) { c.LogLevel = "debug" }},
+		{name: "COMPUTE_LOG_FORMAT", value: "json", want: func(c *config.Config) { c.LogFormat = "json" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			variable, _, _ := strings.Cut(tt.name, " ")
+			t.Setenv(variable, tt.value)
+			got, err := config.FromEnv()
+			if err != nil {
+				t.Fatalf("FromEnv with %s=%q: %v", variable, tt.value, err)
+			}
+			want := config.Default()
+			tt.want(&want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("FromEnv with %s=%q = %+v, want %+v", variable, tt.value, got, want)
+			}
+		})
+	}
+}
+
+func TestFromEnvBadValues(t *testing.T) {
+	tests := []struct {
+		name  string
+		env   map[string]string
+		names []string
+	}{
+		{name: "max body bytes", env: map[string]string{"COMPUTE_MAX_BODY_BYTES": "1MB"}, names: []string{"COMPUTE_MAX_BODY_BYTES"}},
+		{name: "workers", env: map[string]string{"COMPUTE_WORKERS": "eight"}, names: []string{"COMPUTE_WORKERS"}},
+		{name: "auto migrate", env: map[string]string{"COMPUTE_AUTO_MIGRATE": "maybe"}, names: []string{"COMPUTE_AUTO_MIGRATE"}},
+		{name: "allow private urls", env: map[string]string{"COMPUTE_ALLOW_PRIVATE_URLS": "yes please"}, names: []string{"COMPUTE_ALLOW_PRIVATE_URLS"}},
+		{name: "shutdown grace without unit", env: map[string]string{"COMPUTE_SHUTDOWN_GRACE": "30"}, names: []string{"COMPUTE_SHUTDOWN_GRACE"}},
+		{name: "lease", env: map[string]string{"COMPUTE_LEASE": "long"}, names: []string{"COMPUTE_LEASE"}},
+		{name: "queue limits", env: map[string]string{"COMPUTE_QUEUE_LIMITS": "gpu:2"}, names: []string{"COMPUTE_QUEUE_LIMITS"}},
+		{
+			name:  "two bad values",
+			env:   map[string]string{"COMPUTE_WORKERS": "many", "COMPUTE_SHUTDOWN_GRACE": "soon"},
+			names: []string{"COMPUTE_WORKERS", "COMPUTE_SHUTDOWN_GRACE"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearEnv(t)
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			_, err := config.FromEnv()
+			if err == nil {
+				t.Fatalf("FromEnv with %v succeeded, want an error", tt.env)
+			}
+			for _, n := range tt.names {
+				if !strings.Contains(err.Error(), n+"=") || !strings.Contains(err.Error(), `"`+tt.env[n]+`"`) {
+					t.Errorf("error %q does not name %s and its value %q", err, n, tt.env[n])
+				}
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		mut  func(c *config.Config)
+		// want are the parts the error must contain: the field's name
+		// (its Go name and/or its variable) and the value when shown.
+		want []string
+	}{
+		{name: "valid defaults", mut: func(*config.Config) {}},
+		{name: "valid everything set", mut: func(c *config.Config) {
+			c.Addr, c.DatabaseURL, c.APIKey = ":9000", "postgresql://db/compute", "0123456789abcdef"
+			c.PublicURL, c.MaxBodyBytes, c.Workers = "https://x.example/", 1024, 0
+			c.LogLevel, c.LogFormat, c.ShutdownGrace = "error", "json", 0
+			c.Lease, c.QueueLimits = time.Second, map[string]int{"gpu": 2, "cpu": 0}
+		}},
+		{name: "addr without port", mut: func(c *config.Config) { c.Addr = "localhost" }, want: []string{"Addr", "COMPUTE_ADDR", `"localhost"`}},
+		{name: "addr empty", mut: func(c *config.Config) { c.Addr = "" }, want: []string{"Addr", "COMPUTE_ADDR"}},
+		{name: "data dir empty", mut: func(c *config.Config) { c.DataDir = "" }, want: []string{"DataDir", "COMPUTE_DATA_DIR"}},
+		{name: "database url not postgres", mut: func(c *config.Config) { c.DatabaseURL = "mysql://db/compute" }, want: []string{"DATABASE_URL"}},
+		{name: "database url a file path", mut: func(c *config.Config) { c.DatabaseURL = "/tmp/compute.db" }, want: []string{"DATABASE_URL"}},
+		{name: "api key too short", mut: func(c *config.Config) { c.APIKey = "0123456789abcde" }, want: []string{"COMPUTE_API_KEY", "16"}},
+		{name: "public url relative", mut: func(c *config.Config) { c.PublicURL = "/compute" }, want: []string{"PublicURL", "COMPUTE_PUBLIC_URL", `"/compute"`}},
+		{name: "public url not http", mut: func(c *config.Config) { c.PublicURL = "ftp://x.example" }, want: []string{"PublicURL", "COMPUTE_PUBLIC_URL"}},
+		{name: "public url without host", mut: func(c *config.Config) { c.PublicURL = "http://" }, want: []string{"PublicURL", "COMPUTE_PUBLIC_URL"}},
+		{name: "max body bytes too small", mut: func(c *config.Config) { c.MaxBodyBytes = 1023 }, want: []string{"MaxBodyBytes", "COMPUTE_MAX_BODY_BYTES", "1024"}},
+		{name: "workers negative", mut: func(c *config.Config) { c.Workers = -1 }, want: []string{"Workers", "COMPUTE_WORKERS"}},
+		{name: "workers too many", mut: func(c *config.Config) { c.Workers = 10001 }, want: []string{"Workers", "COMPUTE_WORKERS"}},
+		{name: "shutdown grace negative", mut: func(c *config.Config) { c.ShutdownGrace = -time.Second }, want: []string{"ShutdownGrace", "COMPUTE_SHUTDOWN_GRACE"}},
+		{name: "lease too short", mut: func(c *config.Config) { c.Lease = 999 * time.Millisecond }, want: []string{"Lease", "COMPUTE_LEASE", "1s"}},
+		{name: "queue limit negative", mut: func(c *config.Config) { c.QueueLimits = map[string]int{"gpu": -1} }, want: []string{"QueueLimits", "COMPUTE_QUEUE_LIMITS", `"gpu"=-1`}},
+		{name: "queue limit without a name", mut: func(c *config.Config) { c.QueueLimits = map[string]int{"": 2} }, want: []string{"QueueLimits", "COMPUTE_QUEUE_LIMITS"}},
+		{name: "log level unknown", mut: func(c *config.Config) { c.LogLevel = "verbose" }, want: []string{"LogLevel", "COMPUTE_LOG_LEVEL", `"verbose"`}},
+		{name: "log format unknown", mut: func(c *config.Config) { c.LogFormat = "xml" }, want: []string{"LogFormat", "COMPUTE_LOG_FORMAT", `"xml"`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := config.Default()
+			tt.mut(&c)
+			err := c.Validate()
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Errorf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate() = nil for %+v, want an error", c)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate() = %q, want it to contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestDSN(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		dataDir     string
+		databaseURL string
+		want        string
+	}{
+		{name: "sqlite in the data dir", dataDir: "/var/lib/compute", want: filepath.Join("/var/lib/compute", "compute.db")},
+		{name: "sqlite relative", dataDir: "./data", want: filepath.Join("data", "compute.db")},
+		{name: "postgres", dataDir: "/var/lib/compute", databaseURL: "postgres://u@db/compute", want: "postgres://u@db/compute"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := config.Default()
+			c.DataDir, c.DatabaseURL = tt.dataDir, tt.databaseURL
+			if got := c.DSN(); got != tt.want {
+				t.Errorf("DSN() = %q, want %q", got, tt.want)
+			}
+			if got, want := c.ArtifactDir(), filepath.Join(tt.dataDir, "artifacts"); got != want {
+				t.Errorf("ArtifactDir() = %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+func TestBaseURL(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		addr      string
+		publicURL string
+		want      string
+	}{
+		{name: "from addr", addr: "127.0.0.1:9000", want: "http://127.0.0.1:9000"},
+		{name: "public url", addr: "127.0.0.1:9000", publicURL: "https://compute.example.com", want: "https://compute.example.com"},
+		{name: "public url trailing slash", addr: "127.0.0.1:9000", publicURL: "https://compute.example.com/", want: "https://compute.example.com"},
+		{name: "public url with path", addr: ":9000", publicURL: "https://example.com/compute/", want: "https://example.com/compute"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := config.Default()
+			c.Addr, c.PublicURL = tt.addr, tt.publicURL
+			if got := c.BaseURL(); got != tt.want {
+				t.Errorf("BaseURL() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseQueueLimits(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		in      string
+		want    map[string]int
+		wantErr string
+	}{
+		{name: "empty", in: "", want: map[string]int{}},
+		{name: "one", in: "gpu=2", want: map[string]int{"gpu": 2}},
+		{name: "several with spaces", in: " gpu = 2 , default=50 ", want: map[string]int{"gpu": 2, "default": 50}},
+		{name: "zero removes", in: "gpu=0", want: map[string]int{"gpu": 0}},
+		{name: "empty parts skipped", in: ",gpu=1,,", want: map[string]int{"gpu": 1}},
+		{name: "last wins", in: "gpu=1,gpu=3", want: map[string]int{"gpu": 3}},
+		{name: "no equals", in: "gpu", wantErr: `"gpu"`},
+		{name: "negative", in: "gpu=-1", wantErr: `"gpu=-1"`},
+		{name: "not a number", in: "default=50,gpu=two", wantErr: `"gpu=two"`},
+		{name: "no queue name", in: "=2", wantErr: `"=2"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := config.ParseQueueLimits(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("ParseQueueLimits(%q) = %v, %v; want an error naming %s", tt.in, got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("ParseQueueLimits(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+			}
+		})
+	}
+}

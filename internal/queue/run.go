@@ -1,0 +1,228 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/computeserver/compute/internal/registry"
+	"github.com/computeserver/compute/internal/store"
+	"github.com/computeserver/compute/internal/task"
+)
+
+// outcome is a run's result on its way to the completer.
+type outcome struct {
+	change store.StatusChange
+	result chan error
+}
+
+// run executes one attempt and records its outcome.
+func (e *Engine) run(parent context.Context, rec *store.Record) {
+	t := rec.Task
+	defer func() {
+		<-e.slots
+		e.runs.Done()
+		e.Notify() // a slot is free
+	}()
+	log := e.log.With("task_id", t.ID, "task_type", t.Type, "attempt", t.Attempt)
+
+	ctx, cancel := context.WithCancelCause(parent)
+	env := &runtime{e: e, rec: rec}
+	self := &activeRun{rec: rec, cancel: cancel, env: env}
+	e.mu.Lock()
+	e.running[t.ID] = self
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		// A newer attempt of the same task (a retry claimed while this
+		// run ignored its cancellation) may have replaced this entry; it
+		// is not ours to remove.
+		if e.running[t.ID] == self {
+			delete(e.running, t.ID)
+		}
+		e.mu.Unlock()
+		cancel(nil)
+	}()
+	runCtx, cancelTimeout := context.WithTimeout(ctx, runTimeout(rec))
+	defer cancelTimeout()
+
+	resume := t.IsResumed && t.ServiceTaskID != "" && rec.Def.Resumable()
+	result, err := safeProcess(runCtx, rec, env, resume)
+	change, what := e.outcomeOf(rec, result, err, runCtx, ctx)
+	if change == nil {
+		log.Info("run stopped", "reason", what)
+		return
+	}
+	o := outcome{change: *change, result: make(chan error, 1)}
+	e.done <- o
+	werr := <-o.result
+	log = log.With("outcome", what)
+	if err != nil {
+		log = log.With("error", err)
+	}
+	switch {
+	case werr == nil:
+		log.Info("task attempt recorded")
+	case errors.Is(werr, task.ErrStaleRun), errors.Is(werr, task.ErrIllegalTransition):
+		// Another actor (a cancel, a rescue) changed the task first; the
+		// conditional write refused ours, which is the point.
+		log.Info("outcome not recorded: the task changed meanwhile", "reason", werr)
+	default:
+		log.Error("recording outcome", "write_error", werr)
+	}
+}
+
+// runTimeout is the execution timeout of one attempt: the task's
+// timeout_seconds, else its type's default.
+func runTimeout(rec *store.Record) time.Duration {
+	if rec.Task.TimeoutSeconds > 0 {
+		return time.Duration(rec.Task.TimeoutSeconds) * time.Second
+	}
+	return rec.Def.Timeout
+}
+
+// safeProcess runs (or resumes) the processor, turning a panic into a
+// permanent error so one bad task cannot take the worker down.
+func safeProcess(ctx context.Context, rec *store.Record, env registry.Runtime, resume bool) (res *task.Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = task.Permanent(fmt.Errorf("processor panicked: %v", p))
+		}
+	}()
+	run := &registry.Run{Task: rec.Task, Fields: rec.Fields, Env: env}
+	if resume {
+		return rec.Def.Processor.(registry.Resumer).Resume(ctx, run)
+	}
+	return rec.Def.Processor.Process(ctx, run)
+}
+
+// outcomeOf decides what a finished run writes; nil when it must write
+// nothing (its task was cancelled or taken over).
+func (e *Engine) outcomeOf(rec *store.Record, result *task.Result, err error, runCtx, taskCtx context.Context) (*store.StatusChange, string) {
+	t := rec.Task
+	base := store.StatusChange{TaskID: t.ID, Scope: store.AdminScope, Attempt: t.Attempt}
+	cause := context.Cause(taskCtx)
+	switch {
+	case errors.Is(cause, errCancelled):
+		return nil, "cancelled"
+	case errors.Is(cause, errLost):
+		return nil, "lease lost"
+	case err == nil:
+		if result == nil {
+			result = &task.Result{}
+		}
+		if result.Artifacts == nil {
+			result.Artifacts = []task.Artifact{}
+		}
+		raw, merr := json.Marshal(result)
+		if merr == nil {
+			base.To, base.Result = task.StatusCompleted, raw
+			return &base, "completed"
+		}
+		err = task.Permanent(fmt.Errorf("encoding result: %w", merr))
+	case errors.Is(cause, errShutdown):
+		// Give the task back at once, without counting a failure.
+		base.To = task.StatusPending
+		return &base, "released at shutdown"
+	}
+	category, retryable := task.CategoryProcessor, !task.IsPermanent(err)
+	switch {
+	case errors.Is(runCtx.Err(), context.DeadlineExceeded) && taskCtx.Err() == nil:
+		category, retryable = task.CategoryTimeout, false
+		err = fmt.Errorf("execution timed out after %s: %w", runTimeout(rec), err)
+	case !retryable:
+		category = task.CategoryPermanent
+	}
+	base.Err = &task.Error{Attempt: t.Attempt, Message: err.Error(), Category: category}
+	base.CountRetry = true
+	if retryable && t.RetryCount+1 < t.MaxAttempts {
+		at := task.Now().Add(backoff(t.RetryCount+1, err))
+		base.To, base.RunAt = task.StatusPending, &at
+		return &base, "retry scheduled"
+	}
+	base.To = task.StatusFailed
+	return &base, "failed"
+}
+
+// backoff is the delay before retry number n (1 for the first retry):
+// exponential from 1s, capped at 10 minutes, with jitter over the upper
+// half; a processor's RetryAfter is a floor.
+func backoff(n int, err error) time.Duration {
+	d := time.Second << min(max(n-1, 0), 10)
+	d = min(d, 10*time.Minute)
+	d = d/2 + rand.N(d/2+1)
+	var ra *task.RetryAfterError
+	if errors.As(err, &ra) && ra.After > d {
+		d = ra.After
+	}
+	return d
+}
+
+// completerStart starts the goroutine that writes outcomes in batches.
+func (e *Engine) completerStart() {
+	e.compDone = make(chan struct{})
+	go e.completer()
+}
+
+// completerStop waits for the completer after every run has ended.
+func (e *Engine) completerStop() {
+	if e.compDone == nil {
+		return
+	}
+	close(e.done)
+	<-e.compDone
+}
+
+// completer writes the outcomes that are waiting, as one batch, whenever
+// there are any: under load batches grow by themselves, idle it writes one
+// at a time without delay.
+func (e *Engine) completer() {
+	defer close(e.compDone)
+	for first := range e.done {
+		batch := []outcome{first}
+	drain:
+		for len(batch) < 500 {
+			select {
+			case o, ok := <-e.done:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, o)
+			default:
+				break drain
+			}
+		}
+		changes := make([]store.StatusChange, len(batch))
+		for i, o := range batch {
+			changes[i] = o.change
+		}
+		errs, err := e.finishRuns(changes)
+		for i, o := range batch {
+			if err != nil {
+				o.result <- err
+			} else {
+				o.result <- errs[i]
+			}
+		}
+	}
+}
+
+// finishRuns writes a batch, retrying transient database errors for a
+// while; past that the tasks' leases expire and rescue takes over.
+func (e *Engine) finishRuns(changes []store.StatusChange) ([]error, error) {
+	delay := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		errs, err := e.store.FinishRuns(ctx, changes)
+		cancel()
+		if err == nil || attempt == 6 {
+			return errs, err
+		}
+		e.log.Warn("writing outcomes failed; retrying", "error", err, "tasks", len(changes), "attempt", attempt)
+		time.Sleep(delay)
+		delay *= 2
+	}
+}

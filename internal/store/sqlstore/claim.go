@@ -1,0 +1,245 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/computeserver/compute/internal/event"
+	"github.com/computeserver/compute/internal/store"
+	"github.com/computeserver/compute/internal/task"
+)
+
+// ClaimTasks implements store.Store. Without queue limits it is one
+// statement. With limits, the claim serialises on each limited queue
+// (advisory transaction locks on PostgreSQL; SQLite's single writer does it
+// already), counts what runs there, and claims at most the free capacity of
+// each limited queue before filling the rest from unlimited queues.
+func (s *Store) ClaimTasks(ctx context.Context, p store.ClaimParams) ([]*store.Record, error) {
+	if p.Limit <= 0 {
+		return nil, nil
+	}
+	limits, err := s.cachedQueueLimits(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := task.Now()
+	var recs []*store.Record
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		var tasks []*task.Task
+		if len(limits) == 0 {
+			got, err := s.claimWhere(ctx, tx, p, now, p.Limit, "", nil)
+			if err != nil {
+				return err
+			}
+			tasks = got
+		} else {
+			got, err := s.claimLimited(ctx, tx, p, now, limits)
+			if err != nil {
+				return err
+			}
+			tasks = got
+		}
+		if len(tasks) == 0 {
+			return nil
+		}
+		// RETURNING has no order: return the tasks in claim order.
+		slices.SortFunc(tasks, claimOrder)
+		evs := make([]event.Event, len(tasks))
+		for i, t := range tasks {
+			evs[i] = event.New(t, event.KindStatus, now)
+		}
+		if _, err := s.insertEvents(ctx, tx, evs); err != nil {
+			return err
+		}
+		recs, err = s.attachFields(ctx, tx, tasks)
+		return err
+	})
+	return recs, err
+}
+
+// claimLimited claims under queue limits.
+func (s *Store) claimLimited(ctx context.Context, tx *sql.Tx, p store.ClaimParams, now time.Time, limits map[string]int) ([]*task.Task, error) {
+	limited := make([]string, 0, len(limits))
+	for q := range limits {
+		if len(p.Queues) == 0 || slices.Contains(p.Queues, q) {
+			limited = append(limited, q)
+		}
+	}
+	sort.Strings(limited) // a fixed lock order: no deadlocks between claimers
+	if s.d.caps.SkipLocked {
+		for _, q := range limited {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "compute.queue."+q); err != nil {
+				return nil, fmt.Errorf("locking queue %s: %w", q, err)
+			}
+		}
+	}
+	running := map[string]int{}
+	if len(limited) > 0 {
+		args := make([]any, len(limited))
+		for i, q := range limited {
+			args[i] = q
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT queue_name, COUNT(*) FROM tasks WHERE status = 'executing'
+			AND queue_name IN (`+placeholders(1, len(args))+`) GROUP BY queue_name`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("counting running tasks: %w", err)
+		}
+		for rows.Next() {
+			var (
+				q string
+				n int
+			)
+			if err := rows.Scan(&q, &n); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			running[q] = n
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	var out []*task.Task
+	left := p.Limit
+	for _, q := range limited {
+		free := min(limits[q]-running[q], left)
+		if free <= 0 {
+			continue
+		}
+		got, err := s.claimWhere(ctx, tx, p, now, free, " AND queue_name = $%d", []any{q})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+		left -= len(got)
+	}
+	if left > 0 {
+		filter, args := "", []any{}
+		for q := range limits {
+			args = append(args, q)
+			filter += " AND queue_name <> $%d"
+		}
+		got, err := s.claimWhere(ctx, tx, p, now, left, filter, args)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+	}
+	return out, nil
+}
+
+// claimWhere claims up to limit due tasks matching p and an extra filter
+// whose %d verbs are numbered after the statement's own parameters.
+func (s *Store) claimWhere(ctx context.Context, tx *sql.Tx, p store.ClaimParams, now time.Time, limit int, extra string, extraArgs []any) ([]*task.Task, error) {
+	args := []any{p.Worker, now, now.Add(p.Lease), limit}
+	filter := ""
+	if len(p.Queues) > 0 {
+		filter += " AND queue_name IN (" + placeholders(len(args)+1, len(p.Queues)) + ")"
+		for _, q := range p.Queues {
+			args = append(args, q)
+		}
+	}
+	if len(p.Types) > 0 {
+		filter += " AND task_type IN (" + placeholders(len(args)+1, len(p.Types)) + ")"
+		for _, t := range p.Types {
+			args = append(args, t)
+		}
+	}
+	if extra != "" {
+		nums := make([]any, len(extraArgs))
+		for i := range extraArgs {
+			nums[i] = len(args) + i + 1
+		}
+		filter += fmt.Sprintf(extra, nums...)
+		args = append(args, extraArgs...)
+	}
+	// The rows to claim are picked once, in a materialised CTE. As a plain
+	// IN (subquery), PostgreSQL may rescan the subquery for each row it
+	// updates; a rescan skips the rows this statement has already updated
+	// and locks the next ones, so the claim took every due task, not Limit.
+	q := `WITH picked AS MATERIALIZED (SELECT id FROM tasks WHERE status = 'pending' AND run_at <= $2` + filter + `
+			ORDER BY priority DESC, run_at, created_at LIMIT $4` + s.d.skipLocked + `)
+		UPDATE tasks SET status = 'executing', executor_instance = $1, started_at = COALESCE(started_at, $2),
+		updated_at = $2, lease_expires_at = $3, attempt = attempt + 1
+		WHERE id IN (SELECT id FROM picked) AND status = 'pending'
+		RETURNING ` + baseColumns
+	rows, err := tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("claiming tasks: %w", err)
+	}
+	defer rows.Close()
+	var tasks []*task.Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, fmt.Errorf("claiming tasks: %w", err)
+		}
+		tasks = append(tasks, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("claiming tasks: %w", err)
+	}
+	return tasks, nil
+}
+
+// queueLimitTTL is how long a process trusts its copy of the queue limits.
+const queueLimitTTL = time.Second
+
+func (s *Store) cachedQueueLimits(ctx context.Context) (map[string]int, error) {
+	s.limitsMu.Lock()
+	defer s.limitsMu.Unlock()
+	if time.Since(s.limitsAt) < queueLimitTTL {
+		return s.limits, nil
+	}
+	l, err := s.QueueLimits(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.limits, s.limitsAt = l, time.Now()
+	return l, nil
+}
+
+// SetQueueLimit implements store.Store.
+func (s *Store) SetQueueLimit(ctx context.Context, queue string, n int) error {
+	var err error
+	if n <= 0 {
+		_, err = s.w.ExecContext(ctx, `DELETE FROM queue_limits WHERE queue_name = $1`, queue)
+	} else {
+		_, err = s.w.ExecContext(ctx, `INSERT INTO queue_limits (queue_name, max_concurrency, updated_at) VALUES ($1, $2, $3)
+			ON CONFLICT (queue_name) DO UPDATE SET max_concurrency = excluded.max_concurrency, updated_at = excluded.updated_at`,
+			queue, n, task.Now())
+	}
+	if err != nil {
+		return fmt.Errorf("setting the limit of queue %s: %w", queue, err)
+	}
+	s.limitsMu.Lock()
+	s.limitsAt = time.Time{}
+	s.limitsMu.Unlock()
+	return nil
+}
+
+// QueueLimits implements store.Store.
+func (s *Store) QueueLimits(ctx context.Context) (map[string]int, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT queue_name, max_concurrency FROM queue_limits`)
+	if err != nil {
+		return nil, fmt.Errorf("reading queue limits: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var (
+			q string
+			n int
+		)
+		if err := rows.Scan(&q, &n); err != nil {
+			return nil, err
+		}
+		out[q] = n
+	}
+	return out, rows.Err()
+}

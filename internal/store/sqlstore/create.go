@@ -1,0 +1,106 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	"github.com/computeserver/compute/internal/event"
+	"github.com/computeserver/compute/internal/registry"
+	"github.com/computeserver/compute/internal/store"
+	"github.com/computeserver/compute/internal/task"
+)
+
+// CreateTasks implements store.Store with multi-row INSERTs: the base rows,
+// each type's rows and the events, chunk by chunk, in one transaction.
+func (s *Store) CreateTasks(ctx context.Context, recs []*store.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	for _, r := range recs {
+		if r.Task.IdempotencyKey != "" {
+			return fmt.Errorf("creating tasks in a batch: task %s has an idempotency key; use CreateTask", r.Task.ID)
+		}
+	}
+	var notes []store.Notification
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		for start := 0; start < len(recs); start += maxBatch / 2 {
+			chunk := recs[start:min(start+maxBatch/2, len(recs))]
+			if err := s.insertBaseRows(ctx, tx, chunk); err != nil {
+				return err
+			}
+			byType := map[*registry.Definition][]*store.Record{}
+			var order []*registry.Definition
+			for _, r := range chunk {
+				if _, ok := byType[r.Def]; !ok {
+					order = append(order, r.Def)
+				}
+				byType[r.Def] = append(byType[r.Def], r)
+			}
+			for _, def := range order {
+				if err := s.insertTypeRows(ctx, tx, def, byType[def]); err != nil {
+					return err
+				}
+			}
+			evs := make([]event.Event, len(chunk))
+			for i, r := range chunk {
+				evs[i] = event.New(r.Task, event.KindStatus, r.Task.CreatedAt)
+			}
+			if _, err := s.insertEvents(ctx, tx, evs); err != nil {
+				return err
+			}
+		}
+		notes = []store.Notification{{Kind: store.NotifyWake}}
+		return s.notifyTx(ctx, tx, notes...)
+	})
+	if err != nil {
+		return err
+	}
+	s.published(notes...)
+	return nil
+}
+
+func (s *Store) insertBaseRows(ctx context.Context, tx *sql.Tx, recs []*store.Record) error {
+	rows := make([]string, len(recs))
+	var args []any
+	for i, r := range recs {
+		if r.Task.Status != task.StatusPending {
+			return fmt.Errorf("creating task %s: status is %s, want pending", r.Task.ID, r.Task.Status)
+		}
+		vals, err := baseValues(r.Task)
+		if err != nil {
+			return fmt.Errorf("encoding task: %w", err)
+		}
+		rows[i] = "(" + placeholders(len(args)+1, len(vals)) + ")"
+		args = append(args, vals...)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO tasks (`+insertColumns+`) VALUES `+strings.Join(rows, ", "), args...); err != nil {
+		return fmt.Errorf("inserting tasks: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) insertTypeRows(ctx context.Context, tx *sql.Tx, def *registry.Definition, recs []*store.Record) error {
+	cols := []string{"id"}
+	for _, c := range def.Columns {
+		cols = append(cols, quote(c.Name))
+	}
+	rows := make([]string, len(recs))
+	args := make([]any, 0, len(recs)*len(cols))
+	for i, r := range recs {
+		rows[i] = "(" + placeholders(len(args)+1, len(cols)) + ")"
+		args = append(args, r.Task.ID.String())
+		for _, c := range def.Columns {
+			v, err := columnValue(r.Fields, c)
+			if err != nil {
+				return err
+			}
+			args = append(args, v)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO `+quote(def.Table)+` (`+strings.Join(cols, ", ")+`) VALUES `+strings.Join(rows, ", "), args...); err != nil {
+		return fmt.Errorf("inserting %s rows: %w", def.Table, err)
+	}
+	return nil
+}
