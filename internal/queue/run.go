@@ -136,10 +136,11 @@ func (e *Engine) outcomeOf(rec *store.Record, result *task.Result, err error, ru
 	case !retryable:
 		category = task.CategoryPermanent
 	}
-	base.Err = &task.Error{Attempt: t.Attempt, Message: err.Error(), Category: category}
+	now := task.Now()
+	base.Err = &task.Error{Attempt: t.Attempt, Message: err.Error(), Category: category, At: now}
 	base.CountRetry = true
 	if retryable && t.RetryCount+1 < t.MaxAttempts {
-		at := task.Now().Add(backoff(t.RetryCount+1, err))
+		at := now.Add(backoff(t.RetryCount+1, err)) // measured from the error's time
 		base.To, base.RunAt = task.StatusPending, &at
 		return &base, "retry scheduled"
 	}
