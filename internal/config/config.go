@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -54,6 +55,34 @@ type Config struct {
 	// database at start (COMPUTE_QUEUE_LIMITS, e.g. "gpu=2,default=50";
 	// 0 removes a limit).
 	QueueLimits map[string]int
+	// WebhookURL receives the events of tasks that name no webhook_url
+	// (COMPUTE_WEBHOOK_URL).
+	WebhookURL string
+	// WebhookSecret signs webhook requests per the Standard Webhooks
+	// specification (COMPUTE_WEBHOOK_SECRET, "whsec_…"). Without it,
+	// requests are sent unsigned and a warning is logged at start.
+	WebhookSecret string
+	// WebhookRetryMin is the delay before the first retry of a failed
+	// delivery; later ones double (COMPUTE_WEBHOOK_RETRY_MIN, default 30s).
+	WebhookRetryMin time.Duration
+	// WebhookMaxAttempts bounds the attempts of one delivery
+	// (COMPUTE_WEBHOOK_MAX_ATTEMPTS, default 15: about 1 day of retries
+	// from 30s, capped at 4h between attempts).
+	WebhookMaxAttempts int
+	// WebhookWindow stops retrying a delivery this long after its event
+	// (COMPUTE_WEBHOOK_WINDOW, default 24h).
+	WebhookWindow time.Duration
+	// WebhookAllowPrivate lets webhooks reach loopback and private
+	// addresses (COMPUTE_WEBHOOK_ALLOW_PRIVATE, default false).
+	WebhookAllowPrivate bool
+	// WebhookAllowCIDRs lets webhooks reach these ranges even if private
+	// (COMPUTE_WEBHOOK_ALLOW_CIDRS, comma-separated).
+	WebhookAllowCIDRs []netip.Prefix
+	// RedisURL enables the Redis event bus (REDIS_URL, redis://…).
+	RedisURL string
+	// RedisPrefix prefixes the Redis channels (COMPUTE_REDIS_PREFIX,
+	// default "compute").
+	RedisPrefix string
 	// LogLevel is debug, info, warn or error (COMPUTE_LOG_LEVEL, default
 	// info).
 	LogLevel string
@@ -72,7 +101,12 @@ func Default() Config {
 		ShutdownGrace: 30 * time.Second,
 		Lease:         30 * time.Second,
 		LogLevel:      "info",
-		LogFormat:     "text",
+
+		WebhookRetryMin:    30 * time.Second,
+		WebhookMaxAttempts: 15,
+		WebhookWindow:      24 * time.Hour,
+		RedisPrefix:        "compute",
+		LogFormat:          "text",
 	}
 }
 
@@ -91,6 +125,10 @@ func FromEnv() (Config, error) {
 	str("COMPUTE_PUBLIC_URL", &c.PublicURL)
 	str("COMPUTE_LOG_LEVEL", &c.LogLevel)
 	str("COMPUTE_LOG_FORMAT", &c.LogFormat)
+	str("COMPUTE_WEBHOOK_URL", &c.WebhookURL)
+	str("COMPUTE_WEBHOOK_SECRET", &c.WebhookSecret)
+	str("REDIS_URL", &c.RedisURL)
+	str("COMPUTE_REDIS_PREFIX", &c.RedisPrefix)
 	var errs []string
 	parse := func(name string, fn func(string) error) {
 		if v, ok := os.LookupEnv(name); ok && v != "" {
@@ -105,6 +143,23 @@ func FromEnv() (Config, error) {
 	parse("COMPUTE_ALLOW_PRIVATE_URLS", func(v string) (err error) { c.AllowPrivateURLs, err = strconv.ParseBool(v); return })
 	parse("COMPUTE_SHUTDOWN_GRACE", func(v string) (err error) { c.ShutdownGrace, err = time.ParseDuration(v); return })
 	parse("COMPUTE_LEASE", func(v string) (err error) { c.Lease, err = time.ParseDuration(v); return })
+	parse("COMPUTE_WEBHOOK_RETRY_MIN", func(v string) (err error) { c.WebhookRetryMin, err = time.ParseDuration(v); return })
+	parse("COMPUTE_WEBHOOK_MAX_ATTEMPTS", func(v string) (err error) { c.WebhookMaxAttempts, err = strconv.Atoi(v); return })
+	parse("COMPUTE_WEBHOOK_WINDOW", func(v string) (err error) { c.WebhookWindow, err = time.ParseDuration(v); return })
+	parse("COMPUTE_WEBHOOK_ALLOW_PRIVATE", func(v string) (err error) { c.WebhookAllowPrivate, err = strconv.ParseBool(v); return })
+	parse("COMPUTE_WEBHOOK_ALLOW_CIDRS", func(v string) error {
+		for _, part := range strings.Split(v, ",") {
+			if part = strings.TrimSpace(part); part == "" {
+				continue
+			}
+			p, err := netip.ParsePrefix(part)
+			if err != nil {
+				return err
+			}
+			c.WebhookAllowCIDRs = append(c.WebhookAllowCIDRs, p)
+		}
+		return nil
+	})
 	parse("COMPUTE_QUEUE_LIMITS", func(v string) (err error) { c.QueueLimits, err = ParseQueueLimits(v); return })
 	if len(errs) > 0 {
 		return c, fmt.Errorf("config: %s", strings.Join(errs, "; "))
@@ -148,6 +203,27 @@ func (c *Config) Validate() error {
 		if q == "" || n < 0 {
 			return fmt.Errorf("config: QueueLimits (COMPUTE_QUEUE_LIMITS): %q=%d: want a queue name and a limit >= 0", q, n)
 		}
+	}
+	if c.WebhookURL != "" {
+		u, err := url.Parse(c.WebhookURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("config: WebhookURL (COMPUTE_WEBHOOK_URL) %q: want an absolute http(s) URL", c.WebhookURL)
+		}
+	}
+	if c.WebhookSecret != "" && !strings.HasPrefix(c.WebhookSecret, "whsec_") {
+		return fmt.Errorf("config: WebhookSecret (COMPUTE_WEBHOOK_SECRET) must start with whsec_ (Standard Webhooks)")
+	}
+	if c.WebhookRetryMin < time.Second {
+		return fmt.Errorf("config: WebhookRetryMin (COMPUTE_WEBHOOK_RETRY_MIN) must be at least 1s")
+	}
+	if c.WebhookMaxAttempts < 1 || c.WebhookMaxAttempts > 100 {
+		return fmt.Errorf("config: WebhookMaxAttempts (COMPUTE_WEBHOOK_MAX_ATTEMPTS) must be between 1 and 100")
+	}
+	if c.WebhookWindow < time.Minute {
+		return fmt.Errorf("config: WebhookWindow (COMPUTE_WEBHOOK_WINDOW) must be at least 1m")
+	}
+	if c.RedisURL != "" && !strings.HasPrefix(c.RedisURL, "redis://") && !strings.HasPrefix(c.RedisURL, "rediss://") {
+		return fmt.Errorf("config: RedisURL (REDIS_URL) must be a redis:// or rediss:// URL")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -38,6 +38,11 @@ func TestDefault(t *testing.T) {
 		Lease:         30 * time.Second,
 		LogLevel:      "info",
 		LogFormat:     "text",
+
+		WebhookRetryMin:    30 * time.Second,
+		WebhookMaxAttempts: 15,
+		WebhookWindow:      24 * time.Hour,
+		RedisPrefix:        "compute",
 	}
 	c := config.Default()
 	if !reflect.DeepEqual(c, want) {

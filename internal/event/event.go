@@ -28,6 +28,14 @@ type Event struct {
 	TenantID  string          `json:"-"`
 	CreatedAt time.Time       `json:"created_at"`
 	Body      json.RawMessage `json:"body"`
+
+	// Kind is KindStatus or KindProgress.
+	Kind string `json:"-"`
+	// WebhookURL and WebhookEvents are the task's webhook target and
+	// filter when the event was made; the store writes deliveries from
+	// them.
+	WebhookURL    string   `json:"-"`
+	WebhookEvents []string `json:"-"`
 }
 
 // Body is the JSON document delivered to webhooks and streams: the
@@ -91,5 +99,9 @@ func New(t *task.Task, kind string, at time.Time) Event {
 		TenantID:  t.OriginTenantID,
 		CreatedAt: at,
 		Body:      raw,
+		Kind:      kind,
+
+		WebhookURL:    t.WebhookURL,
+		WebhookEvents: t.WebhookEvents,
 	}
 }

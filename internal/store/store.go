@@ -240,6 +240,9 @@ const (
 	NotifyWake = "wake"
 	// NotifyCancel says TaskID was cancelled while executing.
 	NotifyCancel = "cancel"
+	// NotifyEvents says new events were committed (readers of the event
+	// log look again).
+	NotifyEvents = "events"
 )
 
 // Notification is a message between processes sharing the database.
@@ -258,12 +261,15 @@ type ProgressUpdate struct {
 	Emit     bool
 }
 
-// EventFilter selects events for ListEvents.
+// EventFilter selects events for ListEvents. Zero values do not filter.
 type EventFilter struct {
-	TaskID  uuid.UUID // zero: every task
-	AfterID int64
-	Limit   int
-	Scope   Scope
+	TaskID   uuid.UUID // zero: every task
+	AfterID  int64
+	Limit    int
+	Scope    Scope
+	TaskType string
+	Status   task.Status
+	TenantID string
 }
 
 // APIKey is a stored API key. The key itself is never stored.

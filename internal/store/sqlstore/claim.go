@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"slices"
 	"sort"
@@ -28,7 +27,7 @@ func (s *Store) ClaimTasks(ctx context.Context, p store.ClaimParams) ([]*store.R
 	}
 	now := task.Now()
 	var recs []*store.Record
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.inTx(ctx, func(tx *txn) error {
 		var tasks []*task.Task
 		if len(limits) == 0 {
 			got, err := s.claimWhere(ctx, tx, p, now, p.Limit, "", nil)
@@ -62,7 +61,7 @@ func (s *Store) ClaimTasks(ctx context.Context, p store.ClaimParams) ([]*store.R
 }
 
 // claimLimited claims under queue limits.
-func (s *Store) claimLimited(ctx context.Context, tx *sql.Tx, p store.ClaimParams, now time.Time, limits map[string]int) ([]*task.Task, error) {
+func (s *Store) claimLimited(ctx context.Context, tx *txn, p store.ClaimParams, now time.Time, limits map[string]int) ([]*task.Task, error) {
 	limited := make([]string, 0, len(limits))
 	for q := range limits {
 		if len(p.Queues) == 0 || slices.Contains(p.Queues, q) {
@@ -135,7 +134,7 @@ func (s *Store) claimLimited(ctx context.Context, tx *sql.Tx, p store.ClaimParam
 
 // claimWhere claims up to limit due tasks matching p and an extra filter
 // whose %d verbs are numbered after the statement's own parameters.
-func (s *Store) claimWhere(ctx context.Context, tx *sql.Tx, p store.ClaimParams, now time.Time, limit int, extra string, extraArgs []any) ([]*task.Task, error) {
+func (s *Store) claimWhere(ctx context.Context, tx *txn, p store.ClaimParams, now time.Time, limit int, extra string, extraArgs []any) ([]*task.Task, error) {
 	args := []any{p.Worker, now, now.Add(p.Lease), limit}
 	filter := ""
 	if len(p.Queues) > 0 {

@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strings"
 
@@ -23,8 +22,7 @@ func (s *Store) CreateTasks(ctx context.Context, recs []*store.Record) error {
 			return fmt.Errorf("creating tasks in a batch: task %s has an idempotency key; use CreateTask", r.Task.ID)
 		}
 	}
-	var notes []store.Notification
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		for start := 0; start < len(recs); start += maxBatch / 2 {
 			chunk := recs[start:min(start+maxBatch/2, len(recs))]
 			if err := s.insertBaseRows(ctx, tx, chunk); err != nil {
@@ -51,17 +49,16 @@ func (s *Store) CreateTasks(ctx context.Context, recs []*store.Record) error {
 				return err
 			}
 		}
-		notes = []store.Notification{{Kind: store.NotifyWake}}
-		return s.notifyTx(ctx, tx, notes...)
+		tx.notify(store.Notification{Kind: store.NotifyWake})
+		return nil
 	})
 	if err != nil {
 		return err
 	}
-	s.published(notes...)
 	return nil
 }
 
-func (s *Store) insertBaseRows(ctx context.Context, tx *sql.Tx, recs []*store.Record) error {
+func (s *Store) insertBaseRows(ctx context.Context, tx *txn, recs []*store.Record) error {
 	rows := make([]string, len(recs))
 	var args []any
 	for i, r := range recs {
@@ -81,7 +78,7 @@ func (s *Store) insertBaseRows(ctx context.Context, tx *sql.Tx, recs []*store.Re
 	return nil
 }
 
-func (s *Store) insertTypeRows(ctx context.Context, tx *sql.Tx, def *registry.Definition, recs []*store.Record) error {
+func (s *Store) insertTypeRows(ctx context.Context, tx *txn, def *registry.Definition, recs []*store.Record) error {
 	cols := []string{"id"}
 	for _, c := range def.Columns {
 		cols = append(cols, quote(c.Name))

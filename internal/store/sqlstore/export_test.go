@@ -6,4 +6,6 @@ import (
 )
 
 // InTx exposes inTx to the package's external tests.
-func (s *Store) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error { return s.inTx(ctx, fn) }
+func (s *Store) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.inTx(ctx, func(tx *txn) error { return fn(tx.Tx) })
+}

@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strings"
 	"time"
@@ -61,7 +60,7 @@ func (s *Store) ExtendLeases(ctx context.Context, runs []store.RunRef, lease tim
 // lockWhere loads up to limit tasks matching where under a row lock that
 // other maintainers skip (SKIP LOCKED on PostgreSQL), so every node can run
 // maintenance at once without two handling the same task.
-func (s *Store) lockWhere(ctx context.Context, tx *sql.Tx, where, order string, limit int, args ...any) ([]*task.Task, error) {
+func (s *Store) lockWhere(ctx context.Context, tx *txn, where, order string, limit int, args ...any) ([]*task.Task, error) {
 	args = append(args, limit)
 	rows, err := tx.QueryContext(ctx, `SELECT `+baseColumns+` FROM tasks WHERE `+where+` ORDER BY `+order+
 		fmt.Sprintf(` LIMIT $%d`, len(args))+s.d.skipLocked, args...)
@@ -87,9 +86,8 @@ func (s *Store) RescueExpired(ctx context.Context, p store.RescueParams) (store.
 	}
 	var (
 		res   store.RescueResult
-		notes []store.Notification
 	)
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		res = store.RescueResult{}
 		now := task.Now()
 		expired, err := s.lockWhere(ctx, tx, `status = 'executing' AND lease_expires_at < $1`, `lease_expires_at`, p.Limit, now)
@@ -137,13 +135,12 @@ func (s *Store) RescueExpired(ctx context.Context, p store.RescueParams) (store.
 		if _, _, err := s.writeTransitions(ctx, tx, ds, event.KindStatus, now); err != nil {
 			return err
 		}
-		notes = notificationsFor(ds)
-		return s.notifyTx(ctx, tx, notes...)
+		tx.notify(notificationsFor(ds)...)
+		return nil
 	})
 	if err != nil {
 		return store.RescueResult{}, err
 	}
-	s.published(notes...)
 	return res, nil
 }
 
@@ -153,7 +150,7 @@ func (s *Store) FailStartTimeouts(ctx context.Context, limit int) (int, error) {
 		limit = 500
 	}
 	n := 0
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		now := task.Now()
 		overdue, err := s.lockWhere(ctx, tx, `status = 'pending' AND started_at IS NULL AND start_deadline < $1`, `start_deadline`, limit, now)
 		if err != nil {

@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"strings"
 	"sync"
 	"time"
@@ -77,15 +76,21 @@ func notificationsFor(ds []decided) []store.Notification {
 }
 
 func encodeNote(n store.Notification) string {
-	if n.Kind == store.NotifyCancel {
+	switch n.Kind {
+	case store.NotifyCancel:
 		return "c:" + n.TaskID.String()
+	case store.NotifyEvents:
+		return "e"
 	}
 	return "w"
 }
 
 func decodeNote(payload string) (store.Notification, bool) {
-	if payload == "w" {
+	switch payload {
+	case "w":
 		return store.Notification{Kind: store.NotifyWake}, true
+	case "e":
+		return store.Notification{Kind: store.NotifyEvents}, true
 	}
 	if id, ok := strings.CutPrefix(payload, "c:"); ok {
 		if u, err := uuid.Parse(id); err == nil {
@@ -98,7 +103,7 @@ func decodeNote(payload string) (store.Notification, bool) {
 // notifyTx sends notifications inside tx on PostgreSQL, where NOTIFY is
 // delivered at commit, so no process hears of a change before it is
 // durable. SQLite publishes after commit instead (see published).
-func (s *Store) notifyTx(ctx context.Context, tx *sql.Tx, notes ...store.Notification) error {
+func (s *Store) notifyTx(ctx context.Context, tx *txn, notes ...store.Notification) error {
 	if !s.d.caps.ListenNotify {
 		return nil
 	}

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" driver
 
+	"github.com/computeserver/compute/internal/event"
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/store"
 )
@@ -74,6 +76,27 @@ type Store struct {
 	limitsMu sync.Mutex
 	limits   map[string]int
 	limitsAt time.Time
+
+	// sink receives the events of every committed transaction.
+	sink func([]event.Event)
+	// defaultWebhookURL receives the events of tasks without a webhook_url.
+	defaultWebhookURL string
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithEventSink calls sink with the events of every committed write
+// transaction, in id order, after the commit (for publishing on a bus). It
+// must not block for long.
+func WithEventSink(sink func([]event.Event)) Option {
+	return func(s *Store) { s.sink = sink }
+}
+
+// WithDefaultWebhookURL sends the events of tasks that have no webhook_url
+// to url.
+func WithDefaultWebhookURL(url string) Option {
+	return func(s *Store) { s.defaultWebhookURL = url }
 }
 
 var _ store.Store = (*Store)(nil)
@@ -86,11 +109,14 @@ func IsPostgresURL(dsn string) bool {
 // Open connects to the database named by dsn: a postgres:// URL, or else a
 // SQLite file path (created with its directory if missing). It does not
 // migrate; call Migrate.
-func Open(ctx context.Context, dsn string, reg *registry.Registry, log *slog.Logger) (*Store, error) {
+func Open(ctx context.Context, dsn string, reg *registry.Registry, log *slog.Logger, opts ...Option) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{reg: reg, log: log, dsn: dsn}
+	for _, o := range opts {
+		o(s)
+	}
 	s.closing, s.close = context.WithCancel(context.Background())
 	if IsPostgresURL(dsn) {
 		db, err := sql.Open("pgx", dsn)
@@ -181,11 +207,12 @@ func (s *Store) Close() error {
 // inTx runs fn in a write transaction, committing if it returns nil. A
 // panic in fn rolls the transaction back before it propagates, so it cannot
 // keep the connection (SQLite's only writer) and its row locks.
-func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
+func (s *Store) inTx(ctx context.Context, fn func(tx *txn) error) error {
+	sqlTx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("beginning transaction: %w", err)
 	}
+	tx := &txn{Tx: sqlTx}
 	defer func() {
 		if p := recover(); p != nil {
 			_ = tx.Rollback()
@@ -196,10 +223,38 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		_ = tx.Rollback()
 		return err
 	}
+	if len(tx.events) > 0 {
+		tx.notify(store.Notification{Kind: store.NotifyEvents})
+	}
+	if err := s.notifyTx(ctx, tx, tx.notes...); err != nil {
+		_ = tx.Rollback()
+		return fmt.Errorf("notifying: %w", err)
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("committing: %w", err)
 	}
+	s.published(tx.notes...)
+	if s.sink != nil && len(tx.events) > 0 {
+		s.sink(tx.events)
+	}
 	return nil
+}
+
+// txn is a write transaction that collects what to announce once it has
+// committed: the events it wrote and the notifications for other workers.
+type txn struct {
+	*sql.Tx
+	events []event.Event
+	notes  []store.Notification
+}
+
+// notify queues notifications, sent with the commit (deduplicated).
+func (tx *txn) notify(notes ...store.Notification) {
+	for _, n := range notes {
+		if !slices.Contains(tx.notes, n) {
+			tx.notes = append(tx.notes, n)
+		}
+	}
 }
 
 // placeholders returns "$from, $from+1, …" for n values.

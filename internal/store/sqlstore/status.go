@@ -33,9 +33,8 @@ func (s *Store) SetStatus(ctx context.Context, c store.StatusChange) (*task.Task
 	var (
 		out   *task.Task
 		ev    event.Event
-		notes []store.Notification
 	)
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		tasks, err := s.lockTasks(ctx, tx, []uuid.UUID{c.TaskID}, c.Scope)
 		if err != nil {
 			return err
@@ -57,13 +56,12 @@ func (s *Store) SetStatus(ctx context.Context, c store.StatusChange) (*task.Task
 			return &task.TransitionError{From: d.from, To: c.To}
 		}
 		out, ev = t, evs[0]
-		notes = notificationsFor([]decided{d})
-		return s.notifyTx(ctx, tx, notes...)
+		tx.notify(notificationsFor([]decided{d})...)
+		return nil
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	s.published(notes...)
 	return out, &ev, nil
 }
 
@@ -111,44 +109,6 @@ func applyChange(t *task.Task, c store.StatusChange, now time.Time) {
 		t.Result = c.Result
 		t.ErrorMessage, t.ErrorCategory = "", ""
 	}
-}
-
-// insertEvents writes events in one statement and returns them with ids.
-func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, evs []event.Event) ([]event.Event, error) {
-	if len(evs) == 0 {
-		return evs, nil
-	}
-	const n = 7
-	args := make([]any, 0, n*len(evs))
-	rows := make([]string, len(evs))
-	for i, e := range evs {
-		rows[i] = "(" + placeholders(i*n+1, n) + ")"
-		args = append(args, e.TaskID.String(), e.TaskType, e.EventType, string(e.Status), e.TenantID, string(e.Body), e.CreatedAt)
-	}
-	r, err := tx.QueryContext(ctx, `INSERT INTO task_events (task_id, task_type, event_type, status, tenant_id, body, created_at)
-		VALUES `+strings.Join(rows, ", ")+` RETURNING id, task_id`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("inserting events: %w", err)
-	}
-	defer r.Close()
-	ids := map[string]int64{}
-	for r.Next() {
-		var (
-			id  int64
-			tid string
-		)
-		if err := r.Scan(&id, &tid); err != nil {
-			return nil, fmt.Errorf("inserting events: %w", err)
-		}
-		ids[normalizeUUID(tid)] = id
-	}
-	if err := r.Err(); err != nil {
-		return nil, fmt.Errorf("inserting events: %w", err)
-	}
-	for i := range evs {
-		evs[i].ID = ids[evs[i].TaskID.String()]
-	}
-	return evs, nil
 }
 
 // claimOrder is the order ClaimTasks picks tasks in: priority DESC,
@@ -200,7 +160,7 @@ func (s *Store) SetProgress(ctx context.Context, p store.ProgressUpdate) (*event
 	}
 	now := task.Now()
 	var out *event.Event
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		t, err := scanTask(tx.QueryRowContext(ctx, `UPDATE tasks SET progress = $3, stage = $4, lease_expires_at = $5, updated_at = $6
 			WHERE `+ownedBy+` RETURNING `+baseColumns,
 			p.TaskID.String(), p.Attempt, p.Progress, p.Stage, now.Add(p.Lease), now))
@@ -234,44 +194,4 @@ func (s *Store) SetServiceTaskID(ctx context.Context, id uuid.UUID, attempt int,
 		return fmt.Errorf("service task id of task %s: %w", id, task.ErrStaleRun)
 	}
 	return nil
-}
-
-// ListEvents implements store.Store.
-func (s *Store) ListEvents(ctx context.Context, f store.EventFilter) ([]event.Event, error) {
-	conds, args := []string{"id > $1"}, []any{f.AfterID}
-	if f.TaskID != uuid.Nil {
-		args = append(args, f.TaskID.String())
-		conds = append(conds, fmt.Sprintf("task_id = $%d", len(args)))
-	}
-	if !f.Scope.Admin {
-		args = append(args, f.Scope.TenantID)
-		conds = append(conds, fmt.Sprintf("tenant_id = $%d", len(args)))
-	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 1000
-	}
-	args = append(args, limit)
-	rows, err := s.r.QueryContext(ctx, `SELECT id, task_id, task_type, event_type, status, tenant_id, body, created_at
-		FROM task_events WHERE `+strings.Join(conds, " AND ")+fmt.Sprintf(` ORDER BY id LIMIT $%d`, len(args)), args...)
-	if err != nil {
-		return nil, fmt.Errorf("listing events: %w", err)
-	}
-	defer rows.Close()
-	var out []event.Event
-	for rows.Next() {
-		var (
-			e             event.Event
-			tid, st, body string
-		)
-		if err := rows.Scan(&e.ID, &tid, &e.TaskType, &e.EventType, &st, &e.TenantID, &body, &e.CreatedAt); err != nil {
-			return nil, fmt.Errorf("listing events: %w", err)
-		}
-		if e.TaskID, err = uuid.Parse(tid); err != nil {
-			return nil, fmt.Errorf("event %d task id: %w", e.ID, err)
-		}
-		e.Status, e.Body, e.CreatedAt = task.Status(st), json.RawMessage(body), e.CreatedAt.UTC()
-		out = append(out, e)
-	}
-	return out, rows.Err()
 }

@@ -45,8 +45,7 @@ func (s *Store) CreateTask(ctx context.Context, rec *store.Record) (*store.Recor
 	insertType := `INSERT INTO ` + quote(def.Table) + ` (` + strings.Join(cols, ", ") + `) VALUES (` + placeholders(1, len(typeVals)) + `)`
 
 	var existing *store.Record
-	wake := []store.Notification{{Kind: store.NotifyWake}}
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.inTx(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, insertBase, vals...)
 		if err != nil {
 			return fmt.Errorf("inserting task: %w", err)
@@ -68,7 +67,8 @@ func (s *Store) CreateTask(ctx context.Context, rec *store.Record) (*store.Recor
 		if _, err := s.insertEvents(ctx, tx, []event.Event{event.New(t, event.KindStatus, t.CreatedAt)}); err != nil {
 			return err
 		}
-		return s.notifyTx(ctx, tx, wake...)
+		tx.notify(store.Notification{Kind: store.NotifyWake})
+		return nil
 	})
 	if err != nil {
 		return nil, false, err
@@ -76,7 +76,6 @@ func (s *Store) CreateTask(ctx context.Context, rec *store.Record) (*store.Recor
 	if existing != nil {
 		return existing, false, nil
 	}
-	s.published(wake...)
 	return rec, true, nil
 }
 
@@ -299,7 +298,7 @@ func (s *Store) UpdateTask(ctx context.Context, id uuid.UUID, scope store.Scope,
 		where, args = where+" AND origin_tenant_id = $2", append(args, scope.TenantID)
 	}
 	var rec *store.Record
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		var err error
 		rec, err = s.getBy(ctx, tx, where+s.d.forUpdate, args...)
 		if err != nil {

@@ -2,7 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strings"
 	"time"
@@ -84,7 +83,7 @@ const maxBatch = 500
 // event per written change. It returns the events, in the order of ds, of
 // the changes that were written; a change whose row moved meanwhile (which
 // the callers' row locks prevent) is reported in refused.
-func (s *Store) writeTransitions(ctx context.Context, tx *sql.Tx, ds []decided, kind string, now time.Time) (evs []event.Event, refused map[uuid.UUID]bool, err error) {
+func (s *Store) writeTransitions(ctx context.Context, tx *txn, ds []decided, kind string, now time.Time) (evs []event.Event, refused map[uuid.UUID]bool, err error) {
 	refused = map[uuid.UUID]bool{}
 	for start := 0; start < len(ds); start += maxBatch {
 		chunk := ds[start:min(start+maxBatch, len(ds))]
@@ -151,7 +150,7 @@ func (s *Store) writeTransitions(ctx context.Context, tx *sql.Tx, ds []decided, 
 
 // lockTasks loads the tasks with the given ids under a row lock
 // (FOR UPDATE on PostgreSQL), keyed by id.
-func (s *Store) lockTasks(ctx context.Context, tx *sql.Tx, ids []uuid.UUID, scope store.Scope) (map[uuid.UUID]*task.Task, error) {
+func (s *Store) lockTasks(ctx context.Context, tx *txn, ids []uuid.UUID, scope store.Scope) (map[uuid.UUID]*task.Task, error) {
 	out := make(map[uuid.UUID]*task.Task, len(ids))
 	for start := 0; start < len(ids); start += maxBatch {
 		chunk := ids[start:min(start+maxBatch, len(ids))]
@@ -193,7 +192,7 @@ func (s *Store) FinishRuns(ctx context.Context, changes []store.StatusChange) ([
 		return nil, nil
 	}
 	errs := make([]error, len(changes))
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		for i := range errs {
 			errs[i] = nil
 		}

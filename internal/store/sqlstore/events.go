@@ -1,0 +1,180 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/computeserver/compute/internal/event"
+	"github.com/computeserver/compute/internal/store"
+	"github.com/computeserver/compute/internal/task"
+)
+
+// eventOrderLock is the advisory lock that makes PostgreSQL event ids
+// follow commit order: a transaction takes it just before it inserts its
+// events and holds it until it commits, so no transaction can commit an
+// event with a smaller id after a reader has seen a larger one. Readers of
+// the log (SSE replay, relays) can then resume from an id without gaps.
+// Every writer takes its row locks before this lock, never after, so the
+// lock cannot take part in a deadlock. SQLite's single writer gives the
+// same order by itself.
+const eventOrderLock = 0x636f6d7075746531 // "compute1"
+
+// insertEvents writes events (at most one per task per call) with
+// multi-row INSERTs, their webhook deliveries beside them, and remembers
+// them for announcement after the commit. It returns them with their ids.
+func (s *Store) insertEvents(ctx context.Context, tx *txn, evs []event.Event) ([]event.Event, error) {
+	if len(evs) == 0 {
+		return evs, nil
+	}
+	if s.d.caps.ListenNotify {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(eventOrderLock)); err != nil {
+			return nil, fmt.Errorf("ordering events: %w", err)
+		}
+	}
+	const n = 7
+	for start := 0; start < len(evs); start += maxBatch {
+		chunk := evs[start:min(start+maxBatch, len(evs))]
+		args := make([]any, 0, n*len(chunk))
+		rows := make([]string, len(chunk))
+		for i, e := range chunk {
+			rows[i] = "(" + placeholders(i*n+1, n) + ")"
+			args = append(args, e.TaskID.String(), e.TaskType, e.EventType, string(e.Status), e.TenantID, string(e.Body), dbTime(e.CreatedAt))
+		}
+		r, err := tx.QueryContext(ctx, `INSERT INTO task_events (task_id, task_type, event_type, status, tenant_id, body, created_at)
+			VALUES `+strings.Join(rows, ", ")+` RETURNING id, task_id`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("inserting events: %w", err)
+		}
+		ids := map[string]int64{}
+		for r.Next() {
+			var (
+				id  int64
+				tid string
+			)
+			if err := r.Scan(&id, &tid); err != nil {
+				r.Close()
+				return nil, fmt.Errorf("inserting events: %w", err)
+			}
+			ids[normalizeUUID(tid)] = id
+		}
+		r.Close()
+		if err := r.Err(); err != nil {
+			return nil, fmt.Errorf("inserting events: %w", err)
+		}
+		if len(ids) != len(chunk) {
+			return nil, fmt.Errorf("inserting events: %d events for %d tasks; one event per task per call", len(chunk), len(ids))
+		}
+		for i := range chunk {
+			chunk[i].ID = ids[chunk[i].TaskID.String()]
+		}
+		if err := s.insertDeliveries(ctx, tx, chunk); err != nil {
+			return nil, err
+		}
+	}
+	// Events are announced in id order.
+	slices.SortFunc(evs, func(a, b event.Event) int { return int(a.ID - b.ID) })
+	tx.events = append(tx.events, evs...)
+	return evs, nil
+}
+
+// wantsDelivery reports whether an event goes to the task's webhook: the
+// filter names statuses and/or "progress"; no filter means every status
+// change and no progress.
+func wantsDelivery(e event.Event) bool {
+	if e.Kind == event.KindProgress {
+		return slices.Contains(e.WebhookEvents, "progress")
+	}
+	return len(e.WebhookEvents) == 0 || slices.Contains(e.WebhookEvents, string(e.Status))
+}
+
+// insertDeliveries writes one pending delivery per event that has a
+// webhook target, in the event's transaction: an event is never without
+// its deliveries, and a delivery never without its event.
+func (s *Store) insertDeliveries(ctx context.Context, tx *txn, evs []event.Event) error {
+	const n = 5
+	var (
+		rows []string
+		args []any
+	)
+	for _, e := range evs {
+		url := e.WebhookURL
+		if url == "" {
+			url = s.defaultWebhookURL
+		}
+		if url == "" || !wantsDelivery(e) {
+			continue
+		}
+		rows = append(rows, "("+placeholders(len(args)+1, n)+")")
+		args = append(args, e.ID, e.TaskID.String(), url, dbTime(e.CreatedAt), dbTime(e.CreatedAt))
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (event_id, task_id, url, next_attempt_at, created_at)
+		VALUES `+strings.Join(rows, ", "), args...); err != nil {
+		return fmt.Errorf("inserting webhook deliveries: %w", err)
+	}
+	return nil
+}
+
+// ListEvents implements store.Store.
+func (s *Store) ListEvents(ctx context.Context, f store.EventFilter) ([]event.Event, error) {
+	conds, args := []string{"id > $1"}, []any{f.AfterID}
+	if f.TaskID != uuid.Nil {
+		args = append(args, f.TaskID.String())
+		conds = append(conds, fmt.Sprintf("task_id = $%d", len(args)))
+	}
+	if !f.Scope.Admin {
+		args = append(args, f.Scope.TenantID)
+		conds = append(conds, fmt.Sprintf("tenant_id = $%d", len(args)))
+	}
+	if f.TaskType != "" {
+		args = append(args, f.TaskType)
+		conds = append(conds, fmt.Sprintf("task_type = $%d", len(args)))
+	}
+	if f.Status != "" {
+		args = append(args, string(f.Status))
+		conds = append(conds, fmt.Sprintf("status = $%d", len(args)))
+	}
+	if f.TenantID != "" {
+		args = append(args, f.TenantID)
+		conds = append(conds, fmt.Sprintf("tenant_id = $%d", len(args)))
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	args = append(args, limit)
+	rows, err := s.r.QueryContext(ctx, `SELECT id, task_id, task_type, event_type, status, tenant_id, body, created_at
+		FROM task_events WHERE `+strings.Join(conds, " AND ")+fmt.Sprintf(` ORDER BY id LIMIT $%d`, len(args)), args...)
+	if err != nil {
+		return nil, fmt.Errorf("listing events: %w", err)
+	}
+	defer rows.Close()
+	var out []event.Event
+	for rows.Next() {
+		var (
+			e             event.Event
+			tid, st, body string
+		)
+		if err := rows.Scan(&e.ID, &tid, &e.TaskType, &e.EventType, &st, &e.TenantID, &body, &e.CreatedAt); err != nil {
+			return nil, fmt.Errorf("listing events: %w", err)
+		}
+		if e.TaskID, err = uuid.Parse(tid); err != nil {
+			return nil, fmt.Errorf("event %d task id: %w", e.ID, err)
+		}
+		e.Status, e.Body, e.CreatedAt = task.Status(st), json.RawMessage(body), e.CreatedAt.UTC()
+		if strings.HasSuffix(e.EventType, "_"+event.KindProgress) {
+			e.Kind = event.KindProgress
+		} else {
+			e.Kind = event.KindStatus
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
