@@ -5,7 +5,7 @@
 GO ?= go
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: run test test-short lint build
+.PHONY: run test test-short lint build bench
 
 run:
 	$(GO) run ./cmd/compute serve
@@ -22,3 +22,10 @@ build:
 lint:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+# bench measures the queue and the API against River in one run (SQLite and
+# PostgreSQL at COMPUTE_TEST_DATABASE_URL's server); about 8 minutes. The
+# results and settings are described in docs/performance.md.
+bench:
+	cd bench && $(GO) run ./cmd/computebench -json results/latest.json \
+		-pg "$${COMPUTE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"

@@ -85,7 +85,7 @@ func (s *Store) RescueExpired(ctx context.Context, p store.RescueParams) (store.
 		p.Limit = 500
 	}
 	var (
-		res   store.RescueResult
+		res store.RescueResult
 	)
 	err := s.inTx(ctx, func(tx *txn) error {
 		res = store.RescueResult{}

@@ -31,8 +31,8 @@ func jsonText(v any) (string, error) {
 // attempt that were read, so a refused change writes nothing.
 func (s *Store) SetStatus(ctx context.Context, c store.StatusChange) (*task.Task, *event.Event, error) {
 	var (
-		out   *task.Task
-		ev    event.Event
+		out *task.Task
+		ev  event.Event
 	)
 	err := s.inTx(ctx, func(tx *txn) error {
 		tasks, err := s.lockTasks(ctx, tx, []uuid.UUID{c.TaskID}, c.Scope)
