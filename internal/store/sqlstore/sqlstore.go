@@ -77,6 +77,10 @@ type Store struct {
 	limits   map[string]int
 	limitsAt time.Time
 
+	// creates feeds the group-commit writer of CreateTask.
+	creates     chan createReq
+	creatorOnce sync.Once
+
 	// sink receives the events of every committed transaction.
 	sink func([]event.Event)
 	// defaultWebhookURL receives the events of tasks without a webhook_url.

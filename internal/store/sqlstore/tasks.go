@@ -11,7 +11,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/computeserver/compute/internal/event"
 	"github.com/computeserver/compute/internal/store"
 	"github.com/computeserver/compute/internal/task"
 )
@@ -21,62 +20,6 @@ type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-// CreateTask implements store.Store.
-func (s *Store) CreateTask(ctx context.Context, rec *store.Record) (*store.Record, bool, error) {
-	t, def := rec.Task, rec.Def
-	vals, err := baseValues(t)
-	if err != nil {
-		return nil, false, fmt.Errorf("encoding task: %w", err)
-	}
-	cols := []string{"id"}
-	typeVals := []any{t.ID.String()}
-	for _, c := range def.Columns {
-		v, err := columnValue(rec.Fields, c)
-		if err != nil {
-			return nil, false, err
-		}
-		cols = append(cols, quote(c.Name))
-		typeVals = append(typeVals, v)
-	}
-	insertBase := `INSERT INTO tasks (` + insertColumns + `) VALUES (` + placeholders(1, len(vals)) + `)
-		ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING`
-	insertType := `INSERT INTO ` + quote(def.Table) + ` (` + strings.Join(cols, ", ") + `) VALUES (` + placeholders(1, len(typeVals)) + `)`
-
-	var existing *store.Record
-	err = s.inTx(ctx, func(tx *txn) error {
-		res, err := tx.ExecContext(ctx, insertBase, vals...)
-		if err != nil {
-			return fmt.Errorf("inserting task: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			// The idempotency key is taken: return the task that has it.
-			existing, err = s.getBy(ctx, tx, "idempotency_key = $1", t.IdempotencyKey)
-			if err != nil {
-				return fmt.Errorf("loading task for idempotency key: %w", err)
-			}
-			if existing.Task.RequestHash != t.RequestHash {
-				return task.ErrIdempotencyMismatch
-			}
-			return nil
-		}
-		if _, err := tx.ExecContext(ctx, insertType, typeVals...); err != nil {
-			return fmt.Errorf("inserting %s row: %w", def.Table, err)
-		}
-		if _, err := s.insertEvents(ctx, tx, []event.Event{event.New(t, event.KindStatus, t.CreatedAt)}); err != nil {
-			return err
-		}
-		tx.notify(store.Notification{Kind: store.NotifyWake})
-		return nil
-	})
-	if err != nil {
-		return nil, false, err
-	}
-	if existing != nil {
-		return existing, false, nil
-	}
-	return rec, true, nil
 }
 
 // GetTask implements store.Store.
