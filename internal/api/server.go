@@ -18,6 +18,7 @@ import (
 	"github.com/computeserver/compute/internal/artifact"
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/store"
+	"github.com/computeserver/compute/internal/stream"
 )
 
 // Config configures the HTTP API.
@@ -48,6 +49,8 @@ type Deps struct {
 	Artifacts artifact.Store
 	Engine    Engine
 	Logger    *slog.Logger
+	// Events serves the SSE streams (nil: the routes answer 503).
+	Events *stream.Relay
 }
 
 // Server serves the HTTP API.
@@ -112,6 +115,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.registerHealth()
 	s.registerTaskRoutes()
 	s.registerArtifactRoutes()
+	s.registerEventRoutes()
+	s.registerWebhookRoutes()
 	return s, nil
 }
 

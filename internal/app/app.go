@@ -25,6 +25,7 @@ import (
 	"github.com/computeserver/compute/internal/store/sqlstore"
 	"github.com/computeserver/compute/internal/task"
 	"github.com/computeserver/compute/internal/tasks"
+	"github.com/computeserver/compute/internal/webhook"
 )
 
 // RegisterFunc adds task types to a registry.
@@ -37,6 +38,8 @@ type App struct {
 	Store     store.Store
 	Artifacts artifact.Store
 	Engine    *queue.Engine
+	Webhooks  *webhook.Deliverer
+	Events    *Events
 	API       *api.Server
 	log       *slog.Logger
 }
@@ -91,9 +94,18 @@ func New(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 	if err != nil {
 		return nil, err
 	}
-	st, err := sqlstore.Open(ctx, cfg.DSN(), reg, log)
+	events, err := newEvents(cfg, log)
 	if err != nil {
 		return nil, err
+	}
+	st, err := sqlstore.Open(ctx, cfg.DSN(), reg, log, sqlstore.WithDefaultWebhookURL(cfg.WebhookURL),
+		sqlstore.WithEventSink(events.Announcer.Announce))
+	if err != nil {
+		events.close()
+		return nil, err
+	}
+	if !opts.NoAPI {
+		events.addRelay(cfg, st, log)
 	}
 	fetcher.Owner = func(ctx context.Context, key string) (string, error) {
 		raw, _ := artifact.TaskIDOf(key)
@@ -110,7 +122,7 @@ func New(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 		}
 		return rec.Task.OriginTenantID, nil
 	}
-	a := &App{Config: cfg, Registry: reg, Store: st, Artifacts: artifacts, log: log}
+	a := &App{Config: cfg, Registry: reg, Store: st, Artifacts: artifacts, Events: events, log: log}
 	if cfg.AutoMigrate {
 		if err := st.Migrate(ctx); err != nil {
 			st.Close()
@@ -134,10 +146,14 @@ func New(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 			Lease: cfg.Lease,
 		}, st, reg, artifacts, log)
 		eng = a.Engine
+		if a.Webhooks, err = newDeliverer(cfg, opts.Version, st, log); err != nil {
+			st.Close()
+			return nil, err
+		}
 	}
 	if !opts.NoAPI {
 		a.API, err = api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes, Version: opts.Version}, api.Deps{
-			Store: st, Registry: reg, Artifacts: artifacts, Engine: eng, Logger: log,
+			Store: st, Registry: reg, Artifacts: artifacts, Engine: eng, Logger: log, Events: events.Relay,
 		})
 		if err != nil {
 			st.Close()
@@ -158,6 +174,13 @@ func (a *App) bootstrapKeys(ctx context.Context) error {
 				ID: uuid.New(), Hash: hash, Prefix: apikey.Display(a.Config.APIKey), Name: "COMPUTE_API_KEY",
 				Admin: true, CreatedAt: time.Now().UTC(),
 			})
+			if err != nil {
+				// Another process starting at the same time may have
+				// stored it first.
+				if _, lerr := a.Store.LookupAPIKey(ctx, hash); lerr == nil {
+					err = nil
+				}
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("storing COMPUTE_API_KEY: %w", err)
@@ -185,10 +208,20 @@ func (a *App) bootstrapKeys(ctx context.Context) error {
 // finish within the grace period, close the store. Without an API (the
 // worker role) ln may be nil.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	if err := a.Events.start(ctx); err != nil {
+		return err
+	}
+	defer a.Events.stop() // after the engine's last events
 	if a.Engine != nil {
 		if err := a.Engine.Start(ctx); err != nil {
 			return err
 		}
+	}
+	if a.Webhooks != nil {
+		if err := a.Webhooks.Start(ctx); err != nil {
+			return err
+		}
+		defer a.Webhooks.Stop() // after the engine's last events
 	}
 	if a.API == nil {
 		a.log.Info("working", "database", a.Store.Dialect(), "instance", a.Engine.Instance())
@@ -203,6 +236,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	if a.Events.Relay != nil {
+		srv.RegisterOnShutdown(a.Events.Relay.Stop) // ends the streams, which never go idle
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -226,5 +262,5 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	return serveErr
 }
 
-// Close releases the store.
-func (a *App) Close() error { return a.Store.Close() }
+// Close releases the store and the event bus.
+func (a *App) Close() error { return errors.Join(a.Store.Close(), a.Events.close()) }

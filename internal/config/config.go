@@ -81,8 +81,12 @@ type Config struct {
 	// RedisURL enables the Redis event bus (REDIS_URL, redis://…).
 	RedisURL string
 	// RedisPrefix prefixes the Redis channels (COMPUTE_REDIS_PREFIX,
-	// default "compute").
+	// default "compute"); events go to "<prefix>:events". Deployments
+	// sharing one Redis need different prefixes.
 	RedisPrefix string
+	// SSEKeepAlive is how often an idle event stream sends a comment
+	// (COMPUTE_SSE_KEEPALIVE, default 15s).
+	SSEKeepAlive time.Duration
 	// LogLevel is debug, info, warn or error (COMPUTE_LOG_LEVEL, default
 	// info).
 	LogLevel string
@@ -106,6 +110,7 @@ func Default() Config {
 		WebhookMaxAttempts: 15,
 		WebhookWindow:      24 * time.Hour,
 		RedisPrefix:        "compute",
+		SSEKeepAlive:       15 * time.Second,
 		LogFormat:          "text",
 	}
 }
@@ -143,6 +148,7 @@ func FromEnv() (Config, error) {
 	parse("COMPUTE_ALLOW_PRIVATE_URLS", func(v string) (err error) { c.AllowPrivateURLs, err = strconv.ParseBool(v); return })
 	parse("COMPUTE_SHUTDOWN_GRACE", func(v string) (err error) { c.ShutdownGrace, err = time.ParseDuration(v); return })
 	parse("COMPUTE_LEASE", func(v string) (err error) { c.Lease, err = time.ParseDuration(v); return })
+	parse("COMPUTE_SSE_KEEPALIVE", func(v string) (err error) { c.SSEKeepAlive, err = time.ParseDuration(v); return })
 	parse("COMPUTE_WEBHOOK_RETRY_MIN", func(v string) (err error) { c.WebhookRetryMin, err = time.ParseDuration(v); return })
 	parse("COMPUTE_WEBHOOK_MAX_ATTEMPTS", func(v string) (err error) { c.WebhookMaxAttempts, err = strconv.Atoi(v); return })
 	parse("COMPUTE_WEBHOOK_WINDOW", func(v string) (err error) { c.WebhookWindow, err = time.ParseDuration(v); return })
@@ -224,6 +230,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RedisURL != "" && !strings.HasPrefix(c.RedisURL, "redis://") && !strings.HasPrefix(c.RedisURL, "rediss://") {
 		return fmt.Errorf("config: RedisURL (REDIS_URL) must be a redis:// or rediss:// URL")
+	}
+	if c.SSEKeepAlive < 10*time.Millisecond {
+		return fmt.Errorf("config: SSEKeepAlive (COMPUTE_SSE_KEEPALIVE) must be at least 10ms")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

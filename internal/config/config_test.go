@@ -15,6 +15,7 @@ var envVars = []string{
 	"COMPUTE_ADDR", "COMPUTE_DATA_DIR", "DATABASE_URL", "COMPUTE_API_KEY", "COMPUTE_PUBLIC_URL",
 	"COMPUTE_MAX_BODY_BYTES", "COMPUTE_WORKERS", "COMPUTE_AUTO_MIGRATE", "COMPUTE_ALLOW_PRIVATE_URLS",
 	"COMPUTE_SHUTDOWN_GRACE", "COMPUTE_LEASE", "COMPUTE_QUEUE_LIMITS", "COMPUTE_LOG_LEVEL", "COMPUTE_LOG_FORMAT",
+	"COMPUTE_SSE_KEEPALIVE",
 }
 
 // clearEnv blanks every variable FromEnv reads for the rest of the test;
@@ -43,6 +44,7 @@ func TestDefault(t *testing.T) {
 		WebhookMaxAttempts: 15,
 		WebhookWindow:      24 * time.Hour,
 		RedisPrefix:        "compute",
+		SSEKeepAlive:       15 * time.Second,
 	}
 	c := config.Default()
 	if !reflect.DeepEqual(c, want) {
@@ -87,6 +89,7 @@ func TestFromEnvReadsEachVariable(t *testing.T) {
 		{name: "COMPUTE_QUEUE_LIMITS", value: "gpu=2, default=50,,cpu=0", want: func(c *config.Config) {
 			c.QueueLimits = map[string]int{"gpu": 2, "default": 50, "cpu": 0}
 		}},
+		{name: "COMPUTE_SSE_KEEPALIVE", value: "250ms", want: func(c *config.Config) { c.SSEKeepAlive = 250 * time.Millisecond }},
 		{name: "COMPUTE_LOG_LEVEL", value: "debug", want: func(c *config.Config) { c.LogLevel = "debug" }},
 		{name: "COMPUTE_LOG_FORMAT", value: "json", want: func(c *config.Config) { c.LogFormat = "json" }},
 	}
@@ -121,6 +124,7 @@ func TestFromEnvBadValues(t *testing.T) {
 		{name: "shutdown grace without unit", env: map[string]string{"COMPUTE_SHUTDOWN_GRACE": "30"}, names: []string{"COMPUTE_SHUTDOWN_GRACE"}},
 		{name: "lease", env: map[string]string{"COMPUTE_LEASE": "long"}, names: []string{"COMPUTE_LEASE"}},
 		{name: "queue limits", env: map[string]string{"COMPUTE_QUEUE_LIMITS": "gpu:2"}, names: []string{"COMPUTE_QUEUE_LIMITS"}},
+		{name: "sse keep-alive", env: map[string]string{"COMPUTE_SSE_KEEPALIVE": "15"}, names: []string{"COMPUTE_SSE_KEEPALIVE"}},
 		{
 			name:  "two bad values",
 			env:   map[string]string{"COMPUTE_WORKERS": "many", "COMPUTE_SHUTDOWN_GRACE": "soon"},
@@ -178,6 +182,7 @@ func TestValidate(t *testing.T) {
 		{name: "lease too short", mut: func(c *config.Config) { c.Lease = 999 * time.Millisecond }, want: []string{"Lease", "COMPUTE_LEASE", "1s"}},
 		{name: "queue limit negative", mut: func(c *config.Config) { c.QueueLimits = map[string]int{"gpu": -1} }, want: []string{"QueueLimits", "COMPUTE_QUEUE_LIMITS", `"gpu"=-1`}},
 		{name: "queue limit without a name", mut: func(c *config.Config) { c.QueueLimits = map[string]int{"": 2} }, want: []string{"QueueLimits", "COMPUTE_QUEUE_LIMITS"}},
+		{name: "sse keep-alive too short", mut: func(c *config.Config) { c.SSEKeepAlive = time.Millisecond }, want: []string{"SSEKeepAlive", "COMPUTE_SSE_KEEPALIVE"}},
 		{name: "log level unknown", mut: func(c *config.Config) { c.LogLevel = "verbose" }, want: []string{"LogLevel", "COMPUTE_LOG_LEVEL", `"verbose"`}},
 		{name: "log format unknown", mut: func(c *config.Config) { c.LogFormat = "xml" }, want: []string{"LogFormat", "COMPUTE_LOG_FORMAT", `"xml"`}},
 	}

@@ -43,6 +43,9 @@ type Policy struct {
 	// AllowCIDRs are ranges allowed whatever their class, e.g. an internal
 	// object store's subnet while everything else private stays refused.
 	AllowCIDRs []netip.Prefix
+	// Setting names the configuration that sets AllowPrivate, for
+	// refusal messages (default AllowPrivateEnv): webhooks have their own.
+	Setting string
 }
 
 // class is why an address is not a plain public destination.
@@ -172,8 +175,12 @@ func (p Policy) CheckAddr(addr netip.Addr) error {
 		return fmt.Errorf("%w: destination %s is %s address; only an allowed CIDR can make it reachable",
 			ErrForbiddenDestination, addr, c.name)
 	}
+	setting := p.Setting
+	if setting == "" {
+		setting = AllowPrivateEnv
+	}
 	return fmt.Errorf("%w: destination %s is %s address; set %s=true (or allow its range) to allow it",
-		ErrForbiddenDestination, addr, c.name, AllowPrivateEnv)
+		ErrForbiddenDestination, addr, c.name, setting)
 }
 
 // Control is a net.Dialer.Control hook: it refuses a connection whose

@@ -76,6 +76,8 @@ func TestCheckAddr(t *testing.T) {
 			addr:   "::ffff:10.1.2.3",
 			policy: netguard.Policy{AllowCIDRs: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}},
 		},
+		{name: "default setting named", addr: "10.0.0.1", wantErr: "COMPUTE_ALLOW_PRIVATE_URLS=true"},
+		{name: "own setting named", addr: "10.0.0.1", policy: netguard.Policy{Setting: "COMPUTE_WEBHOOK_ALLOW_PRIVATE"}, wantErr: "COMPUTE_WEBHOOK_ALLOW_PRIVATE=true"},
 		{
 			name:   "allowed cidr beats always-refused class",
 			addr:   "0.0.0.0",

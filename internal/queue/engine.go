@@ -44,7 +44,9 @@ type Config struct {
 	// MaxResumes bounds how often a lost task is resumed (default 3).
 	MaxResumes int
 	// ProgressInterval is the minimum time between two progress events of
-	// one task (default 500ms); the final 100% always gets one.
+	// one task (default 500ms). A report at 100% always gets one, and so
+	// does the last report of a burst: a throttled report is emitted when
+	// the interval has passed unless a newer event supersedes it.
 	ProgressInterval time.Duration
 	// ShutdownGrace is how long Stop waits for running tasks before
 	// cancelling them and releasing their leases (default 30s).

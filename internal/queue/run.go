@@ -36,14 +36,7 @@ func (e *Engine) run(parent context.Context, rec *store.Record) {
 	e.running[t.ID] = self
 	e.mu.Unlock()
 	defer func() {
-		e.mu.Lock()
-		// A newer attempt of the same task (a retry claimed while this
-		// run ignored its cancellation) may have replaced this entry; it
-		// is not ours to remove.
-		if e.running[t.ID] == self {
-			delete(e.running, t.ID)
-		}
-		e.mu.Unlock()
+		e.forget(self)
 		cancel(nil)
 	}()
 	runCtx, cancelTimeout := context.WithTimeout(ctx, runTimeout(rec))
@@ -51,11 +44,15 @@ func (e *Engine) run(parent context.Context, rec *store.Record) {
 
 	resume := t.IsResumed && t.ServiceTaskID != "" && rec.Def.Resumable()
 	result, err := safeProcess(runCtx, rec, env, resume)
+	env.endProgress()
 	change, what := e.outcomeOf(rec, result, err, runCtx, ctx)
 	if change == nil {
 		log.Info("run stopped", "reason", what)
 		return
 	}
+	// The outcome's write locks the task row; the heartbeat must not
+	// renew (and lock) it at the same time, or the two can deadlock.
+	e.forget(self)
 	o := outcome{change: *change, result: make(chan error, 1)}
 	e.done <- o
 	werr := <-o.result
@@ -82,6 +79,17 @@ func runTimeout(rec *store.Record) time.Duration {
 		return time.Duration(rec.Task.TimeoutSeconds) * time.Second
 	}
 	return rec.Def.Timeout
+}
+
+// forget removes a run from the running set. A newer attempt of the same
+// task (a retry claimed while this run ignored its cancellation) may have
+// replaced the entry; that one is not this run's to remove.
+func (e *Engine) forget(r *activeRun) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.running[r.rec.Task.ID] == r {
+		delete(e.running, r.rec.Task.ID)
+	}
 }
 
 // safeProcess runs (or resumes) the processor, turning a panic into a

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -19,28 +20,92 @@ type runtime struct {
 	e   *Engine
 	rec *store.Record
 
+	// mu serialises progress writes, the processor's and the trailing
+	// timer's, so the row always ends with the latest report.
 	mu       sync.Mutex
 	lastEmit time.Time
+	// pending is the latest report written without an event; trailing
+	// writes its event when the interval since lastEmit has passed.
+	pending  *progressReport
+	trailing *time.Timer
+	ended    bool
+}
+
+// progressReport is one Progress call.
+type progressReport struct {
+	percent float64
+	stage   string
 }
 
 var _ registry.Runtime = (*runtime)(nil)
 
-// Progress implements registry.Runtime. Progress is clamped to 0–100; an
-// event is emitted at most every ProgressInterval, and always at 100.
+// Progress implements registry.Runtime. Progress is clamped to 0–100 and
+// always written to the task; an event is emitted at most every
+// ProgressInterval, always at 100, and the last report of a burst always
+// gets one: a report that is throttled is emitted when the interval has
+// passed, unless a newer report or the run's end (whose status event
+// supersedes it) comes first.
 func (r *runtime) Progress(ctx context.Context, percent float64, stage string) error {
 	percent = max(0, min(100, percent))
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	now := time.Now()
 	emit := percent >= 100 || now.Sub(r.lastEmit) >= r.e.cfg.ProgressInterval
-	if emit {
-		r.lastEmit = now
-	}
-	r.mu.Unlock()
-	_, err := r.e.store.SetProgress(ctx, store.ProgressUpdate{
+	if _, err := r.e.store.SetProgress(ctx, store.ProgressUpdate{
 		TaskID: r.rec.Task.ID, Attempt: r.rec.Task.Attempt, Progress: percent, Stage: stage,
 		Lease: r.e.cfg.Lease, Emit: emit,
+	}); err != nil {
+		return err
+	}
+	if emit {
+		r.lastEmit, r.pending = now, nil
+		if r.trailing != nil {
+			r.trailing.Stop()
+			r.trailing = nil
+		}
+		return nil
+	}
+	r.pending = &progressReport{percent: percent, stage: stage}
+	if r.trailing == nil && !r.ended {
+		r.trailing = time.AfterFunc(r.lastEmit.Add(r.e.cfg.ProgressInterval).Sub(now), r.emitTrailing)
+	}
+	return nil
+}
+
+// emitTrailing writes the event of the latest throttled report.
+func (r *runtime) emitTrailing() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.trailing = nil
+	p := r.pending
+	if p == nil || r.ended {
+		return
+	}
+	r.pending = nil
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := r.e.store.SetProgress(ctx, store.ProgressUpdate{
+		TaskID: r.rec.Task.ID, Attempt: r.rec.Task.Attempt, Progress: p.percent, Stage: p.stage,
+		Lease: r.e.cfg.Lease, Emit: true,
 	})
-	return err
+	r.lastEmit = time.Now()
+	if err != nil && !errors.Is(err, task.ErrStaleRun) {
+		r.e.log.Warn("writing the last progress event", "task_id", r.rec.Task.ID, "attempt", r.rec.Task.Attempt, "error", err)
+	}
+}
+
+// endProgress is called when the processor has returned: a throttled
+// report still waiting is dropped, since the outcome's status event
+// supersedes it, and a trailing write in flight finishes first, so no
+// progress event follows the outcome.
+func (r *runtime) endProgress() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ended, r.pending = true, nil
+	if r.trailing != nil {
+		r.trailing.Stop()
+		r.trailing = nil
+	}
 }
 
 // SaveFields implements registry.Runtime.

@@ -131,6 +131,28 @@ type Store interface {
 	LookupAPIKey(ctx context.Context, hash string) (*APIKey, error)
 	// CountAPIKeys counts unrevoked keys.
 	CountAPIKeys(ctx context.Context) (int, error)
+
+	// ClaimDeliveries atomically takes up to limit due pending webhook
+	// deliveries (next_attempt_at <= now), oldest due first, for one
+	// sender: each gets attempts+1 and next_attempt_at = now+lease, so
+	// other senders skip it until the lease has passed. A sender that
+	// dies mid-request leaves its deliveries due again after the lease.
+	ClaimDeliveries(ctx context.Context, limit int, lease time.Duration) ([]Delivery, error)
+	// RecordDeliveryAttempt records one attempt and moves its delivery to
+	// the outcome, in one transaction. The delivery changes only if it is
+	// still pending at the attempt number the claim gave (a.Attempt);
+	// otherwise the attempt row is still recorded (the request was sent)
+	// and ErrDeliveryClaimLost is returned.
+	RecordDeliveryAttempt(ctx context.Context, a DeliveryAttempt, o DeliveryOutcome) error
+	// ListDeliveries returns the webhook deliveries of a task, oldest
+	// first, each with its attempts; task.ErrNotFound when the task is
+	// not in scope.
+	ListDeliveries(ctx context.Context, taskID uuid.UUID, scope Scope) ([]Delivery, error)
+	// Redeliver makes a delivery pending and due now, whatever its
+	// status, with a fresh attempt budget and retry window; its attempts
+	// are kept and their numbering continues. ErrDeliveryNotFound when
+	// the delivery does not exist or its task is not in scope.
+	Redeliver(ctx context.Context, id int64, scope Scope) (*Delivery, error)
 }
 
 // MigrationState is one migration and whether it has been applied.
@@ -291,3 +313,85 @@ var ErrKeyNotFound = errors.New("api key not found")
 
 // ErrBadCursor means a list cursor was not produced by ListTasks.
 var ErrBadCursor = errors.New("invalid cursor")
+
+// DeliveryStatus is the state of a webhook delivery.
+type DeliveryStatus string
+
+// Delivery statuses.
+const (
+	// DeliveryPending waits for its next attempt (or is being sent).
+	DeliveryPending DeliveryStatus = "pending"
+	// DeliveryDelivered got a 2xx answer.
+	DeliveryDelivered DeliveryStatus = "delivered"
+	// DeliveryFailed ran out of attempts or retry window, or its
+	// destination is refused by the outbound policy.
+	DeliveryFailed DeliveryStatus = "failed"
+	// DeliveryStopped got 410 Gone: the receiver asked for no more.
+	DeliveryStopped DeliveryStatus = "stopped"
+)
+
+// MaxSnippetBytes bounds the response snippet stored with an attempt.
+const MaxSnippetBytes = 1024
+
+// Delivery is one event to be sent to one webhook URL.
+type Delivery struct {
+	ID       int64
+	EventID  int64
+	TaskID   uuid.UUID
+	URL      string
+	Status   DeliveryStatus
+	Attempts int
+	// AttemptsBase is Attempts when the delivery was last redelivered
+	// (0 before): attempts of the current budget are Attempts-AttemptsBase.
+	AttemptsBase  int
+	NextAttemptAt time.Time
+	// LastStatusCode is the last attempt's HTTP status (0: no answer).
+	LastStatusCode int
+	LastError      string
+	CreatedAt      time.Time
+	UpdatedAt      *time.Time
+	DeliveredAt    *time.Time
+	// RedeliveredAt is when Redeliver last reset the delivery; the retry
+	// window counts from it (from CreatedAt before any redelivery).
+	RedeliveredAt *time.Time
+
+	// EventType and EventStatus describe the event.
+	EventType   string
+	EventStatus task.Status
+	// Body is the event body, the request body (ClaimDeliveries only).
+	Body json.RawMessage
+	// AttemptLog lists the recorded attempts, oldest first
+	// (ListDeliveries and Redeliver only).
+	AttemptLog []DeliveryAttempt
+}
+
+// DeliveryAttempt is one recorded HTTP attempt of a delivery.
+type DeliveryAttempt struct {
+	DeliveryID int64
+	// Attempt is the delivery's attempt number, from the claim.
+	Attempt   int
+	StartedAt time.Time
+	Duration  time.Duration
+	// StatusCode is the HTTP status of the answer (0: none).
+	StatusCode int
+	// ResponseSnippet is the start of the answer's body, at most
+	// MaxSnippetBytes of valid UTF-8 (the store enforces it).
+	ResponseSnippet string
+	// Error says why the attempt got no usable answer.
+	Error string
+}
+
+// DeliveryOutcome is the state a delivery moves to after an attempt.
+type DeliveryOutcome struct {
+	Status DeliveryStatus
+	// NextAttemptAt is when a pending delivery is retried.
+	NextAttemptAt time.Time
+}
+
+// ErrDeliveryNotFound means no delivery with that id is in scope.
+var ErrDeliveryNotFound = errors.New("webhook delivery not found")
+
+// ErrDeliveryClaimLost means a delivery moved on since the attempt's
+// claim (claimed again after its lease, redelivered, or finished), so the
+// attempt's outcome was not applied.
+var ErrDeliveryClaimLost = errors.New("webhook delivery claim lost")

@@ -178,3 +178,14 @@ func (s *Store) ListEvents(ctx context.Context, f store.EventFilter) ([]event.Ev
 	}
 	return out, rows.Err()
 }
+
+// LastEventID returns the id of the newest committed event (0 when there is
+// none). Since ids follow commit order, every event with a smaller id is
+// committed too: a reader of the log may start after it without a gap.
+func (s *Store) LastEventID(ctx context.Context) (int64, error) {
+	var id int64
+	if err := s.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(id), 0) FROM task_events`).Scan(&id); err != nil {
+		return 0, fmt.Errorf("reading the last event id: %w", err)
+	}
+	return id, nil
+}

@@ -26,10 +26,14 @@ func (s *Store) ExtendLeases(ctx context.Context, runs []store.RunRef, lease tim
 			rows[i] = fmt.Sprintf("(%s, %s)", s.d.cast(fmt.Sprintf("$%d", len(args)+1), "uuid"), s.d.cast(fmt.Sprintf("$%d", len(args)+2), "integer"))
 			args = append(args, r.TaskID.String(), r.Attempt)
 		}
-		q := `WITH v (id, attempt) AS (VALUES ` + strings.Join(rows, ", ") + `)
+		// The rows are locked in id order first, the order every other
+		// multi-row writer (FinishRuns) uses, so the two cannot deadlock.
+		q := `WITH v (id, attempt) AS (VALUES ` + strings.Join(rows, ", ") + `),
+			owned AS MATERIALIZED (SELECT t.id FROM tasks t JOIN v ON t.id = v.id AND t.attempt = v.attempt
+				WHERE t.status = 'executing' ORDER BY t.id` + s.d.lockOf("t") + `)
 			UPDATE tasks SET lease_expires_at = ` + s.d.cast("$1", "timestamptz") + `
-			FROM v WHERE tasks.id = v.id AND tasks.attempt = v.attempt AND tasks.status = 'executing'
-			RETURNING tasks.id`
+			WHERE id IN (SELECT id FROM owned)
+			RETURNING id`
 		res, err := s.w.QueryContext(ctx, q, args...)
 		if err != nil {
 			return nil, fmt.Errorf("extending leases: %w", err)

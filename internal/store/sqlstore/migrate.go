@@ -11,6 +11,7 @@ import (
 	"testing/fstest"
 
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 
 	"github.com/computeserver/compute/internal/store"
 )
@@ -68,7 +69,17 @@ func (s *Store) provider() (*goose.Provider, map[int64]string, error) {
 	if s.d.name == "postgres" {
 		d = goose.DialectPostgres
 	}
-	p, err := goose.NewProvider(d, s.w, fsys, goose.WithAllowOutofOrder(true))
+	opts := []goose.ProviderOption{goose.WithAllowOutofOrder(true)}
+	if s.d.name == "postgres" {
+		// Several processes may start at once on an empty database: one
+		// migrates, the others wait for it (SQLite's writer lock does this).
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return nil, nil, fmt.Errorf("preparing the migration lock: %w", err)
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	p, err := goose.NewProvider(d, s.w, fsys, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("preparing migrations: %w", err)
 	}

@@ -17,8 +17,9 @@ import (
 	"sync"
 	"time"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
-	_ "modernc.org/sqlite"             // registers the "sqlite" driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/computeserver/compute/internal/event"
 	"github.com/computeserver/compute/internal/registry"
@@ -35,6 +36,15 @@ type dialect struct {
 	caps      store.Capabilities
 	// typed is true when VALUES lists need explicit casts (PostgreSQL).
 	typed bool
+}
+
+// lockOf returns the clause that row-locks the rows of a table alias in a
+// SELECT (PostgreSQL); SQLite's single writer needs none.
+func (d dialect) lockOf(alias string) string {
+	if d.forUpdate == "" {
+		return ""
+	}
+	return " FOR UPDATE OF " + alias
 }
 
 // cast returns the placeholder ph, cast to the PostgreSQL type pgType where
@@ -123,10 +133,18 @@ func Open(ctx context.Context, dsn string, reg *registry.Registry, log *slog.Log
 	}
 	s.closing, s.close = context.WithCancel(context.Background())
 	if IsPostgresURL(dsn) {
-		db, err := sql.Open("pgx", dsn)
+		cc, err := pgx.ParseConfig(dsn)
 		if err != nil {
-			return nil, fmt.Errorf("opening postgres: %w", err)
+			return nil, fmt.Errorf("parsing DATABASE_URL: %w", err)
 		}
+		// A client that stops inside a transaction (a paused process, a
+		// network split) holds its locks, the event-order lock among them,
+		// until the server ends its session: bound that to well under a
+		// lease, so other workers stall at most that long.
+		if _, set := cc.RuntimeParams["idle_in_transaction_session_timeout"]; !set {
+			cc.RuntimeParams["idle_in_transaction_session_timeout"] = "5s"
+		}
+		db := stdlib.OpenDB(*cc)
 		db.SetMaxOpenConns(20)
 		db.SetMaxIdleConns(20)
 		db.SetConnMaxIdleTime(5 * time.Minute)

@@ -54,6 +54,7 @@ func Run(t *testing.T, open func(t *testing.T, reg *registry.Registry) store.Sto
 		{"ListEvents", testListEvents},
 		{"APIKeys", testAPIKeys},
 		{"Migrations", testMigrations},
+		{"Webhooks", testWebhooks},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
