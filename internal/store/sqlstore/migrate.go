@@ -79,7 +79,7 @@ func (s *Store) provider() (*goose.Provider, map[int64]string, error) {
 		}
 		opts = append(opts, goose.WithSessionLocker(locker))
 	}
-	p, err := goose.NewProvider(d, s.w, fsys, opts...)
+	p, err := goose.NewProvider(d, s.w.DB, fsys, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("preparing migrations: %w", err)
 	}

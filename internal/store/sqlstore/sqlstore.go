@@ -70,8 +70,8 @@ var (
 // Store is the SQL implementation of store.Store.
 type Store struct {
 	d   dialect
-	w   *sql.DB // writes (one connection on SQLite)
-	r   *sql.DB // reads (a pool; the same as w on PostgreSQL)
+	w   *dbx // writes (one connection on SQLite)
+	r   *dbx // reads (a pool; the same as w on PostgreSQL)
 	reg *registry.Registry
 	log *slog.Logger
 
@@ -148,7 +148,8 @@ func Open(ctx context.Context, dsn string, reg *registry.Registry, log *slog.Log
 		db.SetMaxOpenConns(20)
 		db.SetMaxIdleConns(20)
 		db.SetConnMaxIdleTime(5 * time.Minute)
-		s.d, s.w, s.r = pgDialect, db, db
+		pool := &dbx{DB: db}
+		s.d, s.w, s.r = pgDialect, pool, pool
 	} else {
 		if err := os.MkdirAll(filepath.Dir(dsn), 0o750); err != nil {
 			return nil, fmt.Errorf("creating database directory: %w", err)
@@ -170,7 +171,7 @@ func Open(ctx context.Context, dsn string, reg *registry.Registry, log *slog.Log
 		}
 		r.SetMaxOpenConns(4)
 		r.SetMaxIdleConns(4)
-		s.d, s.w, s.r = sqliteDialect, w, r
+		s.d, s.w, s.r = sqliteDialect, &dbx{DB: w, rebind: true}, &dbx{DB: r, rebind: true}
 	}
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
@@ -234,7 +235,7 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *txn) error) error {
 	if err != nil {
 		return fmt.Errorf("beginning transaction: %w", err)
 	}
-	tx := &txn{Tx: sqlTx}
+	tx := &txn{Tx: sqlTx, rebind: s.w.rebind}
 	defer func() {
 		if p := recover(); p != nil {
 			_ = tx.Rollback()
@@ -266,6 +267,7 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *txn) error) error {
 // committed: the events it wrote and the notifications for other workers.
 type txn struct {
 	*sql.Tx
+	rebind bool
 	events []event.Event
 	notes  []store.Notification
 }
