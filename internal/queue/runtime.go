@@ -28,7 +28,10 @@ type runtime struct {
 	// writes its event when the interval since lastEmit has passed.
 	pending  *progressReport
 	trailing *time.Timer
-	ended    bool
+	// gen identifies the armed timer: a timer that fired while a direct
+	// emit was replacing it must not write, or two events come together.
+	gen   int
+	ended bool
 }
 
 // progressReport is one Progress call.
@@ -62,20 +65,27 @@ func (r *runtime) Progress(ctx context.Context, percent float64, stage string) e
 		if r.trailing != nil {
 			r.trailing.Stop()
 			r.trailing = nil
+			r.gen++
 		}
 		return nil
 	}
 	r.pending = &progressReport{percent: percent, stage: stage}
 	if r.trailing == nil && !r.ended {
-		r.trailing = time.AfterFunc(r.lastEmit.Add(r.e.cfg.ProgressInterval).Sub(now), r.emitTrailing)
+		r.gen++
+		gen := r.gen
+		r.trailing = time.AfterFunc(r.lastEmit.Add(r.e.cfg.ProgressInterval).Sub(now), func() { r.emitTrailing(gen) })
 	}
 	return nil
 }
 
-// emitTrailing writes the event of the latest throttled report.
-func (r *runtime) emitTrailing() {
+// emitTrailing writes the event of the latest throttled report, if the
+// timer that calls it is still the armed one.
+func (r *runtime) emitTrailing(gen int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if gen != r.gen || r.trailing == nil {
+		return
+	}
 	r.trailing = nil
 	p := r.pending
 	if p == nil || r.ended {
@@ -105,6 +115,7 @@ func (r *runtime) endProgress() {
 	if r.trailing != nil {
 		r.trailing.Stop()
 		r.trailing = nil
+		r.gen++
 	}
 }
 
