@@ -123,44 +123,53 @@ func New(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 		return rec.Task.OriginTenantID, nil
 	}
 	a := &App{Config: cfg, Registry: reg, Store: st, Artifacts: artifacts, Events: events, log: log}
+	if err := a.build(ctx, opts); err != nil {
+		a.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// build finishes New once the store is open: migrations, keys, queue
+// limits, the engine, the webhook deliverer and the API.
+func (a *App) build(ctx context.Context, opts Options) error {
+	cfg, st := a.Config, a.Store
 	if cfg.AutoMigrate {
 		if err := st.Migrate(ctx); err != nil {
-			st.Close()
-			return nil, err
+			return err
 		}
 	}
 	if err := a.bootstrapKeys(ctx); err != nil {
-		st.Close()
-		return nil, err
+		return err
 	}
 	for q, n := range cfg.QueueLimits {
 		if err := st.SetQueueLimit(ctx, q, n); err != nil {
-			st.Close()
-			return nil, err
+			return err
 		}
 	}
-	var eng api.Engine
+	var (
+		eng api.Engine
+		err error
+	)
 	if opts.Workers && cfg.Workers > 0 {
 		a.Engine = queue.New(queue.Config{
 			Concurrency: cfg.Workers, ShutdownGrace: cfg.ShutdownGrace, PublicBaseURL: cfg.BaseURL(),
 			Lease: cfg.Lease,
-		}, st, reg, artifacts, log)
+		}, st, a.Registry, a.Artifacts, a.log)
 		eng = a.Engine
-		if a.Webhooks, err = newDeliverer(cfg, opts.Version, st, log); err != nil {
-			st.Close()
-			return nil, err
+		if a.Webhooks, err = newDeliverer(cfg, opts.Version, st, a.log); err != nil {
+			return err
 		}
 	}
 	if !opts.NoAPI {
 		a.API, err = api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes, Version: opts.Version}, api.Deps{
-			Store: st, Registry: reg, Artifacts: artifacts, Engine: eng, Logger: log, Events: events.Relay,
+			Store: st, Registry: a.Registry, Artifacts: a.Artifacts, Engine: eng, Logger: a.log, Events: a.Events.Relay,
 		})
 		if err != nil {
-			st.Close()
-			return nil, err
+			return err
 		}
 	}
-	return a, nil
+	return nil
 }
 
 // bootstrapKeys stores COMPUTE_API_KEY (hashed) as an admin key, and when no
