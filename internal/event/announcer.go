@@ -27,7 +27,7 @@ type Announcer struct {
 
 	dropped atomic.Int64
 	// fullLog and errLog throttle the two warnings.
-	fullLog, errLog logThrottle
+	fullLog, errLog LogThrottle
 }
 
 // announceQueue is how many committed batches may wait for the bus.
@@ -47,8 +47,8 @@ func NewAnnouncer(bus Bus, log *slog.Logger) *Announcer {
 		queue:   make(chan []Event, announceQueue),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
-		fullLog: logThrottle{every: 30 * time.Second},
-		errLog:  logThrottle{every: 30 * time.Second},
+		fullLog: LogThrottle{Every: 30 * time.Second},
+		errLog:  LogThrottle{Every: 30 * time.Second},
 	}
 }
 
@@ -67,7 +67,7 @@ func (a *Announcer) Announce(evs []Event) {
 	case a.queue <- evs:
 	default:
 		a.dropped.Add(int64(len(evs)))
-		if ok, suppressed := a.fullLog.allow(); ok {
+		if ok, suppressed := a.fullLog.Allow(); ok {
 			a.log.Warn("event bus is behind; dropping announcements (live streams catch up from the database)",
 				"dropped_total", a.dropped.Load(), "suppressed", suppressed)
 		}
@@ -155,7 +155,7 @@ func (a *Announcer) loop() {
 		cancel()
 		if err != nil {
 			a.dropped.Add(int64(len(evs)))
-			if ok, suppressed := a.errLog.allow(); ok {
+			if ok, suppressed := a.errLog.Allow(); ok {
 				a.log.Warn("publishing events on the bus failed; task processing goes on and live streams catch up from the database",
 					"error", err, "events", len(evs), "dropped_total", a.dropped.Load(), "suppressed", suppressed)
 			}
@@ -163,22 +163,24 @@ func (a *Announcer) loop() {
 	}
 }
 
-// logThrottle lets a repeated error be logged at most once per interval.
-type logThrottle struct {
-	every time.Duration
+// LogThrottle lets a repeated error be logged at most once per interval.
+// The zero value with Every set is ready to use.
+type LogThrottle struct {
+	// Every is the shortest time between two logs.
+	Every time.Duration
 
 	mu         sync.Mutex
 	last       time.Time
 	suppressed int
 }
 
-// allow reports whether to log now, and how many were suppressed since the
+// Allow reports whether to log now, and how many were suppressed since the
 // last time it did.
-func (l *logThrottle) allow() (bool, int) {
+func (l *LogThrottle) Allow() (bool, int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := time.Now()
-	if !l.last.IsZero() && now.Sub(l.last) < l.every {
+	if !l.last.IsZero() && now.Sub(l.last) < l.Every {
 		l.suppressed++
 		return false, 0
 	}

@@ -65,7 +65,7 @@ type RedisBus struct {
 	client  *redis.Client
 	channel string
 	log     *slog.Logger
-	errs    logThrottle
+	errs    LogThrottle
 }
 
 var _ Bus = (*RedisBus)(nil)
@@ -115,7 +115,7 @@ func NewRedis(rawURL, prefix string, log *slog.Logger) (*RedisBus, error) {
 		client:  redis.NewClient(opts),
 		channel: prefix + ":events",
 		log:     log.With("component", "redis_bus"),
-		errs:    logThrottle{every: 30 * time.Second},
+		errs:    LogThrottle{Every: 30 * time.Second},
 	}, nil
 }
 
@@ -168,7 +168,7 @@ func (b *RedisBus) receive(ctx context.Context, out chan<- []Event) {
 		if connected {
 			backoff = 100 * time.Millisecond
 		}
-		if ok, suppressed := b.errs.allow(); ok {
+		if ok, suppressed := b.errs.Allow(); ok {
 			b.log.Warn("redis subscription lost; reconnecting (live streams catch up from the database meanwhile)",
 				"channel", b.channel, "error", err, "retry_in", backoff, "suppressed", suppressed)
 		}

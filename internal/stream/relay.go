@@ -137,7 +137,7 @@ type Relay struct {
 	startOnce sync.Once
 	cancel    context.CancelFunc
 	done      chan struct{}
-	errs      throttle
+	errs      event.LogThrottle
 }
 
 // New returns a relay over the log, woken by bus (may be nil) and notes
@@ -150,7 +150,7 @@ func New(cfg Config, log EventLog, bus event.Bus, notes Notifier, logger *slog.L
 	return &Relay{
 		cfg: cfg, log: log, bus: bus, notes: notes, logger: logger.With("component", "relay"),
 		wake: make(chan struct{}, 1), stale: true, subs: map[*Subscription]struct{}{},
-		done: make(chan struct{}), errs: throttle{every: 30 * time.Second},
+		done: make(chan struct{}), errs: event.LogThrottle{Every: 30 * time.Second},
 	}
 }
 
@@ -235,7 +235,7 @@ func (r *Relay) loop(ctx context.Context) {
 		}
 		retry = nil
 		if err := r.catchUp(ctx); err != nil && ctx.Err() == nil {
-			if ok, suppressed := r.errs.allow(); ok {
+			if ok, suppressed := r.errs.Allow(); ok {
 				r.logger.Warn("reading the event log; retrying", "error", err, "suppressed", suppressed)
 			}
 			retry = time.After(250 * time.Millisecond)
@@ -368,26 +368,4 @@ func (s *Subscription) Close() {
 	s.r.mu.Lock()
 	defer s.r.mu.Unlock()
 	s.r.endLocked(s, nil)
-}
-
-// throttle lets a repeated error be logged at most once per interval.
-type throttle struct {
-	every time.Duration
-
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
-func (l *throttle) allow() (bool, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	if !l.last.IsZero() && now.Sub(l.last) < l.every {
-		l.suppressed++
-		return false, 0
-	}
-	n := l.suppressed
-	l.last, l.suppressed = now, 0
-	return true, n
 }
