@@ -28,6 +28,8 @@ func TestEngine(t *testing.T) {
 		{"RetryThenSuccess", testRetryThenSuccess},
 		{"PlainErrorLastAttempt", testPlainErrorLastAttempt},
 		{"PermanentError", testPermanentError},
+		{"ProgressLastReportEmitted", testProgressLastReportEmitted},
+		{"ProgressSupersededByOutcome", testProgressSupersededByOutcome},
 		{"Panic", testPanic},
 		{"Timeout", testTimeout},
 		{"TimeoutFromTypeDefault", testTimeoutFromTypeDefault},

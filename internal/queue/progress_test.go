@@ -14,33 +14,7 @@ import (
 	"github.com/computeserver/compute/internal/queue"
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/task"
-	"github.com/computeserver/compute/internal/testutil/testdb"
 )
-
-// TestProgressTrailing checks the throttle's tail: the last report of a
-// burst always becomes an event once the interval has passed, and a report
-// still waiting when the run ends is superseded by the outcome.
-func TestProgressTrailing(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name string
-		run  func(t *testing.T, dialect string)
-	}{
-		{"LastReportEmitted", testProgressLastReportEmitted},
-		{"SupersededByOutcome", testProgressSupersededByOutcome},
-	}
-	for _, dialect := range testdb.Dialects {
-		t.Run(dialect, func(t *testing.T) {
-			t.Parallel()
-			for _, tt := range tests {
-				t.Run(tt.name, func(t *testing.T) {
-					t.Parallel()
-					tt.run(t, dialect)
-				})
-			}
-		})
-	}
-}
 
 // progressEvent is a progress event's id, time, percentage and stage.
 type progressEvent struct {
