@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/computeserver/compute/internal/config"
 	"github.com/computeserver/compute/internal/store"
 	"github.com/computeserver/compute/internal/testutil/testdb"
+	"github.com/computeserver/compute/internal/testutil/testserver"
 )
 
 const adminKey = "test-admin-key-0123456789"
@@ -32,38 +32,12 @@ type env struct {
 // start runs the real server wiring (app.New + Serve) on a loopback port.
 func start(t *testing.T, dialect string, mutate ...func(*config.Config)) *env {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.APIKey = adminKey
-	cfg.Workers = 4
-	cfg.ShutdownGrace = 2 * time.Second
-	if dialect == "postgres" {
-		cfg.DatabaseURL = testdb.URL(t, "postgres")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Addr = ln.Addr().String()
+	cfg := testserver.Config(t, dialect, adminKey)
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, app.Options{Workers: cfg.Workers > 0, Version: "test"}, testdb.Logger(t))
-	if err != nil {
-		cancel()
-		t.Fatalf("app.New: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		a.Close()
-	})
-	return &env{t: t, base: "http://" + cfg.Addr, app: a}
+	s := testserver.Start(t, cfg, app.Options{Workers: cfg.Workers > 0, Version: "test"}, testdb.Logger(t))
+	return &env{t: t, base: s.Base, app: s.App}
 }
 
 // tenantKey creates a key for tenant and returns it.

@@ -2,10 +2,8 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"slices"
@@ -13,9 +11,9 @@ import (
 	"time"
 
 	"github.com/computeserver/compute/internal/app"
-	"github.com/computeserver/compute/internal/config"
 	"github.com/computeserver/compute/internal/testutil/testdb"
 	"github.com/computeserver/compute/internal/testutil/testredis"
+	"github.com/computeserver/compute/internal/testutil/testserver"
 )
 
 // BenchmarkSSELatency measures commit-to-SSE-client latency: from the
@@ -98,30 +96,7 @@ func BenchmarkSSELatency(b *testing.B) {
 // benchServe runs one serve process (API + 4 workers) on loopback.
 func benchServe(b *testing.B, dialect string) string {
 	b.Helper()
-	cfg := config.Default()
-	cfg.DataDir, cfg.APIKey, cfg.Workers, cfg.LogLevel = b.TempDir(), adminKey, 4, "warn"
-	if dialect == "postgres" {
-		cfg.DatabaseURL = testdb.URL(b, "postgres")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg.Addr = ln.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, app.Options{Workers: true, Version: "bench"}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		cancel()
-		b.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx, ln) }()
-	b.Cleanup(func() {
-		cancel()
-		<-done
-		a.Close()
-	})
-	return "http://" + cfg.Addr
+	return testserver.Start(b, testserver.Config(b, dialect, adminKey), app.Options{Workers: true, Version: "bench"}, nil).Base
 }
 
 // benchCluster starts `compute api` and `compute worker` (4 slots) on a

@@ -6,14 +6,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/computeserver/compute/internal/app"
-	"github.com/computeserver/compute/internal/config"
 	"github.com/computeserver/compute/internal/testutil/testdb"
+	"github.com/computeserver/compute/internal/testutil/testserver"
 )
 
 // apiKey is the admin key of the suite's servers.
@@ -32,36 +31,9 @@ type server struct {
 // test ends.
 func startServer(t *testing.T, dialect string, register app.RegisterFunc) *server {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.APIKey = apiKey
-	cfg.Workers = 4
-	cfg.ShutdownGrace = 2 * time.Second
-	if dialect == "postgres" {
-		cfg.DatabaseURL = testdb.URL(t, dialect)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Addr = ln.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, app.Options{Register: register, Workers: true, Version: "conformance"}, testdb.Logger(t))
-	if err != nil {
-		cancel()
-		ln.Close()
-		t.Fatalf("starting the server on %s: %v", dialect, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		a.Close()
-	})
-	return &server{base: "http://" + cfg.Addr, app: a, client: &http.Client{Timeout: 30 * time.Second}}
+	s := testserver.Start(t, testserver.Config(t, dialect, apiKey),
+		app.Options{Register: register, Workers: true, Version: "conformance"}, testdb.Logger(t))
+	return &server{base: s.Base, app: s.App, client: &http.Client{Timeout: 30 * time.Second}}
 }
 
 // reply is an HTTP answer.
