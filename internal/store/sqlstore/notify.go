@@ -44,7 +44,19 @@ func (s *Store) Subscribe(ctx context.Context) <-chan store.Notification {
 	s.hub.subs[ch] = struct{}{}
 	s.hub.mu.Unlock()
 	if s.d.caps.ListenNotify {
-		s.listenOnce.Do(func() { go s.listen() })
+		s.listenOnce.Do(func() {
+			s.listenReady = make(chan struct{})
+			go s.listen()
+		})
+		// Return once LISTEN is in place, so nothing sent after Subscribe
+		// returns is missed; if the database cannot be reached, go on (the
+		// engine's polls and heartbeats cover for lost notifications).
+		select {
+		case <-s.listenReady:
+		case <-ctx.Done():
+		case <-time.After(5 * time.Second):
+			s.log.Warn("notifications are not established yet; continuing without them")
+		}
 	}
 	go func() {
 		<-ctx.Done()
@@ -156,6 +168,7 @@ func (s *Store) listenOnceConn(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{s.channel}.Sanitize()); err != nil {
 		return err
 	}
+	s.readyOnce.Do(func() { close(s.listenReady) })
 	s.hub.publish(store.Notification{Kind: store.NotifyWake})
 	for {
 		n, err := conn.WaitForNotification(ctx)

@@ -80,6 +80,8 @@ type Store struct {
 	dsn, channel string
 	hub          hub
 	listenOnce   sync.Once
+	readyOnce    sync.Once
+	listenReady  chan struct{} // closed once the first LISTEN is in place
 	closing      context.Context
 	close        context.CancelFunc
 
