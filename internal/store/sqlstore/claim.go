@@ -47,17 +47,22 @@ func (s *Store) ClaimTasks(ctx context.Context, p store.ClaimParams) ([]*store.R
 		}
 		// RETURNING has no order: return the tasks in claim order.
 		slices.SortFunc(tasks, claimOrder)
+		// The type rows first: the events come last, so the event-order
+		// lock is held as briefly as possible.
+		if recs, err = s.attachFields(ctx, tx, tasks); err != nil {
+			return err
+		}
 		evs := make([]event.Event, len(tasks))
 		for i, t := range tasks {
 			evs[i] = event.New(t, event.KindStatus, now)
 		}
-		if _, err := s.insertEvents(ctx, tx, evs); err != nil {
-			return err
-		}
-		recs, err = s.attachFields(ctx, tx, tasks)
+		_, err := s.insertEvents(ctx, tx, evs)
 		return err
 	})
-	return recs, err
+	if err != nil {
+		return nil, err
+	}
+	return recs, nil
 }
 
 // claimLimited claims under queue limits.

@@ -24,8 +24,95 @@ import (
 // same order by itself.
 const eventOrderLock = 0x636f6d7075746531 // "compute1"
 
+// eventCols are the columns of an event batch.
+var eventCols = []batchCol{
+	{"task_id", "uuid"}, {"task_type", "text"}, {"event_type", "text"}, {"status", "text"},
+	{"tenant_id", "text"}, {"body", "json"}, {"created_at", "timestamptz"},
+}
+
+// eventRow is one event in an event batch; its JSON names are eventCols.
+type eventRow struct {
+	TaskID    string `json:"task_id"`
+	TaskType  string `json:"task_type"`
+	EventType string `json:"event_type"`
+	Status    string `json:"status"`
+	TenantID  string `json:"tenant_id"`
+	Body      string `json:"body"`
+	CreatedAt string `json:"created_at"`
+}
+
+// insertEventsSQL is the INSERT of writeEvents for dialect d: on
+// PostgreSQL one statement per batch, passed as JSON in $1; on SQLite one
+// prepared statement run per event (see transitionSQL).
+func insertEventsSQL(d dialect) string {
+	names, vals := make([]string, len(eventCols)), make([]string, len(eventCols))
+	for i, c := range eventCols {
+		names[i], vals[i] = c.name, d.batchValue(c)
+	}
+	if !d.typed {
+		return `INSERT INTO task_events (` + strings.Join(names, ", ") + `) VALUES (` +
+			strings.TrimSuffix(strings.Repeat("?, ", len(names)), ", ") + `)`
+	}
+	return `INSERT INTO task_events (` + strings.Join(names, ", ") + `)
+		SELECT ` + strings.Join(vals, ", ") + ` FROM ` + d.jsonRows("$1", eventCols) + `
+		RETURNING id, task_id`
+}
+
+// writeEvents inserts a chunk of events and returns their ids by task id.
+func (s *Store) writeEvents(ctx context.Context, tx *txn, chunk []event.Event) (map[string]int64, error) {
+	ids := make(map[string]int64, len(chunk))
+	if !s.d.typed {
+		st, err := tx.PrepareContext(ctx, s.sql.insertEvents)
+		if err != nil {
+			return nil, fmt.Errorf("inserting events: %w", err)
+		}
+		defer st.Close()
+		for _, e := range chunk {
+			res, err := st.ExecContext(ctx, e.TaskID.String(), e.TaskType, e.EventType, string(e.Status),
+				e.TenantID, string(e.Body), dbTime(e.CreatedAt))
+			if err != nil {
+				return nil, fmt.Errorf("inserting events: %w", err)
+			}
+			id, err := res.LastInsertId()
+			if err != nil {
+				return nil, fmt.Errorf("inserting events: %w", err)
+			}
+			ids[e.TaskID.String()] = id
+		}
+		return ids, nil
+	}
+	batch := make([]eventRow, len(chunk))
+	for i, e := range chunk {
+		batch[i] = eventRow{TaskID: e.TaskID.String(), TaskType: e.TaskType, EventType: e.EventType,
+			Status: string(e.Status), TenantID: e.TenantID, Body: string(e.Body), CreatedAt: batchTime(e.CreatedAt)}
+	}
+	param, err := jsonText(batch)
+	if err != nil {
+		return nil, err
+	}
+	r, err := tx.QueryContext(ctx, s.sql.insertEvents, param)
+	if err != nil {
+		return nil, fmt.Errorf("inserting events: %w", err)
+	}
+	defer r.Close()
+	for r.Next() {
+		var (
+			id  int64
+			tid string
+		)
+		if err := r.Scan(&id, &tid); err != nil {
+			return nil, fmt.Errorf("inserting events: %w", err)
+		}
+		ids[normalizeUUID(tid)] = id
+	}
+	if err := r.Err(); err != nil {
+		return nil, fmt.Errorf("inserting events: %w", err)
+	}
+	return ids, nil
+}
+
 // insertEvents writes events (at most one per task per call) with
-// multi-row INSERTs, their webhook deliveries beside them, and remembers
+// one INSERT per chunk, their webhook deliveries beside them, and remembers
 // them for announcement after the commit. It returns them with their ids.
 func (s *Store) insertEvents(ctx context.Context, tx *txn, evs []event.Event) ([]event.Event, error) {
 	if len(evs) == 0 {
@@ -36,35 +123,11 @@ func (s *Store) insertEvents(ctx context.Context, tx *txn, evs []event.Event) ([
 			return nil, fmt.Errorf("ordering events: %w", err)
 		}
 	}
-	const n = 7
 	for start := 0; start < len(evs); start += maxBatch {
 		chunk := evs[start:min(start+maxBatch, len(evs))]
-		args := make([]any, 0, n*len(chunk))
-		rows := make([]string, len(chunk))
-		for i, e := range chunk {
-			rows[i] = "(" + placeholders(i*n+1, n) + ")"
-			args = append(args, e.TaskID.String(), e.TaskType, e.EventType, string(e.Status), e.TenantID, string(e.Body), dbTime(e.CreatedAt))
-		}
-		r, err := tx.QueryContext(ctx, `INSERT INTO task_events (task_id, task_type, event_type, status, tenant_id, body, created_at)
-			VALUES `+strings.Join(rows, ", ")+` RETURNING id, task_id`, args...)
+		ids, err := s.writeEvents(ctx, tx, chunk)
 		if err != nil {
-			return nil, fmt.Errorf("inserting events: %w", err)
-		}
-		ids := map[string]int64{}
-		for r.Next() {
-			var (
-				id  int64
-				tid string
-			)
-			if err := r.Scan(&id, &tid); err != nil {
-				r.Close()
-				return nil, fmt.Errorf("inserting events: %w", err)
-			}
-			ids[normalizeUUID(tid)] = id
-		}
-		r.Close()
-		if err := r.Err(); err != nil {
-			return nil, fmt.Errorf("inserting events: %w", err)
+			return nil, err
 		}
 		if len(ids) != len(chunk) {
 			return nil, fmt.Errorf("inserting events: %d events for %d tasks; one event per task per call", len(chunk), len(ids))

@@ -93,10 +93,26 @@ type Store struct {
 	creates     chan createReq
 	creatorOnce sync.Once
 
+	// sql holds the batch statements built for the dialect at Open.
+	sql statements
+	// afterFinishRead, set only by tests, runs between FinishRuns' read of
+	// the rows and its transaction.
+	afterFinishRead func()
+
 	// sink receives the events of every committed transaction.
 	sink func([]event.Event)
 	// defaultWebhookURL receives the events of tasks without a webhook_url.
 	defaultWebhookURL string
+}
+
+// statements are the batch statements whose text depends only on the
+// dialect, built once.
+type statements struct {
+	transition, insertEvents string
+}
+
+func newStatements(d dialect) statements {
+	return statements{transition: transitionSQL(d), insertEvents: insertEventsSQL(d)}
 }
 
 // Option configures a Store.
@@ -175,6 +191,7 @@ func Open(ctx context.Context, dsn string, reg *registry.Registry, log *slog.Log
 		r.SetMaxIdleConns(4)
 		s.d, s.w, s.r = sqliteDialect, &dbx{DB: w, rebind: true}, &dbx{DB: r, rebind: true}
 	}
+	s.sql = newStatements(s.d)
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, err

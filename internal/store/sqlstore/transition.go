@@ -15,11 +15,14 @@ import (
 
 // decided is a status change that has been checked against the task's
 // current row and applied to t in memory; writeTransitions makes it durable
-// on condition that the row still has status from and attempt attempt.
+// on condition that the row still has status from and attempt attempt, and,
+// when version is set (a row read outside the transaction), that its
+// updated_at is still version.
 type decided struct {
 	t       *task.Task
 	from    task.Status
 	attempt int
+	version *time.Time
 }
 
 // decide checks change c against the loaded task t and, if allowed, applies
@@ -46,10 +49,11 @@ func containsStatus(list []task.Status, s task.Status) bool {
 	return false
 }
 
-// transitionCols are the columns a transition may change, in the order
-// transitionValues lists them, with their PostgreSQL types for VALUES.
-var transitionCols = []struct{ name, pgType string }{
-	{"id", "uuid"}, {"from_status", "text"}, {"from_attempt", "integer"},
+// transitionCols are the columns of a transition batch: the row's id and
+// the status and attempt it must still have, then the columns a transition
+// may change.
+var transitionCols = []batchCol{
+	{"id", "uuid"}, {"from_status", "text"}, {"from_attempt", "integer"}, {"from_updated_at", "timestamptz"},
 	{"status", "text"}, {"updated_at", "timestamptz"}, {"started_at", "timestamptz"},
 	{"completed_at", "timestamptz"}, {"run_at", "timestamptz"}, {"executor_instance", "text"},
 	{"lease_expires_at", "timestamptz"}, {"errors", "jsonb"}, {"error_message", "text"},
@@ -59,91 +63,190 @@ var transitionCols = []struct{ name, pgType string }{
 	{"service_task_id", "text"},
 }
 
-func transitionValues(d decided) ([]any, error) {
+// transitionRow is one decided change in a transition batch; its JSON
+// names are transitionCols.
+type transitionRow struct {
+	ID                 string  `json:"id"`
+	FromStatus         string  `json:"from_status"`
+	FromAttempt        int     `json:"from_attempt"`
+	FromUpdatedAt      *string `json:"from_updated_at"`
+	Status             string  `json:"status"`
+	UpdatedAt          string  `json:"updated_at"`
+	StartedAt          *string `json:"started_at"`
+	CompletedAt        *string `json:"completed_at"`
+	RunAt              string  `json:"run_at"`
+	ExecutorInstance   string  `json:"executor_instance"`
+	LeaseExpiresAt     *string `json:"lease_expires_at"`
+	Errors             string  `json:"errors"`
+	ErrorMessage       string  `json:"error_message"`
+	ErrorCategory      string  `json:"error_category"`
+	RetryCount         int     `json:"retry_count"`
+	Result             *string `json:"result"`
+	Progress           float64 `json:"progress"`
+	Stage              string  `json:"stage"`
+	IsResumed          bool    `json:"is_resumed"`
+	ResumeAttemptCount int     `json:"resume_attempt_count"`
+	LastResumeAttempt  *string `json:"last_resume_attempt"`
+	ServiceTaskID      string  `json:"service_task_id"`
+}
+
+func newTransitionRow(d decided) (transitionRow, error) {
 	t := d.t
 	errs, err := jsonText(nonNil(t.Errors))
 	if err != nil {
-		return nil, err
+		return transitionRow{}, err
 	}
-	return []any{t.ID.String(), string(d.from), d.attempt,
-		string(t.Status), dbTime(t.UpdatedAt), nullTime(t.StartedAt),
-		nullTime(t.CompletedAt), dbTime(t.RunAt), t.ExecutorInstance,
-		nullTime(t.LeaseExpiresAt), errs, t.ErrorMessage,
-		t.ErrorCategory, t.RetryCount, nullJSON(t.Result),
-		t.Progress, t.Stage, t.IsResumed,
-		t.ResumeAttemptCount, nullTime(t.LastResumeAttempt), t.ServiceTaskID}, nil
+	var result *string
+	if len(t.Result) > 0 {
+		r := string(t.Result)
+		result = &r
+	}
+	return transitionRow{
+		ID: t.ID.String(), FromStatus: string(d.from), FromAttempt: d.attempt, FromUpdatedAt: batchTimePtr(d.version),
+		Status: string(t.Status), UpdatedAt: batchTime(t.UpdatedAt), StartedAt: batchTimePtr(t.StartedAt),
+		CompletedAt: batchTimePtr(t.CompletedAt), RunAt: batchTime(t.RunAt), ExecutorInstance: t.ExecutorInstance,
+		LeaseExpiresAt: batchTimePtr(t.LeaseExpiresAt), Errors: errs, ErrorMessage: t.ErrorMessage,
+		ErrorCategory: t.ErrorCategory, RetryCount: t.RetryCount, Result: result,
+		Progress: t.Progress, Stage: t.Stage, IsResumed: t.IsResumed,
+		ResumeAttemptCount: t.ResumeAttemptCount, LastResumeAttempt: batchTimePtr(t.LastResumeAttempt),
+		ServiceTaskID: t.ServiceTaskID,
+	}, nil
 }
 
 // maxBatch bounds the rows of one multi-row statement (SQLite allows 32766
 // parameters, PostgreSQL 65535).
 const maxBatch = 500
 
-// writeTransitions writes decided changes with one UPDATE … FROM (VALUES …)
-// per chunk, conditional on each row's status and attempt, and inserts one
-// event per written change. It returns the events, in the order of ds, of
-// the changes that were written; a change whose row moved meanwhile (which
-// the callers' row locks prevent) is reported in refused.
+// transitionSQL is the UPDATE of writeTransitions for dialect d. On
+// PostgreSQL it writes a whole batch, passed as JSON in $1; the id list
+// repeated as an array lets the planner look the rows up by primary key
+// (it estimates json_to_recordset at 100 rows and would otherwise hash-join
+// against a scan of the table). On SQLite, in process, a statement per row
+// prepared once per batch costs less than either a long VALUES list or
+// JSON: its parameters are the columns from status on, then id,
+// from_status, from_attempt and from_updated_at (twice).
+func transitionSQL(d dialect) string {
+	const keys = 4 // id, from_status, from_attempt, from_updated_at
+	sets := make([]string, 0, len(transitionCols)-keys)
+	if !d.typed {
+		for _, c := range transitionCols[keys:] {
+			sets = append(sets, c.name+" = ?")
+		}
+		return `UPDATE tasks SET ` + strings.Join(sets, ", ") + `
+			WHERE id = ? AND status = ? AND attempt = ? AND (? IS NULL OR updated_at = ?)`
+	}
+	for _, c := range transitionCols[keys:] {
+		sets = append(sets, c.name+" = "+d.batchValue(c))
+	}
+	// The rows are locked in id order first, as every multi-row writer
+	// does (see ExtendLeases), so that writers cannot deadlock.
+	return `WITH v AS MATERIALIZED (SELECT * FROM ` + d.jsonRows("$1", transitionCols) + `),
+		owned AS MATERIALIZED (SELECT t.id FROM tasks t JOIN v ON t.id = v.id
+			AND t.status = v.from_status AND t.attempt = v.from_attempt
+			AND (v.from_updated_at IS NULL OR t.updated_at = v.from_updated_at)
+			WHERE t.id = ANY (ARRAY(SELECT id FROM v)) ORDER BY t.id FOR UPDATE OF t)
+		UPDATE tasks SET ` + strings.Join(sets, ", ") + `
+		FROM v WHERE tasks.id = v.id AND tasks.id IN (SELECT id FROM owned)
+		RETURNING tasks.id`
+}
+
+// transitionArgs are the parameters of SQLite's per-row transitionSQL.
+func transitionArgs(d decided) ([]any, error) {
+	t := d.t
+	errs, err := jsonText(nonNil(t.Errors))
+	if err != nil {
+		return nil, err
+	}
+	return []any{string(t.Status), dbTime(t.UpdatedAt), nullTime(t.StartedAt),
+		nullTime(t.CompletedAt), dbTime(t.RunAt), t.ExecutorInstance,
+		nullTime(t.LeaseExpiresAt), errs, t.ErrorMessage,
+		t.ErrorCategory, t.RetryCount, nullJSON(t.Result),
+		t.Progress, t.Stage, t.IsResumed,
+		t.ResumeAttemptCount, nullTime(t.LastResumeAttempt), t.ServiceTaskID,
+		t.ID.String(), string(d.from), d.attempt, nullTime(d.version), nullTime(d.version)}, nil
+}
+
+// updateTransitions writes one chunk of decided changes and returns the
+// ids of the rows it wrote.
+func (s *Store) updateTransitions(ctx context.Context, tx *txn, chunk []decided) (map[uuid.UUID]bool, error) {
+	written := make(map[uuid.UUID]bool, len(chunk))
+	if !s.d.typed {
+		st, err := tx.PrepareContext(ctx, s.sql.transition)
+		if err != nil {
+			return nil, fmt.Errorf("updating task status: %w", err)
+		}
+		defer st.Close()
+		for _, d := range chunk {
+			args, err := transitionArgs(d)
+			if err != nil {
+				return nil, err
+			}
+			res, err := st.ExecContext(ctx, args...)
+			if err != nil {
+				return nil, fmt.Errorf("updating task status: %w", err)
+			}
+			if n, err := res.RowsAffected(); err == nil && n == 1 {
+				written[d.t.ID] = true
+			}
+		}
+		return written, nil
+	}
+	batch := make([]transitionRow, len(chunk))
+	for i, d := range chunk {
+		var err error
+		if batch[i], err = newTransitionRow(d); err != nil {
+			return nil, err
+		}
+	}
+	param, err := jsonText(batch)
+	if err != nil {
+		return nil, err
+	}
+	r, err := tx.QueryContext(ctx, s.sql.transition, param)
+	if err != nil {
+		return nil, fmt.Errorf("updating task status: %w", err)
+	}
+	defer r.Close()
+	for r.Next() {
+		var id string
+		if err := r.Scan(&id); err != nil {
+			return nil, fmt.Errorf("updating task status: %w", err)
+		}
+		u, _ := uuid.Parse(id)
+		written[u] = true
+	}
+	if err := r.Err(); err != nil {
+		return nil, fmt.Errorf("updating task status: %w", err)
+	}
+	return written, nil
+}
+
+// writeTransitions writes decided changes with one UPDATE per chunk,
+// conditional on each row's status and attempt, and inserts one event per
+// written change. It returns the events, in the order of ds, of the changes
+// that were written; a change whose row moved meanwhile (which the callers'
+// row locks prevent) is reported in refused.
 func (s *Store) writeTransitions(ctx context.Context, tx *txn, ds []decided, kind string, now time.Time) (evs []event.Event, refused map[uuid.UUID]bool, err error) {
 	refused = map[uuid.UUID]bool{}
 	for start := 0; start < len(ds); start += maxBatch {
 		chunk := ds[start:min(start+maxBatch, len(ds))]
-		rows := make([]string, len(chunk))
-		args := make([]any, 0, len(chunk)*len(transitionCols))
-		for i, d := range chunk {
-			vals, err := transitionValues(d)
-			if err != nil {
-				return nil, nil, err
-			}
-			ph := make([]string, len(vals))
-			for j := range vals {
-				ph[j] = s.d.cast(fmt.Sprintf("$%d", len(args)+j+1), transitionCols[j].pgType)
-			}
-			rows[i] = "(" + strings.Join(ph, ", ") + ")"
-			args = append(args, vals...)
-		}
-		names := make([]string, len(transitionCols))
-		var sets []string
-		for i, c := range transitionCols {
-			names[i] = c.name
-			if i >= 3 {
-				sets = append(sets, c.name+" = v."+c.name)
-			}
-		}
-		q := `WITH v (` + strings.Join(names, ", ") + `) AS (VALUES ` + strings.Join(rows, ", ") + `)
-			UPDATE tasks SET ` + strings.Join(sets, ", ") + `
-			FROM v WHERE tasks.id = v.id AND tasks.status = v.from_status AND tasks.attempt = v.from_attempt
-			RETURNING tasks.id`
-		r, err := tx.QueryContext(ctx, q, args...)
+		written, err := s.updateTransitions(ctx, tx, chunk)
 		if err != nil {
-			return nil, nil, fmt.Errorf("updating task status: %w", err)
+			return nil, nil, err
 		}
-		written := map[uuid.UUID]bool{}
-		for r.Next() {
-			var id string
-			if err := r.Scan(&id); err != nil {
-				r.Close()
-				return nil, nil, fmt.Errorf("updating task status: %w", err)
-			}
-			u, _ := uuid.Parse(id)
-			written[u] = true
-		}
-		r.Close()
-		if err := r.Err(); err != nil {
-			return nil, nil, fmt.Errorf("updating task status: %w", err)
-		}
-		batch := make([]event.Event, 0, len(chunk))
+		out := make([]event.Event, 0, len(chunk))
 		for _, d := range chunk {
 			if !written[d.t.ID] {
 				refused[d.t.ID] = true
 				continue
 			}
-			batch = append(batch, event.New(d.t, kind, now))
+			out = append(out, event.New(d.t, kind, now))
 		}
-		batch, err = s.insertEvents(ctx, tx, batch)
+		out, err = s.insertEvents(ctx, tx, out)
 		if err != nil {
 			return nil, nil, err
 		}
-		evs = append(evs, batch...)
+		evs = append(evs, out...)
 	}
 	return evs, refused, nil
 }
@@ -151,6 +254,12 @@ func (s *Store) writeTransitions(ctx context.Context, tx *txn, ds []decided, kin
 // lockTasks loads the tasks with the given ids under a row lock
 // (FOR UPDATE on PostgreSQL), keyed by id.
 func (s *Store) lockTasks(ctx context.Context, tx *txn, ids []uuid.UUID, scope store.Scope) (map[uuid.UUID]*task.Task, error) {
+	return s.loadTasks(ctx, tx, ids, scope, s.d.forUpdate)
+}
+
+// loadTasks loads the tasks with the given ids through q, keyed by id;
+// lock is appended to the SELECT.
+func (s *Store) loadTasks(ctx context.Context, q querier, ids []uuid.UUID, scope store.Scope, lock string) (map[uuid.UUID]*task.Task, error) {
 	out := make(map[uuid.UUID]*task.Task, len(ids))
 	for start := 0; start < len(ids); start += maxBatch {
 		chunk := ids[start:min(start+maxBatch, len(ids))]
@@ -163,7 +272,7 @@ func (s *Store) lockTasks(ctx context.Context, tx *txn, ids []uuid.UUID, scope s
 			args = append(args, scope.TenantID)
 			where += fmt.Sprintf(` AND origin_tenant_id = $%d`, len(args))
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT `+baseColumns+` FROM tasks WHERE `+where+` ORDER BY id`+s.d.forUpdate, args...)
+		rows, err := q.QueryContext(ctx, `SELECT `+baseColumns+` FROM tasks WHERE `+where+` ORDER BY id`+lock, args...)
 		if err != nil {
 			return nil, fmt.Errorf("loading tasks: %w", err)
 		}
@@ -183,55 +292,83 @@ func (s *Store) lockTasks(ctx context.Context, tx *txn, ids []uuid.UUID, scope s
 	return out, nil
 }
 
-// FinishRuns implements store.Store: many status changes, one transaction,
-// one UPDATE and one event INSERT per chunk. errs[i] is the refusal of
-// changes[i] (task.ErrNotFound, task.ErrStaleRun or a *task.TransitionError)
-// or nil when it was written.
+// FinishRuns implements store.Store: many status changes in one
+// transaction, one UPDATE and one event INSERT per chunk. errs[i] is the
+// refusal of changes[i] (task.ErrNotFound, task.ErrStaleRun or a
+// *task.TransitionError) or nil when it was written.
+//
+// The rows are read and the changes decided before the transaction, from
+// the read pool, so the writer (SQLite's only one; on PostgreSQL the
+// event-order lock) is held only for the writes. Those are conditional on
+// each row's status, attempt and updated_at as read: a row that another
+// writer changed meanwhile is not written, and is read again under lock
+// and decided afresh in the same transaction, as is every change the
+// first reading refused.
 func (s *Store) FinishRuns(ctx context.Context, changes []store.StatusChange) ([]error, error) {
 	if len(changes) == 0 {
 		return nil, nil
 	}
+	ids := make([]uuid.UUID, len(changes))
+	for i, c := range changes {
+		ids[i] = c.TaskID
+	}
+	read, err := s.loadTasks(ctx, s.r, ids, store.AdminScope, "")
+	if err != nil {
+		return nil, err
+	}
+	if s.afterFinishRead != nil {
+		s.afterFinishRead()
+	}
+	now := task.Now()
+	first, _ := decideAll(changes, read, now, true)
 	errs := make([]error, len(changes))
-	err := s.inTx(ctx, func(tx *txn) error {
-		for i := range errs {
-			errs[i] = nil
-		}
-		ids := make([]uuid.UUID, len(changes))
-		for i, c := range changes {
-			ids[i] = c.TaskID
-		}
-		tasks, err := s.lockTasks(ctx, tx, ids, store.AdminScope)
-		if err != nil {
-			return err
-		}
-		now := task.Now()
-		var ds []decided
-		index := map[uuid.UUID]int{}
-		for i, c := range changes {
-			t := tasks[c.TaskID]
-			if t == nil {
-				errs[i] = task.ErrNotFound
-				continue
-			}
-			if _, dup := index[c.TaskID]; dup {
-				errs[i] = fmt.Errorf("%w: task %s changed twice in one batch", task.ErrStaleRun, c.TaskID)
-				continue
-			}
-			d, err := decide(t, c, now)
-			if err != nil {
-				errs[i] = err
-				continue
-			}
-			index[c.TaskID] = i
-			ds = append(ds, d)
+	err = s.inTx(ctx, func(tx *txn) error {
+		ds := make([]decided, 0, len(first))
+		for _, fd := range first {
+			ds = append(ds, fd.d)
 		}
 		_, refused, err := s.writeTransitions(ctx, tx, ds, event.KindStatus, now)
 		if err != nil {
 			return err
 		}
-		for _, d := range ds {
-			if refused[d.t.ID] {
-				errs[index[d.t.ID]] = &task.TransitionError{From: d.from, To: d.t.Status}
+		done := make([]bool, len(changes))
+		for _, fd := range first {
+			done[fd.i] = !refused[fd.d.t.ID]
+		}
+		var again []store.StatusChange
+		var at []int
+		for i, c := range changes {
+			errs[i] = nil
+			if !done[i] {
+				again, at = append(again, c), append(at, i)
+			}
+		}
+		if len(again) == 0 {
+			return nil
+		}
+		againIDs := make([]uuid.UUID, len(again))
+		for i, c := range again {
+			againIDs[i] = c.TaskID
+		}
+		locked, err := s.lockTasks(ctx, tx, againIDs, store.AdminScope)
+		if err != nil {
+			return err
+		}
+		second, refusals := decideAll(again, locked, now, false)
+		for j, e := range refusals {
+			errs[at[j]] = e
+		}
+		ds = ds[:0]
+		for _, fd := range second {
+			ds = append(ds, fd.d)
+		}
+		_, refused, err = s.writeTransitions(ctx, tx, ds, event.KindStatus, now)
+		if err != nil {
+			return err
+		}
+		for _, fd := range second {
+			if refused[fd.d.t.ID] {
+				errs[at[fd.i]] = &task.TransitionError{From: fd.d.from, To: fd.d.t.Status}
 			}
 		}
 		return nil
@@ -240,4 +377,43 @@ func (s *Store) FinishRuns(ctx context.Context, changes []store.StatusChange) ([
 		return nil, err
 	}
 	return errs, nil
+}
+
+// indexedDecision is a decided change and the index of its change.
+type indexedDecision struct {
+	d decided
+	i int
+}
+
+// decideAll decides each change against its task in tasks (which it
+// changes). It returns the allowed changes and, per change, the refusal
+// (nil for the allowed ones). With versioned, each decision is made
+// conditional on the updated_at it was decided from.
+func decideAll(changes []store.StatusChange, tasks map[uuid.UUID]*task.Task, now time.Time, versioned bool) ([]indexedDecision, []error) {
+	var ds []indexedDecision
+	errs := make([]error, len(changes))
+	seen := make(map[uuid.UUID]bool, len(changes))
+	for i, c := range changes {
+		t := tasks[c.TaskID]
+		switch {
+		case t == nil:
+			errs[i] = task.ErrNotFound
+			continue
+		case seen[c.TaskID]:
+			errs[i] = fmt.Errorf("%w: task %s changed twice in one batch", task.ErrStaleRun, c.TaskID)
+			continue
+		}
+		version := t.UpdatedAt
+		d, err := decide(t, c, now)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		if versioned {
+			d.version = &version
+		}
+		seen[c.TaskID] = true
+		ds = append(ds, indexedDecision{d: d, i: i})
+	}
+	return ds, errs
 }

@@ -1,0 +1,110 @@
+package sqlstore_test
+
+import (
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/computeserver/compute/internal/store"
+	"github.com/computeserver/compute/internal/task"
+	"github.com/computeserver/compute/internal/testutil/testdb"
+	"github.com/google/uuid"
+)
+
+// TestFinishRunsRereadsRowsChangedMeanwhile checks FinishRuns' optimistic
+// path: it reads the rows before its transaction, so another writer can
+// change a row in between. A change that keeps the run's status and
+// attempt (a progress report) must not be overwritten by the stale copy,
+// and one that ends the run (a cancel) must win over the outcome.
+func TestFinishRunsRereadsRowsChangedMeanwhile(t *testing.T) {
+	t.Parallel()
+	for _, dialect := range testdb.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+
+			t.Run("progress in between", func(t *testing.T) {
+				s, id := newEchoStore(t, dialect)
+				recs, err := s.ClaimTasks(ctx, store.ClaimParams{Worker: "w", Limit: 1, Lease: time.Minute})
+				if err != nil || len(recs) != 1 {
+					t.Fatalf("ClaimTasks: %v, %d records", err, len(recs))
+				}
+				s.SetAfterFinishRead(func() {
+					// updated_at must move for the version check to see the
+					// change: wait out the clock's microsecond.
+					time.Sleep(2 * time.Millisecond)
+					if _, err := s.SetProgress(ctx, store.ProgressUpdate{TaskID: id, Attempt: 1, Progress: 50,
+						Stage: "written in between", Lease: time.Minute}); err != nil {
+						t.Errorf("SetProgress: %v", err)
+					}
+				})
+				errs, err := s.FinishRuns(ctx, []store.StatusChange{{TaskID: id, To: task.StatusCompleted,
+					Attempt: 1, Result: json.RawMessage(`{"ok":true}`)}})
+				if err != nil || errs[0] != nil {
+					t.Fatalf("FinishRuns: %v, %v", err, errs)
+				}
+				rec, err := s.GetTask(ctx, id, store.AdminScope)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rec.Task.Status != task.StatusCompleted || rec.Task.Stage != "written in between" {
+					t.Errorf("task is %s with stage %q; want completed with the stage written in between (the stale copy overwrote it)",
+						rec.Task.Status, rec.Task.Stage)
+				}
+				assertStatusEvents(t, s, id, task.StatusPending, task.StatusExecuting, task.StatusCompleted)
+			})
+
+			t.Run("cancel in between", func(t *testing.T) {
+				s, id := newEchoStore(t, dialect)
+				if _, err := s.ClaimTasks(ctx, store.ClaimParams{Worker: "w", Limit: 1, Lease: time.Minute}); err != nil {
+					t.Fatal(err)
+				}
+				s.SetAfterFinishRead(func() {
+					if _, _, err := s.SetStatus(ctx, store.StatusChange{TaskID: id, To: task.StatusCancelled,
+						Scope: store.AdminScope}); err != nil {
+						t.Errorf("SetStatus: %v", err)
+					}
+				})
+				errs, err := s.FinishRuns(ctx, []store.StatusChange{{TaskID: id, To: task.StatusCompleted, Attempt: 1}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var te *task.TransitionError
+				if !errors.Is(errs[0], task.ErrStaleRun) && !errors.As(errs[0], &te) {
+					t.Errorf("FinishRuns refused with %v; want a stale-run or transition error", errs[0])
+				}
+				rec, err := s.GetTask(ctx, id, store.AdminScope)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rec.Task.Status != task.StatusCancelled {
+					t.Errorf("task is %s, want cancelled", rec.Task.Status)
+				}
+				assertStatusEvents(t, s, id, task.StatusPending, task.StatusExecuting, task.StatusCancelled)
+			})
+		})
+	}
+}
+
+// assertStatusEvents fails unless the task's status events are want, in
+// order.
+func assertStatusEvents(t *testing.T, s store.Store, id uuid.UUID, want ...task.Status) {
+	t.Helper()
+	evs, err := s.ListEvents(t.Context(), store.EventFilter{TaskID: id, Scope: store.AdminScope})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []task.Status
+	for _, e := range evs {
+		got = append(got, e.Status)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("events %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("events %v, want %v", got, want)
+		}
+	}
+}
