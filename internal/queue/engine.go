@@ -55,6 +55,12 @@ type Config struct {
 	Queues []string
 	// PublicBaseURL prefixes artifact URLs (e.g. http://127.0.0.1:9000).
 	PublicBaseURL string
+	// Completers is how many batches of outcomes are written at once
+	// (default 1). One is best on both databases today: SQLite has one
+	// writer, and on PostgreSQL every batch's events take the event-order
+	// lock, so more writers make more, smaller batches that queue on it
+	// (docs/performance.md has the measurements).
+	Completers int
 }
 
 func (c *Config) setDefaults() {

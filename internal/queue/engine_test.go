@@ -16,6 +16,7 @@ import (
 	"github.com/computeserver/compute/internal/task"
 	"github.com/computeserver/compute/internal/tasks/echo"
 	"github.com/computeserver/compute/internal/testutil/testdb"
+	"github.com/google/uuid"
 )
 
 func TestEngine(t *testing.T) {
@@ -38,6 +39,7 @@ func TestEngine(t *testing.T) {
 		{"HeartbeatStopsLostRun", testHeartbeatStopsLostRun},
 		{"CancelAfterZombieRun", testCancelAfterZombieRun},
 		{"Concurrency", testConcurrency},
+		{"ManyCompleters", testManyCompleters},
 		{"Priority", testPriority},
 		{"RunAtInFuture", testRunAtInFuture},
 		{"StopReleasesLongTask", testStopReleasesLongTask},
@@ -257,5 +259,25 @@ func testTimeoutFromTypeDefault(t *testing.T, dialect string) {
 	tk := h.waitStatus(id, task.StatusFailed).Task
 	if tk.ErrorCategory != task.CategoryTimeout || !strings.Contains(tk.ErrorMessage, "timed out after 1s") {
 		t.Errorf("error_category %q, error_message %q; want timeout, a message with \"timed out after 1s\"", tk.ErrorCategory, tk.ErrorMessage)
+	}
+}
+
+// testManyCompleters runs tasks with several completers writing outcome
+// batches at once: every task completes once, with its three events.
+func testManyCompleters(t *testing.T, dialect string) {
+	h := newHarness(t, dialect, opts{})
+	ids := make([]uuid.UUID, 120)
+	for i := range ids {
+		ids[i] = h.create(h.newTask(echo.Name, nil), &echo.Fields{Message: fmt.Sprint(i)})
+	}
+	h.newEngine(queue.Config{Concurrency: 40, Completers: 3}, nil)
+	want := []task.Status{task.StatusPending, task.StatusExecuting, task.StatusCompleted}
+	for _, id := range ids {
+		if tk := h.waitStatus(id, task.StatusCompleted).Task; tk.Attempt != 1 {
+			t.Errorf("task %s completed at attempt %d, want 1", id, tk.Attempt)
+		}
+		if got := h.statusTrail(id); !slices.Equal(got, want) {
+			t.Errorf("task %s: status events = %v, want %v", id, got, want)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/computeserver/compute/internal/registry"
@@ -170,10 +171,16 @@ func backoff(n int, err error) time.Duration {
 	return d
 }
 
-// completerStart starts the goroutine that writes outcomes in batches.
+// completerStart starts the goroutines that write outcomes in batches.
 func (e *Engine) completerStart() {
+	n := max(e.cfg.Completers, 1)
 	e.compDone = make(chan struct{})
-	go e.completer()
+	var wg sync.WaitGroup
+	wg.Add(n)
+	for range n {
+		go func() { defer wg.Done(); e.completer() }()
+	}
+	go func() { wg.Wait(); close(e.compDone) }()
 }
 
 // completerStop waits for the completer after every run has ended.
@@ -189,7 +196,6 @@ func (e *Engine) completerStop() {
 // there are any: under load batches grow by themselves, idle it writes one
 // at a time without delay.
 func (e *Engine) completer() {
-	defer close(e.compDone)
 	for first := range e.done {
 		batch := []outcome{first}
 	drain:

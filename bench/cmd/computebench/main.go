@@ -49,6 +49,7 @@ type options struct {
 	oursConcSQLite int
 	oursConcPG     int
 	oursPoll       time.Duration
+	oursCompleters int
 
 	riverWorkers  int
 	riverCooldown time.Duration
@@ -116,8 +117,8 @@ func (o *options) settings() map[string]any {
 		"quiet_cpu_pct": o.quietCPU, "quiet_wait": o.quietWait.String(),
 		"dbs": o.dbs, "systems": o.systems, "phases": o.phases, "n": o.n, "runs": o.runs, "insert_batch": o.insertBatch,
 		"compute_concurrency_sqlite": o.oursConcSQLite, "compute_concurrency_postgres": o.oursConcPG,
-		"compute_poll_interval": o.oursPoll.String(),
-		"river_max_workers":     o.riverWorkers, "river_fetch_cooldown": o.riverCooldown.String(),
+		"compute_poll_interval": o.oursPoll.String(), "compute_completers": o.oursCompleters,
+		"river_max_workers": o.riverWorkers, "river_fetch_cooldown": o.riverCooldown.String(),
 		"river_fetch_poll_interval": o.riverPoll.String(), "river_pgxpool_max_conns": o.riverConns,
 		"pickup_samples": o.pickupSamples, "pickup_rate_per_sec": o.pickupRate, "pickup_poll_interval": o.pickupPoll.String(),
 		"http_clients": o.httpClients, "http_duration": o.httpDuration.String(), "http_warmup": o.httpWarmup.String(),
@@ -144,6 +145,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.DurationVar(&o.timeout, "timeout", 3*time.Minute, "give up a throughput run after this long")
 	fs.IntVar(&o.oursConcSQLite, "compute-concurrency-sqlite", 500, "engine Concurrency on SQLite")
 	fs.IntVar(&o.oursConcPG, "compute-concurrency-postgres", 500, "engine Concurrency on PostgreSQL")
+	fs.IntVar(&o.oursCompleters, "compute-completers", 0, "engine Completers (0: the engine's default for the database)")
 	fs.DurationVar(&o.oursPoll, "compute-poll", 100*time.Millisecond, "engine PollInterval for throughput")
 	fs.IntVar(&o.riverWorkers, "river-workers", 500, "River MaxWorkers for throughput")
 	fs.DurationVar(&o.riverCooldown, "river-cooldown", 10*time.Millisecond, "River FetchCooldown")

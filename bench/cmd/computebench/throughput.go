@@ -96,7 +96,7 @@ func runOursThroughput(ctx context.Context, env *dbEnv, kind string, o *options,
 	concurrency := o.oursConcurrency(kind)
 	cfg := queue.Config{
 		Instance: "computebench", Concurrency: concurrency, PollInterval: o.oursPoll,
-		ShutdownGrace: 10 * time.Second,
+		ShutdownGrace: 10 * time.Second, Completers: o.oursCompleters,
 	}
 	res.Settings = fmt.Sprintf("Concurrency=%d PollInterval=%s, CreateTasks batches of %d", concurrency, o.oursPoll, o.insertBatch)
 	cs := newCountingStore(st, o.n)
