@@ -223,6 +223,12 @@ type StatusChange struct {
 	// From, when not empty, narrows the statuses the task may be in for
 	// the change (a user's retry comes from failed or cancelled only).
 	From []task.Status
+	// Known, when set, is the caller's copy of the task as its own last
+	// write left it (a run's record). FinishRuns may decide the change
+	// against it instead of reading the row, and then writes only if the
+	// row's status, attempt and updated_at still match it; otherwise it
+	// reads the row and decides again. The store does not modify Known.
+	Known *task.Task
 }
 
 // ClaimParams parameterise ClaimTasks.

@@ -25,6 +25,9 @@ func (s *Store) ClaimTasks(ctx context.Context, p store.ClaimParams) ([]*store.R
 	if err != nil {
 		return nil, err
 	}
+	if !s.d.caps.SkipLocked && len(limits) == 0 {
+		return s.claimReadFirst(ctx, p)
+	}
 	now := task.Now()
 	var recs []*store.Record
 	err = s.inTx(ctx, func(tx *txn) error {
@@ -141,19 +144,7 @@ func (s *Store) claimLimited(ctx context.Context, tx *txn, p store.ClaimParams, 
 // whose %d verbs are numbered after the statement's own parameters.
 func (s *Store) claimWhere(ctx context.Context, tx *txn, p store.ClaimParams, now time.Time, limit int, extra string, extraArgs []any) ([]*task.Task, error) {
 	args := []any{p.Worker, now, now.Add(p.Lease), limit}
-	filter := ""
-	if len(p.Queues) > 0 {
-		filter += " AND queue_name IN (" + placeholders(len(args)+1, len(p.Queues)) + ")"
-		for _, q := range p.Queues {
-			args = append(args, q)
-		}
-	}
-	if len(p.Types) > 0 {
-		filter += " AND task_type IN (" + placeholders(len(args)+1, len(p.Types)) + ")"
-		for _, t := range p.Types {
-			args = append(args, t)
-		}
-	}
+	filter, args := claimFilter(p, args)
 	if extra != "" {
 		nums := make([]any, len(extraArgs))
 		for i := range extraArgs {
@@ -189,6 +180,25 @@ func (s *Store) claimWhere(ctx context.Context, tx *txn, p store.ClaimParams, no
 		return nil, fmt.Errorf("claiming tasks: %w", err)
 	}
 	return tasks, nil
+}
+
+// claimFilter appends the conditions of p's queue and type lists to a
+// claim's WHERE clause, numbering their parameters after args.
+func claimFilter(p store.ClaimParams, args []any) (string, []any) {
+	filter := ""
+	if len(p.Queues) > 0 {
+		filter += " AND queue_name IN (" + placeholders(len(args)+1, len(p.Queues)) + ")"
+		for _, q := range p.Queues {
+			args = append(args, q)
+		}
+	}
+	if len(p.Types) > 0 {
+		filter += " AND task_type IN (" + placeholders(len(args)+1, len(p.Types)) + ")"
+		for _, t := range p.Types {
+			args = append(args, t)
+		}
+	}
+	return filter, args
 }
 
 // queueLimitTTL is how long a process trusts its copy of the queue limits.

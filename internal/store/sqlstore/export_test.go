@@ -10,6 +10,7 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return s.inTx(ctx, func(tx *txn) error { return fn(tx.Tx) })
 }
 
-// SetAfterFinishRead makes FinishRuns call f between its read of the rows
-// and its transaction, where another writer may change them.
-func (s *Store) SetAfterFinishRead(f func()) { s.afterFinishRead = f }
+// SetAfterRead makes FinishRuns (op "finish") and SQLite's claim (op
+// "claim") call f between their read of the rows and their transaction,
+// where another writer may change them.
+func (s *Store) SetAfterRead(f func(op string)) { s.afterRead = f }

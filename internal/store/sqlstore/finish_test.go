@@ -30,7 +30,7 @@ func TestFinishRunsRereadsRowsChangedMeanwhile(t *testing.T) {
 				if err != nil || len(recs) != 1 {
 					t.Fatalf("ClaimTasks: %v, %d records", err, len(recs))
 				}
-				s.SetAfterFinishRead(func() {
+				s.SetAfterRead(func(string) {
 					// updated_at must move for the version check to see the
 					// change: wait out the clock's microsecond.
 					time.Sleep(2 * time.Millisecond)
@@ -60,7 +60,7 @@ func TestFinishRunsRereadsRowsChangedMeanwhile(t *testing.T) {
 				if _, err := s.ClaimTasks(ctx, store.ClaimParams{Worker: "w", Limit: 1, Lease: time.Minute}); err != nil {
 					t.Fatal(err)
 				}
-				s.SetAfterFinishRead(func() {
+				s.SetAfterRead(func(string) {
 					if _, _, err := s.SetStatus(ctx, store.StatusChange{TaskID: id, To: task.StatusCancelled,
 						Scope: store.AdminScope}); err != nil {
 						t.Errorf("SetStatus: %v", err)
@@ -84,6 +84,57 @@ func TestFinishRunsRereadsRowsChangedMeanwhile(t *testing.T) {
 				assertStatusEvents(t, s, id, task.StatusPending, task.StatusExecuting, task.StatusCancelled)
 			})
 		})
+	}
+}
+
+// TestSQLiteClaimSkipsTasksChangedMeanwhile checks SQLite's claim, which
+// reads the due tasks before its write transaction: a task patched in
+// between is not claimed with its stale copy, and the next claim takes it
+// with the patch applied. (PostgreSQL claims in one statement.)
+func TestSQLiteClaimSkipsTasksChangedMeanwhile(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, id := newEchoStore(t, "sqlite")
+	s.SetAfterRead(func(op string) {
+		if op != "claim" {
+			return
+		}
+		s.SetAfterRead(nil)
+		time.Sleep(2 * time.Millisecond) // let updated_at move
+		prio := 7
+		if _, err := s.UpdateTask(ctx, id, store.AdminScope, store.Patch{Priority: &prio}); err != nil {
+			t.Errorf("UpdateTask: %v", err)
+		}
+	})
+	recs, err := s.ClaimTasks(ctx, store.ClaimParams{Worker: "w", Limit: 1, Lease: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 0 {
+		t.Fatalf("claimed %d tasks with the copy read before the patch, want none", len(recs))
+	}
+	recs, err = s.ClaimTasks(ctx, store.ClaimParams{Worker: "w", Limit: 1, Lease: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 || recs[0].Task.Priority != 7 || recs[0].Task.Attempt != 1 || recs[0].Task.Status != task.StatusExecuting {
+		t.Fatalf("second claim: %d records (%+v), want the task at priority 7, attempt 1, executing", len(recs), recs)
+	}
+	stored, err := s.GetTask(ctx, id, store.AdminScope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	equalClaimed(t, stored.Task, recs[0].Task)
+	assertStatusEvents(t, s, id, task.StatusPending, task.StatusExecuting)
+}
+
+// equalClaimed fails unless the claim's copy of a task is what was stored.
+func equalClaimed(t *testing.T, stored, claimed *task.Task) {
+	t.Helper()
+	if stored.Status != claimed.Status || stored.Attempt != claimed.Attempt || !stored.UpdatedAt.Equal(claimed.UpdatedAt) ||
+		stored.ExecutorInstance != claimed.ExecutorInstance || !stored.LeaseExpiresAt.Equal(*claimed.LeaseExpiresAt) ||
+		!stored.StartedAt.Equal(*claimed.StartedAt) {
+		t.Errorf("the claim returned %+v, the row holds %+v", claimed, stored)
 	}
 }
 

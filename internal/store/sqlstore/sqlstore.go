@@ -95,9 +95,16 @@ type Store struct {
 
 	// sql holds the batch statements built for the dialect at Open.
 	sql statements
-	// afterFinishRead, set only by tests, runs between FinishRuns' read of
-	// the rows and its transaction.
-	afterFinishRead func()
+	// afterRead, set only by tests, runs between the read and the write
+	// transaction of FinishRuns (op "finish") and of SQLite's claim
+	// ("claim").
+	afterRead func(op string)
+
+	// ckpt checkpoints SQLite's WAL beside the writer; ckptWake tells it
+	// that a transaction committed.
+	ckpt     *sql.DB
+	ckptWake chan struct{}
+	ckptDone chan struct{}
 
 	// sink receives the events of every committed transaction.
 	sink func([]event.Event)
@@ -190,6 +197,10 @@ func Open(ctx context.Context, dsn string, reg *registry.Registry, log *slog.Log
 		r.SetMaxOpenConns(4)
 		r.SetMaxIdleConns(4)
 		s.d, s.w, s.r = sqliteDialect, &dbx{DB: w, rebind: true}, &dbx{DB: r, rebind: true}
+		if err := s.startCheckpointer(dsn); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	s.sql = newStatements(s.d)
 	if err := s.Ping(ctx); err != nil {
@@ -216,6 +227,9 @@ func sqliteDSN(path string, writer bool) string {
 	q.Set("_time_format", "sqlite")
 	if writer {
 		q.Set("_txlock", "immediate")
+		// Checkpoints run beside the writer (checkpoint.go), not in
+		// the commit that happens to fill the WAL.
+		q.Add("_pragma", "wal_autocheckpoint(0)")
 	} else {
 		q.Add("_pragma", "query_only(ON)")
 	}
@@ -239,6 +253,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close implements store.Store.
 func (s *Store) Close() error {
 	s.close()
+	if s.ckptDone != nil {
+		<-s.ckptDone
+	}
 	err := s.w.Close()
 	if s.r != s.w {
 		err = errors.Join(err, s.r.Close())
@@ -275,6 +292,7 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *txn) error) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("committing: %w", err)
 	}
+	s.wrote()
 	s.published(tx.notes...)
 	if s.sink != nil && len(tx.events) > 0 {
 		s.sink(tx.events)

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +24,8 @@ type decided struct {
 	from    task.Status
 	attempt int
 	version *time.Time
+	// ev, when set, is the change's event, built ahead of the write.
+	ev *event.Event
 }
 
 // decide checks change c against the loaded task t and, if allowed, applies
@@ -240,6 +243,10 @@ func (s *Store) writeTransitions(ctx context.Context, tx *txn, ds []decided, kin
 				refused[d.t.ID] = true
 				continue
 			}
+			if d.ev != nil {
+				out = append(out, *d.ev)
+				continue
+			}
 			out = append(out, event.New(d.t, kind, now))
 		}
 		out, err = s.insertEvents(ctx, tx, out)
@@ -297,8 +304,8 @@ func (s *Store) loadTasks(ctx context.Context, q querier, ids []uuid.UUID, scope
 // refusal of changes[i] (task.ErrNotFound, task.ErrStaleRun or a
 // *task.TransitionError) or nil when it was written.
 //
-// The rows are read and the changes decided before the transaction, from
-// the read pool, so the writer (SQLite's only one; on PostgreSQL the
+// The rows are read (unless the change carries its Known copy) and the
+// changes decided before the transaction, from the read pool, so the writer (SQLite's only one; on PostgreSQL the
 // event-order lock) is held only for the writes. Those are conditional on
 // each row's status, attempt and updated_at as read: a row that another
 // writer changed meanwhile is not written, and is read again under lock
@@ -308,21 +315,37 @@ func (s *Store) FinishRuns(ctx context.Context, changes []store.StatusChange) ([
 	if len(changes) == 0 {
 		return nil, nil
 	}
-	ids := make([]uuid.UUID, len(changes))
-	for i, c := range changes {
-		ids[i] = c.TaskID
+	var ids []uuid.UUID
+	for _, c := range changes {
+		if c.Known == nil || c.Known.ID != c.TaskID {
+			ids = append(ids, c.TaskID)
+		}
 	}
-	read, err := s.loadTasks(ctx, s.r, ids, store.AdminScope, "")
-	if err != nil {
-		return nil, err
+	read := map[uuid.UUID]*task.Task{}
+	if len(ids) > 0 {
+		var err error
+		if read, err = s.loadTasks(ctx, s.r, ids, store.AdminScope, ""); err != nil {
+			return nil, err
+		}
 	}
-	if s.afterFinishRead != nil {
-		s.afterFinishRead()
+	for _, c := range changes {
+		if c.Known != nil && c.Known.ID == c.TaskID {
+			k := *c.Known
+			k.Errors = slices.Clone(c.Known.Errors)
+			read[c.TaskID] = &k
+		}
+	}
+	if s.afterRead != nil {
+		s.afterRead("finish")
 	}
 	now := task.Now()
 	first, _ := decideAll(changes, read, now, true)
+	for i := range first {
+		ev := event.New(first[i].d.t, event.KindStatus, now)
+		first[i].d.ev = &ev
+	}
 	errs := make([]error, len(changes))
-	err = s.inTx(ctx, func(tx *txn) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		ds := make([]decided, 0, len(first))
 		for _, fd := range first {
 			ds = append(ds, fd.d)

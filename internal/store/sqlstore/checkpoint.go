@@ -1,0 +1,74 @@
+package sqlstore
+
+import (
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// SQLite's WAL is checkpointed (copied back into the database file) by
+// the commit that takes it past wal_autocheckpoint pages: inside the one
+// writer every write waits for. The writer runs with autocheckpoint off,
+// and a connection of its own checkpoints instead, in PASSIVE mode (it
+// never blocks the writer or readers), after commits and at most every
+// checkpointInterval. An idle store does not checkpoint at all.
+
+// checkpointInterval is the shortest time between two checkpoints.
+const checkpointInterval = 100 * time.Millisecond
+
+func (s *Store) startCheckpointer(path string) error {
+	db, err := sql.Open("sqlite", sqliteDSN(path, false))
+	if err != nil {
+		return fmt.Errorf("opening sqlite: %w", err)
+	}
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	// The reader DSN is query_only, which forbids checkpoints.
+	if _, err := db.Exec(`PRAGMA query_only = OFF`); err != nil {
+		db.Close()
+		return fmt.Errorf("opening sqlite: %w", err)
+	}
+	s.ckpt, s.ckptWake, s.ckptDone = db, make(chan struct{}, 1), make(chan struct{})
+	go s.checkpointer()
+	return nil
+}
+
+// wrote tells the checkpointer that a write transaction committed.
+func (s *Store) wrote() {
+	if s.ckptWake == nil {
+		return
+	}
+	select {
+	case s.ckptWake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Store) checkpointer() {
+	defer close(s.ckptDone)
+	defer s.ckpt.Close()
+	t := time.NewTimer(0)
+	<-t.C
+	for {
+		select {
+		case <-s.closing.Done():
+			s.checkpoint() // leave a short WAL behind
+			return
+		case <-s.ckptWake:
+		}
+		s.checkpoint()
+		t.Reset(checkpointInterval)
+		select {
+		case <-s.closing.Done():
+			s.checkpoint()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Store) checkpoint() {
+	if _, err := s.ckpt.Exec(`PRAGMA wal_checkpoint(PASSIVE)`); err != nil {
+		s.log.Warn("checkpointing the SQLite WAL", "error", err)
+	}
+}

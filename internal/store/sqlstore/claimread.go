@@ -1,0 +1,99 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/computeserver/compute/internal/event"
+	"github.com/computeserver/compute/internal/store"
+	"github.com/computeserver/compute/internal/task"
+)
+
+// claimReadFirst is ClaimTasks for a single-writer store (SQLite) without
+// queue limits. The due tasks and their type rows are read from the read
+// pool, outside the write transaction, which then only writes: one
+// conditional UPDATE per task, prepared once, and the events. A task is
+// claimed only if it is still pending with the updated_at that was read
+// (compared as the stored text), so one that was patched, cancelled or
+// claimed by another process in between is skipped, and looked at again
+// by the next claim. The writer, which every write of the server waits
+// for, is held for the writes alone.
+func (s *Store) claimReadFirst(ctx context.Context, p store.ClaimParams) ([]*store.Record, error) {
+	now := task.Now()
+	filter, args := claimFilter(p, []any{now, p.Limit})
+	rows, err := s.r.QueryContext(ctx, `SELECT `+baseColumns+`, updated_at || '' FROM tasks
+		WHERE status = 'pending' AND run_at <= $1`+filter+`
+		ORDER BY priority DESC, run_at, created_at LIMIT $2`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("claiming tasks: %w", err)
+	}
+	var (
+		tasks    []*task.Task
+		versions []string
+	)
+	for rows.Next() {
+		var version string
+		t, err := scanTask(rows, &version)
+		if err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("claiming tasks: %w", err)
+		}
+		tasks, versions = append(tasks, t), append(versions, version)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("claiming tasks: %w", err)
+	}
+	if len(tasks) == 0 {
+		return nil, nil
+	}
+	recs, err := s.attachFields(ctx, s.r, tasks)
+	if err != nil {
+		return nil, err
+	}
+	if s.afterRead != nil {
+		s.afterRead("claim")
+	}
+	// What the UPDATE will make of each task, and its event, are known
+	// before it runs: both are prepared outside the transaction.
+	lease := dbTime(now.Add(p.Lease))
+	evs := make([]event.Event, len(recs))
+	for i, rec := range recs {
+		t := rec.Task
+		t.Status, t.ExecutorInstance, t.UpdatedAt, t.Attempt = task.StatusExecuting, p.Worker, dbTime(now), t.Attempt+1
+		if t.StartedAt == nil {
+			started := dbTime(now)
+			t.StartedAt = &started
+		}
+		t.LeaseExpiresAt = &lease
+		evs[i] = event.New(t, event.KindStatus, now)
+	}
+	var claimed []*store.Record
+	err = s.inTx(ctx, func(tx *txn) error {
+		claimed = claimed[:0]
+		st, err := tx.PrepareContext(ctx, `UPDATE tasks SET status = 'executing', executor_instance = ?,
+			started_at = COALESCE(started_at, ?), updated_at = ?, lease_expires_at = ?, attempt = attempt + 1
+			WHERE id = ? AND status = 'pending' AND updated_at = ?`)
+		if err != nil {
+			return fmt.Errorf("claiming tasks: %w", err)
+		}
+		defer st.Close()
+		written := make([]event.Event, 0, len(recs))
+		for i, rec := range recs {
+			res, err := st.ExecContext(ctx, p.Worker, dbTime(now), dbTime(now), lease, rec.Task.ID.String(), versions[i])
+			if err != nil {
+				return fmt.Errorf("claiming tasks: %w", err)
+			}
+			if n, err := res.RowsAffected(); err != nil || n != 1 {
+				continue
+			}
+			claimed, written = append(claimed, rec), append(written, evs[i])
+		}
+		_, err = s.insertEvents(ctx, tx, written)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return claimed, nil
+}
