@@ -270,7 +270,10 @@ func riverPickup[TTx any](ctx context.Context, r *riverDB[TTx], kind string, o *
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &probeWorker{rec: rec})
 	po := *o
-	po.riverWorkers = 8
+	// Light load: 8 workers, and a short cooldown so that River's fetch
+	// after a wake-up is not held back (its throughput setting is tuned
+	// for batches, not latency).
+	po.riverWorkers, po.riverCooldown = 8, min(o.riverCooldown, 10*time.Millisecond)
 	client, err := r.client(&po, workers)
 	if err != nil {
 		return res, err
