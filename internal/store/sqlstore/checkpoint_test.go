@@ -54,15 +54,20 @@ func TestCheckpointerBoundsTheWAL(t *testing.T) {
 			maxWAL = max(maxWAL, fi.Size())
 		}
 	}
+	time.Sleep(300 * time.Millisecond) // the checkpoint after the last commit
 	db, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("database file %d bytes, largest WAL seen %d bytes", db.Size(), maxWAL)
-	// Everything written went through the WAL; without checkpoints it
-	// would hold all of it, and the database file would still be the
-	// size the migrations left.
-	if maxWAL >= db.Size() {
-		t.Errorf("the WAL reached %d bytes, the database file %d: the WAL is not being checkpointed", maxWAL, db.Size())
+	// Everything written goes through the WAL. Without checkpoints the
+	// database file keeps the size the migrations left (4 kB) and the WAL
+	// holds all of it (8.3 MB for this load when measured); with them the
+	// data reaches the file and the WAL is reused from its start.
+	if db.Size() < 1<<20 {
+		t.Errorf("the database file is %d bytes after the load: the WAL is not being checkpointed", db.Size())
+	}
+	if maxWAL >= 6<<20 {
+		t.Errorf("the WAL reached %d bytes: it is not being reused", maxWAL)
 	}
 }

@@ -15,8 +15,8 @@ import (
 )
 
 // eventOrderLock is the advisory lock that makes PostgreSQL event ids
-// follow commit order: a transaction takes it just before it inserts its
-// events and holds it until it commits, so no transaction can commit an
+// follow commit order: a transaction takes it as it inserts its events
+// (insertEventsSQL) and holds it until it commits, so no transaction can commit an
 // event with a smaller id after a reader has seen a larger one. Readers of
 // the log (SSE replay, relays) can then resume from an id without gaps.
 // Every writer takes its row locks before this lock, never after, so the
@@ -53,8 +53,13 @@ func insertEventsSQL(d dialect) string {
 		return `INSERT INTO task_events (` + strings.Join(names, ", ") + `) VALUES (` +
 			strings.TrimSuffix(strings.Repeat("?, ", len(names)), ", ") + `)`
 	}
+	// The event-order lock and the events' NOTIFY ride on the INSERT: the
+	// uncorrelated EXISTS is an InitPlan behind a one-time filter, run
+	// once before the first row reaches the insert and so before any id
+	// is drawn. That saves the lock-holder two round trips.
 	return `INSERT INTO task_events (` + strings.Join(names, ", ") + `)
 		SELECT ` + strings.Join(vals, ", ") + ` FROM ` + d.jsonRows("$1", eventCols) + `
+		WHERE EXISTS (SELECT 1 FROM pg_advisory_xact_lock($2), pg_notify($3, $4))
 		RETURNING id, task_id`
 }
 
@@ -90,7 +95,8 @@ func (s *Store) writeEvents(ctx context.Context, tx *txn, chunk []event.Event) (
 	if err != nil {
 		return nil, err
 	}
-	r, err := tx.QueryContext(ctx, s.sql.insertEvents, param)
+	note := store.Notification{Kind: store.NotifyEvents}
+	r, err := tx.QueryContext(ctx, s.sql.insertEvents, param, int64(eventOrderLock), s.channel, encodeNote(note))
 	if err != nil {
 		return nil, fmt.Errorf("inserting events: %w", err)
 	}
@@ -108,6 +114,7 @@ func (s *Store) writeEvents(ctx context.Context, tx *txn, chunk []event.Event) (
 	if err := r.Err(); err != nil {
 		return nil, fmt.Errorf("inserting events: %w", err)
 	}
+	tx.sent(note)
 	return ids, nil
 }
 
@@ -117,11 +124,6 @@ func (s *Store) writeEvents(ctx context.Context, tx *txn, chunk []event.Event) (
 func (s *Store) insertEvents(ctx context.Context, tx *txn, evs []event.Event) ([]event.Event, error) {
 	if len(evs) == 0 {
 		return evs, nil
-	}
-	if s.d.caps.ListenNotify {
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(eventOrderLock)); err != nil {
-			return nil, fmt.Errorf("ordering events: %w", err)
-		}
 	}
 	for start := 0; start < len(evs); start += maxBatch {
 		chunk := evs[start:min(start+maxBatch, len(evs))]

@@ -285,7 +285,13 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *txn) error) error {
 	if len(tx.events) > 0 {
 		tx.notify(store.Notification{Kind: store.NotifyEvents})
 	}
-	if err := s.notifyTx(ctx, tx, tx.notes...); err != nil {
+	var pending []store.Notification
+	for _, n := range tx.notes {
+		if !slices.Contains(tx.issued, n) {
+			pending = append(pending, n)
+		}
+	}
+	if err := s.notifyTx(ctx, tx, pending...); err != nil {
 		_ = tx.Rollback()
 		return fmt.Errorf("notifying: %w", err)
 	}
@@ -307,6 +313,7 @@ type txn struct {
 	rebind bool
 	events []event.Event
 	notes  []store.Notification
+	issued []store.Notification // notes already sent by a statement
 }
 
 // notify queues notifications, sent with the commit (deduplicated).
@@ -315,6 +322,16 @@ func (tx *txn) notify(notes ...store.Notification) {
 		if !slices.Contains(tx.notes, n) {
 			tx.notes = append(tx.notes, n)
 		}
+	}
+}
+
+// sent records a notification that a statement of the transaction has
+// already issued (PostgreSQL's event insert): it is published after the
+// commit like the others, but not sent again.
+func (tx *txn) sent(n store.Notification) {
+	tx.notify(n)
+	if !slices.Contains(tx.issued, n) {
+		tx.issued = append(tx.issued, n)
 	}
 }
 
