@@ -41,33 +41,21 @@ type Event struct {
 // Body is the JSON document delivered to webhooks and streams: the
 // original's receiver schema.
 type Body struct {
-	EventType      string      `json:"event_type"`
-	TaskID         uuid.UUID   `json:"task_id"`
-	TaskType       string      `json:"task_type"`
-	Status         task.Status `json:"status"`
-	EntityID       string      `json:"entity_id"`
-	OriginInstance string      `json:"origin_instance"`
-	OriginZone     string      `json:"origin_zone"`
-	OriginVersion  string      `json:"origin_version"`
-	Timestamp      time.Time   `json:"timestamp"`
-	Metadata       Metadata    `json:"metadata"`
-	Progress       float64     `json:"progress"`
-	ErrorMessage   string      `json:"error_message,omitempty"`
-	ErrorCategory  string      `json:"error_category,omitempty"`
-	StartedAt      *time.Time  `json:"started_at"`
-	CompletedAt    *time.Time  `json:"completed_at"`
-}
-
-// Metadata is a body's metadata object. Its fields are in the order of
-// their JSON names, the order in which the map it replaced was encoded, so
-// bodies are byte for byte what they were; a struct encodes several times
-// faster than a map, and bodies are built for every status change.
-type Metadata struct {
-	Attempt        int    `json:"attempt"`
-	OriginTenantID string `json:"origin_tenant_id,omitempty"`
-	QueueName      string `json:"queue_name"`
-	RetryCount     int    `json:"retry_count"`
-	Stage          string `json:"stage,omitempty"`
+	EventType      string         `json:"event_type"`
+	TaskID         uuid.UUID      `json:"task_id"`
+	TaskType       string         `json:"task_type"`
+	Status         task.Status    `json:"status"`
+	EntityID       string         `json:"entity_id"`
+	OriginInstance string         `json:"origin_instance"`
+	OriginZone     string         `json:"origin_zone"`
+	OriginVersion  string         `json:"origin_version"`
+	Timestamp      time.Time      `json:"timestamp"`
+	Metadata       map[string]any `json:"metadata"`
+	Progress       float64        `json:"progress"`
+	ErrorMessage   string         `json:"error_message,omitempty"`
+	ErrorCategory  string         `json:"error_category,omitempty"`
+	StartedAt      *time.Time     `json:"started_at"`
+	CompletedAt    *time.Time     `json:"completed_at"`
 }
 
 // Version is the server version reported as origin_version.
@@ -85,13 +73,18 @@ func New(t *task.Task, kind string, at time.Time) Event {
 		OriginZone:     t.OriginZone,
 		OriginVersion:  Version,
 		Timestamp:      at,
-		Metadata: Metadata{QueueName: t.QueueName, Attempt: t.Attempt, RetryCount: t.RetryCount,
-			Stage: t.Stage, OriginTenantID: t.OriginTenantID},
-		Progress:      t.Progress,
-		ErrorMessage:  t.ErrorMessage,
-		ErrorCategory: t.ErrorCategory,
-		StartedAt:     t.StartedAt,
-		CompletedAt:   t.CompletedAt,
+		Metadata:       map[string]any{"queue_name": t.QueueName, "attempt": t.Attempt, "retry_count": t.RetryCount},
+		Progress:       t.Progress,
+		ErrorMessage:   t.ErrorMessage,
+		ErrorCategory:  t.ErrorCategory,
+		StartedAt:      t.StartedAt,
+		CompletedAt:    t.CompletedAt,
+	}
+	if t.Stage != "" {
+		body.Metadata["stage"] = t.Stage
+	}
+	if t.OriginTenantID != "" {
+		body.Metadata["origin_tenant_id"] = t.OriginTenantID
 	}
 	raw, err := json.Marshal(body)
 	if err != nil {

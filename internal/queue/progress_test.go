@@ -35,7 +35,8 @@ func (h *harness) progressDetails(id uuid.UUID) []progressEvent {
 		if err := json.Unmarshal(e.Body, &b); err != nil {
 			h.t.Fatalf("event %d body %s: %v", e.ID, e.Body, err)
 		}
-		out = append(out, progressEvent{id: e.ID, at: b.Timestamp, progress: b.Progress, stage: b.Metadata.Stage})
+		stage, _ := b.Metadata["stage"].(string)
+		out = append(out, progressEvent{id: e.ID, at: b.Timestamp, progress: b.Progress, stage: stage})
 	}
 	return out
 }
