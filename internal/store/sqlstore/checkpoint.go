@@ -17,23 +17,19 @@ import (
 const checkpointInterval = 100 * time.Millisecond
 
 func (s *Store) startCheckpointer(path string) error {
-	db, err := sql.Open("sqlite", sqliteDSN(path, false))
+	db, err := sql.Open("sqlite", sqliteDSN(path, sqliteCheckpointer))
 	if err != nil {
 		return fmt.Errorf("opening sqlite: %w", err)
 	}
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
-	// The reader DSN is query_only, which forbids checkpoints.
-	if _, err := db.Exec(`PRAGMA query_only = OFF`); err != nil {
-		db.Close()
-		return fmt.Errorf("opening sqlite: %w", err)
-	}
 	s.ckpt, s.ckptWake, s.ckptDone = db, make(chan struct{}, 1), make(chan struct{})
 	go s.checkpointer()
 	return nil
 }
 
-// wrote tells the checkpointer that a write transaction committed.
+// wrote tells the checkpointer that something was written: a transaction
+// committed, or a statement ran on the writer outside one.
 func (s *Store) wrote() {
 	if s.ckptWake == nil {
 		return

@@ -84,7 +84,11 @@ func (s *Store) claimReadFirst(ctx context.Context, p store.ClaimParams) ([]*sto
 			if err != nil {
 				return fmt.Errorf("claiming tasks: %w", err)
 			}
-			if n, err := res.RowsAffected(); err != nil || n != 1 {
+			n, err := res.RowsAffected()
+			if err != nil {
+				return fmt.Errorf("claiming tasks: %w", err)
+			}
+			if n != 1 {
 				continue
 			}
 			claimed, written = append(claimed, rec), append(written, evs[i])

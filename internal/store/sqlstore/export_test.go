@@ -14,3 +14,6 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // "claim") call f between their read of the rows and their transaction,
 // where another writer may change them.
 func (s *Store) SetAfterRead(f func(op string)) { s.afterRead = f }
+
+// EventOrderLock is the advisory lock key of the event-order lock.
+const EventOrderLock = eventOrderLock

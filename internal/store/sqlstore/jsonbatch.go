@@ -5,42 +5,30 @@ import (
 	"time"
 )
 
-// Batched writes pass their rows as one JSON array parameter that the
-// statement turns back into rows (json_to_recordset on PostgreSQL,
-// json_each on SQLite). The statement's text is then the same for every
-// batch size: PostgreSQL plans it once per connection (pgx caches prepared
-// statements by text) and SQLite parses a short statement instead of a
-// VALUES list with thousands of placeholders, which cost more than the
-// writes themselves.
+// On PostgreSQL, batched writes pass their rows as one JSON array
+// parameter that the statement turns back into rows (json_to_recordset).
+// The statement's text is then the same for every batch size, so pgx
+// prepares it once per connection, instead of a VALUES list with thousands
+// of placeholders planned afresh for every batch. (SQLite, in process, runs
+// a statement per row prepared once per batch instead: see transitionSQL.)
 
 // batchCol is a column of a JSON batch, with its PostgreSQL type.
 type batchCol struct{ name, pgType string }
 
 // jsonRows returns the FROM item, aliased v, that reads the JSON array in
-// parameter param as rows of cols. Every value in the array is a JSON
-// string, number, boolean or null; JSON documents travel as strings, so
-// both databases store the exact text that was written.
+// parameter param as rows of cols (PostgreSQL). Every value in the array
+// is a JSON string, number, boolean or null; JSON documents travel as
+// strings, so the database stores the exact text that was written.
 func (d dialect) jsonRows(param string, cols []batchCol) string {
 	var b strings.Builder
-	if d.typed {
-		b.WriteString("json_to_recordset(" + param + "::json) AS v (")
-		for i, c := range cols {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString(c.name + " " + batchType(c.pgType))
-		}
-		b.WriteString(")")
-		return b.String()
-	}
-	b.WriteString("(SELECT ")
+	b.WriteString("json_to_recordset(" + param + "::json) AS v (")
 	for i, c := range cols {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString("value ->> '" + c.name + "' AS " + c.name)
+		b.WriteString(c.name + " " + batchType(c.pgType))
 	}
-	b.WriteString(" FROM json_each(" + param + ")) AS v")
+	b.WriteString(")")
 	return b.String()
 }
 
@@ -63,12 +51,11 @@ func (d dialect) batchValue(c batchCol) string {
 }
 
 // sqliteTimeFormat is how modernc.org/sqlite writes a time.Time with
-// _time_format=sqlite; PostgreSQL reads it as a timestamptz too.
+// _time_format=sqlite; PostgreSQL reads it as a timestamptz.
 const sqliteTimeFormat = "2006-01-02 15:04:05.999999999-07:00"
 
-// batchTime is t as a JSON batch carries it: the text SQLite would store
-// for dbTime(t), so that times written through batches compare and sort
-// with times written as parameters.
+// batchTime is t as a JSON batch carries it: dbTime(t) as text, in the
+// one format both databases read.
 func batchTime(t time.Time) string { return dbTime(t).Format(sqliteTimeFormat) }
 
 // batchTimePtr is batchTime for an optional time (nil stays null).

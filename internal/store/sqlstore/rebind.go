@@ -77,12 +77,18 @@ func parsePlaceholders(q string) rebound {
 type dbx struct {
 	*sql.DB
 	rebind bool
+	// wrote, when set (SQLite's writer), is told of every statement run
+	// outside a transaction (inTx reports its commits itself).
+	wrote func()
 }
 
 // ExecContext runs a statement.
 func (d *dbx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	if d.rebind {
 		query, args = rebind(query, args)
+	}
+	if d.wrote != nil {
+		defer d.wrote()
 	}
 	return d.DB.ExecContext(ctx, query, args...)
 }
@@ -92,6 +98,9 @@ func (d *dbx) QueryContext(ctx context.Context, query string, args ...any) (*sql
 	if d.rebind {
 		query, args = rebind(query, args)
 	}
+	if d.wrote != nil {
+		defer d.wrote()
+	}
 	return d.DB.QueryContext(ctx, query, args...)
 }
 
@@ -99,6 +108,9 @@ func (d *dbx) QueryContext(ctx context.Context, query string, args ...any) (*sql
 func (d *dbx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
 	if d.rebind {
 		query, args = rebind(query, args)
+	}
+	if d.wrote != nil {
+		defer d.wrote()
 	}
 	return d.DB.QueryRowContext(ctx, query, args...)
 }

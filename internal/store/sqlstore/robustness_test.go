@@ -20,20 +20,32 @@ import (
 // newEchoStore opens a store for the dialect with one pending echo task.
 func newEchoStore(t *testing.T, dialect string) (*sqlstore.Store, uuid.UUID) {
 	t.Helper()
+	s, ids := newEchoStoreN(t, dialect, 1)
+	return s, ids[0]
+}
+
+// newEchoStoreN opens a store for the dialect with n pending echo tasks,
+// created in this order.
+func newEchoStoreN(t *testing.T, dialect string, n int) (*sqlstore.Store, []uuid.UUID) {
+	t.Helper()
 	reg := registry.New()
 	reg.MustRegister(echo.Type())
 	s := testdb.Open(t, dialect, reg)
 	def, _ := reg.Lookup(echo.Name)
-	now := task.Now()
-	tk := &task.Task{
-		ID: uuid.Must(uuid.NewV7()), Type: echo.Name, Status: task.StatusPending, ProviderType: def.DefaultProvider,
-		QueueName: def.DefaultQueue, CreatedAt: now, UpdatedAt: now, RunAt: now, MaxAttempts: 1,
-		TimeoutSeconds: 60, Errors: []task.Error{},
+	ids := make([]uuid.UUID, n)
+	for i := range ids {
+		now := task.Now()
+		tk := &task.Task{
+			ID: uuid.Must(uuid.NewV7()), Type: echo.Name, Status: task.StatusPending, ProviderType: def.DefaultProvider,
+			QueueName: def.DefaultQueue, CreatedAt: now, UpdatedAt: now, RunAt: now, MaxAttempts: 1,
+			TimeoutSeconds: 60, Errors: []task.Error{},
+		}
+		if _, _, err := s.CreateTask(t.Context(), &store.Record{Task: tk, Fields: &echo.Fields{Message: "hi"}, Def: def}); err != nil {
+			t.Fatalf("CreateTask: %v", err)
+		}
+		ids[i] = tk.ID
 	}
-	if _, _, err := s.CreateTask(t.Context(), &store.Record{Task: tk, Fields: &echo.Fields{Message: "hi"}, Def: def}); err != nil {
-		t.Fatalf("CreateTask: %v", err)
-	}
-	return s, tk.ID
+	return s, ids
 }
 
 // writable fails unless the task can still be changed within a few

@@ -179,7 +179,7 @@ func Open(ctx context.Context, dsn string, reg *registry.Registry, log *slog.Log
 		if err := os.MkdirAll(filepath.Dir(dsn), 0o750); err != nil {
 			return nil, fmt.Errorf("creating database directory: %w", err)
 		}
-		w, err := sql.Open("sqlite", sqliteDSN(dsn, true))
+		w, err := sql.Open("sqlite", sqliteDSN(dsn, sqliteWriter))
 		if err != nil {
 			return nil, fmt.Errorf("opening sqlite: %w", err)
 		}
@@ -189,14 +189,14 @@ func Open(ctx context.Context, dsn string, reg *registry.Registry, log *slog.Log
 		w.SetMaxIdleConns(1)
 		w.SetConnMaxLifetime(0)
 		w.SetConnMaxIdleTime(0)
-		r, err := sql.Open("sqlite", sqliteDSN(dsn, false))
+		r, err := sql.Open("sqlite", sqliteDSN(dsn, sqliteReader))
 		if err != nil {
 			w.Close()
 			return nil, fmt.Errorf("opening sqlite: %w", err)
 		}
 		r.SetMaxOpenConns(4)
 		r.SetMaxIdleConns(4)
-		s.d, s.w, s.r = sqliteDialect, &dbx{DB: w, rebind: true}, &dbx{DB: r, rebind: true}
+		s.d, s.w, s.r = sqliteDialect, &dbx{DB: w, rebind: true, wrote: s.wrote}, &dbx{DB: r, rebind: true}
 		if err := s.startCheckpointer(dsn); err != nil {
 			s.Close()
 			return nil, err
@@ -218,19 +218,29 @@ func Open(ctx context.Context, dsn string, reg *registry.Registry, log *slog.Log
 	return s, nil
 }
 
-func sqliteDSN(path string, writer bool) string {
+// SQLite connection roles: the one writer, the read-only pool, and the
+// checkpointer (checkpoint.go), which writes only the database file.
+const (
+	sqliteReader = iota
+	sqliteWriter
+	sqliteCheckpointer
+)
+
+func sqliteDSN(path string, role int) string {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", "foreign_keys(ON)")
 	q.Set("_time_format", "sqlite")
-	if writer {
+	switch role {
+	case sqliteCheckpointer:
+	case sqliteWriter:
 		q.Set("_txlock", "immediate")
 		// Checkpoints run beside the writer (checkpoint.go), not in
 		// the commit that happens to fill the WAL.
 		q.Add("_pragma", "wal_autocheckpoint(0)")
-	} else {
+	default:
 		q.Add("_pragma", "query_only(ON)")
 	}
 	return "file:" + path + "?" + q.Encode()

@@ -188,7 +188,11 @@ func (s *Store) updateTransitions(ctx context.Context, tx *txn, chunk []decided)
 			if err != nil {
 				return nil, fmt.Errorf("updating task status: %w", err)
 			}
-			if n, err := res.RowsAffected(); err == nil && n == 1 {
+			n, err := res.RowsAffected()
+			if err != nil {
+				return nil, fmt.Errorf("updating task status: %w", err)
+			}
+			if n == 1 {
 				written[d.t.ID] = true
 			}
 		}
@@ -224,38 +228,59 @@ func (s *Store) updateTransitions(ctx context.Context, tx *txn, chunk []decided)
 	return written, nil
 }
 
-// writeTransitions writes decided changes with one UPDATE per chunk,
-// conditional on each row's status and attempt, and inserts one event per
-// written change. It returns the events, in the order of ds, of the changes
-// that were written; a change whose row moved meanwhile (which the callers'
-// row locks prevent) is reported in refused.
+// writeTransitions writes decided changes (updateDecided) and then their
+// events. It returns the events, in the order of ds, of the changes that
+// were written; a change whose row moved meanwhile (which the callers' row
+// locks prevent) is reported in refused.
 func (s *Store) writeTransitions(ctx context.Context, tx *txn, ds []decided, kind string, now time.Time) (evs []event.Event, refused map[uuid.UUID]bool, err error) {
+	written, err := s.updateDecided(ctx, tx, ds)
+	if err != nil {
+		return nil, nil, err
+	}
 	refused = map[uuid.UUID]bool{}
+	for _, d := range ds {
+		if !written[d.t.ID] {
+			refused[d.t.ID] = true
+		}
+	}
+	evs, err = s.insertEvents(ctx, tx, eventsOf(ds, written, kind, now))
+	return evs, refused, err
+}
+
+// updateDecided writes decided changes with one UPDATE per chunk,
+// conditional on each row's status and attempt (and version), and returns
+// the ids it wrote. It takes row locks, so a transaction calls it before
+// it inserts events: the event-order lock is always taken after a
+// writer's row locks, never before (see eventOrderLock).
+func (s *Store) updateDecided(ctx context.Context, tx *txn, ds []decided) (map[uuid.UUID]bool, error) {
+	written := make(map[uuid.UUID]bool, len(ds))
 	for start := 0; start < len(ds); start += maxBatch {
 		chunk := ds[start:min(start+maxBatch, len(ds))]
-		written, err := s.updateTransitions(ctx, tx, chunk)
+		w, err := s.updateTransitions(ctx, tx, chunk)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		out := make([]event.Event, 0, len(chunk))
-		for _, d := range chunk {
-			if !written[d.t.ID] {
-				refused[d.t.ID] = true
-				continue
-			}
-			if d.ev != nil {
-				out = append(out, *d.ev)
-				continue
-			}
+		for id := range w {
+			written[id] = true
+		}
+	}
+	return written, nil
+}
+
+// eventsOf returns the events of the written changes among ds, in order:
+// the one built ahead of the write where there is one.
+func eventsOf(ds []decided, written map[uuid.UUID]bool, kind string, now time.Time) []event.Event {
+	out := make([]event.Event, 0, len(ds))
+	for _, d := range ds {
+		switch {
+		case !written[d.t.ID]:
+		case d.ev != nil:
+			out = append(out, *d.ev)
+		default:
 			out = append(out, event.New(d.t, kind, now))
 		}
-		out, err = s.insertEvents(ctx, tx, out)
-		if err != nil {
-			return nil, nil, err
-		}
-		evs = append(evs, out...)
 	}
-	return evs, refused, nil
+	return out
 }
 
 // lockTasks loads the tasks with the given ids under a row lock
@@ -300,23 +325,38 @@ func (s *Store) loadTasks(ctx context.Context, q querier, ids []uuid.UUID, scope
 }
 
 // FinishRuns implements store.Store: many status changes in one
-// transaction, one UPDATE and one event INSERT per chunk. errs[i] is the
+// transaction, one UPDATE per chunk and one event INSERT. errs[i] is the
 // refusal of changes[i] (task.ErrNotFound, task.ErrStaleRun or a
 // *task.TransitionError) or nil when it was written.
 //
 // The rows are read (unless the change carries its Known copy) and the
-// changes decided before the transaction, from the read pool, so the writer (SQLite's only one; on PostgreSQL the
-// event-order lock) is held only for the writes. Those are conditional on
-// each row's status, attempt and updated_at as read: a row that another
-// writer changed meanwhile is not written, and is read again under lock
-// and decided afresh in the same transaction, as is every change the
-// first reading refused.
+// changes decided before the transaction, from the read pool, so the
+// writer (SQLite's only one; on PostgreSQL the event-order lock) is held
+// only for the writes. Those are conditional on each row's status, attempt
+// and updated_at as read: a row that another writer changed meanwhile is
+// not written, and is read again under lock and decided afresh in the same
+// transaction, as is every change the first reading refused. The events of
+// both passes are inserted last, after every row lock is taken.
 func (s *Store) FinishRuns(ctx context.Context, changes []store.StatusChange) ([]error, error) {
 	if len(changes) == 0 {
 		return nil, nil
 	}
-	var ids []uuid.UUID
-	for _, c := range changes {
+	errs := make([]error, len(changes))
+	// A task changed twice in one batch: the second change is refused
+	// here, once, whatever the passes below make of the first.
+	var (
+		uniq []store.StatusChange
+		at   []int
+		ids  []uuid.UUID
+	)
+	seen := make(map[uuid.UUID]bool, len(changes))
+	for i, c := range changes {
+		if seen[c.TaskID] {
+			errs[i] = fmt.Errorf("%w: task %s changed twice in one batch", task.ErrStaleRun, c.TaskID)
+			continue
+		}
+		seen[c.TaskID] = true
+		uniq, at = append(uniq, c), append(at, i)
 		if c.Known == nil || c.Known.ID != c.TaskID {
 			ids = append(ids, c.TaskID)
 		}
@@ -328,7 +368,7 @@ func (s *Store) FinishRuns(ctx context.Context, changes []store.StatusChange) ([
 			return nil, err
 		}
 	}
-	for _, c := range changes {
+	for _, c := range uniq {
 		if c.Known != nil && c.Known.ID == c.TaskID {
 			k := *c.Known
 			k.Errors = slices.Clone(c.Known.Errors)
@@ -339,62 +379,67 @@ func (s *Store) FinishRuns(ctx context.Context, changes []store.StatusChange) ([
 		s.afterRead("finish")
 	}
 	now := task.Now()
-	first, _ := decideAll(changes, read, now, true)
+	first, _ := decideAll(uniq, read, now, true)
 	for i := range first {
 		ev := event.New(first[i].d.t, event.KindStatus, now)
 		first[i].d.ev = &ev
 	}
-	errs := make([]error, len(changes))
 	err := s.inTx(ctx, func(tx *txn) error {
+		for _, i := range at {
+			errs[i] = nil
+		}
 		ds := make([]decided, 0, len(first))
 		for _, fd := range first {
 			ds = append(ds, fd.d)
 		}
-		_, refused, err := s.writeTransitions(ctx, tx, ds, event.KindStatus, now)
+		written, err := s.updateDecided(ctx, tx, ds)
 		if err != nil {
 			return err
 		}
-		done := make([]bool, len(changes))
+		evs := eventsOf(ds, written, event.KindStatus, now)
+		done := make([]bool, len(uniq))
 		for _, fd := range first {
-			done[fd.i] = !refused[fd.d.t.ID]
+			done[fd.i] = written[fd.d.t.ID]
 		}
 		var again []store.StatusChange
-		var at []int
-		for i, c := range changes {
-			errs[i] = nil
-			if !done[i] {
-				again, at = append(again, c), append(at, i)
+		var againAt []int
+		for j, c := range uniq {
+			if !done[j] {
+				again, againAt = append(again, c), append(againAt, at[j])
 			}
 		}
-		if len(again) == 0 {
-			return nil
-		}
-		againIDs := make([]uuid.UUID, len(again))
-		for i, c := range again {
-			againIDs[i] = c.TaskID
-		}
-		locked, err := s.lockTasks(ctx, tx, againIDs, store.AdminScope)
-		if err != nil {
-			return err
-		}
-		second, refusals := decideAll(again, locked, now, false)
-		for j, e := range refusals {
-			errs[at[j]] = e
-		}
-		ds = ds[:0]
-		for _, fd := range second {
-			ds = append(ds, fd.d)
-		}
-		_, refused, err = s.writeTransitions(ctx, tx, ds, event.KindStatus, now)
-		if err != nil {
-			return err
-		}
-		for _, fd := range second {
-			if refused[fd.d.t.ID] {
-				errs[at[fd.i]] = &task.TransitionError{From: fd.d.from, To: fd.d.t.Status}
+		if len(again) > 0 {
+			againIDs := make([]uuid.UUID, len(again))
+			for j, c := range again {
+				againIDs[j] = c.TaskID
 			}
+			locked, err := s.lockTasks(ctx, tx, againIDs, store.AdminScope)
+			if err != nil {
+				return err
+			}
+			// The rows may have been written after the first now.
+			later := task.Now()
+			second, refusals := decideAll(again, locked, later, false)
+			for j, e := range refusals {
+				errs[againAt[j]] = e
+			}
+			ds2 := make([]decided, 0, len(second))
+			for _, fd := range second {
+				ds2 = append(ds2, fd.d)
+			}
+			written2, err := s.updateDecided(ctx, tx, ds2)
+			if err != nil {
+				return err
+			}
+			for _, fd := range second {
+				if !written2[fd.d.t.ID] {
+					errs[againAt[fd.i]] = &task.TransitionError{From: fd.d.from, To: fd.d.t.Status}
+				}
+			}
+			evs = append(evs, eventsOf(ds2, written2, event.KindStatus, later)...)
 		}
-		return nil
+		_, err = s.insertEvents(ctx, tx, evs)
+		return err
 	})
 	if err != nil {
 		return nil, err

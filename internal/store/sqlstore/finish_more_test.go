@@ -1,0 +1,114 @@
+package sqlstore_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/computeserver/compute/internal/store"
+	"github.com/computeserver/compute/internal/store/sqlstore"
+	"github.com/computeserver/compute/internal/task"
+	"github.com/computeserver/compute/internal/testutil/testdb"
+)
+
+// TestFinishRunsRefusesASecondChangeOfATask checks that a batch changing
+// one task twice writes the first change and refuses the second, also when
+// the second would be allowed after the first (pending, then cancelled).
+func TestFinishRunsRefusesASecondChangeOfATask(t *testing.T) {
+	t.Parallel()
+	for _, dialect := range testdb.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			s, id := newEchoStore(t, dialect)
+			recs, err := s.ClaimTasks(ctx, store.ClaimParams{Worker: "w", Limit: 1, Lease: time.Minute})
+			if err != nil || len(recs) != 1 {
+				t.Fatalf("ClaimTasks: %v, %d records", err, len(recs))
+			}
+			errs, err := s.FinishRuns(ctx, []store.StatusChange{
+				{TaskID: id, To: task.StatusPending, Attempt: 1, Known: recs[0].Task},
+				{TaskID: id, To: task.StatusCancelled},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if errs[0] != nil || !errors.Is(errs[1], task.ErrStaleRun) {
+				t.Errorf("errors %v; want the first change written and the second refused as a stale run", errs)
+			}
+			rec, err := s.GetTask(ctx, id, store.AdminScope)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.Task.Status != task.StatusPending {
+				t.Errorf("task is %s, want pending", rec.Task.Status)
+			}
+			assertStatusEvents(t, s, id, task.StatusPending, task.StatusExecuting, task.StatusPending)
+		})
+	}
+}
+
+// TestFinishRunsLocksRowsBeforeTheEventLock checks, on PostgreSQL, that
+// FinishRuns takes every row lock before the event-order lock. A task whose
+// copy is stale is read again under lock after the others are written; if
+// their events were inserted first, the transaction would hold the
+// event-order lock while it waits for a row that another writer holds while
+// waiting for that lock: a deadlock.
+func TestFinishRunsLocksRowsBeforeTheEventLock(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s, ids := newEchoStoreN(t, "postgres", 2)
+	x, y := ids[0], ids[1]
+	recs, err := s.ClaimTasks(ctx, store.ClaimParams{Worker: "w", Limit: 2, Lease: time.Minute})
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("ClaimTasks: %v, %d records", err, len(recs))
+	}
+	known := map[uuid.UUID]*task.Task{}
+	for _, r := range recs {
+		known[r.Task.ID] = r.Task
+	}
+	time.Sleep(2 * time.Millisecond)
+	// x's copy goes stale: FinishRuns will read it again under lock.
+	if _, err := s.SetProgress(ctx, store.ProgressUpdate{TaskID: x, Attempt: 1, Progress: 10, Lease: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	locked, release := make(chan struct{}), make(chan struct{})
+	other := make(chan error, 1)
+	go func() {
+		other <- s.InTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, `SELECT id FROM tasks WHERE id = $1 FOR UPDATE`, x.String()); err != nil {
+				return err
+			}
+			close(locked)
+			<-release
+			_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(sqlstore.EventOrderLock))
+			return err
+		})
+	}()
+	<-locked
+	go func() {
+		time.Sleep(300 * time.Millisecond) // FinishRuns is waiting for x's row by now
+		close(release)
+	}()
+	finishCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	errs, err := s.FinishRuns(finishCtx, []store.StatusChange{
+		{TaskID: y, To: task.StatusCompleted, Attempt: 1, Known: known[y]},
+		{TaskID: x, To: task.StatusCompleted, Attempt: 1, Known: known[x]},
+	})
+	if err != nil || errs[0] != nil || errs[1] != nil {
+		t.Fatalf("FinishRuns: %v, %v", err, errs)
+	}
+	if err := <-other; err != nil {
+		t.Fatalf("the other writer: %v", err)
+	}
+	for _, id := range []uuid.UUID{x, y} {
+		rec, err := s.GetTask(ctx, id, store.AdminScope)
+		if err != nil || rec.Task.Status != task.StatusCompleted {
+			t.Errorf("task %s: %v, %+v; want completed", id, err, rec)
+		}
+	}
+}
