@@ -150,6 +150,21 @@ func evaluateTargets(rep *report, o *options) []targetResult {
 	return out
 }
 
+// joinSorted formats each key and value of m with format, in key order,
+// joined by commas.
+func joinSorted(m map[string]float64, format string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf(format, k, m[k])
+	}
+	return strings.Join(parts, ", ")
+}
+
 func (rep *report) markdown() string {
 	var b strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
@@ -158,28 +173,10 @@ func (rep *report) markdown() string {
 	p("%s · %d CPUs (%s) · %s GB · %s · PostgreSQL %s · SQLite %s · %s · took %.0f s\n\n",
 		rep.Started.Format(time.RFC3339), m.CPUs, m.CPUModel, m.MemoryGB, m.Go, orNone(m.Postgres), m.SQLite, m.OS, rep.Seconds)
 	if len(rep.LoadAverages) > 0 {
-		keys := make([]string, 0, len(rep.LoadAverages))
-		for k := range rep.LoadAverages {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		var parts []string
-		for _, k := range keys {
-			parts = append(parts, fmt.Sprintf("%s %.2f", k, rep.LoadAverages[k]))
-		}
-		p("1-minute load average (shared machine): %s\n\n", strings.Join(parts, ", "))
+		p("1-minute load average (shared machine): %s\n\n", joinSorted(rep.LoadAverages, "%s %.2f"))
 	}
 	if len(rep.OthersCPU) > 0 {
-		keys := make([]string, 0, len(rep.OthersCPU))
-		for k := range rep.OthersCPU {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		var parts []string
-		for _, k := range keys {
-			parts = append(parts, fmt.Sprintf("%s %.0f%%", k, rep.OthersCPU[k]))
-		}
-		p("CPU used by the rest of the machine just before each phase (percent of one CPU): %s\n\n", strings.Join(parts, ", "))
+		p("CPU used by the rest of the machine just before each phase (percent of one CPU): %s\n\n", joinSorted(rep.OthersCPU, "%s %.0f%%"))
 	}
 
 	if len(rep.Throughput) > 0 {
