@@ -35,7 +35,7 @@ func decide(t *task.Task, c store.StatusChange, now time.Time) (decided, error) 
 		return decided{}, fmt.Errorf("%w: task %s is %s at attempt %d, the run held attempt %d",
 			task.ErrStaleRun, t.ID, t.Status, t.Attempt, c.Attempt)
 	}
-	if !task.CanTransition(t.Status, c.To) || (len(c.From) > 0 && !containsStatus(c.From, t.Status)) {
+	if !task.CanTransition(t.Status, c.To) || (len(c.From) > 0 && !slices.Contains(c.From, t.Status)) {
 		return decided{}, &task.TransitionError{From: t.Status, To: c.To}
 	}
 	d := decided{t: t, from: t.Status, attempt: t.Attempt}
@@ -43,18 +43,10 @@ func decide(t *task.Task, c store.StatusChange, now time.Time) (decided, error) 
 	return d, nil
 }
 
-func containsStatus(list []task.Status, s task.Status) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-// transitionCols are the columns of a transition batch: the row's id and
-// the status and attempt it must still have, then the columns a transition
-// may change.
+// transitionCols are the columns of a transition batch: the row's id, the
+// status and attempt it must still have (and updated_at, when the change
+// was decided from a row read outside the transaction), then the columns a
+// transition may change.
 var transitionCols = []batchCol{
 	{"id", "uuid"}, {"from_status", "text"}, {"from_attempt", "integer"}, {"from_updated_at", "timestamptz"},
 	{"status", "text"}, {"updated_at", "timestamptz"}, {"started_at", "timestamptz"},
@@ -153,20 +145,23 @@ func transitionSQL(d dialect) string {
 		RETURNING tasks.id`
 }
 
-// transitionArgs are the parameters of SQLite's per-row transitionSQL.
-func transitionArgs(d decided) ([]any, error) {
-	t := d.t
-	errs, err := jsonText(nonNil(t.Errors))
-	if err != nil {
-		return nil, err
+// sqliteArgs are the parameters of SQLite's per-row transitionSQL, from
+// the same row the PostgreSQL batch carries: times as the text SQLite
+// stores for them, JSON documents as text.
+func (r transitionRow) sqliteArgs() []any {
+	opt := func(p *string) any {
+		if p == nil {
+			return nil
+		}
+		return *p
 	}
-	return []any{string(t.Status), dbTime(t.UpdatedAt), nullTime(t.StartedAt),
-		nullTime(t.CompletedAt), dbTime(t.RunAt), t.ExecutorInstance,
-		nullTime(t.LeaseExpiresAt), errs, t.ErrorMessage,
-		t.ErrorCategory, t.RetryCount, nullJSON(t.Result),
-		t.Progress, t.Stage, t.IsResumed,
-		t.ResumeAttemptCount, nullTime(t.LastResumeAttempt), t.ServiceTaskID,
-		t.ID.String(), string(d.from), d.attempt, nullTime(d.version), nullTime(d.version)}, nil
+	return []any{r.Status, r.UpdatedAt, opt(r.StartedAt),
+		opt(r.CompletedAt), r.RunAt, r.ExecutorInstance,
+		opt(r.LeaseExpiresAt), r.Errors, r.ErrorMessage,
+		r.ErrorCategory, r.RetryCount, opt(r.Result),
+		r.Progress, r.Stage, r.IsResumed,
+		r.ResumeAttemptCount, opt(r.LastResumeAttempt), r.ServiceTaskID,
+		r.ID, r.FromStatus, r.FromAttempt, opt(r.FromUpdatedAt), opt(r.FromUpdatedAt)}
 }
 
 // updateTransitions writes one chunk of decided changes and returns the
@@ -180,11 +175,11 @@ func (s *Store) updateTransitions(ctx context.Context, tx *txn, chunk []decided)
 		}
 		defer st.Close()
 		for _, d := range chunk {
-			args, err := transitionArgs(d)
+			row, err := newTransitionRow(d)
 			if err != nil {
 				return nil, err
 			}
-			res, err := st.ExecContext(ctx, args...)
+			res, err := st.ExecContext(ctx, row.sqliteArgs()...)
 			if err != nil {
 				return nil, fmt.Errorf("updating task status: %w", err)
 			}
