@@ -13,7 +13,7 @@ import (
 )
 
 // ClaimTasks implements store.Store. Without queue limits it is one
-// statement. With limits, the claim serialises on each limited queue
+// statement on PostgreSQL; on SQLite it is claimReadFirst. With limits, the claim serialises on each limited queue
 // (advisory transaction locks on PostgreSQL; SQLite's single writer does it
 // already), counts what runs there, and claims at most the free capacity of
 // each limited queue before filling the rest from unlimited queues.

@@ -223,14 +223,11 @@ func boolLiteral(dialect string, v bool) string {
 	return "0"
 }
 
-// timeLiteral writes t as the store does: UTC, and on SQLite in the
-// driver's text format, so that stored times compare correctly.
+// timeLiteral writes t as the store does (dbTime, in the driver's text
+// format, which PostgreSQL reads too), so that stored times compare
+// correctly on SQLite.
 func timeLiteral(dialect string, t time.Time) string {
-	t = t.UTC().Truncate(time.Microsecond)
-	if dialect == DialectPostgres {
-		return "'" + t.Format("2006-01-02 15:04:05.999999Z07:00") + "'"
-	}
-	return "'" + t.Format("2006-01-02 15:04:05.999999999-07:00") + "'"
+	return "'" + batchTime(t) + "'"
 }
 
 // zeroLiteral is the literal of the Go zero value of a kind.

@@ -41,6 +41,12 @@ type eventRow struct {
 	CreatedAt string `json:"created_at"`
 }
 
+// newEventRow is e as both dialects write it (the order of eventCols).
+func newEventRow(e event.Event) eventRow {
+	return eventRow{TaskID: e.TaskID.String(), TaskType: e.TaskType, EventType: e.EventType,
+		Status: string(e.Status), TenantID: e.TenantID, Body: string(e.Body), CreatedAt: batchTime(e.CreatedAt)}
+}
+
 // insertEventsSQL is the INSERT of writeEvents for dialect d: on
 // PostgreSQL one statement per batch, passed as JSON in $1; on SQLite one
 // prepared statement run per event (see transitionSQL).
@@ -73,8 +79,8 @@ func (s *Store) writeEvents(ctx context.Context, tx *txn, chunk []event.Event) (
 		}
 		defer st.Close()
 		for _, e := range chunk {
-			res, err := st.ExecContext(ctx, e.TaskID.String(), e.TaskType, e.EventType, string(e.Status),
-				e.TenantID, string(e.Body), dbTime(e.CreatedAt))
+			r := newEventRow(e)
+			res, err := st.ExecContext(ctx, r.TaskID, r.TaskType, r.EventType, r.Status, r.TenantID, r.Body, r.CreatedAt)
 			if err != nil {
 				return nil, fmt.Errorf("inserting events: %w", err)
 			}
@@ -88,8 +94,7 @@ func (s *Store) writeEvents(ctx context.Context, tx *txn, chunk []event.Event) (
 	}
 	batch := make([]eventRow, len(chunk))
 	for i, e := range chunk {
-		batch[i] = eventRow{TaskID: e.TaskID.String(), TaskType: e.TaskType, EventType: e.EventType,
-			Status: string(e.Status), TenantID: e.TenantID, Body: string(e.Body), CreatedAt: batchTime(e.CreatedAt)}
+		batch[i] = newEventRow(e)
 	}
 	param, err := jsonText(batch)
 	if err != nil {
@@ -118,8 +123,8 @@ func (s *Store) writeEvents(ctx context.Context, tx *txn, chunk []event.Event) (
 	return ids, nil
 }
 
-// insertEvents writes events (at most one per task per call) with
-// one INSERT per chunk, their webhook deliveries beside them, and remembers
+// insertEvents writes events (at most one per task per call), on
+// PostgreSQL one INSERT per chunk, on SQLite one prepared INSERT per event, their webhook deliveries beside them, and remembers
 // them for announcement after the commit. It returns them with their ids.
 func (s *Store) insertEvents(ctx context.Context, tx *txn, evs []event.Event) ([]event.Event, error) {
 	if len(evs) == 0 {

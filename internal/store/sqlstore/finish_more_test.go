@@ -112,3 +112,37 @@ func TestFinishRunsLocksRowsBeforeTheEventLock(t *testing.T) {
 		}
 	}
 }
+
+// TestFinishRunsWakesOnRequeue checks that an outcome putting a task back
+// to pending (a retry, a release at shutdown) wakes idle engines, as a
+// create does, instead of leaving it to their next poll.
+func TestFinishRunsWakesOnRequeue(t *testing.T) {
+	t.Parallel()
+	for _, dialect := range testdb.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			s, id := newEchoStore(t, dialect)
+			recs, err := s.ClaimTasks(ctx, store.ClaimParams{Worker: "w", Limit: 1, Lease: time.Minute})
+			if err != nil || len(recs) != 1 {
+				t.Fatalf("ClaimTasks: %v, %d records", err, len(recs))
+			}
+			notes := s.Subscribe(ctx)
+			errs, err := s.FinishRuns(ctx, []store.StatusChange{{TaskID: id, To: task.StatusPending, Attempt: 1, Known: recs[0].Task}})
+			if err != nil || errs[0] != nil {
+				t.Fatalf("FinishRuns: %v, %v", err, errs)
+			}
+			timeout := time.After(5 * time.Second)
+			for {
+				select {
+				case n := <-notes:
+					if n.Kind == store.NotifyWake {
+						return
+					}
+				case <-timeout:
+					t.Fatal("no wake-up within 5 s of a task going back to pending")
+				}
+			}
+		})
+	}
+}

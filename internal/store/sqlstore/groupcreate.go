@@ -32,7 +32,7 @@ var errClosed = errors.New("store closed")
 
 // CreateTask implements store.Store. Calls that arrive while a write is in
 // progress are written together in one transaction (group commit): one
-// multi-row INSERT per table and one for the events, instead of one
+// multi-row INSERT per table and the events (insertEvents), instead of one
 // transaction each. A lone call is written at once, without waiting.
 func (s *Store) CreateTask(ctx context.Context, rec *store.Record) (*store.Record, bool, error) {
 	s.creatorOnce.Do(func() {

@@ -5,8 +5,8 @@ import (
 	"time"
 )
 
-// On PostgreSQL, batched writes pass their rows as one JSON array
-// parameter that the statement turns back into rows (json_to_recordset).
+// On PostgreSQL, the batched writes of transitions and events pass their
+// rows as one JSON array parameter that the statement turns back into rows (json_to_recordset).
 // The statement's text is then the same for every batch size, so pgx
 // prepares it once per connection, instead of a VALUES list with thousands
 // of placeholders planned afresh for every batch. (SQLite, in process, runs

@@ -136,11 +136,8 @@ func (s *Store) RescueExpired(ctx context.Context, p store.RescueParams) (store.
 			}
 			ds = append(ds, d)
 		}
-		if _, _, err := s.writeTransitions(ctx, tx, ds, event.KindStatus, now); err != nil {
-			return err
-		}
-		tx.notify(notificationsFor(ds)...)
-		return nil
+		_, _, err = s.writeTransitions(ctx, tx, ds, event.KindStatus, now)
+		return err
 	})
 	if err != nil {
 		return store.RescueResult{}, err

@@ -34,7 +34,9 @@ type dialect struct {
 	// forUpdate locks a row read inside a transaction.
 	forUpdate string
 	caps      store.Capabilities
-	// typed is true when VALUES lists need explicit casts (PostgreSQL).
+	// typed is true on PostgreSQL: VALUES lists need explicit casts, and
+	// transitions and events are written as JSON batches (jsonbatch.go)
+	// instead of SQLite's prepared statement per row.
 	typed bool
 }
 

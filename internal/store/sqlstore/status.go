@@ -56,7 +56,6 @@ func (s *Store) SetStatus(ctx context.Context, c store.StatusChange) (*task.Task
 			return &task.TransitionError{From: d.from, To: c.To}
 		}
 		out, ev = t, evs[0]
-		tx.notify(notificationsFor([]decided{d})...)
 		return nil
 	})
 	if err != nil {
@@ -159,19 +158,31 @@ func (s *Store) SetProgress(ctx context.Context, p store.ProgressUpdate) (*event
 		return nil, fmt.Errorf("progress of task %s: NaN is not a percentage", p.TaskID)
 	}
 	now := task.Now()
+	const update = `UPDATE tasks SET progress = $3, stage = $4, lease_expires_at = $5, updated_at = $6 WHERE ` + ownedBy
+	args := []any{p.TaskID.String(), p.Attempt, p.Progress, p.Stage, now.Add(p.Lease), now}
+	if !p.Emit {
+		// No event: one statement, no transaction, no row to read back.
+		res, err := s.w.ExecContext(ctx, update, args...)
+		if err != nil {
+			return nil, fmt.Errorf("recording progress: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return nil, fmt.Errorf("recording progress: %w", err)
+		}
+		if n != 1 {
+			return nil, fmt.Errorf("progress of task %s: %w", p.TaskID, task.ErrStaleRun)
+		}
+		return nil, nil
+	}
 	var out *event.Event
 	err := s.inTx(ctx, func(tx *txn) error {
-		t, err := scanTask(tx.QueryRowContext(ctx, `UPDATE tasks SET progress = $3, stage = $4, lease_expires_at = $5, updated_at = $6
-			WHERE `+ownedBy+` RETURNING `+baseColumns,
-			p.TaskID.String(), p.Attempt, p.Progress, p.Stage, now.Add(p.Lease), now))
+		t, err := scanTask(tx.QueryRowContext(ctx, update+` RETURNING `+baseColumns, args...))
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("progress of task %s: %w", p.TaskID, task.ErrStaleRun)
 		}
 		if err != nil {
 			return fmt.Errorf("recording progress: %w", err)
-		}
-		if !p.Emit {
-			return nil
 		}
 		evs, err := s.insertEvents(ctx, tx, []event.Event{event.New(t, event.KindProgress, now)})
 		if err != nil {

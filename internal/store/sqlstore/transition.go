@@ -108,8 +108,9 @@ func newTransitionRow(d decided) (transitionRow, error) {
 	}, nil
 }
 
-// maxBatch bounds the rows of one multi-row statement (SQLite allows 32766
-// parameters, PostgreSQL 65535).
+// maxBatch bounds the rows of one batch statement or IN list (SQLite allows
+// 32766 parameters, PostgreSQL 65535; JSON batches are kept to the same
+// size).
 const maxBatch = 500
 
 // transitionSQL is the UPDATE of writeTransitions for dialect d. On
@@ -242,9 +243,11 @@ func (s *Store) writeTransitions(ctx context.Context, tx *txn, ds []decided, kin
 	return evs, refused, err
 }
 
-// updateDecided writes decided changes with one UPDATE per chunk,
-// conditional on each row's status and attempt (and version), and returns
-// the ids it wrote. It takes row locks, so a transaction calls it before
+// updateDecided writes decided changes (on PostgreSQL one UPDATE per chunk,
+// on SQLite one prepared UPDATE per row), conditional on each row's status
+// and attempt (and version), queues the notifications the written ones
+// call for (a wake-up for re-queued tasks, a cancel for stopped runs), and
+// returns the ids it wrote. It takes row locks, so a transaction calls it before
 // it inserts events: the event-order lock is always taken after a
 // writer's row locks, never before (see eventOrderLock).
 func (s *Store) updateDecided(ctx context.Context, tx *txn, ds []decided) (map[uuid.UUID]bool, error) {
@@ -259,6 +262,13 @@ func (s *Store) updateDecided(ctx context.Context, tx *txn, ds []decided) (map[u
 			written[id] = true
 		}
 	}
+	var done []decided
+	for _, d := range ds {
+		if written[d.t.ID] {
+			done = append(done, d)
+		}
+	}
+	tx.notify(notificationsFor(done)...)
 	return written, nil
 }
 
@@ -320,7 +330,7 @@ func (s *Store) loadTasks(ctx context.Context, q querier, ids []uuid.UUID, scope
 }
 
 // FinishRuns implements store.Store: many status changes in one
-// transaction, one UPDATE per chunk and one event INSERT. errs[i] is the
+// transaction. errs[i] is the
 // refusal of changes[i] (task.ErrNotFound, task.ErrStaleRun or a
 // *task.TransitionError) or nil when it was written.
 //
