@@ -32,12 +32,8 @@ func (s *Server) registerArtifactRoutes() {
 }
 
 func (s *Server) serveArtifact(w http.ResponseWriter, r *http.Request) {
-	p, status, msg := s.resolve(r.Context(), r.Header.Get("Authorization"))
-	if status != 0 {
-		if status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="compute"`)
-		}
-		writeProblem(w, status, msg, nil)
+	p, ok := s.authorize(w, r)
+	if !ok {
 		return
 	}
 	key := r.PathValue("key")

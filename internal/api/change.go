@@ -8,6 +8,7 @@ import (
 	"reflect"
 
 	"github.com/danielgtaylor/huma/v2"
+	"github.com/google/uuid"
 
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/store"
@@ -136,54 +137,42 @@ func (s *Server) update(ctx context.Context, in *patchInput) (*taskOutput, error
 }
 
 func (s *Server) cancel(ctx context.Context, in *idInput) (*taskOutput, error) {
-	rec, err := s.load(ctx, in.TaskID)
-	if err != nil {
-		return nil, err
-	}
-	p := principalFrom(ctx)
-	_, _, err = s.deps.Store.SetStatus(ctx, store.StatusChange{
-		TaskID: rec.Task.ID, To: task.StatusCancelled, Scope: p.scope(),
+	return s.transition(ctx, in.TaskID, store.StatusChange{
+		To:  task.StatusCancelled,
 		Err: &task.Error{Message: "cancelled by request", Category: task.CategoryCancelled},
-	})
-	var te *task.TransitionError
-	if errors.As(err, &te) {
-		return nil, huma.Error409Conflict("the task is " + string(te.From) + "; only pending or executing tasks can be cancelled")
-	}
-	if err != nil {
-		return nil, s.problem(err, "task")
-	}
-	if s.deps.Engine != nil {
-		s.deps.Engine.Cancel(rec.Task.ID)
-	}
-	return s.loadOutput(ctx, rec)
+	}, "only pending or executing tasks can be cancelled", func(e Engine, id uuid.UUID) { e.Cancel(id) })
 }
 
 func (s *Server) retry(ctx context.Context, in *idInput) (*taskOutput, error) {
-	rec, err := s.load(ctx, in.TaskID)
+	return s.transition(ctx, in.TaskID, store.StatusChange{
+		To: task.StatusPending, From: []task.Status{task.StatusFailed, task.StatusCancelled}, ResetForRetry: true,
+	}, "only failed or cancelled tasks can be retried", func(e Engine, _ uuid.UUID) { e.Notify() })
+}
+
+// transition applies a user's status change c to the task rawID names,
+// within the caller's scope (a task outside it is not found), answers 409
+// with refused when the task's status does not allow it, tells this
+// process's engine (after), and returns the task as it now is.
+func (s *Server) transition(ctx context.Context, rawID string, c store.StatusChange, refused string, after func(Engine, uuid.UUID)) (*taskOutput, error) {
+	id, err := parseTaskID(rawID)
 	if err != nil {
 		return nil, err
 	}
-	_, _, err = s.deps.Store.SetStatus(ctx, store.StatusChange{
-		TaskID: rec.Task.ID, To: task.StatusPending, Scope: principalFrom(ctx).scope(),
-		From: []task.Status{task.StatusFailed, task.StatusCancelled}, ResetForRetry: true,
-	})
+	c.TaskID, c.Scope = id, principalFrom(ctx).scope()
+	_, _, err = s.deps.Store.SetStatus(ctx, c)
 	var te *task.TransitionError
 	if errors.As(err, &te) {
-		return nil, huma.Error409Conflict("the task is " + string(te.From) + "; only failed or cancelled tasks can be retried")
+		return nil, huma.Error409Conflict("the task is " + string(te.From) + "; " + refused)
 	}
 	if err != nil {
 		return nil, s.problem(err, "task")
 	}
 	if s.deps.Engine != nil {
-		s.deps.Engine.Notify()
+		after(s.deps.Engine, id)
 	}
-	return s.loadOutput(ctx, rec)
-}
-
-func (s *Server) loadOutput(ctx context.Context, rec *store.Record) (*taskOutput, error) {
-	fresh, err := s.deps.Store.GetTask(ctx, rec.Task.ID, principalFrom(ctx).scope())
+	rec, err := s.deps.Store.GetTask(ctx, id, c.Scope)
 	if err != nil {
 		return nil, s.problem(err, "task")
 	}
-	return s.output(fresh, http.StatusOK)
+	return s.output(rec, http.StatusOK)
 }

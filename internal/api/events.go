@@ -39,7 +39,7 @@ func (s *Server) registerEventRoutes() {
 	streamResponse := func(what string) map[string]*huma.Response {
 		return map[string]*huma.Response{
 			"200": {Description: "A `text/event-stream`: per event, `id:` (the event id, increasing), `event:` (the event_type, e.g. `echo_status_update`) and `data:` (the EventBody JSON, the webhook body). " +
-				what + " Comments (`: keep-alive`) are sent every 15 seconds while idle.",
+				what + " Comments (`: keep-alive`) are sent while idle, every `COMPUTE_SSE_KEEPALIVE` (15 s by default).",
 				Content: map[string]*huma.MediaType{"text/event-stream": {Schema: body}}},
 			"401": {Description: "Missing or invalid API key."},
 			"422": {Description: "A bad filter or position."},

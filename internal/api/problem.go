@@ -23,7 +23,7 @@ func (s *Server) problem(err error, what string) error {
 		fe *registry.FieldError
 	)
 	switch {
-	case errors.Is(err, task.ErrNotFound):
+	case errors.Is(err, task.ErrNotFound), errors.Is(err, store.ErrDeliveryNotFound):
 		return huma.Error404NotFound(what + " not found")
 	case errors.As(err, &te):
 		return huma.Error409Conflict(te.Error())

@@ -133,10 +133,20 @@ func quoteName(s string) string {
 }
 
 // load returns a task visible to the caller, or a 404 problem.
-func (s *Server) load(ctx context.Context, rawID string) (*store.Record, error) {
+// parseTaskID parses a task id from a path; a malformed one names no task
+// (404).
+func parseTaskID(rawID string) (uuid.UUID, error) {
 	id, err := uuid.Parse(rawID)
 	if err != nil {
-		return nil, huma.Error404NotFound("task not found: " + quoteName(rawID) + " is not a task id")
+		return uuid.Nil, huma.Error404NotFound("task not found: " + quoteName(rawID) + " is not a task id")
+	}
+	return id, nil
+}
+
+func (s *Server) load(ctx context.Context, rawID string) (*store.Record, error) {
+	id, err := parseTaskID(rawID)
+	if err != nil {
+		return nil, err
 	}
 	rec, err := s.deps.Store.GetTask(ctx, id, principalFrom(ctx).scope())
 	if err != nil {

@@ -2,13 +2,11 @@ package api
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
-	"github.com/google/uuid"
 
 	"github.com/computeserver/compute/internal/store"
 	"github.com/computeserver/compute/internal/task"
@@ -67,9 +65,9 @@ func (s *Server) registerWebhookRoutes() {
 		Description: "One delivery per event sent to the task's webhook_url (or the server's default URL), oldest first, each with every recorded attempt: status code, latency, response snippet, error.",
 		Security:    bearer, Errors: []int{401, 404},
 	}, func(ctx context.Context, in *idInput) (*webhookListOutput, error) {
-		id, err := uuid.Parse(in.TaskID)
+		id, err := parseTaskID(in.TaskID)
 		if err != nil {
-			return nil, huma.Error404NotFound("task not found: " + quoteName(in.TaskID) + " is not a task id")
+			return nil, err
 		}
 		ds, err := s.deps.Store.ListDeliveries(ctx, id, principalFrom(ctx).scope())
 		if err != nil {
@@ -95,9 +93,6 @@ func (s *Server) registerWebhookRoutes() {
 			return nil, huma.Error404NotFound("webhook delivery not found: " + quoteName(in.ID) + " is not a delivery id")
 		}
 		d, err := s.deps.Store.Redeliver(ctx, id, principalFrom(ctx).scope())
-		if errors.Is(err, store.ErrDeliveryNotFound) {
-			return nil, huma.Error404NotFound("webhook delivery not found")
-		}
 		if err != nil {
 			return nil, s.problem(err, "webhook delivery")
 		}
