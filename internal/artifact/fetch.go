@@ -18,6 +18,25 @@ import (
 // Fetcher.MaxBytes is 0: 50 MiB.
 const DefaultMaxFetchBytes int64 = 50 << 20
 
+// CheckInputURL reports whether raw is an input a task may name: an
+// artifact path of this server (PathPrefix and a valid key) or an absolute
+// http(s) URL (netguard.CheckURL; the address itself is checked against the
+// outbound policy when it is fetched). Task types call it from Validate, so
+// a malformed input is refused at create (422), not found out when the
+// task runs.
+func CheckInputURL(raw string) error {
+	if key, ok := strings.CutPrefix(raw, PathPrefix); ok {
+		if err := ValidateKey(key); err != nil {
+			return fmt.Errorf("not a valid artifact path: %w", err)
+		}
+		return nil
+	}
+	if err := netguard.CheckURL(raw); err != nil {
+		return fmt.Errorf("must be an http(s) URL or an artifact path: %w", err)
+	}
+	return nil
+}
+
 // PathPrefix is the API path under which artifacts are served; a URL under
 // it (on the server's own public base URL) is read from the store directly.
 const PathPrefix = "/api/v1/artifacts/"

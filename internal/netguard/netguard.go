@@ -1,5 +1,5 @@
 // Package netguard is the outbound connection policy of the compute server:
-// it keeps task inputs fetched by URL (and, later, webhooks) from reaching
+// it keeps task inputs fetched by URL and webhook deliveries from reaching
 // loopback, private, link-local and other non-public addresses.
 //
 // The check runs on the resolved address of every connection the dialer
@@ -10,7 +10,6 @@
 package netguard
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -197,10 +196,4 @@ func (p Policy) Control(network, address string, _ syscall.RawConn) error {
 // Dialer returns a dialer that enforces the policy on every connection.
 func (p Policy) Dialer(timeout time.Duration) *net.Dialer {
 	return &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second, Control: p.Control}
-}
-
-// DialContext dials like net.Dialer.DialContext with a 30-second connect
-// timeout, refusing destinations the policy does not allow.
-func (p Policy) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	return p.Dialer(30*time.Second).DialContext(ctx, network, address)
 }

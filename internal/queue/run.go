@@ -183,7 +183,7 @@ func (e *Engine) completerStart() {
 	go func() { wg.Wait(); close(e.compDone) }()
 }
 
-// completerStop waits for the completer after every run has ended.
+// completerStop waits for the completers after every run has ended.
 func (e *Engine) completerStop() {
 	if e.compDone == nil {
 		return
@@ -225,8 +225,9 @@ func (e *Engine) completer() {
 	}
 }
 
-// finishRuns writes a batch, retrying transient database errors for a
-// while; past that the tasks' leases expire and rescue takes over.
+// finishRuns writes a batch, retrying any error (a refusal of one change
+// is not an error: it comes back in the slice) for a while with doubling
+// delays; past that the tasks' leases expire and rescue takes over.
 func (e *Engine) finishRuns(changes []store.StatusChange) ([]error, error) {
 	delay := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {

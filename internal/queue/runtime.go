@@ -142,6 +142,6 @@ func (r *runtime) PutArtifact(ctx context.Context, name, contentType string, dat
 	if err != nil {
 		return task.Artifact{}, err
 	}
-	a.URL = strings.TrimSuffix(r.e.cfg.PublicBaseURL, "/") + "/api/v1/artifacts/" + a.Key
+	a.URL = strings.TrimSuffix(r.e.cfg.PublicBaseURL, "/") + artifact.PathPrefix + a.Key
 	return a, nil
 }

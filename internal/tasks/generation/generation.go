@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/computeserver/compute/internal/artifact"
 	"github.com/computeserver/compute/internal/executor/mock"
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/task"
@@ -160,6 +161,11 @@ func (f *Fields) Validate() error {
 	} {
 		if w.v < 0 || w.v > 1 {
 			return fail(w.name, "must be between 0 and 1, is %g", w.v)
+		}
+	}
+	if f.ReferenceImageURL != nil {
+		if err := artifact.CheckInputURL(*f.ReferenceImageURL); err != nil {
+			return fail("reference_image_url", "%v", err)
 		}
 	}
 	return nil

@@ -90,6 +90,12 @@ func TestDefaultsAndValidation(t *testing.T) {
 		{name: "guidance", change: func(f *generation.Fields) { f.GuidanceScale = 30.5 }, wantField: "guidance_scale"},
 		{name: "lora weight", change: func(f *generation.Fields) { f.Product2LoraWeight = 1.5 }, wantField: "product2_lora_weight"},
 		{name: "reference strength", change: func(f *generation.Fields) { f.ReferenceImageStrength = -0.1 }, wantField: "reference_image_strength"},
+		{name: "reference image as artifact path", change: func(f *generation.Fields) {
+			f.ReferenceImageURL = ptr("/api/v1/artifacts/tasks/0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b/ref.png")
+		}},
+		{name: "reference image as URL", change: func(f *generation.Fields) { f.ReferenceImageURL = ptr("https://example.com/ref.png") }},
+		{name: "reference image not a URL", change: func(f *generation.Fields) { f.ReferenceImageURL = ptr("ref.png") }, wantField: "reference_image_url"},
+		{name: "reference image over ftp", change: func(f *generation.Fields) { f.ReferenceImageURL = ptr("ftp://example.com/ref.png") }, wantField: "reference_image_url"},
 	}
 	def, err := generation.Type(generation.Config{}).Declare()
 	if err != nil {

@@ -6,11 +6,9 @@ package imageadjuster
 import (
 	"embed"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/computeserver/compute/internal/artifact"
-	"github.com/computeserver/compute/internal/netguard"
 	"github.com/computeserver/compute/internal/registry"
 )
 
@@ -77,13 +75,9 @@ func (f *Fields) Validate() error {
 		return fail("image_url", "is required")
 	case len(f.ImageURL) > MaxURLLength:
 		return fail("image_url", "must be at most %d characters", MaxURLLength)
-	case strings.HasPrefix(f.ImageURL, artifact.PathPrefix):
-		if err := artifact.ValidateKey(strings.TrimPrefix(f.ImageURL, artifact.PathPrefix)); err != nil {
-			return fail("image_url", "is not a valid artifact path")
-		}
 	default:
-		if err := netguard.CheckURL(f.ImageURL); err != nil {
-			return fail("image_url", "must be an http(s) URL or an artifact path: %v", err)
+		if err := artifact.CheckInputURL(f.ImageURL); err != nil {
+			return fail("image_url", "%v", err)
 		}
 	}
 	for _, r := range []struct {
