@@ -5,13 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
 
+	"github.com/computeserver/compute/internal/netguard"
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/store"
 	"github.com/computeserver/compute/internal/task"
@@ -294,12 +295,12 @@ func newTask(def *registry.Definition, b *createBase, tenant string) *task.Task 
 // checkWebhookURL accepts absolute http and https URLs with a host. Where
 // they may connect is checked at delivery time, on the resolved address.
 func checkWebhookURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return &registry.FieldError{Field: "webhook_url", Message: "must be an absolute http or https URL"}
-	}
-	if u.User != nil {
-		return &registry.FieldError{Field: "webhook_url", Message: "must not contain credentials"}
+	if err := netguard.CheckEndpointURL(raw); err != nil {
+		msg := "must be an absolute http or https URL"
+		if errors.Is(err, netguard.ErrURLCredentials) {
+			msg = "must not contain credentials"
+		}
+		return &registry.FieldError{Field: "webhook_url", Message: msg}
 	}
 	return nil
 }

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/computeserver/compute/internal/netguard"
 )
 
 // Config is the whole configuration of a compute process.
@@ -211,9 +213,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.WebhookURL != "" {
-		u, err := url.Parse(c.WebhookURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("config: WebhookURL (COMPUTE_WEBHOOK_URL) %q: want an absolute http(s) URL", c.WebhookURL)
+		// The rule a task's webhook_url follows.
+		if err := netguard.CheckEndpointURL(c.WebhookURL); err != nil {
+			return fmt.Errorf("config: WebhookURL (COMPUTE_WEBHOOK_URL): %w", err)
 		}
 	}
 	if c.WebhookSecret != "" && !strings.HasPrefix(c.WebhookSecret, "whsec_") {

@@ -184,6 +184,8 @@ func TestValidate(t *testing.T) {
 		{name: "queue limit without a name", mut: func(c *config.Config) { c.QueueLimits = map[string]int{"": 2} }, want: []string{"QueueLimits", "COMPUTE_QUEUE_LIMITS"}},
 		{name: "sse keep-alive too short", mut: func(c *config.Config) { c.SSEKeepAlive = time.Millisecond }, want: []string{"SSEKeepAlive", "COMPUTE_SSE_KEEPALIVE"}},
 		{name: "log level unknown", mut: func(c *config.Config) { c.LogLevel = "verbose" }, want: []string{"LogLevel", "COMPUTE_LOG_LEVEL", `"verbose"`}},
+		{name: "webhook url relative", mut: func(c *config.Config) { c.WebhookURL = "/hooks" }, want: []string{"WebhookURL", "COMPUTE_WEBHOOK_URL"}},
+		{name: "webhook url with credentials", mut: func(c *config.Config) { c.WebhookURL = "https://u:p@hooks.example/x" }, want: []string{"WebhookURL", "COMPUTE_WEBHOOK_URL", "credentials"}},
 		{name: "log format unknown", mut: func(c *config.Config) { c.LogFormat = "xml" }, want: []string{"LogFormat", "COMPUTE_LOG_FORMAT", `"xml"`}},
 	}
 	for _, tt := range tests {

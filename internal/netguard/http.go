@@ -26,6 +26,24 @@ func CheckURL(raw string) error {
 	return err
 }
 
+// ErrURLCredentials is CheckEndpointURL's refusal of a URL with user
+// information; it wraps ErrInvalidURL.
+var ErrURLCredentials = fmt.Errorf("%w: must not contain credentials", ErrInvalidURL)
+
+// CheckEndpointURL is CheckURL for a URL the server sends to (a webhook
+// target): it also refuses credentials in the URL, which would be stored
+// and logged with it. Errors wrap ErrInvalidURL.
+func CheckEndpointURL(raw string) error {
+	u, err := parseURL(raw)
+	if err != nil {
+		return err
+	}
+	if u.User != nil {
+		return ErrURLCredentials
+	}
+	return nil
+}
+
 func parseURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {

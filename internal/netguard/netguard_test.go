@@ -279,3 +279,18 @@ func ExamplePolicy_CheckAddr() {
 	// <nil>
 	// forbidden destination: destination 127.0.0.1 is a loopback address; set COMPUTE_ALLOW_PRIVATE_URLS=true (or allow its range) to allow it
 }
+
+// TestCheckEndpointURL checks the rule for URLs the server sends to: a
+// CheckURL-valid URL without credentials.
+func TestCheckEndpointURL(t *testing.T) {
+	t.Parallel()
+	if err := netguard.CheckEndpointURL("https://hooks.example/x?k=1"); err != nil {
+		t.Errorf("a plain https URL: %v", err)
+	}
+	if err := netguard.CheckEndpointURL("https://user:secret@hooks.example/x"); !errors.Is(err, netguard.ErrURLCredentials) || !errors.Is(err, netguard.ErrInvalidURL) {
+		t.Errorf("a URL with credentials: %v, want ErrURLCredentials (an ErrInvalidURL)", err)
+	}
+	if err := netguard.CheckEndpointURL("ftp://hooks.example/x"); !errors.Is(err, netguard.ErrInvalidURL) || errors.Is(err, netguard.ErrURLCredentials) {
+		t.Errorf("an ftp URL: %v, want ErrInvalidURL only", err)
+	}
+}
