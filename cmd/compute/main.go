@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 
 	"github.com/computeserver/compute/internal/api"
@@ -22,7 +21,6 @@ import (
 	"github.com/computeserver/compute/internal/app"
 	"github.com/computeserver/compute/internal/artifact"
 	"github.com/computeserver/compute/internal/config"
-	"github.com/computeserver/compute/internal/store"
 	"github.com/computeserver/compute/internal/store/sqlstore"
 )
 
@@ -235,10 +233,7 @@ func apikeyCmd(f *flags, stdout, stderr io.Writer) *cobra.Command {
 				}
 			}
 			key := apikey.Generate()
-			if err := st.CreateAPIKey(cmd.Context(), store.APIKey{
-				ID: uuid.New(), Hash: apikey.Hash(key), Prefix: apikey.Display(key), Name: name,
-				TenantID: tenant, Admin: tenant == "", CreatedAt: time.Now().UTC(),
-			}); err != nil {
+			if err := st.CreateAPIKey(cmd.Context(), apikey.Record(key, name, tenant)); err != nil {
 				return err
 			}
 			_, err = fmt.Fprintln(stdout, key)

@@ -9,6 +9,10 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"strings"
+	"time"
+
+	"github.com/computeserver/compute/internal/store"
+	"github.com/google/uuid"
 )
 
 // Prefix starts every generated key, so leaked keys are easy to search for.
@@ -42,4 +46,13 @@ func Display(key string) string {
 		return Prefix + "…"
 	}
 	return key[:len(Prefix)+6] + "…"
+}
+
+// Record is the stored form of key: its hash and display prefix, never the
+// key itself. An empty tenant makes an admin key.
+func Record(key, name, tenant string) store.APIKey {
+	return store.APIKey{
+		ID: uuid.New(), Hash: Hash(key), Prefix: Display(key), Name: name,
+		TenantID: tenant, Admin: tenant == "", CreatedAt: time.Now().UTC(),
+	}
 }

@@ -137,3 +137,20 @@ func ExampleDisplay() {
 	fmt.Println(apikey.Display("csk_q1w2e3r4t5y6u7i8o9p0"))
 	// Output: csk_q1w2e3…
 }
+
+// TestRecord checks the stored form of a key: the hash and a display
+// prefix, never the key; admin exactly when there is no tenant.
+func TestRecord(t *testing.T) {
+	t.Parallel()
+	key := apikey.Generate()
+	admin, tenant := apikey.Record(key, "ops", ""), apikey.Record(key, "acme's", "acme")
+	if admin.Hash != apikey.Hash(key) || admin.Prefix != apikey.Display(key) || strings.Contains(admin.Hash+admin.Prefix, key) {
+		t.Errorf("record %+v: want the key's hash and display prefix and never the key", admin)
+	}
+	if !admin.Admin || admin.TenantID != "" || tenant.Admin || tenant.TenantID != "acme" {
+		t.Errorf("admin %+v, tenant %+v: want admin only without a tenant", admin, tenant)
+	}
+	if admin.ID == tenant.ID || admin.CreatedAt.IsZero() || admin.Name != "ops" {
+		t.Errorf("records %+v and %+v: want distinct ids, a creation time and the name", admin, tenant)
+	}
+}

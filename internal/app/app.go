@@ -179,10 +179,7 @@ func (a *App) bootstrapKeys(ctx context.Context) error {
 		hash := apikey.Hash(a.Config.APIKey)
 		_, err := a.Store.LookupAPIKey(ctx, hash)
 		if errors.Is(err, store.ErrKeyNotFound) {
-			err = a.Store.CreateAPIKey(ctx, store.APIKey{
-				ID: uuid.New(), Hash: hash, Prefix: apikey.Display(a.Config.APIKey), Name: "COMPUTE_API_KEY",
-				Admin: true, CreatedAt: time.Now().UTC(),
-			})
+			err = a.Store.CreateAPIKey(ctx, apikey.Record(a.Config.APIKey, "COMPUTE_API_KEY", ""))
 			if err != nil {
 				// Another process starting at the same time may have
 				// stored it first.
@@ -201,10 +198,7 @@ func (a *App) bootstrapKeys(ctx context.Context) error {
 		return err
 	}
 	key := apikey.Generate()
-	if err := a.Store.CreateAPIKey(ctx, store.APIKey{
-		ID: uuid.New(), Hash: apikey.Hash(key), Prefix: apikey.Display(key), Name: "generated at first start",
-		Admin: true, CreatedAt: time.Now().UTC(),
-	}); err != nil {
+	if err := a.Store.CreateAPIKey(ctx, apikey.Record(key, "generated at first start", "")); err != nil {
 		return err
 	}
 	a.log.Warn("no API key existed, so an admin key was generated; it is stored hashed and will not be shown again",
