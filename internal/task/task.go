@@ -9,7 +9,7 @@ import (
 
 // Task is the common part of every task: the columns of the base table
 // `tasks`. The fields of a task's own type live in that type's table and are
-// carried beside a Task (see registry.Record).
+// carried beside a Task (see store.Record).
 type Task struct {
 	ID       uuid.UUID `json:"id"`
 	Type     string    `json:"task_type"`

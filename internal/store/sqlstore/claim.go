@@ -167,16 +167,8 @@ func (s *Store) claimWhere(ctx context.Context, tx *txn, p store.ClaimParams, no
 	if err != nil {
 		return nil, fmt.Errorf("claiming tasks: %w", err)
 	}
-	defer rows.Close()
-	var tasks []*task.Task
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			return nil, fmt.Errorf("claiming tasks: %w", err)
-		}
-		tasks = append(tasks, t)
-	}
-	if err := rows.Err(); err != nil {
+	tasks, err := scanTasks(rows)
+	if err != nil {
 		return nil, fmt.Errorf("claiming tasks: %w", err)
 	}
 	return tasks, nil

@@ -33,6 +33,20 @@ func prefixed(alias string) string {
 
 type rowScanner interface{ Scan(dest ...any) error }
 
+// scanTasks reads every row of baseColumns and closes rows.
+func scanTasks(rows *sql.Rows) ([]*task.Task, error) {
+	defer rows.Close()
+	var out []*task.Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
 // scanTask reads one row of baseColumns, followed by extra destinations.
 func scanTask(s rowScanner, extra ...any) (*task.Task, error) {
 	var (

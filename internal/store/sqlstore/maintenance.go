@@ -71,16 +71,7 @@ func (s *Store) lockWhere(ctx context.Context, tx *txn, where, order string, lim
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []*task.Task
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return scanTasks(rows)
 }
 
 // RescueExpired implements store.Store.

@@ -175,17 +175,8 @@ func (s *Store) ListTasks(ctx context.Context, f store.ListFilter) (store.Page, 
 	if err != nil {
 		return store.Page{}, fmt.Errorf("listing tasks: %w", err)
 	}
-	var tasks []*task.Task
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			rows.Close()
-			return store.Page{}, fmt.Errorf("listing tasks: %w", err)
-		}
-		tasks = append(tasks, t)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	tasks, err := scanTasks(rows)
+	if err != nil {
 		return store.Page{}, fmt.Errorf("listing tasks: %w", err)
 	}
 	var page store.Page

@@ -313,17 +313,12 @@ func (s *Store) loadTasks(ctx context.Context, q querier, ids []uuid.UUID, scope
 		if err != nil {
 			return nil, fmt.Errorf("loading tasks: %w", err)
 		}
-		for rows.Next() {
-			t, err := scanTask(rows)
-			if err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("loading tasks: %w", err)
-			}
-			out[t.ID] = t
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		tasks, err := scanTasks(rows)
+		if err != nil {
 			return nil, fmt.Errorf("loading tasks: %w", err)
+		}
+		for _, t := range tasks {
+			out[t.ID] = t
 		}
 	}
 	return out, nil
