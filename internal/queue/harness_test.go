@@ -2,7 +2,6 @@ package queue_test
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -241,15 +240,8 @@ func (h *harness) statusTrail(id uuid.UUID) []task.Status {
 func (h *harness) progressEvents(id uuid.UUID) []float64 {
 	h.t.Helper()
 	var out []float64
-	for _, e := range h.events(id) {
-		if !strings.HasSuffix(e.EventType, "_"+event.KindProgress) {
-			continue
-		}
-		var b event.Body
-		if err := json.Unmarshal(e.Body, &b); err != nil {
-			h.t.Fatalf("event %d body %s: %v", e.ID, e.Body, err)
-		}
-		out = append(out, b.Progress)
+	for _, e := range h.progressDetails(id) {
+		out = append(out, e.progress)
 	}
 	return out
 }
