@@ -130,7 +130,7 @@ func parseFlags(args []string) (*options, error) {
 	fs := flag.NewFlagSet("computebench", flag.ContinueOnError)
 	dbs := fs.String("db", "sqlite,postgres", "databases to run on (comma-separated: sqlite, postgres)")
 	systems := fs.String("systems", "compute,river", "systems to measure (comma-separated: compute, river)")
-	phases := fs.String("phases", "throughput,pickup,http", "what to measure (comma-separated: throughput, pickup, http)")
+	phases := fs.String("phases", "throughput,pickup,http,floor", "what to measure (comma-separated: throughput, pickup, http, floor)")
 	fs.StringVar(&o.pgURL, "pg", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable", "PostgreSQL server URL; a schema is created and dropped per system and run")
 	fs.StringVar(&o.dir, "dir", os.TempDir(), "directory for the SQLite files (one per system and run, removed after)")
 	fs.StringVar(&o.json, "json", "", "write the results as JSON to this file")
@@ -177,7 +177,7 @@ func parseFlags(args []string) (*options, error) {
 	}
 	o.phases = splitList(*phases)
 	for _, p := range o.phases {
-		if p != "throughput" && p != "pickup" && p != "http" {
+		if p != "throughput" && p != "pickup" && p != "http" && p != "floor" {
 			return nil, fmt.Errorf("-phases: unknown phase %q", p)
 		}
 	}
@@ -218,7 +218,10 @@ type report struct {
 	Throughput []throughputResult `json:"throughput"`
 	Pickup     []pickupResult     `json:"pickup"`
 	HTTP       []httpResult       `json:"http"`
-	Targets    []targetResult     `json:"targets"`
+	// Floor is the PostgreSQL server's CPU per task for each design's
+	// writes alone (floor.go).
+	Floor   []floorResult  `json:"floor,omitempty"`
+	Targets []targetResult `json:"targets"`
 	// LoadAverages are the 1-minute load averages seen before each phase
 	// (after waiting for a quiet machine) and at the end.
 	LoadAverages map[string]float64 `json:"load_averages"`
@@ -399,6 +402,15 @@ func run(ctx context.Context, o *options) (*report, error) {
 			if err != nil {
 				fail("http compute on "+kind, err)
 			}
+		}
+	}
+
+	if o.has("floor") && slices.Contains(o.dbs, dbPostgres) && ctx.Err() == nil {
+		quiet("floor")
+		res, err := runFloor(ctx, env, o)
+		rep.Floor = res
+		if err != nil {
+			fail("floor", err)
 		}
 	}
 

@@ -256,6 +256,23 @@ func (rep *report) markdown() string {
 		p("\n")
 	}
 
+	if len(rep.Floor) > 0 {
+		p("## PostgreSQL server CPU per task for the writes alone (floor)\n\n")
+		p("One connection runs each design's claim and completion as one statement per batch of %d, events built in the statement, no worker process; the backend's CPU is read from /proc (median of runs).\n\n", floorBatch)
+		p("| design | N | server CPU µs/task | wall µs/task | runs (µs) |\n|---|---:|---:|---:|---|\n")
+		for _, f := range rep.Floor {
+			runs := make([]string, len(f.Runs))
+			for i, r := range f.Runs {
+				runs[i] = fmt.Sprintf("%.1f", r)
+			}
+			p("| %s | %d | **%.1f** | %.1f | %s |\n", f.Design, f.N, f.BackendCPUMicros, f.WallMicros, strings.Join(runs, ", "))
+		}
+		if rate, budget, ok := floorBudget(rep); ok {
+			p("\nAt 1.2× River's median PostgreSQL throughput in this run (%.0f tasks/s), the machine's %d CPUs give **%.1f µs** of CPU per task for everything: the database server and the worker process together.\n", rate, rep.Machine.CPUs, budget)
+		}
+		p("\n")
+	}
+
 	if len(rep.Targets) > 0 {
 		p("## Targets\n\n| target | measured | met |\n|---|---|---|\n")
 		for _, t := range rep.Targets {
