@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -28,7 +29,15 @@ func (e *Engine) run(parent context.Context, rec *store.Record) {
 		e.runs.Done()
 		e.Notify() // a slot is free
 	}()
-	log := e.log.With("task_id", t.ID, "task_type", t.Type, "attempt", t.Attempt)
+	// logRun writes one line about this attempt; the attributes are only
+	// built when the level is enabled.
+	logRun := func(level slog.Level, msg string, attrs ...slog.Attr) {
+		if !e.log.Enabled(parent, level) {
+			return
+		}
+		attrs = append([]slog.Attr{slog.Any("task_id", t.ID), slog.String("task_type", t.Type), slog.Int("attempt", t.Attempt)}, attrs...)
+		e.log.LogAttrs(parent, level, msg, attrs...)
+	}
 
 	ctx, cancel := context.WithCancelCause(parent)
 	env := &runtime{e: e, rec: rec}
@@ -48,7 +57,7 @@ func (e *Engine) run(parent context.Context, rec *store.Record) {
 	env.endProgress()
 	change, what := e.outcomeOf(rec, result, err, runCtx, ctx)
 	if change == nil {
-		log.Info("run stopped", "reason", what)
+		logRun(slog.LevelInfo, "run stopped", slog.String("reason", what))
 		return
 	}
 	// The outcome's write locks the task row; the heartbeat must not
@@ -57,19 +66,19 @@ func (e *Engine) run(parent context.Context, rec *store.Record) {
 	o := outcome{change: *change, result: make(chan error, 1)}
 	e.done <- o
 	werr := <-o.result
-	log = log.With("outcome", what)
+	attrs := []slog.Attr{slog.String("outcome", what)}
 	if err != nil {
-		log = log.With("error", err)
+		attrs = append(attrs, slog.Any("error", err))
 	}
 	switch {
 	case werr == nil:
-		log.Info("task attempt recorded")
+		logRun(slog.LevelInfo, "task attempt recorded", attrs...)
 	case errors.Is(werr, task.ErrStaleRun), errors.Is(werr, task.ErrIllegalTransition):
 		// Another actor (a cancel, a rescue) changed the task first; the
 		// conditional write refused ours, which is the point.
-		log.Info("outcome not recorded: the task changed meanwhile", "reason", werr)
+		logRun(slog.LevelInfo, "outcome not recorded: the task changed meanwhile", append(attrs, slog.Any("reason", werr))...)
 	default:
-		log.Error("recording outcome", "write_error", werr)
+		logRun(slog.LevelError, "recording outcome", append(attrs, slog.Any("write_error", werr))...)
 	}
 }
 
