@@ -86,10 +86,14 @@ func New(t *task.Task, kind string, at time.Time) Event {
 	if t.OriginTenantID != "" {
 		body.Metadata["origin_tenant_id"] = t.OriginTenantID
 	}
-	raw, err := json.Marshal(body)
+	raw, err := appendBody(make([]byte, 0, 512), &body)
 	if err != nil {
-		// Body holds only marshalable types; this cannot fail.
-		panic("event: marshal body: " + err.Error())
+		// appendBody refuses what it does not write as encoding/json would;
+		// encoding/json then decides.
+		if raw, err = json.Marshal(body); err != nil {
+			// Body holds only marshalable types; this cannot fail.
+			panic("event: marshal body: " + err.Error())
+		}
 	}
 	return Event{
 		TaskID:    t.ID,
