@@ -108,38 +108,69 @@ func floorDesigns() []floorDesign {
 	}
 }
 
-// floorResult is the server CPU one design's statements took per task.
+// floorResult is the CPU one design's statements took per task.
 type floorResult struct {
+	DB     string `json:"db"`
 	Design string `json:"design"`
 	N      int    `json:"n"`
 	Batch  int    `json:"batch"`
-	// BackendCPUMicros is the median over runs of the backend's user+system
-	// CPU per task, in microseconds; WallMicros the elapsed time per task.
-	BackendCPUMicros float64   `json:"backend_cpu_us_per_task"`
-	WallMicros       float64   `json:"wall_us_per_task"`
-	Runs             []float64 `json:"runs_backend_cpu_us"`
+	// CPUMicros is the median over runs of the user+system CPU per task,
+	// in microseconds: the PostgreSQL backend's, or on SQLite this
+	// process's. WallMicros is the elapsed time per task.
+	CPUMicros  float64   `json:"cpu_us_per_task"`
+	WallMicros float64   `json:"wall_us_per_task"`
+	Runs       []float64 `json:"runs_cpu_us"`
 }
 
-// runFloor measures every design o.runs times on fresh schemas.
+// runFloor measures every design of each database in o.dbs.
 func runFloor(ctx context.Context, env *dbEnv, o *options) ([]floorResult, error) {
 	var out []floorResult
-	for i, d := range floorDesigns() {
-		res := floorResult{Design: d.Name, N: o.n, Batch: floorBatch}
-		var walls []float64
-		for r := 1; r <= o.runs && ctx.Err() == nil; r++ {
-			cpu, wall, err := floorRun(ctx, env, o, i, d)
-			if err != nil {
-				return out, fmt.Errorf("%s: %w", d.Name, err)
-			}
-			res.Runs = append(res.Runs, cpu)
-			walls = append(walls, wall)
+	for _, kind := range o.dbs {
+		var (
+			res []floorResult
+			err error
+		)
+		if kind == dbPostgres {
+			res, err = runFloorPostgres(ctx, env, o)
+		} else {
+			res, err = runFloorSQLite(ctx, env, o)
 		}
-		res.BackendCPUMicros = median(res.Runs)
-		res.WallMicros = median(walls)
-		logf("floor %-45s %6.1f µs server CPU per task (runs %v), %6.1f µs wall", d.Name, res.BackendCPUMicros, res.Runs, res.WallMicros)
+		out = append(out, res...)
+		if err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// runFloorPostgres measures every design o.runs times on fresh schemas.
+func runFloorPostgres(ctx context.Context, env *dbEnv, o *options) ([]floorResult, error) {
+	var out []floorResult
+	for i, d := range floorDesigns() {
+		res, err := measureFloor(ctx, o, dbPostgres, d.Name, func() (float64, float64, error) { return floorRun(ctx, env, o, i, d) })
+		if err != nil {
+			return out, err
+		}
 		out = append(out, res)
 	}
 	return out, nil
+}
+
+// measureFloor runs one design o.runs times and reports the medians.
+func measureFloor(ctx context.Context, o *options, db, name string, run func() (cpuMicros, wallMicros float64, err error)) (floorResult, error) {
+	res := floorResult{DB: db, Design: name, N: o.n, Batch: floorBatch}
+	var walls []float64
+	for r := 1; r <= o.runs && ctx.Err() == nil; r++ {
+		cpu, wall, err := run()
+		if err != nil {
+			return res, fmt.Errorf("floor on %s, %s: %w", db, name, err)
+		}
+		res.Runs = append(res.Runs, cpu)
+		walls = append(walls, wall)
+	}
+	res.CPUMicros, res.WallMicros = median(res.Runs), median(walls)
+	logf("floor %-8s %-62s %6.1f µs CPU per task (runs %v), %6.1f µs wall", db, name, res.CPUMicros, res.Runs, res.WallMicros)
+	return res, nil
 }
 
 // floorRun seeds a fresh schema with o.n due rows for design number i,
@@ -204,29 +235,7 @@ func floorRun(ctx context.Context, env *dbEnv, o *options, i int, d floorDesign)
 func floorSeed(ctx context.Context, db *freshDB, env *dbEnv, o *options, i int) (string, error) {
 	switch i {
 	case 0, 1:
-		reg := registry.New()
-		if err := reg.Register(echo.Type()); err != nil {
-			return "", err
-		}
-		st, err := sqlstore.Open(ctx, db.dsn, reg, nil)
-		if err != nil {
-			return "", err
-		}
-		defer st.Close()
-		if err := st.Migrate(ctx); err != nil {
-			return "", err
-		}
-		def, _ := reg.Lookup(echo.Name)
-		for j := 0; j < o.n; j += o.insertBatch {
-			recs := make([]*store.Record, 0, o.insertBatch)
-			for k := j; k < min(j+o.insertBatch, o.n); k++ {
-				recs = append(recs, newEchoRecord(def, fmt.Sprintf("bench %d", k)))
-			}
-			if err := st.CreateTasks(ctx, recs); err != nil {
-				return "", err
-			}
-		}
-		return "tasks", nil
+		return "tasks", seedOurs(ctx, db.dsn, o)
 	case 2:
 		r, err := openRiverPostgres(ctx, db, env.pgURL, 4)
 		if err != nil {
@@ -268,6 +277,34 @@ func floorSeed(ctx context.Context, db *freshDB, env *dbEnv, o *options, i int) 
 			INSERT INTO floor_queue (id, status, run_at, updated_at) SELECT g, 'pending', now(), now() FROM generate_series(1, `+strconv.Itoa(o.n)+`) g`)
 		return "floor_queue", err
 	}
+}
+
+// seedOurs creates o.n pending echo tasks through the store, as the
+// throughput phase does, in the fresh database at dsn.
+func seedOurs(ctx context.Context, dsn string, o *options) error {
+	reg := registry.New()
+	if err := reg.Register(echo.Type()); err != nil {
+		return err
+	}
+	st, err := sqlstore.Open(ctx, dsn, reg, nil)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		return err
+	}
+	def, _ := reg.Lookup(echo.Name)
+	for j := 0; j < o.n; j += o.insertBatch {
+		recs := make([]*store.Record, 0, o.insertBatch)
+		for k := j; k < min(j+o.insertBatch, o.n); k++ {
+			recs = append(recs, newEchoRecord(def, fmt.Sprintf("bench %d", k)))
+		}
+		if err := st.CreateTasks(ctx, recs); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // floorCheck makes sure the statements did the work: every row finished,
@@ -345,4 +382,16 @@ func floorBudget(rep *report) (rate, micros float64, ok bool) {
 	}
 	rate = 1.2 * river.PerSec
 	return rate, float64(rep.Machine.CPUs) / rate * 1e6, true
+}
+
+// floorWriterBudget is the SQLite writer's time per task, in microseconds,
+// at 5x River's median SQLite throughput in rep: one connection writes
+// everything, so that is all the time it may take.
+func floorWriterBudget(rep *report) (rate, micros float64, ok bool) {
+	river, _, found := medianThroughput(rep.Throughput, "river", dbSQLite)
+	if !found || river.PerSec <= 0 {
+		return 0, 0, false
+	}
+	rate = 5 * river.PerSec
+	return rate, 1e6 / rate, true
 }

@@ -218,8 +218,8 @@ type report struct {
 	Throughput []throughputResult `json:"throughput"`
 	Pickup     []pickupResult     `json:"pickup"`
 	HTTP       []httpResult       `json:"http"`
-	// Floor is the PostgreSQL server's CPU per task for each design's
-	// writes alone (floor.go).
+	// Floor is the database's CPU per task for each design's writes alone
+	// (floor.go, floor_sqlite.go).
 	Floor   []floorResult  `json:"floor,omitempty"`
 	Targets []targetResult `json:"targets"`
 	// LoadAverages are the 1-minute load averages seen before each phase
@@ -405,7 +405,7 @@ func run(ctx context.Context, o *options) (*report, error) {
 		}
 	}
 
-	if o.has("floor") && slices.Contains(o.dbs, dbPostgres) && ctx.Err() == nil {
+	if o.has("floor") && ctx.Err() == nil {
 		quiet("floor")
 		res, err := runFloor(ctx, env, o)
 		rep.Floor = res
