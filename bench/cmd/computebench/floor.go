@@ -116,7 +116,8 @@ type floorResult struct {
 	Batch  int    `json:"batch"`
 	// CPUMicros is the median over runs of the user+system CPU per task,
 	// in microseconds: the PostgreSQL backend's, or on SQLite this
-	// process's. WallMicros is the elapsed time per task.
+	// process's. WallMicros is the elapsed time per task on PostgreSQL, and
+	// on SQLite the time the writer connection held its transactions.
 	CPUMicros  float64   `json:"cpu_us_per_task"`
 	WallMicros float64   `json:"wall_us_per_task"`
 	Runs       []float64 `json:"runs_cpu_us"`
@@ -169,7 +170,7 @@ func measureFloor(ctx context.Context, o *options, db, name string, run func() (
 		walls = append(walls, wall)
 	}
 	res.CPUMicros, res.WallMicros = median(res.Runs), median(walls)
-	logf("floor %-8s %-62s %6.1f µs CPU per task (runs %v), %6.1f µs wall", db, name, res.CPUMicros, res.Runs, res.WallMicros)
+	logf("floor %-8s %-62s %6.1f µs CPU per task (runs %v), %6.1f µs wall or writer", db, name, res.CPUMicros, res.Runs, res.WallMicros)
 	return res, nil
 }
 

@@ -14,18 +14,24 @@ import (
 )
 
 // On SQLite the floor is the one writer connection's time per task: the
-// database runs in this process, so the CPU measured is this process's, and
-// the writer is what the engine waits for. Three ways of writing the same
-// claims and completions with their events, from the least work to the way
-// the store must write them:
+// engine's claims and completions queue for it, so the time it holds its
+// transactions bounds the throughput. Three ways of writing the same claims
+// and completions with their events, from the least work to the way the
+// store must write them:
 //   - set-based: one UPDATE per batch, and the event rows built in SQL by
 //     one INSERT … SELECT (not open to the store: the event body is the
 //     API's contract and is built in Go by event.New);
-//   - events per row: the same updates, the events inserted one prepared
-//     statement per row with bodies from event.New, as the store does;
-//   - updates per row too: each claim conditional on the row's id and
-//     version, each completion setting the columns the store's transition
-//     sets, one prepared statement per row, as the store does.
+//   - events per row: the same updates (with RETURNING), the events inserted
+//     one prepared statement per row with bodies from event.New, as the
+//     store does;
+//   - updates per row too, as the store does: claims read their candidates
+//     before the transaction and update each row on condition of its id and
+//     version; completions know their rows and set the columns the store's
+//     transition sets, on condition of status, attempt and version.
+
+// sqliteTimeText is how modernc.org/sqlite stores a time.Time with
+// _time_format=sqlite: the text a version condition compares.
+const sqliteTimeText = "2006-01-02 15:04:05.999999999-07:00"
 
 // sqliteFloorDesign is one way of writing the claims and completions.
 type sqliteFloorDesign struct {
@@ -37,7 +43,7 @@ func sqliteFloorDesigns() []sqliteFloorDesign {
 	return []sqliteFloorDesign{
 		{Name: "compute: set-based, events built in SQL"},
 		{Name: "compute: set-based updates, events per row from event.New", perRowEvents: true},
-		{Name: "compute: updates and events per row (as the store writes them)", perRowUpdates: true, perRowEvents: true},
+		{Name: "compute: updates and events per row, as the store writes them", perRowUpdates: true, perRowEvents: true},
 	}
 }
 
@@ -81,9 +87,10 @@ func runFloorSQLite(ctx context.Context, env *dbEnv, o *options) ([]floorResult,
 }
 
 // floorRunSQLite seeds a fresh file with o.n echo tasks through the store,
-// then works them on one writer connection the way d says, and returns
-// this process's CPU and the wall time per task, in microseconds.
-func floorRunSQLite(ctx context.Context, env *dbEnv, o *options, d sqliteFloorDesign) (cpuMicros, wallMicros float64, err error) {
+// then works them on one writer connection the way d says. It returns this
+// process's CPU and the time the writer held its transactions, per task,
+// in microseconds.
+func floorRunSQLite(ctx context.Context, env *dbEnv, o *options, d sqliteFloorDesign) (cpuMicros, writerMicros float64, err error) {
 	db, err := env.fresh(ctx, dbSQLite, "floor")
 	if err != nil {
 		return 0, 0, err
@@ -98,18 +105,44 @@ func floorRunSQLite(ctx context.Context, env *dbEnv, o *options, d sqliteFloorDe
 	}
 	defer conn.Close()
 	conn.SetMaxOpenConns(1)
+	var writer time.Duration
+	inTx := func(fn func(*sql.Tx) error) error {
+		start := time.Now()
+		defer func() { writer += time.Since(start) }()
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if err := fn(tx); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+		return tx.Commit()
+	}
 	cpu0 := sampleCPU()
 	for done := 0; done < o.n; {
 		now := time.Now().UTC()
-		if err := inSQLiteTx(ctx, conn, func(tx *sql.Tx) error { return floorSQLiteClaim(ctx, tx, d, now) }); err != nil {
+		// As the store does, per-row claims read their candidates before
+		// the writer's transaction, and completions know their rows.
+		var due []floorRow
+		if d.perRowUpdates {
+			if due, err = floorSQLiteRead(ctx, conn, `SELECT id, CAST(updated_at AS TEXT), attempt FROM tasks
+				WHERE status = 'pending' AND run_at <= ? ORDER BY priority DESC, run_at, created_at LIMIT 300`, now); err != nil {
+				return 0, 0, fmt.Errorf("reading due tasks: %w", err)
+			}
+		}
+		var claimed []floorRow
+		if err := inTx(func(tx *sql.Tx) (err error) {
+			claimed, err = floorSQLiteClaim(ctx, tx, d, now, due)
+			return err
+		}); err != nil {
 			return 0, 0, fmt.Errorf("claim: %w", err)
 		}
 		var n int
-		err := inSQLiteTx(ctx, conn, func(tx *sql.Tx) (err error) {
-			n, err = floorSQLiteComplete(ctx, tx, d, now.Add(time.Microsecond))
+		if err := inTx(func(tx *sql.Tx) (err error) {
+			n, err = floorSQLiteComplete(ctx, tx, d, now.Add(time.Microsecond), claimed)
 			return err
-		})
-		if err != nil {
+		}); err != nil {
 			return 0, 0, fmt.Errorf("complete: %w", err)
 		}
 		if n == 0 {
@@ -131,135 +164,136 @@ func floorRunSQLite(ctx context.Context, env *dbEnv, o *options, d sqliteFloorDe
 	}
 	n := float64(o.n)
 	round := func(x float64) float64 { return math.Round(x*10) / 10 }
-	return round((cpu1.processSeconds - cpu0.processSeconds) / n * 1e6), round(cpu1.at.Sub(cpu0.at).Seconds() / n * 1e6), nil
+	return round((cpu1.processSeconds - cpu0.processSeconds) / n * 1e6), round(writer.Seconds() / n * 1e6), nil
 }
 
-func inSQLiteTx(ctx context.Context, db *sql.DB, fn func(*sql.Tx) error) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+// floorRow is a task a floor batch works on.
+type floorRow struct {
+	id, version string
+	attempt     int
 }
 
-// floorSQLiteClaim claims up to floorBatch pending tasks and writes their
-// events.
-func floorSQLiteClaim(ctx context.Context, tx *sql.Tx, d sqliteFloorDesign, now time.Time) error {
+// floorSQLiteClaim claims up to floorBatch pending tasks (the due ones,
+// for per-row updates), writes their events, and returns what it claimed.
+func floorSQLiteClaim(ctx context.Context, tx *sql.Tx, d sqliteFloorDesign, now time.Time, due []floorRow) ([]floorRow, error) {
 	lease := now.Add(30 * time.Second)
+	var claimed []floorRow
 	if !d.perRowUpdates {
-		if _, err := tx.ExecContext(ctx, sqliteFloorClaimSet, now, lease); err != nil {
-			return err
+		if !d.perRowEvents {
+			_, err := tx.ExecContext(ctx, sqliteFloorClaimSet, now, lease)
+			if err != nil {
+				return nil, err
+			}
+			_, err = tx.ExecContext(ctx, sqliteFloorEvents, now, now, string(task.StatusExecuting))
+			return nil, err
 		}
-		return floorSQLiteEvents(ctx, tx, d, task.StatusExecuting, now)
-	}
-	ids, versions, _, err := floorSQLiteRead(ctx, tx, `SELECT id, CAST(updated_at AS TEXT), attempt FROM tasks
-		WHERE status = 'pending' AND run_at <= ? ORDER BY priority DESC, run_at, created_at LIMIT 300`, now)
-	if err != nil {
-		return err
-	}
-	st, err := tx.PrepareContext(ctx, sqliteFloorClaimRow)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	for i, id := range ids {
-		if _, err := st.ExecContext(ctx, now, now, lease, id, versions[i]); err != nil {
-			return err
+		var err error
+		if claimed, err = floorSQLiteRead(ctx, tx, sqliteFloorClaimSet+` RETURNING id, '', attempt`, now, lease); err != nil {
+			return nil, err
 		}
-	}
-	return floorSQLiteEvents(ctx, tx, d, task.StatusExecuting, now)
-}
-
-// floorSQLiteComplete completes up to floorBatch executing tasks, writes
-// their events, and returns how many it completed.
-func floorSQLiteComplete(ctx context.Context, tx *sql.Tx, d sqliteFloorDesign, now time.Time) (int, error) {
-	n := 0
-	if !d.perRowUpdates {
-		res, err := tx.ExecContext(ctx, sqliteFloorCompleteSet, now)
-		if err != nil {
-			return 0, err
-		}
-		k, err := res.RowsAffected()
-		if err != nil {
-			return 0, err
-		}
-		n = int(k)
 	} else {
-		ids, versions, attempts, err := floorSQLiteRead(ctx, tx, `SELECT id, CAST(updated_at AS TEXT), attempt FROM tasks
-			WHERE status = 'executing' LIMIT 300`)
+		st, err := tx.PrepareContext(ctx, sqliteFloorClaimRow)
 		if err != nil {
-			return 0, err
-		}
-		st, err := tx.PrepareContext(ctx, sqliteFloorCompleteRow)
-		if err != nil {
-			return 0, err
+			return nil, err
 		}
 		defer st.Close()
-		for i, id := range ids {
-			res, err := st.ExecContext(ctx, "completed", now, now, now, now, "floor", nil, "[]", "", "", 0,
-				`{"message":"bench"}`, 1.0, "", false, 0, nil, "", id, "executing", attempts[i], versions[i], versions[i])
+		version := now.Format(sqliteTimeText)
+		for _, r := range due {
+			res, err := st.ExecContext(ctx, now, now, lease, r.id, r.version)
+			if err != nil {
+				return nil, err
+			}
+			if k, err := res.RowsAffected(); err != nil || k != 1 {
+				return nil, fmt.Errorf("claiming %s: %d rows, %v", r.id, k, err)
+			}
+			claimed = append(claimed, floorRow{id: r.id, version: version, attempt: r.attempt + 1})
+		}
+	}
+	return claimed, floorSQLiteEventRows(ctx, tx, claimed, task.StatusExecuting, now)
+}
+
+// floorSQLiteComplete completes up to floorBatch executing tasks (the
+// claimed ones, for per-row updates), writes their events, and returns how
+// many it completed.
+func floorSQLiteComplete(ctx context.Context, tx *sql.Tx, d sqliteFloorDesign, now time.Time, claimed []floorRow) (int, error) {
+	if !d.perRowUpdates {
+		if !d.perRowEvents {
+			res, err := tx.ExecContext(ctx, sqliteFloorCompleteSet, now)
 			if err != nil {
 				return 0, err
 			}
-			if k, err := res.RowsAffected(); err != nil || k != 1 {
-				return 0, fmt.Errorf("completing %s: %d rows, %v", id, k, err)
+			k, err := res.RowsAffected()
+			if err != nil {
+				return 0, err
 			}
-			n++
+			_, err = tx.ExecContext(ctx, sqliteFloorEvents, now, now, string(task.StatusCompleted))
+			return int(k), err
+		}
+		done, err := floorSQLiteRead(ctx, tx, sqliteFloorCompleteSet+` RETURNING id, '', attempt`, now)
+		if err != nil {
+			return 0, err
+		}
+		return len(done), floorSQLiteEventRows(ctx, tx, done, task.StatusCompleted, now)
+	}
+	st, err := tx.PrepareContext(ctx, sqliteFloorCompleteRow)
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	for _, r := range claimed {
+		res, err := st.ExecContext(ctx, "completed", now, now, now, now, "floor", nil, "[]", "", "", 0,
+			`{"message":"bench"}`, 1.0, "", false, 0, nil, "", r.id, "executing", r.attempt, r.version, r.version)
+		if err != nil {
+			return 0, err
+		}
+		if k, err := res.RowsAffected(); err != nil || k != 1 {
+			return 0, fmt.Errorf("completing %s: %d rows, %v", r.id, k, err)
 		}
 	}
-	return n, floorSQLiteEvents(ctx, tx, d, task.StatusCompleted, now)
+	return len(claimed), floorSQLiteEventRows(ctx, tx, claimed, task.StatusCompleted, now)
 }
 
-// floorSQLiteEvents writes an event for every task the batch at now moved
-// to status.
-func floorSQLiteEvents(ctx context.Context, tx *sql.Tx, d sqliteFloorDesign, status task.Status, now time.Time) error {
-	if !d.perRowEvents {
-		_, err := tx.ExecContext(ctx, sqliteFloorEvents, now, now, string(status))
-		return err
-	}
-	ids, _, attempts, err := floorSQLiteRead(ctx, tx, `SELECT id, '', attempt FROM tasks WHERE status = ? AND updated_at = ?`, string(status), now)
-	if err != nil {
-		return err
-	}
+// floorSQLiteEventRows inserts one event per row, one prepared statement
+// per row, with the body event.New builds.
+func floorSQLiteEventRows(ctx context.Context, tx *sql.Tx, rows []floorRow, status task.Status, now time.Time) error {
 	st, err := tx.PrepareContext(ctx, sqliteFloorEventRow)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	for i, id := range ids {
-		t := &task.Task{ID: uuid.MustParse(id), Type: "echo", Status: status, QueueName: "default", Attempt: attempts[i],
+	for _, r := range rows {
+		t := &task.Task{ID: uuid.MustParse(r.id), Type: "echo", Status: status, QueueName: "default", Attempt: r.attempt,
 			UpdatedAt: now, StartedAt: &now}
 		if status == task.StatusCompleted {
 			t.CompletedAt, t.Progress = &now, 1
 		}
 		ev := event.New(t, event.KindStatus, now)
-		if _, err := st.ExecContext(ctx, id, ev.TaskType, ev.EventType, string(status), "", string(ev.Body), now); err != nil {
+		if _, err := st.ExecContext(ctx, r.id, ev.TaskType, ev.EventType, string(status), "", string(ev.Body), now); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// querier is a connection or a transaction.
+type querier interface {
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+}
+
 // floorSQLiteRead runs a query of (id, version, attempt) rows.
-func floorSQLiteRead(ctx context.Context, tx *sql.Tx, q string, args ...any) (ids, versions []string, attempts []int, err error) {
-	rows, err := tx.QueryContext(ctx, q, args...)
+func floorSQLiteRead(ctx context.Context, db querier, q string, args ...any) ([]floorRow, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	defer rows.Close()
+	var out []floorRow
 	for rows.Next() {
-		var (
-			id, v string
-			a     int
-		)
-		if err := rows.Scan(&id, &v, &a); err != nil {
-			return nil, nil, nil, err
+		var r floorRow
+		if err := rows.Scan(&r.id, &r.version, &r.attempt); err != nil {
+			return nil, err
 		}
-		ids, versions, attempts = append(ids, id), append(versions, v), append(attempts, a)
+		out = append(out, r)
 	}
-	return ids, versions, attempts, rows.Err()
+	return out, rows.Err()
 }

@@ -258,8 +258,8 @@ func (rep *report) markdown() string {
 
 	if len(rep.Floor) > 0 {
 		p("## CPU per task for the writes alone (floor)\n\n")
-		p("One connection runs each design's claims and completions in batches of %d with their events, and nothing else runs: on PostgreSQL as one statement each with the events built in the statement, the backend's CPU read from /proc; on SQLite the three ways in floor_sqlite.go, this process's CPU (median of runs).\n\n", floorBatch)
-		p("| DB | design | N | CPU µs/task | wall µs/task | runs (µs) |\n|---|---|---:|---:|---:|---|\n")
+		p("One connection runs each design's claims and completions in batches of %d with their events, and nothing else runs: on PostgreSQL as one statement each with the events built in the statement, the backend's CPU read from /proc; on SQLite the three ways in floor_sqlite.go, this process's CPU, and the time the writer held its transactions (median of runs).\n\n", floorBatch)
+		p("| DB | design | N | CPU µs/task | wall (PostgreSQL) or writer (SQLite) µs/task | runs, CPU µs |\n|---|---|---:|---:|---:|---|\n")
 		for _, f := range rep.Floor {
 			runs := make([]string, len(f.Runs))
 			for i, r := range f.Runs {
@@ -271,7 +271,7 @@ func (rep *report) markdown() string {
 			p("\nPostgreSQL: at 1.2× River's median throughput in this run (%.0f tasks/s), the machine's %d CPUs give **%.1f µs** of CPU per task for everything: the database server and the worker process together.\n", rate, rep.Machine.CPUs, budget)
 		}
 		if rate, budget, ok := floorWriterBudget(rep); ok {
-			p("\nSQLite: at 5× River's median throughput in this run (%.0f tasks/s), the one writer connection has **%.1f µs** per task (compare the wall column: the writer is one connection, and the runtime's collector works beside it).\n", rate, budget)
+			p("\nSQLite: at 5× River's median throughput in this run (%.0f tasks/s), the one writer connection has **%.1f µs** per task (compare the writer column).\n", rate, budget)
 		}
 		p("\n")
 	}
