@@ -18,7 +18,7 @@ import (
 // field added to Body must be added here too, and that test fails until it is.
 
 // errUnencodable is what json.Marshal refuses: NaN or infinite progress, a
-// time outside years 0–9999.
+// time outside years 0–9999 or with a zone offset of 24 hours or more.
 var errUnencodable = errors.New("event: body has a value JSON cannot encode")
 
 // appendBody appends b as json.Marshal encodes it: the fields in
@@ -120,9 +120,13 @@ func appendMetadata(dst []byte, m map[string]any) ([]byte, error) {
 var errOtherMetadata = errors.New("event: metadata needs encoding/json")
 
 // appendTime appends t as time.Time.MarshalJSON does (RFC 3339 with
-// nanoseconds, quoted).
+// nanoseconds, quoted), refusing what it refuses: a year outside 0–9999,
+// a zone offset of 24 hours or more.
 func appendTime(dst []byte, t time.Time) ([]byte, error) {
 	if y := t.Year(); y < 0 || y > 9999 {
+		return nil, errUnencodable
+	}
+	if _, off := t.Zone(); off <= -24*3600 || off >= 24*3600 {
 		return nil, errUnencodable
 	}
 	dst = append(dst, '"')

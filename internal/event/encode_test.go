@@ -176,6 +176,11 @@ func TestAppendBodyRefusesWhatEncodingJSONRefuses(t *testing.T) {
 		"infinite progress": func(b *Body) { b.Progress = math.Inf(1) },
 		"year 10000":        func(b *Body) { b.Timestamp = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) },
 		"negative year":     func(b *Body) { t := time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC); b.CompletedAt = &t },
+		"offset of +24h":    func(b *Body) { b.Timestamp = time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", 24*3600)) },
+		"offset of -100h": func(b *Body) {
+			t := time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", -100*3600))
+			b.StartedAt = &t
+		},
 	} {
 		b := base
 		mutate(&b)
@@ -184,6 +189,20 @@ func TestAppendBodyRefusesWhatEncodingJSONRefuses(t *testing.T) {
 		}
 		if _, err := appendBody(nil, &b); !errors.Is(err, errUnencodable) {
 			t.Errorf("%s: appendBody: %v, want errUnencodable", name, err)
+		}
+	}
+}
+
+func TestAppendBodyAcceptsTheWidestOffsets(t *testing.T) {
+	for _, off := range []int{24*3600 - 1, -(24*3600 - 1), 23*3600 + 59*60, 5*3600 + 30*60 + 17} {
+		b := Body{TaskID: uuid.New(), Timestamp: time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("", off)), Metadata: map[string]any{}}
+		want, err := json.Marshal(b)
+		if err != nil {
+			t.Fatalf("offset %d: encoding/json: %v", off, err)
+		}
+		got, err := appendBody(nil, &b)
+		if err != nil || string(got) != string(want) {
+			t.Fatalf("offset %d: got %s, %v; want %s", off, got, err, want)
 		}
 	}
 }
