@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"math"
 	"time"
@@ -59,10 +60,10 @@ const (
 	sqliteFloorCompleteSet = `UPDATE tasks SET status = 'completed', progress = 1, completed_at = ?1, updated_at = ?1,
 		lease_expires_at = NULL, result = '{"message":"bench"}'
 		WHERE id IN (SELECT id FROM tasks WHERE status = 'executing' LIMIT 300) AND status = 'executing'`
-	// The rows a batch changed are the ones with its status and time.
+	// The rows a batch changed, by the ids its UPDATE returned.
 	sqliteFloorEvents = `INSERT INTO task_events (task_id, task_type, event_type, status, tenant_id, body, created_at)
-		SELECT id, task_type, 'echo_' || status, status, origin_tenant_id, ` + sqliteFloorBody + `, ?2
-		FROM tasks WHERE status = ?3 AND updated_at = ?1`
+		SELECT id, task_type, 'echo_' || status, status, origin_tenant_id, ` + sqliteFloorBody + `, ?1
+		FROM tasks WHERE id IN (SELECT value FROM json_each(?2))`
 	sqliteFloorClaimRow = `UPDATE tasks SET status = 'executing', executor_instance = 'floor', started_at = COALESCE(started_at, ?),
 		updated_at = ?, lease_expires_at = ?, attempt = attempt + 1 WHERE id = ? AND status = 'pending' AND updated_at = ?`
 	sqliteFloorCompleteRow = `UPDATE tasks SET status = ?, updated_at = ?, started_at = ?, completed_at = ?, run_at = ?,
@@ -131,16 +132,28 @@ func floorRunSQLite(ctx context.Context, env *dbEnv, o *options, d sqliteFloorDe
 				return 0, 0, fmt.Errorf("reading due tasks: %w", err)
 			}
 		}
+		// The store builds its events before the transaction (from the
+		// rows it read, or the engine's copies); so does the per-row
+		// design. The set-based ones learn their rows inside it.
+		var claimEvents []event.Event
+		if d.perRowUpdates {
+			claimEvents = floorEvents(nextAttempt(due), task.StatusExecuting, now)
+		}
 		var claimed []floorRow
 		if err := inTx(func(tx *sql.Tx) (err error) {
-			claimed, err = floorSQLiteClaim(ctx, tx, d, now, due)
+			claimed, err = floorSQLiteClaim(ctx, tx, d, now, due, claimEvents)
 			return err
 		}); err != nil {
 			return 0, 0, fmt.Errorf("claim: %w", err)
 		}
+		finished := now.Add(time.Microsecond)
+		var doneEvents []event.Event
+		if d.perRowUpdates {
+			doneEvents = floorEvents(claimed, task.StatusCompleted, finished)
+		}
 		var n int
 		if err := inTx(func(tx *sql.Tx) (err error) {
-			n, err = floorSQLiteComplete(ctx, tx, d, now.Add(time.Microsecond), claimed)
+			n, err = floorSQLiteComplete(ctx, tx, d, finished, claimed, doneEvents)
 			return err
 		}); err != nil {
 			return 0, 0, fmt.Errorf("complete: %w", err)
@@ -167,6 +180,15 @@ func floorRunSQLite(ctx context.Context, env *dbEnv, o *options, d sqliteFloorDe
 	return round((cpu1.processSeconds - cpu0.processSeconds) / n * 1e6), round(writer.Seconds() / n * 1e6), nil
 }
 
+// nextAttempt is rows as a claim leaves them: one attempt further.
+func nextAttempt(rows []floorRow) []floorRow {
+	out := make([]floorRow, len(rows))
+	for i, r := range rows {
+		out[i] = floorRow{id: r.id, version: r.version, attempt: r.attempt + 1}
+	}
+	return out
+}
+
 // floorRow is a task a floor batch works on.
 type floorRow struct {
 	id, version string
@@ -175,22 +197,18 @@ type floorRow struct {
 
 // floorSQLiteClaim claims up to floorBatch pending tasks (the due ones,
 // for per-row updates), writes their events, and returns what it claimed.
-func floorSQLiteClaim(ctx context.Context, tx *sql.Tx, d sqliteFloorDesign, now time.Time, due []floorRow) ([]floorRow, error) {
+func floorSQLiteClaim(ctx context.Context, tx *sql.Tx, d sqliteFloorDesign, now time.Time, due []floorRow, evs []event.Event) ([]floorRow, error) {
 	lease := now.Add(30 * time.Second)
 	var claimed []floorRow
 	if !d.perRowUpdates {
-		if !d.perRowEvents {
-			_, err := tx.ExecContext(ctx, sqliteFloorClaimSet, now, lease)
-			if err != nil {
-				return nil, err
-			}
-			_, err = tx.ExecContext(ctx, sqliteFloorEvents, now, now, string(task.StatusExecuting))
-			return nil, err
-		}
 		var err error
 		if claimed, err = floorSQLiteRead(ctx, tx, sqliteFloorClaimSet+` RETURNING id, '', attempt`, now, lease); err != nil {
 			return nil, err
 		}
+		if !d.perRowEvents {
+			return claimed, floorSQLiteEventsInSQL(ctx, tx, claimed, now)
+		}
+		return claimed, floorSQLiteEventRows(ctx, tx, floorEvents(claimed, task.StatusExecuting, now))
 	} else {
 		st, err := tx.PrepareContext(ctx, sqliteFloorClaimRow)
 		if err != nil {
@@ -209,31 +227,22 @@ func floorSQLiteClaim(ctx context.Context, tx *sql.Tx, d sqliteFloorDesign, now 
 			claimed = append(claimed, floorRow{id: r.id, version: version, attempt: r.attempt + 1})
 		}
 	}
-	return claimed, floorSQLiteEventRows(ctx, tx, claimed, task.StatusExecuting, now)
+	return claimed, floorSQLiteEventRows(ctx, tx, evs)
 }
 
 // floorSQLiteComplete completes up to floorBatch executing tasks (the
 // claimed ones, for per-row updates), writes their events, and returns how
 // many it completed.
-func floorSQLiteComplete(ctx context.Context, tx *sql.Tx, d sqliteFloorDesign, now time.Time, claimed []floorRow) (int, error) {
+func floorSQLiteComplete(ctx context.Context, tx *sql.Tx, d sqliteFloorDesign, now time.Time, claimed []floorRow, evs []event.Event) (int, error) {
 	if !d.perRowUpdates {
-		if !d.perRowEvents {
-			res, err := tx.ExecContext(ctx, sqliteFloorCompleteSet, now)
-			if err != nil {
-				return 0, err
-			}
-			k, err := res.RowsAffected()
-			if err != nil {
-				return 0, err
-			}
-			_, err = tx.ExecContext(ctx, sqliteFloorEvents, now, now, string(task.StatusCompleted))
-			return int(k), err
-		}
 		done, err := floorSQLiteRead(ctx, tx, sqliteFloorCompleteSet+` RETURNING id, '', attempt`, now)
 		if err != nil {
 			return 0, err
 		}
-		return len(done), floorSQLiteEventRows(ctx, tx, done, task.StatusCompleted, now)
+		if !d.perRowEvents {
+			return len(done), floorSQLiteEventsInSQL(ctx, tx, done, now)
+		}
+		return len(done), floorSQLiteEventRows(ctx, tx, floorEvents(done, task.StatusCompleted, now))
 	}
 	st, err := tx.PrepareContext(ctx, sqliteFloorCompleteRow)
 	if err != nil {
@@ -250,29 +259,52 @@ func floorSQLiteComplete(ctx context.Context, tx *sql.Tx, d sqliteFloorDesign, n
 			return 0, fmt.Errorf("completing %s: %d rows, %v", r.id, k, err)
 		}
 	}
-	return len(claimed), floorSQLiteEventRows(ctx, tx, claimed, task.StatusCompleted, now)
+	return len(claimed), floorSQLiteEventRows(ctx, tx, evs)
 }
 
-// floorSQLiteEventRows inserts one event per row, one prepared statement
-// per row, with the body event.New builds.
-func floorSQLiteEventRows(ctx context.Context, tx *sql.Tx, rows []floorRow, status task.Status, now time.Time) error {
-	st, err := tx.PrepareContext(ctx, sqliteFloorEventRow)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	for _, r := range rows {
+// floorEvents builds the events of rows moved to status at now, as
+// event.New builds them.
+func floorEvents(rows []floorRow, status task.Status, now time.Time) []event.Event {
+	evs := make([]event.Event, len(rows))
+	for i, r := range rows {
 		t := &task.Task{ID: uuid.MustParse(r.id), Type: "echo", Status: status, QueueName: "default", Attempt: r.attempt,
 			UpdatedAt: now, StartedAt: &now}
 		if status == task.StatusCompleted {
 			t.CompletedAt, t.Progress = &now, 1
 		}
-		ev := event.New(t, event.KindStatus, now)
-		if _, err := st.ExecContext(ctx, r.id, ev.TaskType, ev.EventType, string(status), "", string(ev.Body), now); err != nil {
+		evs[i] = event.New(t, event.KindStatus, now)
+	}
+	return evs
+}
+
+// floorSQLiteEventRows inserts the events one prepared statement per row.
+func floorSQLiteEventRows(ctx context.Context, tx *sql.Tx, evs []event.Event) error {
+	st, err := tx.PrepareContext(ctx, sqliteFloorEventRow)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for _, ev := range evs {
+		if _, err := st.ExecContext(ctx, ev.TaskID.String(), ev.TaskType, ev.EventType, string(ev.Status), "", string(ev.Body), ev.CreatedAt); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// floorSQLiteEventsInSQL inserts the events of rows with one INSERT …
+// SELECT that builds their bodies.
+func floorSQLiteEventsInSQL(ctx context.Context, tx *sql.Tx, rows []floorRow, now time.Time) error {
+	ids := make([]string, len(rows))
+	for i, r := range rows {
+		ids[i] = r.id
+	}
+	b, err := json.Marshal(ids)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, sqliteFloorEvents, now, string(b))
+	return err
 }
 
 // querier is a connection or a transaction.
