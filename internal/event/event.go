@@ -91,7 +91,9 @@ func New(t *task.Task, kind string, at time.Time) Event {
 		// appendBody refuses what it does not write as encoding/json would;
 		// encoding/json then decides.
 		if raw, err = json.Marshal(body); err != nil {
-			// Body holds only marshalable types; this cannot fail.
+			// Only a NaN or infinite progress or a time JSON cannot
+			// write gets here: the engine clamps progress to 0–100, the
+			// store refuses NaN, and task times come from the clock.
 			panic("event: marshal body: " + err.Error())
 		}
 	}
