@@ -296,7 +296,7 @@ func runChaos(t *testing.T, sc scenario) {
 		t.Fatalf("submitted %d tasks, want %d", len(submitted), totalTasks)
 	}
 
-	waitTerminal(t, ctx, st, settleTimeout)
+	waitTerminal(t, ctx, st, totalTasks, settleTimeout)
 	settled := time.Now()
 	if apiProc != nil {
 		slots = append(slots, apiProc)
@@ -401,22 +401,33 @@ func busiest(t *testing.T, ctx context.Context, st store.Store, slots []*proc, n
 	return best, byPID[slots[best].pid()]
 }
 
-// waitTerminal waits until no task is pending or executing.
-func waitTerminal(t *testing.T, ctx context.Context, st store.Store, timeout time.Duration) {
+// waitTerminal waits until all n tasks are terminal. It counts the
+// terminal statuses, which no task leaves here (nothing retries them), so
+// counts taken one after another can only miss a task that has just
+// arrived: they never add up to n early. Counting pending and executing
+// instead could see neither side of a rescue (executing, then pending)
+// and stop while a task still had to run.
+func waitTerminal(t *testing.T, ctx context.Context, st store.Store, n int, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	nextLog := time.Now().Add(5 * time.Second)
 	for {
-		pending := countStatus(t, ctx, st, task.StatusPending)
-		executing := countStatus(t, ctx, st, task.StatusExecuting)
-		if pending+executing == 0 {
+		done := 0
+		for _, s := range []task.Status{task.StatusCompleted, task.StatusFailed, task.StatusCancelled} {
+			done += countStatus(t, ctx, st, s)
+		}
+		if done == n {
 			return
 		}
+		if done > n {
+			t.Fatalf("%d tasks are terminal, but %d were submitted", done, n)
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d tasks pending and %d executing %s after the last round", pending, executing, timeout)
+			t.Fatalf("%d of %d tasks are not terminal %s after the last round (%d pending, %d executing)",
+				n-done, n, timeout, countStatus(t, ctx, st, task.StatusPending), countStatus(t, ctx, st, task.StatusExecuting))
 		}
 		if time.Now().After(nextLog) {
-			t.Logf("waiting: %d tasks pending, %d executing", pending, executing)
+			t.Logf("waiting: %d of %d tasks are not terminal", n-done, n)
 			nextLog = time.Now().Add(5 * time.Second)
 		}
 		time.Sleep(250 * time.Millisecond)
