@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strconv"
@@ -12,9 +13,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
-	"github.com/computeserver/compute/internal/registry"
-	"github.com/computeserver/compute/internal/store"
-	"github.com/computeserver/compute/internal/store/sqlstore"
 	"github.com/computeserver/compute/internal/tasks/echo"
 )
 
@@ -170,6 +168,7 @@ func measureFloor(ctx context.Context, o *options, db, name string, run func() (
 		if err != nil {
 			return res, fmt.Errorf("floor on %s, %s: %w", db, name, err)
 		}
+		cpu, wall = math.Round(cpu*10)/10, math.Round(wall*10)/10
 		res.Runs = append(res.Runs, cpu)
 		walls = append(walls, wall)
 	}
@@ -256,14 +255,8 @@ func floorSeed(ctx context.Context, db *freshDB, env *dbEnv, o *options, i int) 
 		if err != nil {
 			return "", err
 		}
-		for j := 0; j < o.n; j += o.insertBatch {
-			params := make([]river.InsertManyParams, 0, o.insertBatch)
-			for k := j; k < min(j+o.insertBatch, o.n); k++ {
-				params = append(params, river.InsertManyParams{Args: noopArgs{Message: fmt.Sprintf("bench %d", k)}})
-			}
-			if _, err := client.InsertMany(ctx, params); err != nil {
-				return "", err
-			}
+		if err := insertRiverJobs(ctx, client, o); err != nil {
+			return "", err
 		}
 		return "river_job", nil
 	default:
@@ -288,29 +281,12 @@ func floorSeed(ctx context.Context, db *freshDB, env *dbEnv, o *options, i int) 
 // seedOurs creates o.n pending echo tasks through the store, as the
 // throughput phase does, in the fresh database at dsn.
 func seedOurs(ctx context.Context, dsn string, o *options) error {
-	reg := registry.New()
-	if err := reg.Register(echo.Type()); err != nil {
-		return err
-	}
-	st, err := sqlstore.Open(ctx, dsn, reg, nil)
+	st, reg, err := openOurs(ctx, dsn, echo.Type())
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		return err
-	}
-	def, _ := reg.Lookup(echo.Name)
-	for j := 0; j < o.n; j += o.insertBatch {
-		recs := make([]*store.Record, 0, o.insertBatch)
-		for k := j; k < min(j+o.insertBatch, o.n); k++ {
-			recs = append(recs, newEchoRecord(def, fmt.Sprintf("bench %d", k)))
-		}
-		if err := st.CreateTasks(ctx, recs); err != nil {
-			return err
-		}
-	}
-	return nil
+	return createEchoTasks(ctx, st, reg, o)
 }
 
 // floorCheck makes sure the statements did the work: every row finished,

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/google/uuid"
@@ -176,8 +175,7 @@ func floorRunSQLite(ctx context.Context, env *dbEnv, o *options, d sqliteFloorDe
 		return 0, 0, fmt.Errorf("check: %d of %d completed, %d events (want %d)", completed, o.n, events, 2*o.n)
 	}
 	n := float64(o.n)
-	round := func(x float64) float64 { return math.Round(x*10) / 10 }
-	return round((cpu1.processSeconds - cpu0.processSeconds) / n * 1e6), round(writer.Seconds() / n * 1e6), nil
+	return (cpu1.processSeconds - cpu0.processSeconds) / n * 1e6, writer.Seconds() / n * 1e6, nil
 }
 
 // nextAttempt is rows as a claim leaves them: one attempt further.

@@ -137,18 +137,11 @@ func runOursPickup(ctx context.Context, env *dbEnv, kind, variant string, o *opt
 	}
 	defer db.cleanup()
 	rec := probe.NewRecorder()
-	reg := registry.New()
-	if err := reg.Register(probe.Type(rec)); err != nil {
-		return res, err
-	}
-	st, err := sqlstore.Open(ctx, db.dsn, reg, nil)
+	st, reg, err := openOurs(ctx, db.dsn, probe.Type(rec))
 	if err != nil {
 		return res, err
 	}
 	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		return res, err
-	}
 	creator := st
 	if variant == variantSeparateStore {
 		creator, err = sqlstore.Open(ctx, db.dsn, reg, nil)

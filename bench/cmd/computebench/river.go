@@ -160,6 +160,21 @@ func runRiverThroughput(ctx context.Context, env *dbEnv, kind string, o *options
 	return riverThroughput(ctx, r, kind, o, run)
 }
 
+// insertRiverJobs inserts o.n no-op jobs with InsertMany, in batches of
+// o.insertBatch.
+func insertRiverJobs[TTx any](ctx context.Context, client *river.Client[TTx], o *options) error {
+	for i := 0; i < o.n; i += o.insertBatch {
+		params := make([]river.InsertManyParams, 0, o.insertBatch)
+		for j := i; j < min(i+o.insertBatch, o.n); j++ {
+			params = append(params, river.InsertManyParams{Args: noopArgs{Message: fmt.Sprintf("bench %d", j)}})
+		}
+		if _, err := client.InsertMany(ctx, params); err != nil {
+			return fmt.Errorf("inserting river jobs: %w", err)
+		}
+	}
+	return nil
+}
+
 func riverThroughput[TTx any](ctx context.Context, r *riverDB[TTx], kind string, o *options, run int) (throughputResult, error) {
 	res := throughputResult{System: "river", DB: kind, Run: run, N: o.n}
 	if err := r.migrate(ctx); err != nil {
@@ -178,14 +193,8 @@ func riverThroughput[TTx any](ctx context.Context, r *riverDB[TTx], kind string,
 	}
 
 	start := time.Now()
-	for i := 0; i < o.n; i += o.insertBatch {
-		params := make([]river.InsertManyParams, 0, o.insertBatch)
-		for j := i; j < min(i+o.insertBatch, o.n); j++ {
-			params = append(params, river.InsertManyParams{Args: noopArgs{Message: fmt.Sprintf("bench %d", j)}})
-		}
-		if _, err := client.InsertMany(ctx, params); err != nil {
-			return res, fmt.Errorf("inserting river jobs: %w", err)
-		}
+	if err := insertRiverJobs(ctx, client, o); err != nil {
+		return res, err
 	}
 	res.InsertSeconds = time.Since(start).Seconds()
 	res.InsertPerSec = float64(o.n) / res.InsertSeconds

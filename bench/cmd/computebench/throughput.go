@@ -54,6 +54,45 @@ func newEchoRecord(def *registry.Definition, msg string) *store.Record {
 	return &store.Record{Task: t, Fields: &echo.Fields{Message: msg}, Def: def}
 }
 
+// openOurs opens and migrates the compute store at dsn with the given task
+// types registered.
+func openOurs(ctx context.Context, dsn string, types ...registry.Declaration) (*sqlstore.Store, *registry.Registry, error) {
+	reg := registry.New()
+	for _, d := range types {
+		if err := reg.Register(d); err != nil {
+			return nil, nil, err
+		}
+	}
+	st, err := sqlstore.Open(ctx, dsn, reg, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := st.Migrate(ctx); err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return st, reg, nil
+}
+
+// createEchoTasks creates o.n pending echo tasks with CreateTasks, in
+// batches of o.insertBatch.
+func createEchoTasks(ctx context.Context, st *sqlstore.Store, reg *registry.Registry, o *options) error {
+	def, ok := reg.Lookup(echo.Name)
+	if !ok {
+		return fmt.Errorf("the echo type is not registered")
+	}
+	for i := 0; i < o.n; i += o.insertBatch {
+		recs := make([]*store.Record, 0, o.insertBatch)
+		for j := i; j < min(i+o.insertBatch, o.n); j++ {
+			recs = append(recs, newEchoRecord(def, fmt.Sprintf("bench %d", j)))
+		}
+		if err := st.CreateTasks(ctx, recs); err != nil {
+			return fmt.Errorf("creating tasks: %w", err)
+		}
+	}
+	return nil
+}
+
 // runOursThroughput creates N echo tasks with CreateTasks, then times an
 // engine working them all, and checks every task completed with its three
 // events.
@@ -64,30 +103,16 @@ func runOursThroughput(ctx context.Context, env *dbEnv, kind string, o *options,
 		return res, err
 	}
 	defer db.cleanup()
-	reg := registry.New()
-	if err := reg.Register(echo.Type()); err != nil {
-		return res, err
-	}
-	st, err := sqlstore.Open(ctx, db.dsn, reg, nil)
+	st, reg, err := openOurs(ctx, db.dsn, echo.Type())
 	if err != nil {
 		return res, err
 	}
 	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
-		return res, err
-	}
-	def, _ := reg.Lookup(echo.Name)
 
 	stopProfile := o.profile(fmt.Sprintf("insert-compute-%s-%d", kind, run))
 	start := time.Now()
-	for i := 0; i < o.n; i += o.insertBatch {
-		recs := make([]*store.Record, 0, o.insertBatch)
-		for j := i; j < min(i+o.insertBatch, o.n); j++ {
-			recs = append(recs, newEchoRecord(def, fmt.Sprintf("bench %d", j)))
-		}
-		if err := st.CreateTasks(ctx, recs); err != nil {
-			return res, fmt.Errorf("creating tasks: %w", err)
-		}
+	if err := createEchoTasks(ctx, st, reg, o); err != nil {
+		return res, err
 	}
 	res.InsertSeconds = time.Since(start).Seconds()
 	res.InsertPerSec = float64(o.n) / res.InsertSeconds
