@@ -17,6 +17,7 @@ import (
 	"github.com/computeserver/compute/internal/config"
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/scaffold"
+	"github.com/computeserver/compute/internal/store/schema"
 	"github.com/computeserver/compute/internal/store/sqlstore"
 )
 
@@ -88,7 +89,7 @@ func migrateDiffCmd(f *flags, stdout, stderr io.Writer) *cobra.Command {
 // migrations.
 func runMigrateDiff(ctx context.Context, o diffOptions, out io.Writer) error {
 	dialects := []struct{ name, dsn string }{{sqlstore.DialectSQLite, ""}, {sqlstore.DialectPostgres, o.postgresURL}}
-	var pending []sqlstore.TableDrift
+	var pending []schema.TableDrift
 	highest := int64(0) // the highest version applied, the core's included
 	for _, d := range dialects {
 		if d.name == sqlstore.DialectPostgres && d.dsn == "" {
@@ -116,7 +117,7 @@ func runMigrateDiff(ctx context.Context, o diffOptions, out io.Writer) error {
 		if !d.Blocking() {
 			fmt.Fprintln(out, "Nothing to migrate: leftover columns break nothing. Drop them in a migration once nothing reads them:")
 			for _, x := range d.Differences {
-				fmt.Fprintf(out, "    ALTER TABLE %s DROP COLUMN %s;\n", sqlstore.Ident(d.Table), sqlstore.Ident(x.Column))
+				fmt.Fprintf(out, "    ALTER TABLE %s DROP COLUMN %s;\n", schema.Ident(d.Table), schema.Ident(x.Column))
 			}
 			continue
 		}
@@ -164,8 +165,8 @@ func runMigrateDiff(ctx context.Context, o diffOptions, out io.Writer) error {
 
 // scratchDrift migrates a scratch database and compares; it also returns
 // the highest migration version, so a new one can follow it.
-func scratchDrift(ctx context.Context, dsn string, o diffOptions) (drift []sqlstore.TableDrift, highest int64, err error) {
-	st, drop, err := sqlstore.OpenScratch(ctx, dsn, o.reg, o.log)
+func scratchDrift(ctx context.Context, dsn string, o diffOptions) (drift []schema.TableDrift, highest int64, err error) {
+	st, drop, err := schema.OpenScratch(ctx, dsn, o.reg, o.log)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -184,7 +185,7 @@ func scratchDrift(ctx context.Context, dsn string, o diffOptions) (drift []sqlst
 	for _, m := range states {
 		highest = max(highest, m.Version)
 	}
-	drift, err = st.Drift(ctx)
+	drift, err = schema.Drift(ctx, st, o.reg)
 	return drift, highest, err
 }
 

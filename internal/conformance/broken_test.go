@@ -11,6 +11,7 @@ import (
 	"testing/fstest"
 
 	"github.com/computeserver/compute/internal/registry"
+	"github.com/computeserver/compute/internal/store/schema"
 	"github.com/computeserver/compute/internal/task"
 	"github.com/computeserver/compute/internal/tasks"
 	"github.com/computeserver/compute/internal/tasks/echo"
@@ -122,7 +123,7 @@ func TestCheckTableShowsTheMigration(t *testing.T) {
 			reg := registry.New()
 			reg.MustRegister(brokenType())
 			def, _ := reg.Lookup("broken")
-			d, err := testdb.Open(t, dialect, reg).TableDrift(t.Context(), def)
+			d, err := schema.Compare(t.Context(), testdb.Open(t, dialect, reg), def)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/computeserver/compute/internal/registry"
+	"github.com/computeserver/compute/internal/store/schema"
 	"github.com/computeserver/compute/internal/store/sqlstore"
 	"github.com/computeserver/compute/internal/task"
 )
@@ -56,7 +57,7 @@ func title(s string) string { return strings.ToUpper(s[:1]) + s[1:] }
 // the migration to add. Leftover columns the model no longer has, which
 // allow NULL or have a default, are not an error: they break nothing and
 // wait for a person to drop them (Run logs them).
-func CheckTable(d sqlstore.TableDrift) error {
+func CheckTable(d schema.TableDrift) error {
 	if !d.Blocking() {
 		return nil
 	}

@@ -32,8 +32,7 @@ import (
 
 	"github.com/computeserver/compute/internal/app"
 	"github.com/computeserver/compute/internal/config"
-	"github.com/computeserver/compute/internal/registry"
-	"github.com/computeserver/compute/internal/store/sqlstore"
+	"github.com/computeserver/compute/internal/store/schema"
 	"github.com/computeserver/compute/internal/testutil/testdb"
 )
 
@@ -46,13 +45,6 @@ type Options struct {
 	// (default 2 minutes).
 	ExampleTimeout time.Duration
 }
-
-// drifter is the part of the SQL store the table check needs.
-type drifter interface {
-	TableDrift(ctx context.Context, def *registry.Definition) (sqlstore.TableDrift, error)
-}
-
-var _ drifter = (*sqlstore.Store)(nil)
 
 // Run runs the suite over every type Register adds.
 func Run(t *testing.T, opts Options) {
@@ -98,9 +90,9 @@ func runDialect(t *testing.T, dialect string, opts Options) {
 	if !json.Valid(openAPI.body) || !json.Valid(types.body) {
 		t.Fatal("the OpenAPI document or the task type listing is not JSON")
 	}
-	st, ok := srv.app.Store.(drifter)
+	st, ok := srv.app.Store.(schema.Inspector)
 	if !ok {
-		t.Fatalf("the store %T has no drift check (TableDrift)", srv.app.Store)
+		t.Fatalf("the store %T cannot list its tables' columns (schema.Inspector)", srv.app.Store)
 	}
 
 	var mu sync.Mutex
@@ -115,7 +107,7 @@ func runDialect(t *testing.T, dialect string, opts Options) {
 					}
 				})
 				t.Run("Table", func(t *testing.T) {
-					d, err := st.TableDrift(t.Context(), def)
+					d, err := schema.Compare(t.Context(), st, def)
 					if err != nil {
 						t.Fatal(err)
 					}

@@ -9,7 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/computeserver/compute/internal/registry"
-	"github.com/computeserver/compute/internal/store/sqlstore"
+	"github.com/computeserver/compute/internal/store/schema"
 )
 
 // The field types a spec can name.
@@ -211,8 +211,8 @@ func (f Field) kind() registry.Kind {
 }
 
 // spec is the field's column for the migration.
-func (f Field) spec() sqlstore.ColumnSpec {
-	return sqlstore.ColumnSpec{Name: f.Name, Kind: f.kind(), Nullable: f.nullable(), Default: f.Default}
+func (f Field) spec() schema.ColumnSpec {
+	return schema.ColumnSpec{Name: f.Name, Kind: f.kind(), Nullable: f.nullable(), Default: f.Default}
 }
 
 // GoName is the exported Go name: image_url → ImageURL.

@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/computeserver/compute/internal/registry"
+	"github.com/computeserver/compute/internal/store/schema"
 	"github.com/computeserver/compute/internal/store/sqlstore"
 )
 
@@ -193,12 +194,12 @@ func plan(opts Options) (*planned, error) {
 	if err := checkIdentifiers(pkg, p.files, opts.Root); err != nil {
 		return nil, err
 	}
-	specs := make([]sqlstore.ColumnSpec, len(fields))
+	specs := make([]schema.ColumnSpec, len(fields))
 	for i, f := range fields {
 		specs[i] = f.spec()
 	}
 	for _, dialect := range []string{sqlstore.DialectSQLite, sqlstore.DialectPostgres} {
-		sql, err := sqlstore.CreateTableMigration(dialect, opts.Name+"_tasks", specs)
+		sql, err := schema.CreateTableMigration(dialect, opts.Name+"_tasks", specs)
 		if err != nil {
 			return nil, err
 		}

@@ -147,6 +147,11 @@ func nullTime(t *time.Time) any {
 // against times written in UTC.
 func dbTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
+// TimeText is t as the store writes it in text (UTC, microseconds, the
+// SQLite driver's format, which PostgreSQL reads too): generated DDL uses
+// it for time defaults so they compare correctly with stored times.
+func TimeText(t time.Time) string { return batchTime(t) }
+
 func nullString(s string) any {
 	if s == "" {
 		return nil

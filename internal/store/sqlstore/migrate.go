@@ -8,7 +8,6 @@ import (
 	"path"
 	"strconv"
 	"strings"
-	"testing/fstest"
 
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
@@ -23,7 +22,7 @@ var coreMigrations embed.FS
 // one flat folder for the dialect. Versions are timestamps; two files with
 // the same version are an error naming both owners.
 func (s *Store) migrationFS() (fs.FS, map[int64]string, error) {
-	merged := fstest.MapFS{}
+	merged := flatFS{}
 	owner := map[int64]string{}
 	add := func(src fs.FS, dir, who string) error {
 		files, err := fs.Glob(src, dir+"/*.sql")
@@ -45,7 +44,7 @@ func (s *Store) migrationFS() (fs.FS, map[int64]string, error) {
 				return err
 			}
 			owner[v] = who + "/" + base
-			merged[base] = &fstest.MapFile{Data: data, Mode: 0o444}
+			merged[base] = data
 		}
 		return nil
 	}

@@ -26,6 +26,12 @@ import (
 	"github.com/computeserver/compute/internal/store"
 )
 
+// The dialect names Dialect returns.
+const (
+	DialectSQLite   = "sqlite"
+	DialectPostgres = "postgres"
+)
+
 // dialect holds what differs between the two databases.
 type dialect struct {
 	name string

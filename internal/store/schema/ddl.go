@@ -1,4 +1,9 @@
-package sqlstore
+// Package schema is the tooling around the SQL store's tables: the DDL a
+// new type's first migration needs (the scaffold), the drift between a
+// type's model and its migrated table with the migration that mends it
+// (`compute migrate diff`, the conformance suite), and scratch databases
+// for such checks. The store itself never uses it.
+package schema
 
 import (
 	"fmt"
@@ -8,12 +13,14 @@ import (
 	"time"
 
 	"github.com/computeserver/compute/internal/registry"
+	"github.com/computeserver/compute/internal/store/sqlstore"
 )
 
-// The dialect names Dialect returns and DDL functions take.
+// The dialect names the DDL functions take are sqlstore's (what
+// Store.Dialect returns).
 const (
-	DialectSQLite   = "sqlite"
-	DialectPostgres = "postgres"
+	DialectSQLite   = sqlstore.DialectSQLite
+	DialectPostgres = sqlstore.DialectPostgres
 )
 
 // ColumnSpec describes one column of a type table for generated DDL: the
@@ -227,7 +234,7 @@ func boolLiteral(dialect string, v bool) string {
 // format, which PostgreSQL reads too), so that stored times compare
 // correctly on SQLite.
 func timeLiteral(dialect string, t time.Time) string {
-	return "'" + batchTime(t) + "'"
+	return "'" + sqlstore.TimeText(t) + "'"
 }
 
 // zeroLiteral is the literal of the Go zero value of a kind.
@@ -251,7 +258,7 @@ func zeroLiteral(dialect string, k registry.Kind) string {
 // either database (a column named "order" must be written "order").
 func Ident(name string) string {
 	if sqlKeywords[strings.ToLower(name)] {
-		return quote(name)
+		return `"` + name + `"`
 	}
 	return name
 }

@@ -1,4 +1,4 @@
-package sqlstore_test
+package schema_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/store"
+	"github.com/computeserver/compute/internal/store/schema"
 	"github.com/computeserver/compute/internal/store/sqlstore"
 	"github.com/computeserver/compute/internal/task"
 	"github.com/computeserver/compute/internal/testutil/testdb"
@@ -89,8 +90,19 @@ func evolvingType[M any](files fstest.MapFS) registry.Type[M, struct{}] {
 	}
 }
 
+// migrated is a migrated store with the registry it was opened with.
+type migrated struct {
+	*sqlstore.Store
+	reg *registry.Registry
+}
+
+// Drift compares every table of the store's types with its model.
+func (m migrated) Drift(ctx context.Context) ([]schema.TableDrift, error) {
+	return schema.Drift(ctx, m.Store, m.reg)
+}
+
 // openWith opens and migrates the database at url for one type.
-func openWith(t *testing.T, url string, decl registry.Declaration) (*sqlstore.Store, *registry.Definition) {
+func openWith(t *testing.T, url string, decl registry.Declaration) (migrated, *registry.Definition) {
 	t.Helper()
 	reg := registry.New()
 	reg.MustRegister(decl)
@@ -103,10 +115,10 @@ func openWith(t *testing.T, url string, decl registry.Declaration) (*sqlstore.St
 	if err := st.Migrate(context.Background()); err != nil {
 		t.Fatalf("migrating: %v", err)
 	}
-	return st, def
+	return migrated{st, reg}, def
 }
 
-func kinds(d sqlstore.TableDrift) []string {
+func kinds(d schema.TableDrift) []string {
 	var out []string
 	for _, x := range d.Differences {
 		out = append(out, string(x.Kind)+" "+x.Column)
@@ -213,7 +225,7 @@ func TestDriftMissingTable(t *testing.T) {
 			files := migrationFiles(dialect, "20990101000001_nothing.sql", "-- +goose Up\nSELECT 1;\n")
 			st, _ := openWith(t, url, evolvingType[evolvingV2](files))
 			drift, err := st.Drift(context.Background())
-			if err != nil || len(drift) != 1 || drift[0].Differences[0].Kind != sqlstore.DriftMissingTable {
+			if err != nil || len(drift) != 1 || drift[0].Differences[0].Kind != schema.DriftMissingTable {
 				t.Fatalf("drift %v (%v), want a missing table", drift, err)
 			}
 			sql, err := drift[0].Migration()
@@ -232,7 +244,7 @@ func TestDriftMissingTable(t *testing.T) {
 
 func TestCreateTableMigration(t *testing.T) {
 	t.Parallel()
-	cols := []sqlstore.ColumnSpec{
+	cols := []schema.ColumnSpec{
 		{Name: "prompt", Kind: registry.KindString},
 		{Name: "steps", Kind: registry.KindInt, Default: "28"},
 		{Name: "scale", Kind: registry.KindFloat, Default: "0.5"},
@@ -254,7 +266,7 @@ func TestCreateTableMigration(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.dialect, func(t *testing.T) {
 			t.Parallel()
-			sql, err := sqlstore.CreateTableMigration(tt.dialect, "evolving_tasks", cols)
+			sql, err := schema.CreateTableMigration(tt.dialect, "evolving_tasks", cols)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -265,11 +277,11 @@ func TestCreateTableMigration(t *testing.T) {
 			}
 		})
 	}
-	if _, err := sqlstore.CreateTableMigration("mysql", "x", cols); err == nil {
+	if _, err := schema.CreateTableMigration("mysql", "x", cols); err == nil {
 		t.Error("an unknown dialect was accepted")
 	}
-	bad := []sqlstore.ColumnSpec{{Name: "n", Kind: registry.KindInt, Default: "five"}}
-	if _, err := sqlstore.CreateTableMigration("sqlite", "x", bad); err == nil || !strings.Contains(err.Error(), `default "five" is not an integer`) {
+	bad := []schema.ColumnSpec{{Name: "n", Kind: registry.KindInt, Default: "five"}}
+	if _, err := schema.CreateTableMigration("sqlite", "x", bad); err == nil || !strings.Contains(err.Error(), `default "five" is not an integer`) {
 		t.Errorf("bad default: %v", err)
 	}
 }

@@ -1,14 +1,14 @@
-package sqlstore
+package schema
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"reflect"
 	"slices"
 	"strings"
 
 	"github.com/computeserver/compute/internal/registry"
+	"github.com/computeserver/compute/internal/store/sqlstore"
 )
 
 // DriftKind classifies one difference between a type's model and its
@@ -116,12 +116,22 @@ type dbColumn struct {
 	hasDefault bool
 }
 
-// Drift compares the table of every registered type with its model and
-// returns the tables that differ. The database must be migrated.
-func (s *Store) Drift(ctx context.Context) ([]TableDrift, error) {
+// Inspector reads a migrated database's catalog; *sqlstore.Store is one.
+type Inspector interface {
+	// Dialect names the database's SQL dialect.
+	Dialect() string
+	// TableColumns lists a table's columns in order (none: no table).
+	TableColumns(ctx context.Context, table string) ([]sqlstore.Column, error)
+}
+
+var _ Inspector = (*sqlstore.Store)(nil)
+
+// Drift compares the table of every type in reg with its model and returns
+// the tables that differ. The database must be migrated.
+func Drift(ctx context.Context, db Inspector, reg *registry.Registry) ([]TableDrift, error) {
 	var out []TableDrift
-	for _, def := range s.reg.All() {
-		d, err := s.TableDrift(ctx, def)
+	for _, def := range reg.All() {
+		d, err := Compare(ctx, db, def)
 		if err != nil {
 			return nil, err
 		}
@@ -132,39 +142,20 @@ func (s *Store) Drift(ctx context.Context) ([]TableDrift, error) {
 	return out, nil
 }
 
-// TableDrift compares the table of one type with its model.
-func (s *Store) TableDrift(ctx context.Context, def *registry.Definition) (TableDrift, error) {
-	have, err := s.tableColumns(ctx, def.Table)
+// Compare compares the table of one type with its model.
+func Compare(ctx context.Context, db Inspector, def *registry.Definition) (TableDrift, error) {
+	cols, err := db.TableColumns(ctx, def.Table)
 	if err != nil {
 		return TableDrift{}, fmt.Errorf("reading columns of %s: %w", def.Table, err)
 	}
-	d := TableDrift{Dialect: s.d.name, Type: def.Name, Table: def.Table, def: def, have: have}
-	d.Differences = compare(s.d.name, def, have)
+	have := make([]dbColumn, len(cols))
+	for i, c := range cols {
+		have[i] = dbColumn{name: c.Name, typ: c.Type, notNull: c.NotNull, hasDefault: c.HasDefault}
+	}
+	dialect := db.Dialect()
+	d := TableDrift{Dialect: dialect, Type: def.Name, Table: def.Table, def: def, have: have}
+	d.Differences = compare(dialect, def, have)
 	return d, nil
-}
-
-func (s *Store) tableColumns(ctx context.Context, table string) ([]dbColumn, error) {
-	q := `SELECT name, type, "notnull" <> 0, dflt_value IS NOT NULL FROM pragma_table_info($1) ORDER BY cid`
-	if s.d.name == DialectPostgres {
-		q = `SELECT column_name, data_type, is_nullable = 'NO', column_default IS NOT NULL
-FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position`
-	}
-	rows, err := s.r.QueryContext(ctx, q, table)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var cols []dbColumn
-	for rows.Next() {
-		var c dbColumn
-		var typ sql.NullString
-		if err := rows.Scan(&c.name, &typ, &c.notNull, &c.hasDefault); err != nil {
-			return nil, err
-		}
-		c.typ = typ.String
-		cols = append(cols, c)
-	}
-	return cols, rows.Err()
 }
 
 // compare lists the differences between a model and the columns its table

@@ -1,4 +1,4 @@
-package sqlstore
+package schema
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 
 	"github.com/computeserver/compute/internal/registry"
+	"github.com/computeserver/compute/internal/store/sqlstore"
 )
 
 // OpenScratch opens an empty database for a one-off check, such as
@@ -20,19 +21,19 @@ import (
 // diff`): with dsn "" a SQLite file in a new temporary directory, with a
 // postgres:// dsn a new schema on that server. Close the store, then call
 // drop to delete the database.
-func OpenScratch(ctx context.Context, dsn string, reg *registry.Registry, log *slog.Logger) (st *Store, drop func(context.Context) error, err error) {
+func OpenScratch(ctx context.Context, dsn string, reg *registry.Registry, log *slog.Logger) (st *sqlstore.Store, drop func(context.Context) error, err error) {
 	if dsn == "" {
 		dir, err := os.MkdirTemp("", "compute-scratch-")
 		if err != nil {
 			return nil, nil, err
 		}
-		st, err := Open(ctx, filepath.Join(dir, "scratch.db"), reg, log)
+		st, err := sqlstore.Open(ctx, filepath.Join(dir, "scratch.db"), reg, log)
 		if err != nil {
 			return nil, nil, errors.Join(err, os.RemoveAll(dir))
 		}
 		return st, func(context.Context) error { return os.RemoveAll(dir) }, nil
 	}
-	if !IsPostgresURL(dsn) {
+	if !sqlstore.IsPostgresURL(dsn) {
 		return nil, nil, fmt.Errorf("a scratch database needs a postgres:// URL or nothing (SQLite), not %q", dsn)
 	}
 	u, err := url.Parse(dsn)
@@ -57,7 +58,7 @@ func OpenScratch(ctx context.Context, dsn string, reg *registry.Registry, log *s
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
-	if st, err = Open(ctx, u.String(), reg, log); err != nil {
+	if st, err = sqlstore.Open(ctx, u.String(), reg, log); err != nil {
 		return nil, nil, errors.Join(err, drop(ctx))
 	}
 	return st, drop, nil

@@ -1,0 +1,40 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+)
+
+// Column is one column of a table as the database's catalog describes it.
+type Column struct {
+	Name       string
+	Type       string
+	NotNull    bool
+	HasDefault bool
+}
+
+// TableColumns lists a table's columns in their order, none when the
+// table does not exist. Package schema compares them with the models.
+func (s *Store) TableColumns(ctx context.Context, table string) ([]Column, error) {
+	q := `SELECT name, type, "notnull" <> 0, dflt_value IS NOT NULL FROM pragma_table_info($1) ORDER BY cid`
+	if s.d.name == DialectPostgres {
+		q = `SELECT column_name, data_type, is_nullable = 'NO', column_default IS NOT NULL
+FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position`
+	}
+	rows, err := s.r.QueryContext(ctx, q, table)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var cols []Column
+	for rows.Next() {
+		var c Column
+		var typ sql.NullString
+		if err := rows.Scan(&c.Name, &typ, &c.NotNull, &c.HasDefault); err != nil {
+			return nil, err
+		}
+		c.Type = typ.String
+		cols = append(cols, c)
+	}
+	return cols, rows.Err()
+}
