@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"time"
@@ -23,8 +24,10 @@ func (s *Store) startCheckpointer(path string) error {
 	}
 	db.SetMaxOpenConns(1)
 	db.SetMaxIdleConns(1)
-	s.ckpt, s.ckptWake, s.ckptDone = db, make(chan struct{}, 1), make(chan struct{})
-	go s.checkpointer()
+	s.ckpt, s.ckptWake = db, make(chan struct{}, 1)
+	if !s.goBackground(s.checkpointer) {
+		return db.Close()
+	}
 	return nil
 }
 
@@ -40,14 +43,13 @@ func (s *Store) wrote() {
 	}
 }
 
-func (s *Store) checkpointer() {
-	defer close(s.ckptDone)
+func (s *Store) checkpointer(ctx context.Context) {
 	defer s.ckpt.Close()
 	t := time.NewTimer(0)
 	<-t.C
 	for {
 		select {
-		case <-s.closing.Done():
+		case <-ctx.Done():
 			s.checkpoint() // leave a short WAL behind
 			return
 		case <-s.ckptWake:
@@ -55,7 +57,7 @@ func (s *Store) checkpointer() {
 		s.checkpoint()
 		t.Reset(checkpointInterval)
 		select {
-		case <-s.closing.Done():
+		case <-ctx.Done():
 			s.checkpoint()
 			return
 		case <-t.C:

@@ -35,16 +35,12 @@ var errClosed = errors.New("store closed")
 // multi-row INSERT per table and the events (insertEvents), instead of one
 // transaction each. A lone call is written at once, without waiting.
 func (s *Store) CreateTask(ctx context.Context, rec *store.Record) (*store.Record, bool, error) {
-	s.creatorOnce.Do(func() {
-		s.creates = make(chan createReq)
-		go s.creator()
-	})
 	req := createReq{rec: rec, res: make(chan createRes, 1)}
 	select {
 	case s.creates <- req:
 	case <-ctx.Done():
 		return nil, false, ctx.Err()
-	case <-s.closing.Done():
+	case <-s.done:
 		return nil, false, errClosed
 	}
 	r := <-req.res
@@ -52,11 +48,11 @@ func (s *Store) CreateTask(ctx context.Context, rec *store.Record) (*store.Recor
 }
 
 // creator takes the waiting creates, up to maxGroup, and writes them.
-func (s *Store) creator() {
+func (s *Store) creator(ctx context.Context) {
 	for {
 		var first createReq
 		select {
-		case <-s.closing.Done():
+		case <-ctx.Done():
 			return
 		case first = <-s.creates:
 		}
@@ -70,16 +66,16 @@ func (s *Store) creator() {
 				break drain
 			}
 		}
-		s.createGroup(batch)
+		s.createGroup(ctx, batch)
 	}
 }
 
 // createGroup writes a group in one transaction; if that fails, each
 // create is tried alone, so one bad create cannot fail the others.
-func (s *Store) createGroup(batch []createReq) {
+func (s *Store) createGroup(ctx context.Context, batch []createReq) {
 	results := make([]createRes, len(batch))
 	write := func(reqs []createReq, res []createRes) error {
-		ctx, cancel := context.WithTimeout(s.closing, 30*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		return s.inTx(ctx, func(tx *txn) error {
 			for i := range res {

@@ -46,7 +46,11 @@ func (s *Store) Subscribe(ctx context.Context) <-chan store.Notification {
 	if s.d.caps.ListenNotify {
 		s.listenOnce.Do(func() {
 			s.listenReady = make(chan struct{})
-			go s.listen()
+			// Started by the first subscriber, not by Open: it holds a
+			// connection of its own, which only processes that listen need.
+			if !s.goBackground(s.listen) {
+				s.readyOnce.Do(func() { close(s.listenReady) })
+			}
 		})
 		// Return once LISTEN is in place, so nothing sent after Subscribe
 		// returns is missed; if the database cannot be reached, go on (the
@@ -141,8 +145,7 @@ func (s *Store) published(notes ...store.Notification) {
 // listen keeps a LISTEN connection open until the store is closed,
 // reconnecting after failures; after a reconnect it publishes a wake-up,
 // since notifications sent meanwhile are lost.
-func (s *Store) listen() {
-	ctx := s.closing
+func (s *Store) listen(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		err := s.listenOnceConn(ctx)

@@ -90,16 +90,20 @@ type Store struct {
 	listenOnce   sync.Once
 	readyOnce    sync.Once
 	listenReady  chan struct{} // closed once the first LISTEN is in place
-	closing      context.Context
-	close        context.CancelFunc
+
+	// done is closed by Close; bg counts the background goroutines
+	// (goBackground), which Close waits for.
+	done   chan struct{}
+	bgMu   sync.Mutex
+	closed bool
+	bg     sync.WaitGroup
 
 	limitsMu sync.Mutex
 	limits   map[string]int
 	limitsAt time.Time
 
 	// creates feeds the group-commit writer of CreateTask.
-	creates     chan createReq
-	creatorOnce sync.Once
+	creates chan createReq
 
 	// sql holds the batch statements built for the dialect at Open.
 	sql statements
@@ -112,7 +116,6 @@ type Store struct {
 	// that a transaction committed.
 	ckpt     *sql.DB
 	ckptWake chan struct{}
-	ckptDone chan struct{}
 
 	// sink receives the events of every committed transaction.
 	sink func([]event.Event)
@@ -164,7 +167,7 @@ func Open(ctx context.Context, dsn string, reg *registry.Registry, log *slog.Log
 	for _, o := range opts {
 		o(s)
 	}
-	s.closing, s.close = context.WithCancel(context.Background())
+	s.done, s.creates = make(chan struct{}), make(chan createReq)
 	if IsPostgresURL(dsn) {
 		cc, err := pgx.ParseConfig(dsn)
 		if err != nil {
@@ -211,6 +214,7 @@ func Open(ctx context.Context, dsn string, reg *registry.Registry, log *slog.Log
 		}
 	}
 	s.sql = newStatements(s.d)
+	s.goBackground(s.creator)
 	if err := s.Ping(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -270,15 +274,46 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close implements store.Store.
 func (s *Store) Close() error {
-	s.close()
-	if s.ckptDone != nil {
-		<-s.ckptDone
+	s.bgMu.Lock()
+	if s.closed {
+		s.bgMu.Unlock()
+		return nil
 	}
+	s.closed = true
+	close(s.done)
+	s.bgMu.Unlock()
+	s.bg.Wait()
 	err := s.w.Close()
 	if s.r != s.w {
 		err = errors.Join(err, s.r.Close())
 	}
 	return err
+}
+
+// goBackground runs f in a goroutine that Close stops and waits for: f's
+// context is cancelled when Close is called. After Close it runs nothing
+// and returns false.
+func (s *Store) goBackground(f func(ctx context.Context)) bool {
+	s.bgMu.Lock()
+	defer s.bgMu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.bg.Add(1)
+	go func() {
+		defer s.bg.Done()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			select {
+			case <-s.done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		f(ctx)
+	}()
+	return true
 }
 
 // inTx runs fn in a write transaction, committing if it returns nil. A
