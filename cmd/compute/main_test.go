@@ -193,7 +193,7 @@ func TestOpenAPICommand(t *testing.T) {
 	if doc.OpenAPI != "3.1.0" {
 		t.Errorf("openapi %q", doc.OpenAPI)
 	}
-	for _, s := range []string{"TaskCreate", "TaskPublic", "GenerationTaskCreate", "EchoTaskPublic", "ImageAdjusterTaskUpdate"} {
+	for _, s := range []string{"TaskCreate", "TaskPublic", "TaskUpdate", "GenerationTaskCreate", "EchoTaskPublic", "ImageAdjusterTaskPublic"} {
 		if doc.Components.Schemas[s] == nil {
 			t.Errorf("schema %s missing", s)
 		}

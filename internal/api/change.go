@@ -21,13 +21,13 @@ type patchInput struct {
 }
 
 type resultBody struct {
-	TaskID        string          `json:"task_id"`
-	TaskType      string          `json:"task_type"`
-	Status        task.Status     `json:"status"`
-	Progress      float64         `json:"progress"`
-	Result        json.RawMessage `json:"result" doc:"The processor's result: artifacts (with download URLs) and data; null until the task completes."`
-	ErrorMessage  string          `json:"error_message,omitempty"`
-	ErrorCategory string          `json:"error_category,omitempty"`
+	TaskID        uuid.UUID   `json:"task_id"`
+	TaskType      string      `json:"task_type"`
+	Status        task.Status `json:"status"`
+	Progress      float64     `json:"progress"`
+	Result        resultJSON  `json:"result,omitempty" doc:"The processor's result: artifacts (with download URLs) and data; absent until the task completes."`
+	ErrorMessage  string      `json:"error_message,omitempty"`
+	ErrorCategory string      `json:"error_category,omitempty"`
 }
 
 type resultOutput struct {
@@ -80,8 +80,8 @@ func (s *Server) registerChangeRoutes() {
 		}
 		t := rec.Task
 		return &resultOutput{Body: resultBody{
-			TaskID: t.ID.String(), TaskType: t.Type, Status: t.Status, Progress: t.Progress,
-			Result: t.Result, ErrorMessage: t.ErrorMessage, ErrorCategory: t.ErrorCategory,
+			TaskID: t.ID, TaskType: t.Type, Status: t.Status, Progress: t.Progress,
+			Result: storedResult(t.Result), ErrorMessage: t.ErrorMessage, ErrorCategory: t.ErrorCategory,
 		}}, nil
 	})
 }

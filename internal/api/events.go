@@ -29,7 +29,7 @@ const sseWriteTimeout = 30 * time.Second
 // hand.
 func (s *Server) registerEventRoutes() {
 	body := s.api.OpenAPI().Components.Schemas.Schema(reflect.TypeFor[event.Body](), true, "")
-	zero := 0.0
+	zero, explode := 0.0, true
 	after := []*huma.Param{
 		{Name: "Last-Event-ID", In: "header", Schema: &huma.Schema{Type: huma.TypeString},
 			Description: "The `id:` of the last event received; the stream replays every later event from the database first. Sent by EventSource on reconnect; wins over `after`."},
@@ -66,9 +66,10 @@ func (s *Server) registerEventRoutes() {
 			"A tenant key sees only its tenant's events.",
 		Security: bearer,
 		Parameters: append([]*huma.Param{
-			{Name: "task_type", In: "query", Schema: &huma.Schema{Type: huma.TypeString}, Description: "Only events of tasks of this type."},
-			{Name: "status", In: "query", Schema: &huma.Schema{Type: huma.TypeString, Enum: []any{"pending", "executing", "completed", "failed", "cancelled"}},
-				Description: "Only events whose task status is this (progress events have status executing)."},
+			{Name: "task_type", In: "query", Explode: &explode, Schema: &huma.Schema{Type: huma.TypeArray, Items: &huma.Schema{Type: huma.TypeString}},
+				Description: "Only events of tasks of these types (repeat the parameter for several)."},
+			{Name: "status", In: "query", Explode: &explode, Schema: &huma.Schema{Type: huma.TypeArray, Items: &huma.Schema{Ref: refPrefix + statusSchemaName}},
+				Description: "Only events whose task status is one of these (progress events have status executing; repeat the parameter for several)."},
 			{Name: "origin_tenant_id", In: "query", Schema: &huma.Schema{Type: huma.TypeString}, Description: "Only events of this tenant's tasks (a tenant key may name only its own)."},
 		}, after...),
 		Responses: streamResponse("The stream does not end by itself."),
@@ -153,22 +154,21 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	after, bad := streamPosition(r)
 	q := r.URL.Query()
-	f := stream.Filter{Scope: p.scope(), TaskType: q.Get("task_type"), TenantID: q.Get("origin_tenant_id")}
+	f := stream.Filter{Scope: p.scope(), TaskTypes: nonEmpty(q["task_type"]), TenantID: q.Get("origin_tenant_id")}
 	var details []*huma.ErrorDetail
 	if bad != nil {
 		details = append(details, bad)
 	}
-	if f.TaskType != "" {
-		if _, ok := s.types[f.TaskType]; !ok {
-			details = append(details, &huma.ErrorDetail{Location: "query.task_type", Message: "unknown task type", Value: f.TaskType})
-		}
+	if d := s.unknownTypes(f.TaskTypes); d != nil {
+		details = append(details, d)
 	}
-	if v := q.Get("status"); v != "" {
+	for _, v := range nonEmpty(q["status"]) {
 		st, err := task.ParseStatus(v)
 		if err != nil {
 			details = append(details, &huma.ErrorDetail{Location: "query.status", Message: "want pending, executing, completed, failed or cancelled", Value: v})
+			break
 		}
-		f.Status = st
+		f.Statuses = append(f.Statuses, st)
 	}
 	switch {
 	case len(f.TenantID) > 256:
@@ -181,6 +181,18 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.serveStream(w, r, f, after, false, false)
+}
+
+// nonEmpty returns the values of a repeated query parameter, without empty
+// ones (nil when none is left).
+func nonEmpty(values []string) []string {
+	var out []string
+	for _, v := range values {
+		if v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // serveStream writes the events matching f after the position (-1: from

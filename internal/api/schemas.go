@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"reflect"
 	"slices"
@@ -46,25 +48,35 @@ type typeSchemas struct {
 	def *registry.Definition
 	// create, public and update are the component schemas themselves.
 	create, public, update *huma.Schema
-	// createRef, publicRef and updateRef point at them.
-	createRef, publicRef, updateRef *huma.Schema
+	// createRef and publicRef point at the create and public components.
+	createRef, publicRef *huma.Schema
 	// defaults are the type fields' declared defaults by JSON name.
 	defaults map[string]any
 }
 
-// schemaNamer names component schemas after their package and type, so two
-// task types may both call their struct Fields.
-func schemaNamer(t reflect.Type, hint string) string {
-	name := huma.DefaultSchemaNamer(t, hint)
-	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
-		t = t.Elem()
+// schemaNamer names component schemas: the API's own names first
+// (componentNames, and a task type's Fields and Update structs after the
+// type: ImageAdjusterFields), else after their package and type, so two
+// packages may both call a struct Fields.
+func schemaNamer(typeNames map[reflect.Type]string) func(reflect.Type, string) string {
+	return func(t reflect.Type, hint string) string {
+		name := huma.DefaultSchemaNamer(t, hint)
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+			t = t.Elem()
+		}
+		if n, ok := componentNames[t]; ok {
+			return n
+		}
+		if n, ok := typeNames[t]; ok {
+			return n
+		}
+		pkg := t.PkgPath()
+		if pkg == "" || strings.HasSuffix(pkg, "/internal/api") || strings.HasSuffix(pkg, "/internal/task") ||
+			!strings.Contains(pkg, ".") && !strings.Contains(pkg, "/") {
+			return name
+		}
+		return camel(pkg[strings.LastIndex(pkg, "/")+1:]) + name
 	}
-	pkg := t.PkgPath()
-	if pkg == "" || strings.HasSuffix(pkg, "/internal/api") || strings.HasSuffix(pkg, "/internal/task") ||
-		!strings.Contains(pkg, ".") && !strings.Contains(pkg, "/") {
-		return name
-	}
-	return camel(pkg[strings.LastIndex(pkg, "/")+1:]) + name
 }
 
 func camel(s string) string {
@@ -96,7 +108,7 @@ func objectOf(r huma.Registry, t reflect.Type) *huma.Schema {
 // buildTypeSchemas registers a type's create, public and update schemas.
 func buildTypeSchemas(r huma.Registry, def *registry.Definition) (*typeSchemas, error) {
 	base := camel(def.Name)
-	names := map[string]string{"create": base + "TaskCreate", "public": base + "TaskPublic", "update": base + "TaskUpdate"}
+	names := map[string]string{"create": base + "TaskCreate", "public": base + "TaskPublic"}
 	for _, n := range names {
 		if r.Map()[n] != nil {
 			return nil, fmt.Errorf("schema name %s of task type %q is already taken", n, def.Name)
@@ -137,11 +149,11 @@ func buildTypeSchemas(r huma.Registry, def *registry.Definition) (*typeSchemas, 
 	for _, p := range def.Providers {
 		pt.Enum = append(pt.Enum, p)
 	}
-	pt.Default = def.DefaultProvider
+	pt.Description = "Executor to run the task. Default: " + def.DefaultProvider + "."
 	create.Properties["provider_type"] = &pt
 	for k, v := range fields.Properties {
 		if !readOnly[k] {
-			create.Properties[k] = v
+			create.Properties[k] = withoutDefault(v)
 		}
 	}
 	for _, k := range fields.Required {
@@ -165,8 +177,11 @@ func buildTypeSchemas(r huma.Registry, def *registry.Definition) (*typeSchemas, 
 	tt2 := *tb.Properties["task_type"]
 	tt2.Enum = []any{def.Name}
 	public.Properties["task_type"] = &tt2
+	// result is absent until the task completes (never null).
+	public.Properties["result"] = resultRef(r)
+	public.Required = slices.DeleteFunc(public.Required, func(k string) bool { return k == "result" })
 	for k, v := range fields.Properties {
-		public.Properties[k] = v
+		public.Properties[k] = withoutDefault(v)
 	}
 	public.Required = append(public.Required, fields.Required...)
 
@@ -187,46 +202,82 @@ func buildTypeSchemas(r huma.Registry, def *registry.Definition) (*typeSchemas, 
 		}
 	}
 
-	for kind, s := range map[string]*huma.Schema{"create": create, "public": public, "update": update} {
+	// The update schema is not a component: PATCH /tasks/{task_id} takes
+	// TaskUpdate (every type's fields), and the handler validates a body
+	// against the task's own type's schema.
+	update.PrecomputeMessages()
+	for kind, s := range map[string]*huma.Schema{"create": create, "public": public} {
 		s.PrecomputeMessages()
 		r.Map()[names[kind]] = s
 	}
 	ts.create, ts.public, ts.update = create, public, update
 	ts.createRef = &huma.Schema{Ref: refPrefix + names["create"]}
 	ts.publicRef = &huma.Schema{Ref: refPrefix + names["public"]}
-	ts.updateRef = &huma.Schema{Ref: refPrefix + names["update"]}
 	return ts, nil
 }
 
 const refPrefix = "#/components/schemas/"
 
-// unionSchemas registers TaskCreate, TaskPublic and TaskUpdate: oneOf the
-// types' schemas, discriminated by task_type.
-func unionSchemas(r huma.Registry, all []*typeSchemas) (create, public, update *huma.Schema) {
-	names := make([]any, len(all))
+// unionSchemas registers TaskCreate and TaskPublic, oneOf the types'
+// schemas discriminated by task_type, and TaskUpdate, one object with every
+// type's updatable fields.
+//
+// TaskCreate has nothing but the oneOf and the discriminator: a
+// `task_type` property beside them makes generators send the field twice
+// (once for the union, once for the variant). TaskUpdate is no anyOf of the
+// types' update schemas: a PATCH body carries no task_type to tell them
+// apart, and ogen refuses such an anyOf ("complex anyOf").
+//
+// createCheck is what huma validates POST /tasks/ bodies against: the same
+// union, plus an object type and a task_type enum, so that a body that is
+// no object, or names no registered type, gets a 422 located at the
+// problem rather than "matched no schema".
+func unionSchemas(r huma.Registry, all []*typeSchemas) (create, createCheck, public, update *huma.Schema) {
 	createMap, publicMap := map[string]string{}, map[string]string{}
-	c := &huma.Schema{
-		Type:        huma.TypeObject,
-		Description: "A new task; `task_type` selects the schema.",
-		Properties:  map[string]*huma.Schema{},
-		Required:    []string{"task_type"},
-	}
+	c := &huma.Schema{Description: "A new task; `task_type` selects the schema."}
 	p := &huma.Schema{Description: "A task in its type's public schema; `task_type` tells which."}
-	u := &huma.Schema{Description: "Fields to change on a pending task; the accepted fields depend on the task's type."}
-	for i, ts := range all {
-		names[i] = ts.def.Name
+	u := &huma.Schema{
+		Type:                 huma.TypeObject,
+		Description:          "Fields to change on a pending task. Which fields a task accepts depends on its type (GET /api/v1/task-types lists each type's update schema); others are refused with a 422.",
+		Properties:           map[string]*huma.Schema{},
+		AdditionalProperties: false,
+	}
+	seen := map[string][]byte{}
+	for _, ts := range all {
 		c.OneOf = append(c.OneOf, ts.createRef)
 		p.OneOf = append(p.OneOf, ts.publicRef)
-		u.AnyOf = append(u.AnyOf, ts.updateRef)
 		createMap[ts.def.Name] = ts.createRef.Ref
 		publicMap[ts.def.Name] = ts.publicRef.Ref
+		for k, v := range ts.update.Properties {
+			raw, _ := json.Marshal(v)
+			switch prev, ok := seen[k]; {
+			case !ok:
+				seen[k] = raw
+				u.Properties[k] = v
+			case !bytes.Equal(prev, raw):
+				// Two types declare the field differently: the
+				// union cannot say more than that it exists.
+				u.Properties[k] = &huma.Schema{Description: "Depends on the task's type; see GET /api/v1/task-types."}
+			}
+		}
 	}
-	c.Properties["task_type"] = &huma.Schema{Type: huma.TypeString, Enum: names, Description: "The task type."}
 	c.Discriminator = &huma.Discriminator{PropertyName: "task_type", Mapping: createMap}
+	names := make([]any, len(all))
+	for i, ts := range all {
+		names[i] = ts.def.Name
+	}
+	check := &huma.Schema{
+		Type:          huma.TypeObject,
+		Properties:    map[string]*huma.Schema{"task_type": {Type: huma.TypeString, Enum: names}},
+		Required:      []string{"task_type"},
+		OneOf:         c.OneOf,
+		Discriminator: c.Discriminator,
+	}
+	check.PrecomputeMessages()
 	p.Discriminator = &huma.Discriminator{PropertyName: "task_type", Mapping: publicMap}
 	for name, s := range map[string]*huma.Schema{"TaskCreate": c, "TaskPublic": p, "TaskUpdate": u} {
 		s.PrecomputeMessages()
 		r.Map()[name] = s
 	}
-	return &huma.Schema{Ref: refPrefix + "TaskCreate"}, &huma.Schema{Ref: refPrefix + "TaskPublic"}, &huma.Schema{Ref: refPrefix + "TaskUpdate"}
+	return &huma.Schema{Ref: refPrefix + "TaskCreate"}, check, &huma.Schema{Ref: refPrefix + "TaskPublic"}, &huma.Schema{Ref: refPrefix + "TaskUpdate"}
 }

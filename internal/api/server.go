@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"runtime/debug"
 	"time"
 
@@ -65,6 +66,8 @@ type Server struct {
 	keys    *keyCache
 
 	createUnion, publicUnion, updateUnion *huma.Schema
+	// createCheck validates union create bodies (see unionSchemas).
+	createCheck *huma.Schema
 }
 
 // New builds the API for the registered types.
@@ -85,12 +88,19 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s := &Server{cfg: cfg, deps: deps, log: log, mux: http.NewServeMux(), types: map[string]*typeSchemas{}}
 	s.keys = newKeyCache(deps.Store, cfg.KeyCacheTTL)
 	installErrors()
+	configureHuma()
 
 	hc := huma.DefaultConfig("Compute Server API", cfg.Version)
 	hc.CreateHooks = nil // no $schema links in bodies
 	hc.DocsPath = ""     // the default docs page loads assets from a CDN
 	hc.OpenAPIPath = "/openapi"
-	hc.Components.Schemas = huma.NewMapRegistry(refPrefix, schemaNamer)
+	typeNames := map[reflect.Type]string{}
+	for _, def := range deps.Registry.All() {
+		typeNames[def.Model] = camel(def.Name) + "Fields"
+		typeNames[def.Update] = camel(def.Name) + "Update"
+	}
+	hc.Components.Schemas = huma.NewMapRegistry(refPrefix, schemaNamer(typeNames))
+	registerAliases(hc.Components.Schemas)
 	hc.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
 		"bearer": {Type: "http", Scheme: "bearer", Description: "An API key: `Authorization: Bearer csk_…`."},
 	}
@@ -110,13 +120,14 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if len(s.ordered) == 0 {
 		return nil, fmt.Errorf("api: no task types registered")
 	}
-	s.createUnion, s.publicUnion, s.updateUnion = unionSchemas(reg, s.ordered)
+	s.createUnion, s.createCheck, s.publicUnion, s.updateUnion = unionSchemas(reg, s.ordered)
 
 	s.registerHealth()
 	s.registerTaskRoutes()
 	s.registerArtifactRoutes()
 	s.registerEventRoutes()
 	s.registerWebhookRoutes()
+	s.finishDocument()
 	return s, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -61,16 +62,20 @@ func (s *Server) registerTaskRoutes() {
 		Summary:     "Create a task of any type",
 		Description: "The body is one of the registered types' create schemas, selected by `task_type`. Answers 201 with the new task, or 200 with the first task when the Idempotency-Key was seen before.",
 		Security:    bearer, MaxBodyBytes: s.cfg.MaxBodyBytes, DefaultStatus: http.StatusCreated,
-		RequestBody: &huma.RequestBody{Required: true, Content: jsonBody(s.createUnion)},
+		RequestBody: &huma.RequestBody{Required: true, Content: jsonBody(s.createCheck)},
 		Responses:   taskResponses("200", "201"),
 		Errors:      []int{400, 401, 409, 413, 422},
 	}, func(ctx context.Context, in *createInput) (*taskOutput, error) {
 		return s.create(ctx, nil, in)
 	})
+	// huma validates with createCheck; the document shows TaskCreate.
+	if item := s.api.OpenAPI().Paths["/api/v1/tasks/"]; item != nil && item.Post != nil {
+		item.Post.RequestBody.Content = jsonBody(s.createUnion)
+	}
 
 	for _, ts := range s.ordered {
 		huma.Register(s.api, huma.Operation{
-			OperationID: "create-" + ts.def.Name + "-task", Method: http.MethodPost, Path: "/api/v1/tasks/" + ts.def.Name,
+			OperationID: "create-" + strings.ReplaceAll(ts.def.Name, "_", "-") + "-task", Method: http.MethodPost, Path: "/api/v1/tasks/" + ts.def.Name,
 			Tags: []string{"Task types"}, Summary: "Create a " + ts.def.Name + " task", Description: ts.def.Description,
 			Security: bearer, MaxBodyBytes: s.cfg.MaxBodyBytes, DefaultStatus: http.StatusCreated,
 			RequestBody: &huma.RequestBody{Required: true, Content: jsonBody(ts.createRef)},
@@ -167,7 +172,9 @@ func (s *Server) output(rec *store.Record, status int) (*taskOutput, error) {
 // publicJSON renders a task in its type's public schema: the base fields
 // and the type's fields in one flat object.
 func publicJSON(rec *store.Record) (json.RawMessage, error) {
-	base, err := json.Marshal(rec.Task)
+	t := *rec.Task
+	t.Result = json.RawMessage(storedResult(t.Result))
+	base, err := json.Marshal(&t)
 	if err != nil {
 		return nil, err
 	}

@@ -21,9 +21,9 @@ type taskTypeInfo struct {
 }
 
 type typeSchemaSet struct {
-	Create *huma.Schema `json:"create"`
-	Public *huma.Schema `json:"public"`
-	Update *huma.Schema `json:"update"`
+	Create jsonSchemaDoc `json:"create" doc:"The body of POST /api/v1/tasks/ for this type."`
+	Public jsonSchemaDoc `json:"public" doc:"A task of this type as the API returns it."`
+	Update jsonSchemaDoc `json:"update" doc:"The PATCH body this type accepts."`
 }
 
 type typesOutput struct {
@@ -43,10 +43,10 @@ func (s *Server) registerTypesRoute() {
 			d := ts.def
 			out.Body.Types = append(out.Body.Types, taskTypeInfo{
 				Name: d.Name, Title: d.Title, Description: d.Description,
-				DefaultProvider: d.DefaultProvider, Providers: d.Providers, DefaultQueue: d.DefaultQueue,
+				DefaultProvider: d.DefaultProvider, Providers: append([]string{}, d.Providers...), DefaultQueue: d.DefaultQueue,
 				MaxAttempts: d.MaxAttempts, TimeoutSeconds: int(d.Timeout.Seconds()),
 				Routes:  []string{"POST /api/v1/tasks/" + d.Name, "GET /api/v1/tasks/" + d.Name + "/{task_id}"},
-				Schemas: typeSchemaSet{Create: ts.create, Public: ts.public, Update: ts.update},
+				Schemas: typeSchemaSet{Create: jsonSchemaDoc{ts.create}, Public: jsonSchemaDoc{ts.public}, Update: jsonSchemaDoc{ts.update}},
 			})
 		}
 		return out, nil

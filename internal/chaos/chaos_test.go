@@ -382,7 +382,7 @@ func newEchoTasks(t *testing.T, def *registry.Definition, n int, rng *rand.Rand,
 // SIGSTOP leaves work behind; on a tie, the n-th slot in rotation.
 func busiest(t *testing.T, ctx context.Context, st store.Store, slots []*proc, n int) (int, int) {
 	t.Helper()
-	page, err := st.ListTasks(ctx, store.ListFilter{Scope: store.AdminScope, Status: task.StatusExecuting, Limit: 500})
+	page, err := st.ListTasks(ctx, store.ListFilter{Scope: store.AdminScope, Statuses: []task.Status{task.StatusExecuting}, Limit: 500})
 	if err != nil {
 		t.Fatalf("listing running tasks: %v", err)
 	}
@@ -438,7 +438,7 @@ func waitTerminal(t *testing.T, ctx context.Context, st store.Store, n int, time
 func countStatus(t *testing.T, ctx context.Context, st store.Store, s task.Status) int {
 	t.Helper()
 	n := 0
-	f := store.ListFilter{Scope: store.AdminScope, TaskType: echo.Name, Status: s, Limit: 500}
+	f := store.ListFilter{Scope: store.AdminScope, TaskTypes: []string{echo.Name}, Statuses: []task.Status{s}, Limit: 500}
 	for {
 		page, err := st.ListTasks(ctx, f)
 		if err != nil {

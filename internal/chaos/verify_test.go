@@ -292,7 +292,7 @@ func newerRunning(evs []event.Event, attempt int, at time.Time) bool {
 func listAll(t *testing.T, ctx context.Context, st store.Store) map[uuid.UUID]*store.Record {
 	t.Helper()
 	out := map[uuid.UUID]*store.Record{}
-	f := store.ListFilter{Scope: store.AdminScope, TaskType: echo.Name, Limit: 500}
+	f := store.ListFilter{Scope: store.AdminScope, TaskTypes: []string{echo.Name}, Limit: 500}
 	for {
 		page, err := st.ListTasks(ctx, f)
 		if err != nil {

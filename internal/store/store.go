@@ -163,12 +163,13 @@ type MigrationState struct {
 	AppliedAt time.Time
 }
 
-// ListFilter selects tasks for ListTasks. Zero values do not filter.
+// ListFilter selects tasks for ListTasks. Zero values do not filter; a
+// list matches any of its values.
 type ListFilter struct {
 	Scope         Scope
-	TaskType      string
-	Status        task.Status
-	QueueName     string
+	TaskTypes     []string
+	Statuses      []task.Status
+	QueueNames    []string
 	TenantID      string
 	CreatedAfter  time.Time
 	CreatedBefore time.Time
@@ -289,15 +290,16 @@ type ProgressUpdate struct {
 	Emit     bool
 }
 
-// EventFilter selects events for ListEvents. Zero values do not filter.
+// EventFilter selects events for ListEvents. Zero values do not filter; a
+// list matches any of its values.
 type EventFilter struct {
-	TaskID   uuid.UUID // zero: every task
-	AfterID  int64
-	Limit    int
-	Scope    Scope
-	TaskType string
-	Status   task.Status
-	TenantID string
+	TaskID    uuid.UUID // zero: every task
+	AfterID   int64
+	Limit     int
+	Scope     Scope
+	TaskTypes []string
+	Statuses  []task.Status
+	TenantID  string
 }
 
 // APIKey is a stored API key. The key itself is never stored.

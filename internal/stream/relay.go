@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -79,13 +80,14 @@ var (
 )
 
 // Filter selects the events of a subscription. Zero values do not filter,
-// except Scope, which must be store.AdminScope or a tenant.
+// except Scope, which must be store.AdminScope or a tenant; a list matches
+// any of its values.
 type Filter struct {
-	Scope    store.Scope
-	TaskID   uuid.UUID
-	TaskType string
-	Status   task.Status
-	TenantID string
+	Scope     store.Scope
+	TaskID    uuid.UUID
+	TaskTypes []string
+	Statuses  []task.Status
+	TenantID  string
 }
 
 // Match reports whether e passes the filter.
@@ -95,9 +97,9 @@ func (f Filter) Match(e event.Event) bool {
 		return false
 	case f.TaskID != uuid.Nil && e.TaskID != f.TaskID:
 		return false
-	case f.TaskType != "" && e.TaskType != f.TaskType:
+	case len(f.TaskTypes) > 0 && !slices.Contains(f.TaskTypes, e.TaskType):
 		return false
-	case f.Status != "" && e.Status != f.Status:
+	case len(f.Statuses) > 0 && !slices.Contains(f.Statuses, e.Status):
 		return false
 	case f.TenantID != "" && e.TenantID != f.TenantID:
 		return false
@@ -109,7 +111,7 @@ func (f Filter) Match(e event.Event) bool {
 func (f Filter) EventFilter(after int64, limit int) store.EventFilter {
 	return store.EventFilter{
 		TaskID: f.TaskID, AfterID: after, Limit: limit, Scope: f.Scope,
-		TaskType: f.TaskType, Status: f.Status, TenantID: f.TenantID,
+		TaskTypes: f.TaskTypes, Statuses: f.Statuses, TenantID: f.TenantID,
 	}
 }
 

@@ -217,11 +217,11 @@ func TestFollowFilters(t *testing.T) {
 			{"tenant acme", stream.Filter{Scope: store.Scope{TenantID: "acme"}}},
 			{"tenant other", stream.Filter{Scope: store.Scope{TenantID: "other"}}},
 			{"admin, origin_tenant_id acme", stream.Filter{Scope: store.AdminScope, TenantID: "acme"}},
-			{"status cancelled", stream.Filter{Scope: store.AdminScope, Status: task.StatusCancelled}},
-			{"task type echo", stream.Filter{Scope: store.AdminScope, TaskType: echo.Name}},
-			{"task type none", stream.Filter{Scope: store.AdminScope, TaskType: "generation"}},
+			{"status cancelled", stream.Filter{Scope: store.AdminScope, Statuses: []task.Status{task.StatusCancelled}}},
+			{"task type echo", stream.Filter{Scope: store.AdminScope, TaskTypes: []string{echo.Name}}},
+			{"task type none", stream.Filter{Scope: store.AdminScope, TaskTypes: []string{"generation"}}},
 			{"one task", stream.Filter{Scope: store.AdminScope, TaskID: probe.ID}},
-			{"acme, other's status", stream.Filter{Scope: store.Scope{TenantID: "acme"}, Status: task.StatusCancelled, TenantID: "other"}},
+			{"acme, other's status", stream.Filter{Scope: store.Scope{TenantID: "acme"}, Statuses: []task.Status{task.StatusCancelled}, TenantID: "other"}},
 		}
 		start := e.logged(stream.Filter{Scope: store.AdminScope}, 0)[0].ID
 		fws := make([]*stream.Follower, len(filters))

@@ -51,7 +51,9 @@ type Task struct {
 	WebhookURL    string   `json:"webhook_url,omitempty"`
 	WebhookEvents []string `json:"webhook_events,omitempty"`
 
-	Result json.RawMessage `json:"result"`
+	// Result is the processor's Result as stored; absent until the task
+	// completes.
+	Result json.RawMessage `json:"result,omitempty"`
 
 	// Attempt counts claims; every write a run makes is conditional on it,
 	// so a worker that lost its claim cannot overwrite a newer run.
@@ -95,11 +97,16 @@ type Result struct {
 
 // Artifact describes one stored output file.
 type Artifact struct {
-	Key         string `json:"key"`
-	URL         string `json:"url"`
+	Key         string `json:"key" doc:"The artifact's key in the artifact store."`
+	URL         string `json:"url" doc:"Where to download it."`
 	ContentType string `json:"content_type"`
-	Size        int64  `json:"size"`
-	SHA256      string `json:"sha256,omitempty"`
+	Size        int64  `json:"size" doc:"Bytes."`
+	SHA256      string `json:"sha256,omitempty" doc:"Hex SHA-256 of the content."`
+	// Width and Height are an image's size in pixels, when known.
+	Width  int `json:"width,omitempty" doc:"An image's width in pixels, when known."`
+	Height int `json:"height,omitempty" doc:"An image's height in pixels, when known."`
+	// Seed is the random seed that produced a generated artifact.
+	Seed *int64 `json:"seed,omitempty" doc:"The seed that produced a generated artifact, when known."`
 }
 
 // Now returns the current time truncated to microseconds in UTC, the

@@ -203,13 +203,11 @@ func (s *Store) ListEvents(ctx context.Context, f store.EventFilter) ([]event.Ev
 		args = append(args, f.Scope.TenantID)
 		conds = append(conds, fmt.Sprintf("tenant_id = $%d", len(args)))
 	}
-	if f.TaskType != "" {
-		args = append(args, f.TaskType)
-		conds = append(conds, fmt.Sprintf("task_type = $%d", len(args)))
+	if c, a := anyOf("task_type", len(args), f.TaskTypes); c != "" {
+		conds, args = append(conds, c), append(args, a...)
 	}
-	if f.Status != "" {
-		args = append(args, string(f.Status))
-		conds = append(conds, fmt.Sprintf("status = $%d", len(args)))
+	if c, a := anyOf("status", len(args), f.Statuses); c != "" {
+		conds, args = append(conds, c), append(args, a...)
 	}
 	if f.TenantID != "" {
 		args = append(args, f.TenantID)

@@ -135,14 +135,14 @@ func (s *Store) ListTasks(ctx context.Context, f store.ListFilter) (store.Page, 
 	if f.TenantID != "" {
 		add("origin_tenant_id = $%d", f.TenantID)
 	}
-	if f.TaskType != "" {
-		add("task_type = $%d", f.TaskType)
+	if c, a := anyOf("task_type", len(args), f.TaskTypes); c != "" {
+		conds, args = append(conds, c), append(args, a...)
 	}
-	if f.Status != "" {
-		add("status = $%d", string(f.Status))
+	if c, a := anyOf("status", len(args), f.Statuses); c != "" {
+		conds, args = append(conds, c), append(args, a...)
 	}
-	if f.QueueName != "" {
-		add("queue_name = $%d", f.QueueName)
+	if c, a := anyOf("queue_name", len(args), f.QueueNames); c != "" {
+		conds, args = append(conds, c), append(args, a...)
 	}
 	if !f.CreatedAfter.IsZero() {
 		add("created_at >= $%d", dbTime(f.CreatedAfter))
@@ -191,6 +191,23 @@ func (s *Store) ListTasks(ctx context.Context, f store.ListFilter) (store.Page, 
 	}
 	page.Records, err = s.attachFields(ctx, s.r, tasks)
 	return page, err
+}
+
+// anyOf is the condition "column is one of values" ("" for no values), its
+// placeholders numbered after the n arguments already bound, and its
+// arguments.
+func anyOf[T ~string](column string, n int, values []T) (string, []any) {
+	switch len(values) {
+	case 0:
+		return "", nil
+	case 1:
+		return fmt.Sprintf("%s = $%d", column, n+1), []any{string(values[0])}
+	}
+	args := make([]any, len(values))
+	for i, v := range values {
+		args[i] = string(v)
+	}
+	return column + " IN (" + placeholders(n+1, len(values)) + ")", args
 }
 
 // maxPage is the largest page ListTasks returns (store.ListFilter.Limit).

@@ -153,7 +153,7 @@ func testClaimTasks(t *testing.T, newEnv func(t *testing.T) *env) {
 				t.Errorf("claimed %s with fields %T, want an echo task of q2", r.Task.ID, r.Fields)
 			}
 		}
-		if n := countTasks(t, e, store.ListFilter{Scope: store.AdminScope, Status: task.StatusExecuting}); n != 3+len(want) {
+		if n := countTasks(t, e, store.ListFilter{Scope: store.AdminScope, Statuses: []task.Status{task.StatusExecuting}}); n != 3+len(want) {
 			t.Errorf("%d tasks executing, want %d", n, 3+len(want))
 		}
 	})
@@ -209,7 +209,7 @@ func testClaimTasks(t *testing.T, newEnv func(t *testing.T) *env) {
 		if len(claimed) != total {
 			t.Errorf("claimed %d distinct tasks, want %d", len(claimed), total)
 		}
-		if n := countTasks(t, e, store.ListFilter{Scope: store.AdminScope, Status: task.StatusExecuting}); n != total {
+		if n := countTasks(t, e, store.ListFilter{Scope: store.AdminScope, Statuses: []task.Status{task.StatusExecuting}}); n != total {
 			t.Errorf("%d tasks executing, want %d", n, total)
 		}
 		if evs := e.events(uuid.Nil); len(evs) != 2*total {

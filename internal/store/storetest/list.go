@@ -83,20 +83,20 @@ func testListTasks(t *testing.T, newEnv func(t *testing.T) *env) {
 			want []*task.Task
 		}{
 			{"none", store.ListFilter{Scope: admin}, []*task.Task{e2, e1, k2, k1}},
-			{"task_type", store.ListFilter{Scope: admin, TaskType: echo.Name}, []*task.Task{e2, e1}},
-			{"status cancelled", store.ListFilter{Scope: admin, Status: task.StatusCancelled}, []*task.Task{k2}},
-			{"status executing", store.ListFilter{Scope: admin, Status: task.StatusExecuting}, []*task.Task{e2}},
-			{"status pending", store.ListFilter{Scope: admin, Status: task.StatusPending}, []*task.Task{e1, k1}},
-			{"queue_name", store.ListFilter{Scope: admin, QueueName: "qa"}, []*task.Task{e2, k1}},
+			{"task_type", store.ListFilter{Scope: admin, TaskTypes: []string{echo.Name}}, []*task.Task{e2, e1}},
+			{"status cancelled", store.ListFilter{Scope: admin, Statuses: []task.Status{task.StatusCancelled}}, []*task.Task{k2}},
+			{"status executing", store.ListFilter{Scope: admin, Statuses: []task.Status{task.StatusExecuting}}, []*task.Task{e2}},
+			{"status pending", store.ListFilter{Scope: admin, Statuses: []task.Status{task.StatusPending}}, []*task.Task{e1, k1}},
+			{"queue_name", store.ListFilter{Scope: admin, QueueNames: []string{"qa"}}, []*task.Task{e2, k1}},
 			{"tenant", store.ListFilter{Scope: admin, TenantID: "A"}, []*task.Task{e1, k1}},
 			{"created_after", store.ListFilter{Scope: admin, CreatedAfter: at(1).Add(30 * time.Minute)}, []*task.Task{e2, e1}},
 			{"created_before", store.ListFilter{Scope: admin, CreatedBefore: at(1).Add(30 * time.Minute)}, []*task.Task{k2, k1}},
 			{"time range in another zone", store.ListFilter{Scope: admin, CreatedAfter: at(0).Add(30 * time.Minute).In(zone),
 				CreatedBefore: at(2).Add(30 * time.Minute).In(zone)}, []*task.Task{e1, k2}},
-			{"type and tenant", store.ListFilter{Scope: admin, TaskType: echo.Name, TenantID: "B"}, []*task.Task{e2}},
-			{"no match", store.ListFilter{Scope: admin, QueueName: "nope"}, nil},
+			{"type and tenant", store.ListFilter{Scope: admin, TaskTypes: []string{echo.Name}, TenantID: "B"}, []*task.Task{e2}},
+			{"no match", store.ListFilter{Scope: admin, QueueNames: []string{"nope"}}, nil},
 			{"tenant scope", store.ListFilter{Scope: store.Scope{TenantID: "A"}}, []*task.Task{e1, k1}},
-			{"tenant scope and type", store.ListFilter{Scope: store.Scope{TenantID: "A"}, TaskType: sinkName}, []*task.Task{k1}},
+			{"tenant scope and type", store.ListFilter{Scope: store.Scope{TenantID: "A"}, TaskTypes: []string{sinkName}}, []*task.Task{k1}},
 			{"tenant scope hides other tenant filter", store.ListFilter{Scope: store.Scope{TenantID: "A"}, TenantID: "B"}, nil},
 			{"unknown tenant scope", store.ListFilter{Scope: store.Scope{TenantID: "C"}}, nil},
 		}
@@ -163,7 +163,7 @@ func testListTasks(t *testing.T, newEnv func(t *testing.T) *env) {
 			}
 		}
 		// A cursor keeps the other filters.
-		got, _ := listAll(t, e, store.ListFilter{Scope: store.AdminScope, Limit: 2, TaskType: echo.Name})
+		got, _ := listAll(t, e, store.ListFilter{Scope: store.AdminScope, Limit: 2, TaskTypes: []string{echo.Name}})
 		var wantEcho []uuid.UUID
 		for _, tk := range all {
 			if tk.Type == echo.Name {

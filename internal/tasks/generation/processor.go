@@ -80,6 +80,8 @@ func (p *Processor) Process(ctx context.Context, job *registry.Job[Fields]) (*ta
 	if err != nil {
 		return nil, fmt.Errorf("storing image: %w", err)
 	}
+	seed := *f.Seed
+	art.Width, art.Height, art.Seed = img.Width, img.Height, &seed
 	key := art.Key
 	f.ResultImagePath = &key
 	if err := job.SaveFields(ctx); err != nil {

@@ -105,6 +105,7 @@ func (p *Processor) Process(ctx context.Context, job *registry.Job[Fields]) (*ta
 	if err != nil {
 		return nil, fmt.Errorf("storing image: %w", err)
 	}
+	art.Width, art.Height = img.Bounds().Dx(), img.Bounds().Dy()
 	key := art.Key
 	f.ResultImagePath = &key
 	if err := job.SaveFields(ctx); err != nil {
