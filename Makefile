@@ -5,7 +5,7 @@
 GO ?= go
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: run test test-short lint build bench
+.PHONY: run test test-short lint build bench clientcheck
 
 run:
 	$(GO) run ./cmd/compute serve
@@ -18,6 +18,12 @@ test-short:
 
 build:
 	$(GO) build -o bin/compute ./cmd/compute
+
+# clientcheck generates clients from the served /openapi.json with
+# oapi-codegen, ogen and openapi-typescript + openapi-fetch (versions pinned
+# in clientcheck/), compiles them and runs each against a live server.
+clientcheck:
+	bash clientcheck/run.sh
 
 lint:
 	$(GO) vet ./...
