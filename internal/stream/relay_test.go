@@ -220,6 +220,8 @@ func TestFollowFilters(t *testing.T) {
 			{"status cancelled", stream.Filter{Scope: store.AdminScope, Statuses: []task.Status{task.StatusCancelled}}},
 			{"task type echo", stream.Filter{Scope: store.AdminScope, TaskTypes: []string{echo.Name}}},
 			{"task type none", stream.Filter{Scope: store.AdminScope, TaskTypes: []string{"generation"}}},
+			{"two statuses", stream.Filter{Scope: store.AdminScope, Statuses: []task.Status{task.StatusCancelled, task.StatusPending}}},
+			{"two task types", stream.Filter{Scope: store.AdminScope, TaskTypes: []string{"generation", echo.Name}}},
 			{"one task", stream.Filter{Scope: store.AdminScope, TaskID: probe.ID}},
 			{"acme, other's status", stream.Filter{Scope: store.Scope{TenantID: "acme"}, Statuses: []task.Status{task.StatusCancelled}, TenantID: "other"}},
 		}
@@ -253,6 +255,15 @@ func TestFollowFilters(t *testing.T) {
 		}
 		if n := len(e.logged(filters[2].f, 0)); n != 3 {
 			t.Errorf("tenant other has %d events in the log, want 3", n)
+		}
+		// A list filter is the union of its values' filters.
+		one := func(f stream.Filter) int { return len(e.logged(f, start)) }
+		cancelled, pending := one(filters[4].f), one(stream.Filter{Scope: store.AdminScope, Statuses: []task.Status{task.StatusPending}})
+		if both := one(filters[7].f); both != cancelled+pending || cancelled == 0 || pending == 0 {
+			t.Errorf("two statuses: %d events, want %d cancelled + %d pending", both, cancelled, pending)
+		}
+		if n, all := one(filters[8].f), one(filters[0].f); n != all {
+			t.Errorf("two task types (generation, echo): %d events, want all %d", n, all)
 		}
 	})
 }
