@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -102,14 +103,57 @@ func resultRef(r huma.Registry) *huma.Schema {
 	return &huma.Schema{Ref: refPrefix + resultSchemaName}
 }
 
-// jsonSchemaDoc is a JSON Schema served as data (GET /task-types). The
-// document describes it as a free-form object, never as huma's Schema
+// jsonSchemaDoc is a JSON Schema served as data (GET /task-types),
+// self-contained: the components it refers to are carried in its `$defs`.
+// The document describes it as a free-form object, never as huma's Schema
 // struct, which generators cannot use (38 required PascalCase fields and a
 // recursive type).
-type jsonSchemaDoc struct{ s *huma.Schema }
+type jsonSchemaDoc json.RawMessage
 
-// MarshalJSON sends the schema itself.
-func (d jsonSchemaDoc) MarshalJSON() ([]byte, error) { return json.Marshal(d.s) }
+// MarshalJSON sends the schema.
+func (d jsonSchemaDoc) MarshalJSON() ([]byte, error) { return d, nil }
+
+// standalone renders s with every component it refers to, directly or
+// not, under `$defs`, its references rewritten to point there.
+func standalone(r huma.Registry, s *huma.Schema) (jsonSchemaDoc, error) {
+	raw, err := json.Marshal(s)
+	if err != nil {
+		return nil, fmt.Errorf("rendering a schema: %w", err)
+	}
+	defs := map[string]json.RawMessage{}
+	queue := [][]byte{raw}
+	for len(queue) > 0 {
+		for _, m := range refPattern.FindAllSubmatch(queue[0], -1) {
+			name := string(m[1])
+			if _, ok := defs[name]; ok {
+				continue
+			}
+			b, err := json.Marshal(r.Map()[name])
+			if err != nil {
+				return nil, fmt.Errorf("rendering schema %s: %w", name, err)
+			}
+			defs[name] = rewriteRefs(b)
+			queue = append(queue, b)
+		}
+		queue = queue[1:]
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(rewriteRefs(raw), &obj); err != nil {
+		return nil, fmt.Errorf("rendering a schema: %w", err)
+	}
+	if len(defs) > 0 {
+		if obj["$defs"], err = json.Marshal(defs); err != nil {
+			return nil, fmt.Errorf("rendering a schema: %w", err)
+		}
+	}
+	out, err := json.Marshal(obj)
+	return out, err
+}
+
+// rewriteRefs points component references at `$defs`.
+func rewriteRefs(b []byte) []byte {
+	return bytes.ReplaceAll(b, []byte(`"`+refPrefix), []byte(`"#/$defs/`))
+}
 
 // Schema registers the JSONSchema component and refers to it.
 func (jsonSchemaDoc) Schema(r huma.Registry) *huma.Schema {

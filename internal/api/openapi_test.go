@@ -231,6 +231,34 @@ func TestOpenAPIForGenerators(t *testing.T) {
 	})
 }
 
+// TestTaskTypeSchemasStandAlone: the schemas GET /task-types serves refer
+// to nothing outside themselves.
+func TestTaskTypeSchemasStandAlone(t *testing.T) {
+	t.Parallel()
+	e := start(t, "sqlite", func(c *config.Config) { c.Workers = 0 })
+	types := e.must(200, "GET", "/api/v1/task-types", nil)["types"].([]any)
+	for _, it := range types {
+		m := it.(map[string]any)
+		for kind, s := range m["schemas"].(map[string]any) {
+			sm := s.(map[string]any)
+			if sm["type"] != "object" || sm["properties"] == nil {
+				t.Errorf("%v %s schema is not an object schema: %v", m["name"], kind, sm)
+			}
+			defs, _ := sm["$defs"].(map[string]any)
+			walk("", sm, func(path string, obj map[string]any) {
+				ref, ok := obj["$ref"].(string)
+				if !ok {
+					return
+				}
+				name, found := strings.CutPrefix(ref, "#/$defs/")
+				if !found || defs[name] == nil {
+					t.Errorf("%v %s schema: %s refers to %s, which it does not hold", m["name"], kind, path, ref)
+				}
+			})
+		}
+	}
+}
+
 // queryParam returns the schema of a GET operation's query parameter.
 func queryParam(t *testing.T, doc map[string]any, path, name string) map[string]any {
 	t.Helper()

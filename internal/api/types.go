@@ -39,14 +39,23 @@ func (s *Server) registerTypesRoute() {
 	}, func(ctx context.Context, _ *struct{}) (*typesOutput, error) {
 		out := &typesOutput{}
 		out.Body.Types = make([]taskTypeInfo, 0, len(s.ordered))
+		reg := s.api.OpenAPI().Components.Schemas
 		for _, ts := range s.ordered {
 			d := ts.def
+			var set [3]jsonSchemaDoc
+			for i, sc := range []*huma.Schema{ts.create, ts.public, ts.update} {
+				doc, err := standalone(reg, sc)
+				if err != nil {
+					return nil, s.problem(err, "task types")
+				}
+				set[i] = doc
+			}
 			out.Body.Types = append(out.Body.Types, taskTypeInfo{
 				Name: d.Name, Title: d.Title, Description: d.Description,
 				DefaultProvider: d.DefaultProvider, Providers: append([]string{}, d.Providers...), DefaultQueue: d.DefaultQueue,
 				MaxAttempts: d.MaxAttempts, TimeoutSeconds: int(d.Timeout.Seconds()),
 				Routes:  []string{"POST /api/v1/tasks/" + d.Name, "GET /api/v1/tasks/" + d.Name + "/{task_id}"},
-				Schemas: typeSchemaSet{Create: jsonSchemaDoc{ts.create}, Public: jsonSchemaDoc{ts.public}, Update: jsonSchemaDoc{ts.update}},
+				Schemas: typeSchemaSet{Create: set[0], Public: set[1], Update: set[2]},
 			})
 		}
 		return out, nil
