@@ -173,11 +173,17 @@ func (a *App) build(ctx context.Context, opts Options) error {
 }
 
 // bootstrapKeys stores COMPUTE_API_KEY (hashed) as an admin key, and when no
-// key exists at all, generates one and prints it once.
+// key exists at all, generates one and prints it once. A revoked
+// COMPUTE_API_KEY stays revoked: it is reported, not stored again.
 func (a *App) bootstrapKeys(ctx context.Context) error {
 	if a.Config.APIKey != "" {
 		hash := apikey.Hash(a.Config.APIKey)
 		_, err := a.Store.LookupAPIKey(ctx, hash)
+		if errors.Is(err, store.ErrKeyRevoked) {
+			a.log.Warn("COMPUTE_API_KEY names a revoked key, which stays revoked; unset it or set it to an active key " +
+				"(compute apikey create makes one)")
+			return nil
+		}
 		if errors.Is(err, store.ErrKeyNotFound) {
 			err = a.Store.CreateAPIKey(ctx, apikey.Record(a.Config.APIKey, "COMPUTE_API_KEY", ""))
 			if err != nil {
@@ -201,8 +207,8 @@ func (a *App) bootstrapKeys(ctx context.Context) error {
 	if err := a.Store.CreateAPIKey(ctx, apikey.Record(key, "generated at first start", "")); err != nil {
 		return err
 	}
-	a.log.Warn("no API key existed, so an admin key was generated; it is stored hashed and will not be shown again",
-		"api_key", key)
+	a.log.Warn("no API key existed, so an admin key was generated; it is stored hashed and will not be shown again "+
+		"(lost it? compute apikey create makes another)", "api_key", key)
 	return nil
 }
 

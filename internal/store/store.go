@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -127,10 +128,16 @@ type Store interface {
 
 	// CreateAPIKey stores a key (only its hash).
 	CreateAPIKey(ctx context.Context, k APIKey) error
-	// LookupAPIKey finds an unrevoked key by its hash.
+	// LookupAPIKey finds an unrevoked key by its hash. A revoked key is
+	// ErrKeyRevoked, which also matches ErrKeyNotFound.
 	LookupAPIKey(ctx context.Context, hash string) (*APIKey, error)
 	// CountAPIKeys counts unrevoked keys.
 	CountAPIKeys(ctx context.Context) (int, error)
+	// ListAPIKeys returns every key, revoked ones included, oldest first.
+	ListAPIKeys(ctx context.Context) ([]APIKey, error)
+	// RevokeAPIKey revokes the key with that id for good; revoking a
+	// revoked key is not an error. An unknown id is ErrKeyNotFound.
+	RevokeAPIKey(ctx context.Context, id uuid.UUID) (*APIKey, error)
 
 	// ClaimDeliveries atomically takes up to limit due pending webhook
 	// deliveries (next_attempt_at <= now), oldest due first, for one
@@ -311,13 +318,19 @@ type APIKey struct {
 	TenantID  string
 	Admin     bool
 	CreatedAt time.Time
+	// RevokedAt is when the key was revoked; nil for an active key.
+	RevokedAt *time.Time
 }
 
 // ErrNotEditable means the task is no longer pending and cannot be patched.
 var ErrNotEditable = errors.New("only pending tasks can be updated")
 
-// ErrKeyNotFound means no active API key has that hash.
+// ErrKeyNotFound means no active API key has that hash (or id).
 var ErrKeyNotFound = errors.New("api key not found")
+
+// ErrKeyRevoked means the key exists but was revoked; it wraps
+// ErrKeyNotFound, so a revoked key is refused wherever an unknown one is.
+var ErrKeyRevoked = fmt.Errorf("%w: revoked", ErrKeyNotFound)
 
 // ErrBadCursor means a list cursor was not produced by ListTasks.
 var ErrBadCursor = errors.New("invalid cursor")

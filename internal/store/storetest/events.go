@@ -135,6 +135,45 @@ func testAPIKeys(t *testing.T, newEnv func(t *testing.T) *env) {
 	if n, err := e.s.CountAPIKeys(e.ctx); err != nil || n != len(keys) {
 		t.Errorf("CountAPIKeys = %d, %v; want %d", n, err, len(keys))
 	}
+	testRevokeAPIKeys(t, e, keys)
+}
+
+// testRevokeAPIKeys lists keys (oldest first), revokes one for good and
+// checks that a revoked key is refused and no longer counted.
+func testRevokeAPIKeys(t *testing.T, e *env, keys []store.APIKey) {
+	t.Helper()
+	listed, err := e.s.ListAPIKeys(e.ctx)
+	if err != nil || len(listed) != len(keys) {
+		t.Fatalf("ListAPIKeys = %d keys, %v; want %d", len(listed), err, len(keys))
+	}
+	for i := range keys {
+		if listed[i].ID != keys[i].ID || listed[i].RevokedAt != nil {
+			t.Errorf("ListAPIKeys[%d] = %+v, want key %s, active", i, listed[i], keys[i].Name)
+		}
+	}
+	revoked, err := e.s.RevokeAPIKey(e.ctx, keys[1].ID)
+	if err != nil || revoked.RevokedAt == nil || revoked.ID != keys[1].ID {
+		t.Fatalf("RevokeAPIKey = %+v, %v; want the key with a revocation time", revoked, err)
+	}
+	again, err := e.s.RevokeAPIKey(e.ctx, keys[1].ID)
+	if err != nil || again.RevokedAt == nil || !again.RevokedAt.Equal(*revoked.RevokedAt) {
+		t.Errorf("revoking again = %+v, %v; want the first revocation kept", again, err)
+	}
+	if _, err := e.s.RevokeAPIKey(e.ctx, uuid.New()); !errors.Is(err, store.ErrKeyNotFound) {
+		t.Errorf("RevokeAPIKey(unknown id): err = %v, want store.ErrKeyNotFound", err)
+	}
+	if _, err := e.s.LookupAPIKey(e.ctx, keys[1].Hash); !errors.Is(err, store.ErrKeyRevoked) || !errors.Is(err, store.ErrKeyNotFound) {
+		t.Errorf("LookupAPIKey(revoked): err = %v, want store.ErrKeyRevoked (an ErrKeyNotFound)", err)
+	}
+	if _, err := e.s.LookupAPIKey(e.ctx, keys[0].Hash); err != nil {
+		t.Errorf("LookupAPIKey(active) after another's revocation: %v", err)
+	}
+	if n, err := e.s.CountAPIKeys(e.ctx); err != nil || n != len(keys)-1 {
+		t.Errorf("CountAPIKeys after a revocation = %d, %v; want %d", n, err, len(keys)-1)
+	}
+	if listed, err = e.s.ListAPIKeys(e.ctx); err != nil || len(listed) != len(keys) || listed[1].RevokedAt == nil {
+		t.Errorf("ListAPIKeys after a revocation = %+v, %v; want every key, the second revoked", listed, err)
+	}
 }
 
 func testMigrations(t *testing.T, newEnv func(t *testing.T) *env) {
