@@ -3,7 +3,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -17,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/computeserver/compute/internal/api"
-	"github.com/computeserver/compute/internal/apikey"
 	"github.com/computeserver/compute/internal/app"
 	"github.com/computeserver/compute/internal/artifact"
 	"github.com/computeserver/compute/internal/config"
@@ -34,35 +32,53 @@ func main() {
 	}
 }
 
-// flags are the configuration flags shared by the commands; they override
-// the environment.
+// flags are the configuration flags; they override the environment. The
+// database flags apply to every command; --addr only to the roles that
+// listen and --workers only to the roles that run tasks.
 type flags struct {
 	addr, dataDir, databaseURL string
 	workers                    int
 }
 
-func (f *flags) register(cmd *cobra.Command) {
-	cmd.PersistentFlags().StringVar(&f.addr, "addr", "", "listen address (env COMPUTE_ADDR, default 127.0.0.1:9000)")
-	cmd.PersistentFlags().StringVar(&f.dataDir, "data-dir", "", "data directory for SQLite and artifacts (env COMPUTE_DATA_DIR, default ./data)")
-	cmd.PersistentFlags().StringVar(&f.databaseURL, "database-url", "", "postgres:// URL; empty for SQLite (env DATABASE_URL)")
-	cmd.PersistentFlags().IntVar(&f.workers, "workers", -1, "tasks run at once by this process (env COMPUTE_WORKERS, default 8)")
+// registerStore adds the flags every command that opens the database takes.
+func (f *flags) registerStore(cmd *cobra.Command) {
+	d := config.Default()
+	cmd.PersistentFlags().StringVar(&f.dataDir, "data-dir", d.DataDir, "data directory for SQLite and artifacts (env COMPUTE_DATA_DIR)")
+	cmd.PersistentFlags().StringVar(&f.databaseURL, "database-url", "", "postgres:// URL; empty for SQLite in the data directory (env DATABASE_URL)")
 }
 
-func (f *flags) config() (config.Config, error) {
+// registerRole adds the flags of a server role.
+func (f *flags) registerRole(cmd *cobra.Command, listens, works bool) {
+	d := config.Default()
+	if listens {
+		cmd.Flags().StringVar(&f.addr, "addr", d.Addr, "listen address (env COMPUTE_ADDR)")
+	}
+	if works {
+		cmd.Flags().IntVar(&f.workers, "workers", d.Workers, "tasks run at once by this process (env COMPUTE_WORKERS)")
+	}
+}
+
+// config reads the environment, then applies the flags set on cmd's
+// command line.
+func (f *flags) config(cmd *cobra.Command) (config.Config, error) {
 	c, err := config.FromEnv()
 	if err != nil {
 		return c, err
 	}
-	if f.addr != "" {
+	set := func(name string) bool {
+		fl := cmd.Flags().Lookup(name)
+		return fl != nil && fl.Changed
+	}
+	if set("addr") {
 		c.Addr = f.addr
 	}
-	if f.dataDir != "" {
+	if set("data-dir") {
 		c.DataDir = f.dataDir
 	}
-	if f.databaseURL != "" {
+	if set("database-url") {
 		c.DatabaseURL = f.databaseURL
 	}
-	if f.workers >= 0 {
+	if set("workers") {
 		c.Workers = f.workers
 	}
 	return c, c.Validate()
@@ -87,7 +103,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		SilenceErrors: true,
 		Version:       version,
 	}
-	f.register(root)
+	f.registerStore(root)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(
@@ -100,14 +116,16 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 }
 
 // roleCmd runs one role of the binary: serve (API + workers), api (API
-// only) or worker (workers only, no HTTP listener).
+// only) or worker (workers only, no HTTP listener). A role that listens
+// binds its address before it touches the database, so a port in use
+// fails the start before anything (such as a first API key) is made.
 func roleCmd(f *flags, stderr io.Writer, use, short string, workers, api bool) *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   use,
 		Short: short,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.config()
+			cfg, err := f.config(cmd)
 			if err != nil {
 				return err
 			}
@@ -117,25 +135,31 @@ func roleCmd(f *flags, stderr io.Writer, use, short string, workers, api bool) *
 			log := newLogger(cfg, stderr)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			a, err := app.New(ctx, cfg, app.Options{Workers: workers, NoAPI: !api, Version: version}, log)
-			if err != nil {
-				return err
-			}
-			defer a.Close()
 			var ln net.Listener
 			if api {
 				if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
-					return fmt.Errorf("listening on %s: %w", cfg.Addr, err)
+					return fmt.Errorf("listening on %s (COMPUTE_ADDR): %w", cfg.Addr, err)
 				}
 			}
+			a, err := app.New(ctx, cfg, app.Options{Workers: workers, NoAPI: !api, Version: version}, log)
+			if err != nil {
+				if ln != nil {
+					ln.Close()
+				}
+				return err
+			}
+			defer a.Close()
 			return a.Serve(ctx, ln)
 		},
 	}
+	f.registerRole(cmd, api, workers)
+	return cmd
 }
 
 // openStore opens the configured database without building the API.
-func openStore(ctx context.Context, f *flags, stderr io.Writer) (*sqlstore.Store, config.Config, error) {
-	cfg, err := f.config()
+func openStore(cmd *cobra.Command, f *flags, stderr io.Writer) (*sqlstore.Store, config.Config, error) {
+	ctx := cmd.Context()
+	cfg, err := f.config(cmd)
 	if err != nil {
 		return nil, cfg, err
 	}
@@ -157,7 +181,7 @@ func migrateCmd(f *flags, stdout, stderr io.Writer) *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use: "up", Short: "Apply every pending migration", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, _, err := openStore(cmd.Context(), f, stderr)
+			st, _, err := openStore(cmd, f, stderr)
 			if err != nil {
 				return err
 			}
@@ -171,7 +195,7 @@ func migrateCmd(f *flags, stdout, stderr io.Writer) *cobra.Command {
 	}, &cobra.Command{
 		Use: "status", Short: "List migrations and whether each is applied", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, _, err := openStore(cmd.Context(), f, stderr)
+			st, _, err := openStore(cmd, f, stderr)
 			if err != nil {
 				return err
 			}
@@ -211,37 +235,4 @@ func openapiCmd(stdout io.Writer) *cobra.Command {
 			return enc.Encode(srv.OpenAPI())
 		},
 	}
-}
-
-func apikeyCmd(f *flags, stdout, stderr io.Writer) *cobra.Command {
-	cmd := &cobra.Command{Use: "apikey", Short: "Manage API keys"}
-	var tenant, name string
-	create := &cobra.Command{
-		Use:   "create",
-		Short: "Create an API key and print it (only the key, on stdout)",
-		Long:  "Without --tenant the key is an admin key that sees every task; with --tenant it sees only that tenant's tasks.",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, cfg, err := openStore(cmd.Context(), f, stderr)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			if cfg.AutoMigrate {
-				if err := st.Migrate(cmd.Context()); err != nil {
-					return err
-				}
-			}
-			key := apikey.Generate()
-			if err := st.CreateAPIKey(cmd.Context(), apikey.Record(key, name, tenant)); err != nil {
-				return err
-			}
-			_, err = fmt.Fprintln(stdout, key)
-			return err
-		},
-	}
-	create.Flags().StringVar(&tenant, "tenant", "", "tenant the key belongs to (empty: an admin key)")
-	create.Flags().StringVar(&name, "name", "", "a label for the key")
-	cmd.AddCommand(create)
-	return cmd
 }

@@ -37,18 +37,15 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// TestServeGeneratesPNG is the README's first run: serve on SQLite, create
-// a generation task with curl's request, download the PNG it produced.
-func TestServeGeneratesPNG(t *testing.T) {
-	const key = "readme-key-0123456789"
-	dir, addr := t.TempDir(), freeAddr(t)
-	t.Setenv("COMPUTE_API_KEY", key)
-	t.Setenv("COMPUTE_DATA_DIR", dir)
-	t.Setenv("COMPUTE_ADDR", addr)
+// startServe runs `compute serve` in-process with the environment the test
+// set, waits until /readyz answers on addr, and stops it when the test
+// ends (failing it if serve returned an error).
+func startServe(t *testing.T, addr string) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { _, err := run(t, ctx, "serve"); done <- err }()
-	defer func() {
+	t.Cleanup(func() {
 		cancel()
 		select {
 		case err := <-done:
@@ -58,32 +55,51 @@ func TestServeGeneratesPNG(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Error("serve did not stop")
 		}
-	}()
-
+	})
 	base := "http://" + addr
-	call := func(method, path, body string) (int, []byte) {
-		t.Helper()
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+key)
-		req.Header.Set("Content-Type", "application/json")
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, nil
-		}
-		defer res.Body.Close()
-		raw, _ := io.ReadAll(res.Body)
-		return res.StatusCode, raw
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if code, _ := call("GET", "/readyz", ""); code == 200 {
-			break
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		res, err := http.Get(base + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == 200 {
+				return base
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("server did not become ready")
 		}
-		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// callAPI sends one request with key and returns the status and body (0
+// when the request failed).
+func callAPI(t *testing.T, base, key, method, path, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	return res.StatusCode, raw
+}
+
+// TestServeGeneratesPNG is the README's first run: serve on SQLite, create
+// a generation task with curl's request, download the PNG it produced.
+func TestServeGeneratesPNG(t *testing.T) {
+	const key = "readme-key-0123456789"
+	dir, addr := t.TempDir(), freeAddr(t)
+	t.Setenv("COMPUTE_API_KEY", key)
+	t.Setenv("COMPUTE_DATA_DIR", dir)
+	t.Setenv("COMPUTE_ADDR", addr)
+	base := startServe(t, addr)
+	call := func(method, path, body string) (int, []byte) { return callAPI(t, base, key, method, path, body) }
 
 	code, raw := call("POST", "/api/v1/tasks/", `{"task_type":"generation","prompt":"a red summer dress","seed":42,"width":512,"height":768}`)
 	if code != 201 {
@@ -102,7 +118,7 @@ func TestServeGeneratesPNG(t *testing.T) {
 			}
 		}
 	}
-	for deadline = time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		code, raw = call("GET", "/api/v1/tasks/"+created.ID+"/result", "")
 		if code != 200 {
 			t.Fatalf("result: %d %s", code, raw)

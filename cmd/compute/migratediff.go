@@ -61,7 +61,7 @@ func migrateDiffCmd(f *flags, stdout, stderr io.Writer) *cobra.Command {
 		Long:  migrateDiffHelp,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := f.config()
+			cfg, err := f.config(cmd)
 			if err != nil {
 				return err
 			}
