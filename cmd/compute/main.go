@@ -140,6 +140,7 @@ func roleCmd(f *flags, stderr io.Writer, use, short string, workers, api bool) *
 				if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 					return fmt.Errorf("listening on %s (COMPUTE_ADDR): %w", cfg.Addr, err)
 				}
+				cfg.Addr = ln.Addr().String() // the port, when it was 0
 			}
 			a, err := app.New(ctx, cfg, app.Options{Workers: workers, NoAPI: !api, Version: version}, log)
 			if err != nil {

@@ -153,7 +153,7 @@ func (a *App) build(ctx context.Context, opts Options) error {
 	)
 	if opts.Workers && cfg.Workers > 0 {
 		a.Engine = queue.New(queue.Config{
-			Concurrency: cfg.Workers, ShutdownGrace: cfg.ShutdownGrace, PublicBaseURL: cfg.BaseURL(),
+			Concurrency: cfg.Workers, ShutdownGrace: cfg.ShutdownGrace, PublicBaseURL: cfg.AnnouncedBaseURL(!opts.NoAPI),
 			Lease: cfg.Lease,
 		}, st, a.Registry, a.Artifacts, a.log)
 		eng = a.Engine

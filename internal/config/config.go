@@ -32,7 +32,9 @@ type Config struct {
 	// (COMPUTE_API_KEY); it is stored hashed at start.
 	APIKey string
 	// PublicURL is the base of URLs handed to clients, such as artifact
-	// URLs (COMPUTE_PUBLIC_URL, default http://Addr).
+	// URLs (COMPUTE_PUBLIC_URL). Without it, a process that serves the API
+	// uses http://Addr when Addr names a host, and other processes (and
+	// API processes listening on every interface) hand out relative URLs.
 	PublicURL string
 	// MaxBodyBytes limits request bodies (COMPUTE_MAX_BODY_BYTES, default
 	// 1048576).
@@ -260,12 +262,34 @@ func (c *Config) DSN() string {
 // ArtifactDir is where the local artifact store keeps files.
 func (c *Config) ArtifactDir() string { return filepath.Join(c.DataDir, "artifacts") }
 
-// BaseURL is PublicURL, or http://Addr.
+// BaseURL is PublicURL, or http://Addr when Addr names a host. It is ""
+// when Addr listens on every interface (no host, 0.0.0.0 or ::) or on a
+// port chosen at bind time (0): such an address is not one a client can
+// use.
 func (c *Config) BaseURL() string {
 	if c.PublicURL != "" {
 		return strings.TrimSuffix(c.PublicURL, "/")
 	}
+	host, port, err := net.SplitHostPort(c.Addr)
+	if err != nil || port == "0" {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return ""
+	}
 	return "http://" + c.Addr
+}
+
+// AnnouncedBaseURL is the base of the URLs a process hands out, such as
+// artifact URLs: BaseURL for a process that serves the API (servesAPI), and
+// for one that does not (the worker role) PublicURL alone. "" means
+// relative URLs (/api/v1/artifacts/…), which every API process of the
+// deployment serves: a worker has no address of its own to announce.
+func (c *Config) AnnouncedBaseURL(servesAPI bool) string {
+	if !servesAPI {
+		return strings.TrimSuffix(c.PublicURL, "/")
+	}
+	return c.BaseURL()
 }
 
 // ParseQueueLimits parses "queue=n,queue=n".

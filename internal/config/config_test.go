@@ -246,11 +246,18 @@ func TestBaseURL(t *testing.T) {
 		addr      string
 		publicURL string
 		want      string
+		// wantWorker is AnnouncedBaseURL(false): a process without the API.
+		wantWorker string
 	}{
 		{name: "from addr", addr: "127.0.0.1:9000", want: "http://127.0.0.1:9000"},
-		{name: "public url", addr: "127.0.0.1:9000", publicURL: "https://compute.example.com", want: "https://compute.example.com"},
-		{name: "public url trailing slash", addr: "127.0.0.1:9000", publicURL: "https://compute.example.com/", want: "https://compute.example.com"},
-		{name: "public url with path", addr: ":9000", publicURL: "https://example.com/compute/", want: "https://example.com/compute"},
+		{name: "host name", addr: "compute.internal:9000", want: "http://compute.internal:9000"},
+		{name: "every interface", addr: "0.0.0.0:9000", want: ""},
+		{name: "every interface v6", addr: "[::]:9000", want: ""},
+		{name: "no host", addr: ":9000", want: ""},
+		{name: "port chosen at bind time", addr: "127.0.0.1:0", want: ""},
+		{name: "public url", addr: "127.0.0.1:9000", publicURL: "https://compute.example.com", want: "https://compute.example.com", wantWorker: "https://compute.example.com"},
+		{name: "public url trailing slash", addr: "127.0.0.1:9000", publicURL: "https://compute.example.com/", want: "https://compute.example.com", wantWorker: "https://compute.example.com"},
+		{name: "public url with path", addr: ":9000", publicURL: "https://example.com/compute/", want: "https://example.com/compute", wantWorker: "https://example.com/compute"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -259,6 +266,12 @@ func TestBaseURL(t *testing.T) {
 			c.Addr, c.PublicURL = tt.addr, tt.publicURL
 			if got := c.BaseURL(); got != tt.want {
 				t.Errorf("BaseURL() = %q, want %q", got, tt.want)
+			}
+			if got := c.AnnouncedBaseURL(true); got != tt.want {
+				t.Errorf("AnnouncedBaseURL(true) = %q, want %q", got, tt.want)
+			}
+			if got := c.AnnouncedBaseURL(false); got != tt.wantWorker {
+				t.Errorf("AnnouncedBaseURL(false) = %q, want %q", got, tt.wantWorker)
 			}
 		})
 	}

@@ -32,7 +32,7 @@ func Config(tb testing.TB, dialect, key string) config.Config {
 
 // Server is one running server process.
 type Server struct {
-	// Base is its URL, http://127.0.0.1:port.
+	// Base is its URL, http://127.0.0.1:port; empty without the API.
 	Base string
 	// App is its wiring, for direct access to the store.
 	App *app.App
@@ -40,22 +40,28 @@ type Server struct {
 
 // Start listens on a free loopback port (cfg.Addr is overwritten), builds
 // the process with app.New and serves until the test ends, then checks that
-// Serve returned without error. A nil log discards the logs.
+// Serve returned without error. With opts.NoAPI (the worker role) nothing
+// listens, cfg.Addr is kept and Base is empty. A nil log discards the logs.
 func Start(tb testing.TB, cfg config.Config, opts app.Options, log *slog.Logger) *Server {
 	tb.Helper()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+	var ln net.Listener
+	if !opts.NoAPI {
+		var err error
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			tb.Fatal(err)
+		}
+		cfg.Addr = ln.Addr().String()
 	}
-	cfg.Addr = ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, cfg, opts, log)
 	if err != nil {
 		cancel()
-		ln.Close()
+		if ln != nil {
+			ln.Close()
+		}
 		tb.Fatalf("starting the server: %v", err)
 	}
 	done := make(chan error, 1)
@@ -67,5 +73,8 @@ func Start(tb testing.TB, cfg config.Config, opts app.Options, log *slog.Logger)
 		}
 		a.Close()
 	})
+	if ln == nil {
+		return &Server{App: a}
+	}
 	return &Server{Base: "http://" + cfg.Addr, App: a}
 }
