@@ -159,7 +159,7 @@ func (s *Store) claimWhere(ctx context.Context, tx *txn, p store.ClaimParams, no
 	// and locks the next ones, so the claim took every due task, not Limit.
 	q := `WITH picked AS MATERIALIZED (SELECT id FROM tasks WHERE status = 'pending' AND run_at <= $2` + filter + `
 			ORDER BY priority DESC, run_at, created_at LIMIT $4` + s.d.skipLocked + `)
-		UPDATE tasks SET status = 'executing', executor_instance = $1, started_at = COALESCE(started_at, $2),
+		UPDATE tasks SET status = 'executing', executor_type = provider_type, executor_instance = $1, started_at = COALESCE(started_at, $2),
 		updated_at = $2, lease_expires_at = $3, attempt = attempt + 1
 		WHERE id IN (SELECT id FROM picked) AND status = 'pending'
 		RETURNING ` + baseColumns

@@ -61,6 +61,7 @@ func (s *Store) claimReadFirst(ctx context.Context, p store.ClaimParams) ([]*sto
 	for i, rec := range recs {
 		t := rec.Task
 		t.Status, t.ExecutorInstance, t.UpdatedAt, t.Attempt = task.StatusExecuting, p.Worker, dbTime(now), t.Attempt+1
+		t.ExecutorType = t.ProviderType
 		if t.StartedAt == nil {
 			started := dbTime(now)
 			t.StartedAt = &started
@@ -71,7 +72,7 @@ func (s *Store) claimReadFirst(ctx context.Context, p store.ClaimParams) ([]*sto
 	var claimed []*store.Record
 	err = s.inTx(ctx, func(tx *txn) error {
 		claimed = claimed[:0]
-		st, err := tx.PrepareContext(ctx, `UPDATE tasks SET status = 'executing', executor_instance = ?,
+		st, err := tx.PrepareContext(ctx, `UPDATE tasks SET status = 'executing', executor_type = provider_type, executor_instance = ?,
 			started_at = COALESCE(started_at, ?), updated_at = ?, lease_expires_at = ?, attempt = attempt + 1
 			WHERE id = ? AND status = 'pending' AND updated_at = ?`)
 		if err != nil {

@@ -92,6 +92,10 @@ func testClaimTasks(t *testing.T, newEnv func(t *testing.T) *env) {
 			if st.Status != task.StatusExecuting || st.Attempt != 1 || st.ExecutorInstance != "worker-9" {
 				t.Errorf("claimed task: status %s, attempt %d, executor %q", st.Status, st.Attempt, st.ExecutorInstance)
 			}
+			// The executor that runs the task is its provider.
+			if st.ProviderType == "" || st.ExecutorType != st.ProviderType {
+				t.Errorf("claimed task: executor_type %q, want its provider_type %q", st.ExecutorType, st.ProviderType)
+			}
 			within(t, "started_at", st.StartedAt, before, after)
 			within(t, "lease_expires_at", st.LeaseExpiresAt, before.Add(90*time.Second), after.Add(90*time.Second))
 			evs := e.events(st.ID)
