@@ -170,11 +170,10 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Statuses = append(f.Statuses, st)
 	}
-	switch {
-	case len(f.TenantID) > 256:
+	if len(f.TenantID) > 256 {
 		details = append(details, &huma.ErrorDetail{Location: "query.origin_tenant_id", Message: "at most 256 characters"})
-	case f.TenantID != "" && !p.admin && f.TenantID != p.tenantID:
-		details = append(details, &huma.ErrorDetail{Location: "query.origin_tenant_id", Message: "a tenant key can only stream its own tenant's events", Value: f.TenantID})
+	} else if d := foreignTenant(p, "query.origin_tenant_id", f.TenantID); d != nil {
+		details = append(details, d)
 	}
 	if len(details) > 0 {
 		writeProblem(w, http.StatusUnprocessableEntity, "validation failed", details)

@@ -50,8 +50,12 @@ func (s *Server) registerListRoute() {
 		if bad := s.unknownTypes(in.TaskType); bad != nil {
 			return nil, huma.Error422UnprocessableEntity("validation failed", bad)
 		}
+		p := principalFrom(ctx)
+		if d := foreignTenant(p, "query.origin_tenant_id", in.OriginTenantID); d != nil {
+			return nil, huma.Error422UnprocessableEntity("validation failed", d)
+		}
 		page, err := s.deps.Store.ListTasks(ctx, store.ListFilter{
-			Scope: principalFrom(ctx).scope(), TaskTypes: in.TaskType, Statuses: in.Status,
+			Scope: p.scope(), TaskTypes: in.TaskType, Statuses: in.Status,
 			QueueNames: in.QueueName, TenantID: in.OriginTenantID,
 			CreatedAfter: in.CreatedAfter, CreatedBefore: in.CreatedBefore,
 			Limit: in.Limit, Cursor: in.Cursor,

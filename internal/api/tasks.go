@@ -235,8 +235,8 @@ func (s *Server) create(ctx context.Context, ts *typeSchemas, in *createInput) (
 	p := principalFrom(ctx)
 	tenant := base.OriginTenantID
 	if !p.admin {
-		if tenant != "" && tenant != p.tenantID {
-			return nil, s.problem(&registry.FieldError{Field: "origin_tenant_id", Message: "must be empty or equal to the API key's tenant"}, "task")
+		if d := foreignTenant(p, "body.origin_tenant_id", tenant); d != nil {
+			return nil, huma.Error422UnprocessableEntity("validation failed", d)
 		}
 		tenant = p.tenantID
 	}
