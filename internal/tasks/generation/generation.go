@@ -69,8 +69,8 @@ type Fields struct {
 	ReferenceImageURL      *string `json:"reference_image_url,omitempty" db:"reference_image_url" maxLength:"2048" doc:"Image that guides composition (http(s) URL or artifact path)."`
 	ReferenceImageStrength float64 `json:"reference_image_strength" required:"false" db:"reference_image_strength" minimum:"0" maximum:"1" default:"0.5" doc:"How strongly the reference image guides the result."`
 
-	BackendGenerationID    *string  `json:"backend_generation_id,omitempty" db:"backend_generation_id" readOnly:"true" doc:"Id of the generation in the product backend."`
-	BackendPredictionID    *string  `json:"backend_prediction_id,omitempty" db:"backend_prediction_id" readOnly:"true" doc:"Id of the prediction at a hosted provider."`
+	BackendGenerationID    *string  `json:"backend_generation_id,omitempty" db:"backend_generation_id" maxLength:"256" doc:"Id of the generation in the product backend, set by it at create."`
+	BackendPredictionID    *string  `json:"backend_prediction_id,omitempty" db:"backend_prediction_id" maxLength:"256" doc:"Id of the prediction at a hosted provider, set by the product backend at create."`
 	WorkflowID             *string  `json:"workflow_id,omitempty" db:"workflow_id" readOnly:"true" doc:"Workflow this task belongs to."`
 	ComfyPromptID          *string  `json:"comfy_prompt_id,omitempty" db:"comfy_prompt_id" readOnly:"true" doc:"ComfyUI prompt id, for resume."`
 	ComfyServerURL         *string  `json:"comfy_server_url,omitempty" db:"comfy_server_url" readOnly:"true" doc:"ComfyUI server running the task."`
@@ -97,6 +97,8 @@ type Update struct {
 	Product2LoraWeight     *float64 `json:"product2_lora_weight,omitempty" minimum:"0" maximum:"1"`
 	ReferenceImageURL      *string  `json:"reference_image_url,omitempty" maxLength:"2048"`
 	ReferenceImageStrength *float64 `json:"reference_image_strength,omitempty" minimum:"0" maximum:"1"`
+	BackendGenerationID    *string  `json:"backend_generation_id,omitempty" maxLength:"256"`
+	BackendPredictionID    *string  `json:"backend_prediction_id,omitempty" maxLength:"256"`
 }
 
 // ApplyDefaults implements registry.Defaulter for models built in Go
