@@ -31,6 +31,7 @@ type createBase struct {
 	OriginInstance      string     `json:"origin_instance,omitempty" maxLength:"256"`
 	OriginZone          string     `json:"origin_zone,omitempty" maxLength:"256"`
 	OriginTenantID      string     `json:"origin_tenant_id,omitempty" maxLength:"256" doc:"Tenant; set from the API key for tenant keys."`
+	EntityID            string     `json:"entity_id,omitempty" maxLength:"256" doc:"Your id of what the task is about, echoed as entity_id in every event and webhook body; the task id when omitted."`
 }
 
 // updateBase is the part of every PATCH body that is not the type's own.

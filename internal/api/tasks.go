@@ -280,6 +280,7 @@ func newTask(def *registry.Definition, b *createBase, tenant string) *task.Task 
 		CreatedAt: now, UpdatedAt: now, RunAt: now,
 		Errors: []task.Error{}, MaxAttempts: def.MaxAttempts, TimeoutSeconds: int(def.Timeout / time.Second),
 		StartTimeoutSeconds: b.StartTimeoutSeconds, WebhookURL: b.WebhookURL, WebhookEvents: b.WebhookEvents,
+		EntityID: b.EntityID,
 	}
 	if b.ProviderType != "" {
 		t.ProviderType = b.ProviderType

@@ -68,7 +68,7 @@ func New(t *task.Task, kind string, at time.Time) Event {
 		TaskID:         t.ID,
 		TaskType:       t.Type,
 		Status:         t.Status,
-		EntityID:       t.ID.String(),
+		EntityID:       t.EntityID,
 		OriginInstance: t.OriginInstance,
 		OriginZone:     t.OriginZone,
 		OriginVersion:  Version,
@@ -79,6 +79,9 @@ func New(t *task.Task, kind string, at time.Time) Event {
 		ErrorCategory:  t.ErrorCategory,
 		StartedAt:      t.StartedAt,
 		CompletedAt:    t.CompletedAt,
+	}
+	if body.EntityID == "" {
+		body.EntityID = t.ID.String()
 	}
 	if t.Stage != "" {
 		body.Metadata["stage"] = t.Stage

@@ -34,6 +34,10 @@ type Task struct {
 	ExecutorType     string `json:"executor_type,omitempty"`
 	ExecutorInstance string `json:"executor_instance,omitempty"`
 	ServiceTaskID    string `json:"service_task_id,omitempty"`
+	// EntityID is the caller's id of what the task is about (the original's
+	// backend sends its generation's id), echoed as entity_id in every
+	// event and webhook body; empty means the task's own id.
+	EntityID string `json:"entity_id,omitempty"`
 
 	Errors        []Error `json:"errors"`
 	ErrorMessage  string  `json:"error_message,omitempty"`

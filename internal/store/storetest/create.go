@@ -34,6 +34,7 @@ func (e *env) fullTask() *task.Task {
 	t.ExecutorType = "comfyui"
 	t.ExecutorInstance = "gpu-3"
 	t.ServiceTaskID = "prompt-123"
+	t.EntityID = "look-full"
 	t.Errors = []task.Error{{Attempt: 1, Message: "first", Category: task.CategoryTimeout, At: base.UTC()}}
 	t.ErrorMessage = "first"
 	t.ErrorCategory = task.CategoryTimeout
