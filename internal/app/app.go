@@ -62,7 +62,7 @@ type Options struct {
 func NewFetcher(cfg config.Config, artifacts artifact.Store) *artifact.Fetcher {
 	return &artifact.Fetcher{
 		Store:         artifacts,
-		Client:        netguard.NewHTTPClient(netguard.Policy{AllowPrivate: cfg.AllowPrivateURLs}, 60*time.Second),
+		Client:        netguard.NewHTTPClient(netguard.Policy{AllowPrivate: cfg.AllowPrivateURLs, AllowCIDRs: cfg.AllowPrivateCIDRs}, 60*time.Second),
 		PublicBaseURL: cfg.BaseURL(),
 	}
 }

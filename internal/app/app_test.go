@@ -1,9 +1,14 @@
 package app_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"image"
+	"image/png"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -91,5 +96,71 @@ func TestWorkerHandsOutRelativeURLs(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// pngServer serves a small PNG at /in.png on loopback.
+func pngServer(t *testing.T) string {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, image.NewRGBA(image.Rect(0, 0, 8, 8))); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "image/png")
+		_, _ = w.Write(buf.Bytes())
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/in.png"
+}
+
+// TestInputCIDRAllowList: COMPUTE_ALLOW_PRIVATE_CIDRS lets task inputs come
+// from its ranges while other private addresses stay refused, and a
+// refusal names both settings that would allow the address.
+func TestInputCIDRAllowList(t *testing.T) {
+	t.Parallel()
+	input := pngServer(t)
+	tests := []struct {
+		name       string
+		cidrs      []string
+		wantStatus string
+	}{
+		{name: "default refuses loopback", wantStatus: "failed"},
+		{name: "another range stays refused", cidrs: []string{"10.0.0.0/8"}, wantStatus: "failed"},
+		{name: "its range is allowed", cidrs: []string{"10.0.0.0/8", "127.0.0.1/32"}, wantStatus: "completed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := testserver.Config(t, "sqlite", key)
+			for _, c := range tt.cidrs {
+				cfg.AllowPrivateCIDRs = append(cfg.AllowPrivateCIDRs, netip.MustParsePrefix(c))
+			}
+			srv := testserver.Start(t, cfg, app.Options{Workers: true, Version: "test"}, testdb.Logger(t))
+			var created struct{ ID string }
+			body := `{"task_type":"image_adjuster","image_url":"` + input + `","brightness":10}`
+			if code := call(t, "POST", srv.Base+"/api/v1/tasks/", body, &created); code != 201 {
+				t.Fatalf("create: %d", code)
+			}
+			var got struct {
+				Status       string `json:"status"`
+				ErrorMessage string `json:"error_message"`
+			}
+			for deadline := time.Now().Add(20 * time.Second); got.Status != "completed" && got.Status != "failed"; time.Sleep(50 * time.Millisecond) {
+				if code := call(t, "GET", srv.Base+"/api/v1/tasks/"+created.ID, "", &got); code != 200 || time.Now().After(deadline) {
+					t.Fatalf("get: %d, status %q", code, got.Status)
+				}
+			}
+			if got.Status != tt.wantStatus {
+				t.Fatalf("task %s (%s), want %s", got.Status, got.ErrorMessage, tt.wantStatus)
+			}
+			if got.Status == "failed" {
+				for _, want := range []string{"COMPUTE_ALLOW_PRIVATE_URLS=true", "COMPUTE_ALLOW_PRIVATE_CIDRS"} {
+					if !strings.Contains(got.ErrorMessage, want) {
+						t.Errorf("error %q does not name %s", got.ErrorMessage, want)
+					}
+				}
+			}
+		})
 	}
 }

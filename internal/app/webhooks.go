@@ -27,7 +27,8 @@ func newDeliverer(cfg config.Config, version string, st store.Store, log *slog.L
 	}
 	return webhook.New(webhook.Config{
 		RetryMin: cfg.WebhookRetryMin, MaxAttempts: cfg.WebhookMaxAttempts, Window: cfg.WebhookWindow,
-		Policy:    netguard.Policy{AllowPrivate: cfg.WebhookAllowPrivate, AllowCIDRs: cfg.WebhookAllowCIDRs},
+		Policy: netguard.Policy{AllowPrivate: cfg.WebhookAllowPrivate, AllowCIDRs: cfg.WebhookAllowCIDRs,
+			Setting: "COMPUTE_WEBHOOK_ALLOW_PRIVATE", CIDRSetting: "COMPUTE_WEBHOOK_ALLOW_CIDRS"},
 		Signer:    signer,
 		UserAgent: "compute-server/" + version,
 	}, st, log), nil

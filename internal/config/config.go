@@ -48,6 +48,10 @@ type Config struct {
 	// AllowPrivateURLs lets tasks fetch inputs from loopback and private
 	// addresses (COMPUTE_ALLOW_PRIVATE_URLS, default false).
 	AllowPrivateURLs bool
+	// AllowPrivateCIDRs lets tasks fetch inputs from these ranges even if
+	// private, while the rest stays refused (COMPUTE_ALLOW_PRIVATE_CIDRS,
+	// comma-separated, e.g. "10.20.0.0/16").
+	AllowPrivateCIDRs []netip.Prefix
 	// ShutdownGrace is how long running tasks may finish after SIGTERM
 	// (COMPUTE_SHUTDOWN_GRACE, default 30s).
 	ShutdownGrace time.Duration
@@ -157,19 +161,8 @@ func FromEnv() (Config, error) {
 	parse("COMPUTE_WEBHOOK_MAX_ATTEMPTS", func(v string) (err error) { c.WebhookMaxAttempts, err = strconv.Atoi(v); return })
 	parse("COMPUTE_WEBHOOK_WINDOW", func(v string) (err error) { c.WebhookWindow, err = time.ParseDuration(v); return })
 	parse("COMPUTE_WEBHOOK_ALLOW_PRIVATE", func(v string) (err error) { c.WebhookAllowPrivate, err = strconv.ParseBool(v); return })
-	parse("COMPUTE_WEBHOOK_ALLOW_CIDRS", func(v string) error {
-		for _, part := range strings.Split(v, ",") {
-			if part = strings.TrimSpace(part); part == "" {
-				continue
-			}
-			p, err := netip.ParsePrefix(part)
-			if err != nil {
-				return err
-			}
-			c.WebhookAllowCIDRs = append(c.WebhookAllowCIDRs, p)
-		}
-		return nil
-	})
+	parse("COMPUTE_ALLOW_PRIVATE_CIDRS", func(v string) (err error) { c.AllowPrivateCIDRs, err = ParseCIDRs(v); return })
+	parse("COMPUTE_WEBHOOK_ALLOW_CIDRS", func(v string) (err error) { c.WebhookAllowCIDRs, err = ParseCIDRs(v); return })
 	parse("COMPUTE_QUEUE_LIMITS", func(v string) (err error) { c.QueueLimits, err = ParseQueueLimits(v); return })
 	if len(errs) > 0 {
 		return c, fmt.Errorf("config: %s", strings.Join(errs, "; "))
@@ -290,6 +283,23 @@ func (c *Config) AnnouncedBaseURL(servesAPI bool) string {
 		return strings.TrimSuffix(c.PublicURL, "/")
 	}
 	return c.BaseURL()
+}
+
+// ParseCIDRs parses a comma-separated list of CIDR ranges
+// ("10.20.0.0/16, fd00::/8"); empty entries are skipped.
+func ParseCIDRs(v string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, part := range strings.Split(v, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(part)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // ParseQueueLimits parses "queue=n,queue=n".

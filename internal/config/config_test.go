@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"net/netip"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -15,7 +16,7 @@ var envVars = []string{
 	"COMPUTE_ADDR", "COMPUTE_DATA_DIR", "DATABASE_URL", "COMPUTE_API_KEY", "COMPUTE_PUBLIC_URL",
 	"COMPUTE_MAX_BODY_BYTES", "COMPUTE_WORKERS", "COMPUTE_AUTO_MIGRATE", "COMPUTE_ALLOW_PRIVATE_URLS",
 	"COMPUTE_SHUTDOWN_GRACE", "COMPUTE_LEASE", "COMPUTE_QUEUE_LIMITS", "COMPUTE_LOG_LEVEL", "COMPUTE_LOG_FORMAT",
-	"COMPUTE_SSE_KEEPALIVE",
+	"COMPUTE_SSE_KEEPALIVE", "COMPUTE_ALLOW_PRIVATE_CIDRS", "COMPUTE_WEBHOOK_ALLOW_CIDRS",
 }
 
 // clearEnv blanks every variable FromEnv reads for the rest of the test;
@@ -84,6 +85,12 @@ func TestFromEnvReadsEachVariable(t *testing.T) {
 		{name: "COMPUTE_WORKERS zero", value: "0", want: func(c *config.Config) { c.Workers = 0 }},
 		{name: "COMPUTE_AUTO_MIGRATE", value: "false", want: func(c *config.Config) { c.AutoMigrate = false }},
 		{name: "COMPUTE_ALLOW_PRIVATE_URLS", value: "true", want: func(c *config.Config) { c.AllowPrivateURLs = true }},
+		{name: "COMPUTE_ALLOW_PRIVATE_CIDRS", value: "10.20.0.0/16, ,fd00::/8", want: func(c *config.Config) {
+			c.AllowPrivateCIDRs = []netip.Prefix{netip.MustParsePrefix("10.20.0.0/16"), netip.MustParsePrefix("fd00::/8")}
+		}},
+		{name: "COMPUTE_WEBHOOK_ALLOW_CIDRS", value: "192.168.1.0/24", want: func(c *config.Config) {
+			c.WebhookAllowCIDRs = []netip.Prefix{netip.MustParsePrefix("192.168.1.0/24")}
+		}},
 		{name: "COMPUTE_SHUTDOWN_GRACE", value: "1m30s", want: func(c *config.Config) { c.ShutdownGrace = 90 * time.Second }},
 		{name: "COMPUTE_LEASE", value: "45s", want: func(c *config.Config) { c.Lease = 45 * time.Second }},
 		{name: "COMPUTE_QUEUE_LIMITS", value: "gpu=2, default=50,,cpu=0", want: func(c *config.Config) {
@@ -121,6 +128,7 @@ func TestFromEnvBadValues(t *testing.T) {
 		{name: "workers", env: map[string]string{"COMPUTE_WORKERS": "eight"}, names: []string{"COMPUTE_WORKERS"}},
 		{name: "auto migrate", env: map[string]string{"COMPUTE_AUTO_MIGRATE": "maybe"}, names: []string{"COMPUTE_AUTO_MIGRATE"}},
 		{name: "allow private urls", env: map[string]string{"COMPUTE_ALLOW_PRIVATE_URLS": "yes please"}, names: []string{"COMPUTE_ALLOW_PRIVATE_URLS"}},
+		{name: "allow private cidrs", env: map[string]string{"COMPUTE_ALLOW_PRIVATE_CIDRS": "10.20.0.0"}, names: []string{"COMPUTE_ALLOW_PRIVATE_CIDRS"}},
 		{name: "shutdown grace without unit", env: map[string]string{"COMPUTE_SHUTDOWN_GRACE": "30"}, names: []string{"COMPUTE_SHUTDOWN_GRACE"}},
 		{name: "lease", env: map[string]string{"COMPUTE_LEASE": "long"}, names: []string{"COMPUTE_LEASE"}},
 		{name: "queue limits", env: map[string]string{"COMPUTE_QUEUE_LIMITS": "gpu:2"}, names: []string{"COMPUTE_QUEUE_LIMITS"}},

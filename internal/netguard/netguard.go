@@ -29,6 +29,11 @@ var ErrForbiddenDestination = errors.New("forbidden destination")
 // to change.
 const AllowPrivateEnv = "COMPUTE_ALLOW_PRIVATE_URLS"
 
+// AllowCIDRsEnv is the environment variable that the configuration maps to
+// Policy.AllowCIDRs for task inputs; error messages name it beside
+// AllowPrivateEnv.
+const AllowCIDRsEnv = "COMPUTE_ALLOW_PRIVATE_CIDRS"
+
 // Policy decides which destination addresses outbound connections may
 // reach. The zero value allows public unicast addresses only.
 type Policy struct {
@@ -45,6 +50,9 @@ type Policy struct {
 	// Setting names the configuration that sets AllowPrivate, for
 	// refusal messages (default AllowPrivateEnv): webhooks have their own.
 	Setting string
+	// CIDRSetting names the configuration that sets AllowCIDRs, for
+	// refusal messages (default AllowCIDRsEnv).
+	CIDRSetting string
 }
 
 // class is why an address is not a plain public destination.
@@ -170,16 +178,20 @@ func (p Policy) CheckAddr(addr netip.Addr) error {
 	if c == nil || (p.AllowPrivate && !c.always) {
 		return nil
 	}
+	cidrSetting := p.CIDRSetting
+	if cidrSetting == "" {
+		cidrSetting = AllowCIDRsEnv
+	}
 	if c.always {
-		return fmt.Errorf("%w: destination %s is %s address; only an allowed CIDR can make it reachable",
-			ErrForbiddenDestination, addr, c.name)
+		return fmt.Errorf("%w: destination %s is %s address; only a range in %s can make it reachable",
+			ErrForbiddenDestination, addr, c.name, cidrSetting)
 	}
 	setting := p.Setting
 	if setting == "" {
 		setting = AllowPrivateEnv
 	}
-	return fmt.Errorf("%w: destination %s is %s address; set %s=true (or allow its range) to allow it",
-		ErrForbiddenDestination, addr, c.name, setting)
+	return fmt.Errorf("%w: destination %s is %s address; set %s=true, or add its range to %s, to allow it",
+		ErrForbiddenDestination, addr, c.name, setting, cidrSetting)
 }
 
 // Control is a net.Dialer.Control hook: it refuses a connection whose

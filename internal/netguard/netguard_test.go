@@ -78,6 +78,9 @@ func TestCheckAddr(t *testing.T) {
 		},
 		{name: "default setting named", addr: "10.0.0.1", wantErr: "COMPUTE_ALLOW_PRIVATE_URLS=true"},
 		{name: "own setting named", addr: "10.0.0.1", policy: netguard.Policy{Setting: "COMPUTE_WEBHOOK_ALLOW_PRIVATE"}, wantErr: "COMPUTE_WEBHOOK_ALLOW_PRIVATE=true"},
+		{name: "default cidr setting named", addr: "10.0.0.1", wantErr: "add its range to COMPUTE_ALLOW_PRIVATE_CIDRS"},
+		{name: "own cidr setting named", addr: "10.0.0.1", policy: netguard.Policy{CIDRSetting: "COMPUTE_WEBHOOK_ALLOW_CIDRS"}, wantErr: "add its range to COMPUTE_WEBHOOK_ALLOW_CIDRS"},
+		{name: "always-refused class names the cidr setting", addr: "224.0.0.1", wantErr: "only a range in COMPUTE_ALLOW_PRIVATE_CIDRS"},
 		{
 			name:   "allowed cidr beats always-refused class",
 			addr:   "0.0.0.0",
@@ -277,7 +280,7 @@ func ExamplePolicy_CheckAddr() {
 	fmt.Println(p.CheckAddr(netip.MustParseAddr("127.0.0.1")))
 	// Output:
 	// <nil>
-	// forbidden destination: destination 127.0.0.1 is a loopback address; set COMPUTE_ALLOW_PRIVATE_URLS=true (or allow its range) to allow it
+	// forbidden destination: destination 127.0.0.1 is a loopback address; set COMPUTE_ALLOW_PRIVATE_URLS=true, or add its range to COMPUTE_ALLOW_PRIVATE_CIDRS, to allow it
 }
 
 // TestCheckEndpointURL checks the rule for URLs the server sends to: a
