@@ -64,7 +64,7 @@ func (s *Server) registerChangeRoutes() {
 	huma.Register(s.api, huma.Operation{
 		OperationID: "retry-task", Method: http.MethodPost, Path: "/api/v1/tasks/{task_id}/retry", Tags: tags,
 		Summary:     "Run a failed or cancelled task again",
-		Description: "The task goes back to pending with a fresh attempt budget; its result and error fields are cleared and its errors list keeps the history. Other statuses answer 409.",
+		Description: "The task goes back to pending with a fresh attempt budget; its result and error fields are cleared and its errors list keeps the history. It is due at once: `run_at` becomes the time of the retry, also for a task that was cancelled before its scheduled `run_at` (PATCH `run_at` afterwards to schedule it again). Other statuses answer 409.",
 		Security:    bearer,
 		Responses:   map[string]*huma.Response{"200": {Description: "The task, pending again.", Content: jsonBody(s.publicUnion)}},
 		Errors:      []int{401, 404, 409},
