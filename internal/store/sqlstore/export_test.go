@@ -17,3 +17,6 @@ func (s *Store) SetAfterRead(f func(op string)) { s.afterRead = f }
 
 // EventOrderLock is the advisory lock key of the event-order lock.
 const EventOrderLock = eventOrderLock
+
+// MigrationLockID exposes migrationLockID to the package's external tests.
+var MigrationLockID = migrationLockID

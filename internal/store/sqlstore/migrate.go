@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
 
 	"github.com/computeserver/compute/internal/store"
 )
@@ -59,7 +58,7 @@ func (s *Store) migrationFS() (fs.FS, map[int64]string, error) {
 	return merged, owner, nil
 }
 
-func (s *Store) provider() (*goose.Provider, map[int64]string, error) {
+func (s *Store) provider(ctx context.Context) (*goose.Provider, map[int64]string, error) {
 	fsys, owner, err := s.migrationFS()
 	if err != nil {
 		return nil, nil, fmt.Errorf("collecting migrations: %w", err)
@@ -72,9 +71,9 @@ func (s *Store) provider() (*goose.Provider, map[int64]string, error) {
 	if s.d.name == "postgres" {
 		// Several processes may start at once on an empty database: one
 		// migrates, the others wait for it (SQLite's writer lock does this).
-		locker, err := lock.NewPostgresSessionLocker()
+		locker, err := s.migrationLocker(ctx)
 		if err != nil {
-			return nil, nil, fmt.Errorf("preparing the migration lock: %w", err)
+			return nil, nil, err
 		}
 		opts = append(opts, goose.WithSessionLocker(locker))
 	}
@@ -87,7 +86,7 @@ func (s *Store) provider() (*goose.Provider, map[int64]string, error) {
 
 // Migrate implements store.Store.
 func (s *Store) Migrate(ctx context.Context) error {
-	p, _, err := s.provider()
+	p, _, err := s.provider(ctx)
 	if err != nil {
 		return err
 	}
@@ -103,7 +102,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 
 // MigrationStatus implements store.Store.
 func (s *Store) MigrationStatus(ctx context.Context) ([]store.MigrationState, error) {
-	p, owner, err := s.provider()
+	p, owner, err := s.provider(ctx)
 	if err != nil {
 		return nil, err
 	}
