@@ -235,7 +235,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	if a.API == nil {
 		a.log.Info("working", "database", a.Store.Dialect(), "instance", a.Engine.Instance())
 		<-ctx.Done()
-		a.Engine.Stop()
+		a.stopEngine()
 		return nil
 	}
 	srv := &http.Server{
@@ -257,18 +257,32 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	case serveErr = <-errc:
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	const requestGrace = 10 * time.Second
+	start := time.Now()
+	a.log.Info("shutting down: refusing new requests, waiting for those in flight", "timeout", requestGrace)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), requestGrace)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		a.log.Warn("http shutdown", "error", err)
 	}
-	if a.Engine != nil {
-		a.Engine.Stop()
-	}
+	a.log.Info("requests done", "waited", time.Since(start).Round(time.Millisecond))
+	a.stopEngine()
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil
 	}
 	return serveErr
+}
+
+// stopEngine stops claiming and waits for the running tasks (up to the
+// shutdown grace, after which the engine releases them), saying so.
+func (a *App) stopEngine() {
+	if a.Engine == nil {
+		return
+	}
+	start := time.Now()
+	a.log.Info("stopping the workers: no new tasks; running ones may finish", "grace", a.Config.ShutdownGrace)
+	a.Engine.Stop()
+	a.log.Info("workers stopped", "waited", time.Since(start).Round(time.Millisecond))
 }
 
 // Close releases the store and the event bus.

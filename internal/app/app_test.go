@@ -2,10 +2,12 @@ package app_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"image"
 	"image/png"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/computeserver/compute/internal/app"
+	"github.com/computeserver/compute/internal/testutil/logbuf"
 	"github.com/computeserver/compute/internal/testutil/testdb"
 	"github.com/computeserver/compute/internal/testutil/testserver"
 )
@@ -159,6 +162,54 @@ func TestInputCIDRAllowList(t *testing.T) {
 					if !strings.Contains(got.ErrorMessage, want) {
 						t.Errorf("error %q does not name %s", got.ErrorMessage, want)
 					}
+				}
+			}
+		})
+	}
+}
+
+// TestShutdownWaitsAreLogged: on shutdown, a process says what it waits
+// for (requests in flight, running tasks within the grace) and when it is
+// done, in both roles that run tasks.
+func TestShutdownWaitsAreLogged(t *testing.T) {
+	t.Parallel()
+	for _, role := range []string{"serve", "worker"} {
+		t.Run(role, func(t *testing.T) {
+			t.Parallel()
+			cfg := testserver.Config(t, "sqlite", key)
+			var logs logbuf.Buffer
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			a, err := app.New(ctx, cfg, app.Options{Workers: true, NoAPI: role == "worker", Version: "test"}, logs.Logger())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			var ln net.Listener
+			if role == "serve" {
+				if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			done := make(chan error, 1)
+			go func() { done <- a.Serve(ctx, ln) }()
+			for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "msg=serving") && !strings.Contains(logs.String(), "msg=working"); time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("not started:\n%s", logs.String())
+				}
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			want := []string{`msg="stopping the workers: no new tasks; running ones may finish" grace=2s`, `msg="workers stopped" waited=`}
+			if role == "serve" {
+				want = append(want, `msg="shutting down: refusing new requests, waiting for those in flight" timeout=10s`, `msg="requests done" waited=`)
+			}
+			out := logs.String()
+			for _, w := range want {
+				if !strings.Contains(out, w) {
+					t.Errorf("logs lack %s:\n%s", w, out)
 				}
 			}
 		})
