@@ -98,7 +98,7 @@ func New(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 	if err != nil {
 		return nil, err
 	}
-	st, err := sqlstore.Open(ctx, cfg.DSN(), reg, log, sqlstore.WithDefaultWebhookURL(cfg.WebhookURL),
+	st, err := sqlstore.Open(ctx, cfg.DSN(), reg, log, sqlstore.WithWebhookTargets(webhook.Targeting{DefaultURL: cfg.WebhookURL}.Targets),
 		sqlstore.WithEventSink(events.Announcer.Announce))
 	if err != nil {
 		events.close()

@@ -351,6 +351,11 @@ const (
 	DeliveryStopped DeliveryStatus = "stopped"
 )
 
+// DeliveryTarget is where one event is sent (decided by package webhook).
+type DeliveryTarget struct {
+	URL string
+}
+
 // MaxSnippetBytes bounds the response snippet stored with an attempt.
 const MaxSnippetBytes = 1024
 

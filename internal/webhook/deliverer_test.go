@@ -518,7 +518,8 @@ func TestKilledMidDeliveryIsDeliveredAfterRestart(t *testing.T) {
 		t.Run(dialect, func(t *testing.T) {
 			t.Parallel()
 			dsn := testdb.URL(t, dialect)
-			s, err := sqlstore.Open(context.Background(), dsn, newRegistry(), testdb.Logger(t))
+			s, err := sqlstore.Open(context.Background(), dsn, newRegistry(), testdb.Logger(t),
+				sqlstore.WithWebhookTargets(webhook.Targeting{}.Targets))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -152,35 +152,24 @@ func (s *Store) insertEvents(ctx context.Context, tx *txn, evs []event.Event) ([
 	return evs, nil
 }
 
-// wantsDelivery reports whether an event goes to the task's webhook: the
-// filter names statuses and/or "progress"; no filter means every status
-// change and no progress.
-func wantsDelivery(e event.Event) bool {
-	if e.Kind == event.KindProgress {
-		return slices.Contains(e.WebhookEvents, "progress")
-	}
-	return len(e.WebhookEvents) == 0 || slices.Contains(e.WebhookEvents, string(e.Status))
-}
-
-// insertDeliveries writes one pending delivery per event that has a
-// webhook target, in the event's transaction: an event is never without
-// its deliveries, and a delivery never without its event.
+// insertDeliveries writes one pending delivery per webhook target of each
+// event (WithWebhookTargets decides them), in the event's transaction: an
+// event is never without its deliveries, and a delivery never without its
+// event.
 func (s *Store) insertDeliveries(ctx context.Context, tx *txn, evs []event.Event) error {
+	if s.targets == nil {
+		return nil
+	}
 	const n = 5
 	var (
 		rows []string
 		args []any
 	)
 	for _, e := range evs {
-		url := e.WebhookURL
-		if url == "" {
-			url = s.defaultWebhookURL
+		for _, tg := range s.targets(e) {
+			rows = append(rows, "("+placeholders(len(args)+1, n)+")")
+			args = append(args, e.ID, e.TaskID.String(), tg.URL, dbTime(e.CreatedAt), dbTime(e.CreatedAt))
 		}
-		if url == "" || !wantsDelivery(e) {
-			continue
-		}
-		rows = append(rows, "("+placeholders(len(args)+1, n)+")")
-		args = append(args, e.ID, e.TaskID.String(), url, dbTime(e.CreatedAt), dbTime(e.CreatedAt))
 	}
 	if len(rows) == 0 {
 		return nil

@@ -119,8 +119,8 @@ type Store struct {
 
 	// sink receives the events of every committed transaction.
 	sink func([]event.Event)
-	// defaultWebhookURL receives the events of tasks without a webhook_url.
-	defaultWebhookURL string
+	// targets says which webhook deliveries an event gets (nil: none).
+	targets func(event.Event) []store.DeliveryTarget
 }
 
 // statements are the batch statements whose text depends only on the
@@ -143,10 +143,13 @@ func WithEventSink(sink func([]event.Event)) Option {
 	return func(s *Store) { s.sink = sink }
 }
 
-// WithDefaultWebhookURL sends the events of tasks that have no webhook_url
-// to url.
-func WithDefaultWebhookURL(url string) Option {
-	return func(s *Store) { s.defaultWebhookURL = url }
+// WithWebhookTargets makes the store write, beside every event and in its
+// transaction, one webhook delivery per target that targets returns for
+// it (package webhook decides them). Without it the store writes no
+// deliveries. targets runs inside write transactions: it must be quick
+// and must not touch the store.
+func WithWebhookTargets(targets func(event.Event) []store.DeliveryTarget) Option {
+	return func(s *Store) { s.targets = targets }
 }
 
 var _ store.Store = (*Store)(nil)

@@ -12,10 +12,12 @@ import (
 	"github.com/computeserver/compute/internal/task"
 	"github.com/computeserver/compute/internal/tasks/echo"
 	"github.com/computeserver/compute/internal/testutil/testdb"
+	"github.com/computeserver/compute/internal/webhook"
 )
 
-// TestDefaultWebhookURL checks that WithDefaultWebhookURL receives the
-// events of tasks that name no webhook_url, and only theirs.
+// TestDefaultWebhookURL checks that a store told to send to a default URL
+// (webhook.Targeting) writes the deliveries of tasks that name no
+// webhook_url to it, and only theirs.
 func TestDefaultWebhookURL(t *testing.T) {
 	t.Parallel()
 	for _, dialect := range testdb.Dialects {
@@ -24,7 +26,7 @@ func TestDefaultWebhookURL(t *testing.T) {
 			reg := registry.New()
 			reg.MustRegister(echo.Type())
 			ctx := context.Background()
-			s, err := sqlstore.Open(ctx, testdb.URL(t, dialect), reg, testdb.Logger(t), sqlstore.WithDefaultWebhookURL("https://default.example/hook"))
+			s, err := sqlstore.Open(ctx, testdb.URL(t, dialect), reg, testdb.Logger(t), sqlstore.WithWebhookTargets(webhook.Targeting{DefaultURL: "https://default.example/hook"}.Targets))
 			if err != nil {
 				t.Fatal(err)
 			}

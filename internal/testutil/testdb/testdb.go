@@ -20,6 +20,7 @@ import (
 
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/store/sqlstore"
+	"github.com/computeserver/compute/internal/webhook"
 )
 
 // DefaultPostgresURL is used when COMPUTE_TEST_DATABASE_URL is not set.
@@ -90,11 +91,14 @@ func postgresSchemaURL(t testing.TB) string {
 }
 
 // Open returns a migrated store of the dialect for the registry's types,
-// closed when the test ends.
-func Open(t testing.TB, dialect string, reg *registry.Registry) *sqlstore.Store {
+// closed when the test ends. It writes webhook deliveries as a server
+// does without COMPUTE_WEBHOOK_URL (webhook.Targeting); opts come after,
+// so they may change that.
+func Open(t testing.TB, dialect string, reg *registry.Registry, opts ...sqlstore.Option) *sqlstore.Store {
 	t.Helper()
 	ctx := context.Background()
-	s, err := sqlstore.Open(ctx, URL(t, dialect), reg, Logger(t))
+	opts = append([]sqlstore.Option{sqlstore.WithWebhookTargets(webhook.Targeting{}.Targets)}, opts...)
+	s, err := sqlstore.Open(ctx, URL(t, dialect), reg, Logger(t), opts...)
 	if err != nil {
 		t.Fatalf("testdb: opening %s: %v", dialect, err)
 	}
