@@ -27,6 +27,7 @@ func newDeliverer(cfg config.Config, version string, st store.Store, log *slog.L
 	}
 	return webhook.New(webhook.Config{
 		RetryMin: cfg.WebhookRetryMin, MaxAttempts: cfg.WebhookMaxAttempts, Window: cfg.WebhookWindow,
+		PerDestination: cfg.WebhookPerDestination,
 		Policy: netguard.Policy{AllowPrivate: cfg.WebhookAllowPrivate, AllowCIDRs: cfg.WebhookAllowCIDRs,
 			Setting: "COMPUTE_WEBHOOK_ALLOW_PRIVATE", CIDRSetting: "COMPUTE_WEBHOOK_ALLOW_CIDRS"},
 		Signer:    signer,

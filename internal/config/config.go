@@ -80,6 +80,10 @@ type Config struct {
 	// WebhookWindow stops retrying a delivery this long after its event
 	// (COMPUTE_WEBHOOK_WINDOW, default 24h).
 	WebhookWindow time.Duration
+	// WebhookPerDestination bounds the webhook requests in flight to one
+	// destination (scheme, host and port), across processes
+	// (COMPUTE_WEBHOOK_PER_DESTINATION, default 2).
+	WebhookPerDestination int
 	// WebhookAllowPrivate lets webhooks reach loopback and private
 	// addresses (COMPUTE_WEBHOOK_ALLOW_PRIVATE, default false).
 	WebhookAllowPrivate bool
@@ -120,6 +124,8 @@ func Default() Config {
 		RedisPrefix:        "compute",
 		SSEKeepAlive:       15 * time.Second,
 		LogFormat:          "text",
+
+		WebhookPerDestination: 2,
 	}
 }
 
@@ -160,6 +166,7 @@ func FromEnv() (Config, error) {
 	parse("COMPUTE_WEBHOOK_RETRY_MIN", func(v string) (err error) { c.WebhookRetryMin, err = time.ParseDuration(v); return })
 	parse("COMPUTE_WEBHOOK_MAX_ATTEMPTS", func(v string) (err error) { c.WebhookMaxAttempts, err = strconv.Atoi(v); return })
 	parse("COMPUTE_WEBHOOK_WINDOW", func(v string) (err error) { c.WebhookWindow, err = time.ParseDuration(v); return })
+	parse("COMPUTE_WEBHOOK_PER_DESTINATION", func(v string) (err error) { c.WebhookPerDestination, err = strconv.Atoi(v); return })
 	parse("COMPUTE_WEBHOOK_ALLOW_PRIVATE", func(v string) (err error) { c.WebhookAllowPrivate, err = strconv.ParseBool(v); return })
 	parse("COMPUTE_ALLOW_PRIVATE_CIDRS", func(v string) (err error) { c.AllowPrivateCIDRs, err = ParseCIDRs(v); return })
 	parse("COMPUTE_WEBHOOK_ALLOW_CIDRS", func(v string) (err error) { c.WebhookAllowCIDRs, err = ParseCIDRs(v); return })
@@ -221,6 +228,9 @@ func (c *Config) Validate() error {
 	}
 	if c.WebhookMaxAttempts < 1 || c.WebhookMaxAttempts > 100 {
 		return fmt.Errorf("config: WebhookMaxAttempts (COMPUTE_WEBHOOK_MAX_ATTEMPTS) must be between 1 and 100")
+	}
+	if c.WebhookPerDestination < 1 || c.WebhookPerDestination > 100 {
+		return fmt.Errorf("config: WebhookPerDestination (COMPUTE_WEBHOOK_PER_DESTINATION) must be between 1 and 100")
 	}
 	if c.WebhookWindow < time.Minute {
 		return fmt.Errorf("config: WebhookWindow (COMPUTE_WEBHOOK_WINDOW) must be at least 1m")

@@ -16,7 +16,7 @@ var envVars = []string{
 	"COMPUTE_ADDR", "COMPUTE_DATA_DIR", "DATABASE_URL", "COMPUTE_API_KEY", "COMPUTE_PUBLIC_URL",
 	"COMPUTE_MAX_BODY_BYTES", "COMPUTE_WORKERS", "COMPUTE_AUTO_MIGRATE", "COMPUTE_ALLOW_PRIVATE_URLS",
 	"COMPUTE_SHUTDOWN_GRACE", "COMPUTE_LEASE", "COMPUTE_QUEUE_LIMITS", "COMPUTE_LOG_LEVEL", "COMPUTE_LOG_FORMAT",
-	"COMPUTE_SSE_KEEPALIVE", "COMPUTE_ALLOW_PRIVATE_CIDRS", "COMPUTE_WEBHOOK_ALLOW_CIDRS",
+	"COMPUTE_SSE_KEEPALIVE", "COMPUTE_ALLOW_PRIVATE_CIDRS", "COMPUTE_WEBHOOK_ALLOW_CIDRS", "COMPUTE_WEBHOOK_PER_DESTINATION",
 }
 
 // clearEnv blanks every variable FromEnv reads for the rest of the test;
@@ -46,6 +46,8 @@ func TestDefault(t *testing.T) {
 		WebhookWindow:      24 * time.Hour,
 		RedisPrefix:        "compute",
 		SSEKeepAlive:       15 * time.Second,
+
+		WebhookPerDestination: 2,
 	}
 	c := config.Default()
 	if !reflect.DeepEqual(c, want) {
@@ -99,6 +101,7 @@ func TestFromEnvReadsEachVariable(t *testing.T) {
 		{name: "COMPUTE_SSE_KEEPALIVE", value: "250ms", want: func(c *config.Config) { c.SSEKeepAlive = 250 * time.Millisecond }},
 		{name: "COMPUTE_LOG_LEVEL", value: "debug", want: func(c *config.Config) { c.LogLevel = "debug" }},
 		{name: "COMPUTE_LOG_FORMAT", value: "json", want: func(c *config.Config) { c.LogFormat = "json" }},
+		{name: "COMPUTE_WEBHOOK_PER_DESTINATION", value: "4", want: func(c *config.Config) { c.WebhookPerDestination = 4 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -194,6 +197,7 @@ func TestValidate(t *testing.T) {
 		{name: "log level unknown", mut: func(c *config.Config) { c.LogLevel = "verbose" }, want: []string{"LogLevel", "COMPUTE_LOG_LEVEL", `"verbose"`}},
 		{name: "webhook url relative", mut: func(c *config.Config) { c.WebhookURL = "/hooks" }, want: []string{"WebhookURL", "COMPUTE_WEBHOOK_URL"}},
 		{name: "webhook url with credentials", mut: func(c *config.Config) { c.WebhookURL = "https://u:p@hooks.example/x" }, want: []string{"WebhookURL", "COMPUTE_WEBHOOK_URL", "credentials"}},
+		{name: "webhook per destination zero", mut: func(c *config.Config) { c.WebhookPerDestination = 0 }, want: []string{"WebhookPerDestination", "COMPUTE_WEBHOOK_PER_DESTINATION"}},
 		{name: "log format unknown", mut: func(c *config.Config) { c.LogFormat = "xml" }, want: []string{"LogFormat", "COMPUTE_LOG_FORMAT", `"xml"`}},
 	}
 	for _, tt := range tests {

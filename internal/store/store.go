@@ -139,12 +139,17 @@ type Store interface {
 	// revoked key is not an error. An unknown id is ErrKeyNotFound.
 	RevokeAPIKey(ctx context.Context, id uuid.UUID) (*APIKey, error)
 
-	// ClaimDeliveries atomically takes up to limit due pending webhook
-	// deliveries (next_attempt_at <= now), oldest due first, for one
-	// sender: each gets attempts+1 and next_attempt_at = now+lease, so
-	// other senders skip it until the lease has passed. A sender that
-	// dies mid-request leaves its deliveries due again after the lease.
-	ClaimDeliveries(ctx context.Context, limit int, lease time.Duration) ([]Delivery, error)
+	// ClaimDeliveries atomically takes up to c.Limit due pending webhook
+	// deliveries (next_attempt_at <= now) for one sender, fairly across
+	// destinations: round-robin over the destinations with due
+	// deliveries (those with fewer claims in flight first), each
+	// destination's oldest due first, never more than c.PerDestination
+	// in flight per destination across every sender sharing the
+	// database. Each claimed delivery gets attempts+1 and is in flight
+	// until now+lease (next_attempt_at and the claim's end), so other
+	// senders skip it until then. A sender that dies mid-request leaves
+	// its deliveries due again after the lease.
+	ClaimDeliveries(ctx context.Context, c DeliveryClaim) ([]Delivery, error)
 	// RecordDeliveryAttempt records one attempt and moves its delivery to
 	// the outcome, in one transaction. The delivery changes only if it is
 	// still pending at the attempt number the claim gave (a.Attempt);
@@ -351,9 +356,28 @@ const (
 	DeliveryStopped DeliveryStatus = "stopped"
 )
 
-// DeliveryTarget is where one event is sent (decided by package webhook).
+// DeliveryTarget is where one event is sent: the URL, and the
+// destination that concurrency limits and circuit breakers group
+// deliveries by (decided by package webhook).
 type DeliveryTarget struct {
-	URL string
+	URL         string
+	Destination string
+}
+
+// DeliveryClaim says what ClaimDeliveries may take.
+type DeliveryClaim struct {
+	// Limit is the most deliveries to claim.
+	Limit int
+	// Lease is how long the claimed deliveries stay in flight.
+	Lease time.Duration
+	// PerDestination is the most deliveries in flight per destination,
+	// counting every sender's claims (0: no limit).
+	PerDestination int
+	// Skip lists destinations to claim nothing for.
+	Skip []string
+	// Probe lists destinations to claim at most one delivery for, and
+	// only when none of theirs is in flight.
+	Probe []string
 }
 
 // MaxSnippetBytes bounds the response snippet stored with an attempt.
@@ -361,12 +385,15 @@ const MaxSnippetBytes = 1024
 
 // Delivery is one event to be sent to one webhook URL.
 type Delivery struct {
-	ID       int64
-	EventID  int64
-	TaskID   uuid.UUID
-	URL      string
-	Status   DeliveryStatus
-	Attempts int
+	ID      int64
+	EventID int64
+	TaskID  uuid.UUID
+	URL     string
+	// Destination groups deliveries for concurrency limits and circuit
+	// breakers (scheme, host and port of URL).
+	Destination string
+	Status      DeliveryStatus
+	Attempts    int
 	// AttemptsBase is Attempts when the delivery was last redelivered
 	// (0 before): attempts of the current budget are Attempts-AttemptsBase.
 	AttemptsBase  int

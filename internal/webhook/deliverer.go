@@ -22,8 +22,15 @@ import (
 
 // Config configures a Deliverer. Zero values take the documented defaults.
 type Config struct {
-	// Concurrency is how many requests are in flight at once (default 8).
+	// Concurrency is how many requests this deliverer has in flight at
+	// once (default 8).
 	Concurrency int
+	// PerDestination is how many requests may be in flight to one
+	// destination (scheme, host and port; see Destination) at once,
+	// counted across every deliverer sharing the database (default 2).
+	// Claims take turns across destinations, so one slow or dead
+	// receiver cannot hold every slot.
+	PerDestination int
 	// PollInterval is how often an idle deliverer looks for due
 	// deliveries, such as retries, that no notification announced
 	// (default 1s). New events wake it at once.
@@ -61,6 +68,9 @@ func (c *Config) setDefaults() {
 	if c.Concurrency <= 0 {
 		c.Concurrency = 8
 	}
+	if c.PerDestination <= 0 {
+		c.PerDestination = 2
+	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = time.Second
 	}
@@ -97,11 +107,12 @@ const claimGap = 20 * time.Millisecond
 const drainLimit = 64 << 10
 
 // Deliverer sends due webhook deliveries: it claims them from the store
-// under a lease, posts each event body to its URL, and records every
-// attempt with the delivery's next state (delivered on 2xx, stopped on
-// 410, else retried with exponential backoff until the attempts or the
-// window run out). Several deliverers, in one process or many, may share a
-// database.
+// under a lease, fairly across destinations and at most PerDestination in
+// flight per destination, posts each event body to its URL, and records
+// every attempt with the delivery's next state (delivered on 2xx, stopped
+// on 410, else retried with exponential backoff until the attempts or the
+// window run out). Several deliverers, in one process or many, may share
+// a database.
 type Deliverer struct {
 	cfg    Config
 	store  store.Store
@@ -175,7 +186,7 @@ func (d *Deliverer) Start(ctx context.Context) error {
 		listening.Wait()
 		d.client.CloseIdleConnections()
 	}
-	d.log.Info("webhook deliverer started", "concurrency", d.cfg.Concurrency, "lease", d.cfg.Lease,
+	d.log.Info("webhook deliverer started", "concurrency", d.cfg.Concurrency, "per_destination", d.cfg.PerDestination, "lease", d.cfg.Lease,
 		"retry_min", d.cfg.RetryMin, "max_attempts", d.cfg.MaxAttempts, "window", d.cfg.Window, "signed", d.cfg.Signer != nil)
 	return nil
 }
@@ -209,13 +220,14 @@ func (d *Deliverer) listen(ctx context.Context, notes <-chan store.Notification)
 }
 
 // claimLoop claims as many due deliveries as there are free slots, and
-// waits for a wake-up, a freed slot (when it was full) or the poll tick.
+// waits for a wake-up, a freed slot or the poll tick. A freed slot may
+// have been a destination's last: claiming again at once lets that
+// destination's next delivery go.
 func (d *Deliverer) claimLoop(ctx, sendCtx context.Context) {
 	tick := time.NewTicker(d.cfg.PollInterval)
 	defer tick.Stop()
 	var last time.Time
 	for {
-		full := true
 		if free := d.cfg.Concurrency - int(d.inflight.Load()); free > 0 {
 			if wait := claimGap - time.Since(last); wait > 0 {
 				select {
@@ -225,7 +237,8 @@ func (d *Deliverer) claimLoop(ctx, sendCtx context.Context) {
 				}
 			}
 			last = time.Now()
-			ds, err := d.store.ClaimDeliveries(ctx, free, d.cfg.Lease)
+			ds, err := d.store.ClaimDeliveries(ctx, store.DeliveryClaim{Limit: free, Lease: d.cfg.Lease,
+				PerDestination: d.cfg.PerDestination})
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -245,17 +258,12 @@ func (d *Deliverer) claimLoop(ctx, sendCtx context.Context) {
 					d.deliver(sendCtx, dl)
 				})
 			}
-			full = len(ds) == free
-		}
-		var freed <-chan struct{}
-		if full {
-			freed = d.freed
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-d.wake:
-		case <-freed:
+		case <-d.freed:
 		case <-tick.C:
 		}
 	}

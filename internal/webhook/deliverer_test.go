@@ -416,7 +416,7 @@ func TestLostAttemptsSpendTheBudget(t *testing.T) {
 		rc := newReceiver(t, status(http.StatusOK))
 		id := hook(t, s, rc.srv.URL)
 		for range 2 { // two senders claim it and die
-			if ds, err := s.ClaimDeliveries(context.Background(), 1, time.Millisecond); err != nil || len(ds) != 1 {
+			if ds, err := s.ClaimDeliveries(context.Background(), store.DeliveryClaim{Limit: 1, Lease: time.Millisecond}); err != nil || len(ds) != 1 {
 				t.Fatalf("claim = %v, %v", ds, err)
 			}
 			time.Sleep(5 * time.Millisecond)

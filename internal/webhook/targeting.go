@@ -1,7 +1,10 @@
 package webhook
 
 import (
+	"net"
+	"net/url"
 	"slices"
+	"strings"
 
 	"github.com/computeserver/compute/internal/event"
 	"github.com/computeserver/compute/internal/store"
@@ -26,7 +29,7 @@ func (t Targeting) Targets(e event.Event) []store.DeliveryTarget {
 	if u == "" || !Wants(e.WebhookEvents, e.Kind, string(e.Status)) {
 		return nil
 	}
-	return []store.DeliveryTarget{{URL: u}}
+	return []store.DeliveryTarget{{URL: u, Destination: Destination(u)}}
 }
 
 // Wants reports whether a task's webhook_events filter wants an event of
@@ -38,4 +41,34 @@ func Wants(filter []string, kind, status string) bool {
 		return slices.Contains(filter, "progress")
 	}
 	return len(filter) == 0 || slices.Contains(filter, status)
+}
+
+// Destination is what per-destination concurrency limits and circuit
+// breakers group deliveries by: the URL's scheme, host and port, lower
+// case, with the scheme's default port made explicit
+// ("https://hooks.example.com:443"). A URL that does not parse is its own
+// destination.
+func Destination(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.Host == "" {
+		return rawURL
+	}
+	scheme := strings.ToLower(u.Scheme)
+	port := u.Port()
+	if port == "" {
+		switch scheme {
+		case "http":
+			port = "80"
+		case "https":
+			port = "443"
+		}
+	}
+	host := strings.ToLower(u.Hostname())
+	if port == "" {
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+		return scheme + "://" + host
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }

@@ -160,7 +160,7 @@ func (s *Store) insertDeliveries(ctx context.Context, tx *txn, evs []event.Event
 	if s.targets == nil {
 		return nil
 	}
-	const n = 5
+	const n = 6
 	var (
 		rows []string
 		args []any
@@ -168,13 +168,13 @@ func (s *Store) insertDeliveries(ctx context.Context, tx *txn, evs []event.Event
 	for _, e := range evs {
 		for _, tg := range s.targets(e) {
 			rows = append(rows, "("+placeholders(len(args)+1, n)+")")
-			args = append(args, e.ID, e.TaskID.String(), tg.URL, dbTime(e.CreatedAt), dbTime(e.CreatedAt))
+			args = append(args, e.ID, e.TaskID.String(), tg.URL, tg.Destination, dbTime(e.CreatedAt), dbTime(e.CreatedAt))
 		}
 	}
 	if len(rows) == 0 {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (event_id, task_id, url, next_attempt_at, created_at)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (event_id, task_id, url, destination, next_attempt_at, created_at)
 		VALUES `+strings.Join(rows, ", "), args...); err != nil {
 		return fmt.Errorf("inserting webhook deliveries: %w", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -18,7 +20,7 @@ import (
 
 // deliveryColumns are the columns of webhook_deliveries (alias d) and of
 // its event (alias e) in the order scanDelivery reads them.
-const deliveryColumns = `d.id, d.event_id, d.task_id, d.url, d.status, d.attempts, d.attempts_base,
+const deliveryColumns = `d.id, d.event_id, d.task_id, d.url, d.destination, d.status, d.attempts, d.attempts_base,
 d.next_attempt_at, d.last_status_code, d.last_error, d.created_at, d.updated_at, d.delivered_at,
 d.redelivered_at, e.event_type, e.status`
 
@@ -29,7 +31,7 @@ func scanDelivery(s rowScanner, extra ...any) (store.Delivery, error) {
 		code                        sql.NullInt64
 		updated, delivered, redeliv sql.NullTime
 	)
-	dest := []any{&d.ID, &d.EventID, &tid, &d.URL, &status, &d.Attempts, &d.AttemptsBase,
+	dest := []any{&d.ID, &d.EventID, &tid, &d.URL, &d.Destination, &status, &d.Attempts, &d.AttemptsBase,
 		&d.NextAttemptAt, &code, &d.LastError, &d.CreatedAt, &updated, &delivered,
 		&redeliv, &d.EventType, &evStatus}
 	if err := s.Scan(append(dest, extra...)...); err != nil {
@@ -46,33 +48,99 @@ func scanDelivery(s rowScanner, extra ...any) (store.Delivery, error) {
 	return d, nil
 }
 
-// ClaimDeliveries implements store.Store. A read on the read pool first
-// checks that anything is due, so idle senders woken by every event do not
-// take SQLite's only write lock for nothing. The claim itself picks the
-// rows once, in a materialised CTE (SKIP LOCKED on PostgreSQL), like
-// ClaimTasks.
-func (s *Store) ClaimDeliveries(ctx context.Context, limit int, lease time.Duration) ([]store.Delivery, error) {
-	if limit <= 0 {
+// deliveryClaimLock serialises delivery claims on PostgreSQL, so two
+// senders cannot both count a destination's claims in flight and both
+// take its last free slot. Claims are short; SQLite's single writer
+// serialises them by itself.
+const deliveryClaimLock = "compute.webhooks.claim"
+
+// dueDestinationsSQL lists the destinations with due deliveries, the one
+// with the oldest due delivery first, each with how many are due (at most
+// $2). It walks the destinations of pending deliveries through the
+// (destination, next_attempt_at) index, one seek each, so its cost grows
+// with the number of destinations, not of deliveries: a backlog of due
+// deliveries for one slow destination does not slow every claim.
+const dueDestinationsSQL = `WITH RECURSIVE dests(destination) AS (
+		SELECT (SELECT destination FROM webhook_deliveries WHERE status = 'pending' ORDER BY destination LIMIT 1)
+		UNION ALL
+		SELECT (SELECT w.destination FROM webhook_deliveries w WHERE w.status = 'pending' AND w.destination > d.destination
+			ORDER BY w.destination LIMIT 1)
+		FROM dests d WHERE d.destination IS NOT NULL),
+	oldest AS MATERIALIZED (SELECT d.destination, (SELECT w.next_attempt_at FROM webhook_deliveries w
+			WHERE w.status = 'pending' AND w.destination = d.destination AND w.next_attempt_at <= $1
+			ORDER BY w.destination, w.next_attempt_at LIMIT 1) AS at
+		FROM dests d WHERE d.destination IS NOT NULL)
+	SELECT o.destination, (SELECT COUNT(*) FROM (SELECT 1 FROM webhook_deliveries w WHERE w.status = 'pending'
+			AND w.destination = o.destination AND w.next_attempt_at <= $1 ORDER BY w.destination, w.next_attempt_at LIMIT $2) due)
+	FROM oldest o WHERE o.at IS NOT NULL ORDER BY o.at, o.destination`
+
+// dueDestination is a row of dueDestinationsSQL.
+type dueDestination struct {
+	name string
+	due  int
+}
+
+// ClaimDeliveries implements store.Store. The destinations with due
+// deliveries are read on the read pool first (nothing due: no write
+// transaction, so idle senders woken by every event do not take SQLite's
+// only write lock for nothing). The write transaction then counts each
+// destination's deliveries in flight, shares the claim out in turns
+// (shareTurns) and claims each chosen destination's oldest due deliveries,
+// in one statement.
+func (s *Store) ClaimDeliveries(ctx context.Context, c store.DeliveryClaim) ([]store.Delivery, error) {
+	if c.Limit <= 0 {
 		return nil, nil
 	}
 	now := task.Now()
-	var one int
-	err := s.r.QueryRowContext(ctx, `SELECT 1 FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 LIMIT 1`, now).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
+	rows, err := s.r.QueryContext(ctx, dueDestinationsSQL, now, c.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("looking for due webhook deliveries: %w", err)
+	}
+	var due []dueDestination
+	for rows.Next() {
+		var d dueDestination
+		if err := rows.Scan(&d.name, &d.due); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("looking for due webhook deliveries: %w", err)
+		}
+		if !slices.Contains(c.Skip, d.name) {
+			due = append(due, d)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("looking for due webhook deliveries: %w", err)
+	}
+	if len(due) == 0 {
+		return nil, nil
 	}
 	var out []store.Delivery
 	err = s.inTx(ctx, func(tx *txn) error {
 		out = out[:0]
-		rows, err := tx.QueryContext(ctx, `WITH picked AS MATERIALIZED (SELECT id FROM webhook_deliveries
-				WHERE status = 'pending' AND next_attempt_at <= $1
-				ORDER BY next_attempt_at, id LIMIT $3`+s.d.skipLocked+`)
-			UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = $2, updated_at = $1
-			WHERE id IN (SELECT id FROM picked) AND status = 'pending'
-			RETURNING id`, now, now.Add(lease), limit)
+		if s.d.caps.SkipLocked {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, deliveryClaimLock); err != nil {
+				return fmt.Errorf("locking webhook claims: %w", err)
+			}
+		}
+		busy, err := s.deliveriesInFlight(ctx, tx, now)
+		if err != nil {
+			return err
+		}
+		shares := shareTurns(due, busy, c)
+		if len(shares) == 0 {
+			return nil
+		}
+		args := []any{now, now.Add(c.Lease)}
+		parts := make([]string, len(shares))
+		for i, sh := range shares {
+			args = append(args, sh.name, sh.due)
+			parts[i] = fmt.Sprintf(`SELECT id FROM (SELECT id FROM webhook_deliveries WHERE status = 'pending'
+				AND destination = $%d AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $%d) p%d`, len(args)-1, len(args), i)
+		}
+		rows, err := tx.QueryContext(ctx, `UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = $2,
+				claimed_until = $2, updated_at = $1
+			WHERE status = 'pending' AND id IN (`+strings.Join(parts, " UNION ALL ")+`)
+			RETURNING id`, args...)
 		if err != nil {
 			return fmt.Errorf("claiming webhook deliveries: %w", err)
 		}
@@ -118,6 +186,82 @@ func (s *Store) ClaimDeliveries(ctx context.Context, limit int, lease time.Durat
 	return out, nil
 }
 
+// deliveriesInFlight counts the claimed deliveries whose lease has not
+// ended, by destination (a small partial index: only claims in flight,
+// and those of senders that died, are in it).
+func (s *Store) deliveriesInFlight(ctx context.Context, tx *txn, now time.Time) (map[string]int, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT destination, COUNT(*) FROM webhook_deliveries
+		WHERE claimed_until IS NOT NULL AND claimed_until > $1 AND status = 'pending' GROUP BY destination`, now)
+	if err != nil {
+		return nil, fmt.Errorf("counting webhook deliveries in flight: %w", err)
+	}
+	defer rows.Close()
+	busy := map[string]int{}
+	for rows.Next() {
+		var (
+			dest string
+			n    int
+		)
+		if err := rows.Scan(&dest, &n); err != nil {
+			return nil, fmt.Errorf("counting webhook deliveries in flight: %w", err)
+		}
+		busy[dest] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("counting webhook deliveries in flight: %w", err)
+	}
+	return busy, nil
+}
+
+// shareTurns shares c.Limit claims among the destinations with due
+// deliveries (due, oldest first) in turns: a destination's k-th delivery
+// in flight, counting those already in flight (busy), is taken in turn k,
+// so every destination gets its first before any gets its second, and
+// one within a turn goes by the age of its oldest due delivery. A
+// destination takes at most c.PerDestination in flight (1 when probed)
+// and at most what it has due. It returns how many to take from each.
+func shareTurns(due []dueDestination, busy map[string]int, c store.DeliveryClaim) []dueDestination {
+	free := make([]int, len(due))
+	for i, d := range due {
+		limit := c.PerDestination
+		if limit <= 0 {
+			limit = math.MaxInt
+		}
+		if slices.Contains(c.Probe, d.name) {
+			limit = 1
+		}
+		free[i] = max(0, min(d.due, limit-busy[d.name]))
+	}
+	take := make([]int, len(due))
+	left := c.Limit
+	for turn := 1; left > 0; turn++ {
+		more := false
+		for i, d := range due {
+			next := busy[d.name] + take[i] + 1 // the turn of its next delivery
+			if take[i] >= free[i] || next > turn {
+				more = more || take[i] < free[i]
+				continue
+			}
+			take[i]++
+			left--
+			more = true
+			if left == 0 {
+				break
+			}
+		}
+		if !more {
+			break
+		}
+	}
+	var out []dueDestination
+	for i, d := range due {
+		if take[i] > 0 {
+			out = append(out, dueDestination{name: d.name, due: take[i]})
+		}
+	}
+	return out
+}
+
 // RecordDeliveryAttempt implements store.Store.
 func (s *Store) RecordDeliveryAttempt(ctx context.Context, a store.DeliveryAttempt, o store.DeliveryOutcome) error {
 	switch o.Status {
@@ -152,7 +296,7 @@ func (s *Store) RecordDeliveryAttempt(ctx context.Context, a store.DeliveryAttem
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET status = $1,
 			next_attempt_at = COALESCE(`+s.d.cast("$2", "timestamptz")+`, next_attempt_at),
-			last_status_code = $3, last_error = $4, updated_at = $5,
+			last_status_code = $3, last_error = $4, updated_at = $5, claimed_until = NULL,
 			delivered_at = COALESCE(`+s.d.cast("$6", "timestamptz")+`, delivered_at)
 			WHERE id = $7 AND attempts = $8 AND status = 'pending'`,
 			string(o.Status), next, code, errText, now, deliveredAt, a.DeliveryID, a.Attempt)
@@ -271,7 +415,7 @@ func (s *Store) Redeliver(ctx context.Context, id int64, scope store.Scope) (*st
 			args = append(args, scope.TenantID)
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1,
-			updated_at = $1, delivered_at = NULL, redelivered_at = $1, attempts_base = attempts
+			updated_at = $1, delivered_at = NULL, redelivered_at = $1, attempts_base = attempts, claimed_until = NULL
 			WHERE `+where, args...)
 		if err != nil {
 			return fmt.Errorf("redelivering webhook delivery: %w", err)

@@ -17,7 +17,7 @@ import (
 
 // TestDefaultWebhookURL checks that a store told to send to a default URL
 // (webhook.Targeting) writes the deliveries of tasks that name no
-// webhook_url to it, and only theirs.
+// webhook_url to it, and only theirs, with their destinations.
 func TestDefaultWebhookURL(t *testing.T) {
 	t.Parallel()
 	for _, dialect := range testdb.Dialects {
@@ -47,14 +47,15 @@ func TestDefaultWebhookURL(t *testing.T) {
 				}
 				return tk.ID
 			}
+			dests := map[string]string{"https://default.example/hook": "https://default.example:443", "https://own.example/x": "https://own.example:443"}
 			for url, want := range map[string]string{"": "https://default.example/hook", "https://own.example/x": "https://own.example/x"} {
 				id := create(url)
 				ds, err := s.ListDeliveries(ctx, id, store.AdminScope)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if len(ds) != 1 || ds[0].URL != want {
-					t.Errorf("task with webhook_url %q: deliveries %+v, want one to %s", url, ds, want)
+				if len(ds) != 1 || ds[0].URL != want || ds[0].Destination != dests[want] {
+					t.Errorf("task with webhook_url %q: deliveries %+v, want one to %s (destination %s)", url, ds, want, dests[want])
 				}
 			}
 		})

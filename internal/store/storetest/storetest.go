@@ -55,6 +55,7 @@ func Run(t *testing.T, open func(t *testing.T, reg *registry.Registry) store.Sto
 		{"APIKeys", testAPIKeys},
 		{"Migrations", testMigrations},
 		{"Webhooks", testWebhooks},
+		{"WebhookFairness", testWebhookFairness},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

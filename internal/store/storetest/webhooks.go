@@ -43,7 +43,7 @@ func (e *env) deliveries(id uuid.UUID) []store.Delivery {
 // claimDeliveries claims with a one-minute lease.
 func (e *env) claimDeliveries(limit int) []store.Delivery {
 	e.t.Helper()
-	ds, err := e.s.ClaimDeliveries(e.ctx, limit, time.Minute)
+	ds, err := e.s.ClaimDeliveries(e.ctx, store.DeliveryClaim{Limit: limit, Lease: time.Minute})
 	if err != nil {
 		e.t.Fatalf("ClaimDeliveries(%d): %v", limit, err)
 	}
@@ -161,7 +161,7 @@ func testWebhooks(t *testing.T, newEnv func(t *testing.T) *env) {
 		// The lease is long enough that the second claim comes within it
 		// on a loaded machine too.
 		const lease = time.Second
-		first, err := e.s.ClaimDeliveries(e.ctx, 5, lease)
+		first, err := e.s.ClaimDeliveries(e.ctx, store.DeliveryClaim{Limit: 5, Lease: lease})
 		if err != nil || len(first) != 1 {
 			t.Fatalf("claim = %v, %v", deliveryIDs(first), err)
 		}
@@ -209,7 +209,7 @@ func testWebhooks(t *testing.T, newEnv func(t *testing.T) *env) {
 		for range 4 {
 			wg.Go(func() {
 				for {
-					ds, err := e.s.ClaimDeliveries(e.ctx, 3, time.Minute)
+					ds, err := e.s.ClaimDeliveries(e.ctx, store.DeliveryClaim{Limit: 3, Lease: time.Minute})
 					if err != nil {
 						errs <- err
 						return
