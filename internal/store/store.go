@@ -150,6 +150,12 @@ type Store interface {
 	// senders skip it until then. A sender that dies mid-request leaves
 	// its deliveries due again after the lease.
 	ClaimDeliveries(ctx context.Context, c DeliveryClaim) ([]Delivery, error)
+	// PostponeDeliveries moves the waiting deliveries of a destination
+	// (pending, not in flight, due before p.Until) to p.Until without
+	// counting an attempt; those whose retry window started before
+	// p.FailWindowsBefore fail instead, with p.Reason as their last
+	// error. It returns how many were postponed and how many failed.
+	PostponeDeliveries(ctx context.Context, p Postponement) (postponed, failed int, err error)
 	// RecordDeliveryAttempt records one attempt and moves its delivery to
 	// the outcome, in one transaction. The delivery changes only if it is
 	// still pending at the attempt number the claim gave (a.Attempt);
@@ -378,6 +384,20 @@ type DeliveryClaim struct {
 	// Probe lists destinations to claim at most one delivery for, and
 	// only when none of theirs is in flight.
 	Probe []string
+}
+
+// Postponement moves a destination's waiting deliveries (see
+// PostponeDeliveries).
+type Postponement struct {
+	Destination string
+	// Until is the new next attempt time.
+	Until time.Time
+	// FailWindowsBefore fails, instead of postponing, the deliveries
+	// whose retry window (from redelivered_at, or else created_at)
+	// started before it.
+	FailWindowsBefore time.Time
+	// Reason is the last error recorded on the deliveries that fail.
+	Reason string
 }
 
 // MaxSnippetBytes bounds the response snippet stored with an attempt.

@@ -31,6 +31,18 @@ type Config struct {
 	// Claims take turns across destinations, so one slow or dead
 	// receiver cannot hold every slot.
 	PerDestination int
+	// BreakerThreshold is how many consecutive failed attempts
+	// (connection errors, timeouts, 5xx, 429) to one destination open its
+	// circuit (default 5).
+	BreakerThreshold int
+	// BreakerCooldown is how long a circuit first stays open (default
+	// 30s): the destination's waiting deliveries are postponed to its
+	// end, without counting an attempt. Then one probe is sent; a failed
+	// probe opens the circuit again for twice as long.
+	BreakerCooldown time.Duration
+	// BreakerMaxCooldown caps the cool-down (default 10m, at least
+	// BreakerCooldown).
+	BreakerMaxCooldown time.Duration
 	// PollInterval is how often an idle deliverer looks for due
 	// deliveries, such as retries, that no notification announced
 	// (default 1s). New events wake it at once.
@@ -71,6 +83,16 @@ func (c *Config) setDefaults() {
 	if c.PerDestination <= 0 {
 		c.PerDestination = 2
 	}
+	if c.BreakerThreshold <= 0 {
+		c.BreakerThreshold = 5
+	}
+	if c.BreakerCooldown <= 0 {
+		c.BreakerCooldown = 30 * time.Second
+	}
+	if c.BreakerMaxCooldown <= 0 {
+		c.BreakerMaxCooldown = 10 * time.Minute
+	}
+	c.BreakerMaxCooldown = max(c.BreakerMaxCooldown, c.BreakerCooldown)
 	if c.PollInterval <= 0 {
 		c.PollInterval = time.Second
 	}
@@ -111,13 +133,15 @@ const drainLimit = 64 << 10
 // flight per destination, posts each event body to its URL, and records
 // every attempt with the delivery's next state (delivered on 2xx, stopped
 // on 410, else retried with exponential backoff until the attempts or the
-// window run out). Several deliverers, in one process or many, may share
-// a database.
+// window run out). A destination that keeps failing opens its circuit
+// breaker (see Config.BreakerThreshold). Several deliverers, in one
+// process or many, may share a database.
 type Deliverer struct {
-	cfg    Config
-	store  store.Store
-	client *http.Client
-	log    *slog.Logger
+	cfg      Config
+	store    store.Store
+	client   *http.Client
+	log      *slog.Logger
+	breakers *breakers
 
 	wake     chan struct{}
 	freed    chan struct{}
@@ -150,6 +174,8 @@ func New(cfg Config, st store.Store, log *slog.Logger) *Deliverer {
 		log:    log.With("component", "webhook"),
 		wake:   make(chan struct{}, 1),
 		freed:  make(chan struct{}, 1),
+
+		breakers: newBreakers(cfg.BreakerThreshold, cfg.BreakerCooldown, cfg.BreakerMaxCooldown),
 	}
 }
 
@@ -237,8 +263,9 @@ func (d *Deliverer) claimLoop(ctx, sendCtx context.Context) {
 				}
 			}
 			last = time.Now()
+			skip, probe := d.breakers.filter(last)
 			ds, err := d.store.ClaimDeliveries(ctx, store.DeliveryClaim{Limit: free, Lease: d.cfg.Lease,
-				PerDestination: d.cfg.PerDestination})
+				PerDestination: d.cfg.PerDestination, Skip: skip, Probe: probe})
 			if err != nil {
 				if ctx.Err() != nil {
 					return
@@ -246,6 +273,7 @@ func (d *Deliverer) claimLoop(ctx, sendCtx context.Context) {
 				d.log.Warn("claiming webhook deliveries", "error", err)
 			}
 			for _, dl := range ds {
+				d.breakers.claimed(dl.Destination, last)
 				d.inflight.Add(1)
 				d.sends.Go(func() {
 					defer func() {
@@ -283,7 +311,10 @@ type result struct {
 func (d *Deliverer) deliver(ctx context.Context, dl store.Delivery) {
 	started := time.Now()
 	a := store.DeliveryAttempt{DeliveryID: dl.ID, Attempt: dl.Attempts, StartedAt: started}
-	var o store.DeliveryOutcome
+	var (
+		o store.DeliveryOutcome
+		v = neutral
+	)
 	if n := dl.Attempts - dl.AttemptsBase; n > d.cfg.MaxAttempts {
 		// Earlier claims ended without recording (their sender died):
 		// the budget is spent, so this claim does not send.
@@ -294,8 +325,41 @@ func (d *Deliverer) deliver(ctx context.Context, dl store.Delivery) {
 		a.Duration = time.Since(started)
 		a.StatusCode, a.ResponseSnippet, a.Error = r.code, r.snippet, r.err
 		o = d.outcome(dl, r, time.Now())
+		v = verdictOf(r)
 	}
 	d.record(ctx, dl, a, o)
+	d.judge(ctx, dl.Destination, v)
+}
+
+// judge tells the destination's circuit breaker what an attempt said
+// (after the attempt is recorded, so a delivery being retried is among
+// those postponed). When the circuit opens, the destination's waiting
+// deliveries are postponed to the end of the cool-down without counting
+// an attempt; those whose retry window would end before it fail.
+func (d *Deliverer) judge(ctx context.Context, dest string, v verdict) {
+	now := time.Now()
+	wasOpen := d.breakers.isOpen(dest)
+	until, opened := d.breakers.record(dest, v, now)
+	log := d.log.With("destination", dest)
+	if !opened {
+		if wasOpen && v == up {
+			log.Info("webhook destination answered; circuit closed")
+		}
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	postponed, failed, err := d.store.PostponeDeliveries(ctx, store.Postponement{
+		Destination: dest, Until: until, FailWindowsBefore: until.Add(-d.cfg.Window),
+		Reason: "not sent: the destination kept failing (circuit open) until after the retry window ended",
+	})
+	if err != nil {
+		// This process still skips the destination until the cool-down
+		// ends; other senders may try it meanwhile.
+		log.Warn("postponing the deliveries of a failing webhook destination", "error", err)
+	}
+	log.Warn("webhook destination keeps failing; circuit open", "until", until, "cooldown", until.Sub(now),
+		"postponed", postponed, "failed", failed)
 }
 
 // send posts the event body to the delivery's URL.

@@ -3,8 +3,11 @@ package webhook_test
 import (
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/computeserver/compute/internal/store"
 )
@@ -93,6 +96,66 @@ func TestHungReceiverDoesNotDelayOthers(t *testing.T) {
 		}
 		if _, maxHeld, _, _ := hung.counts(); maxHeld > cfg.PerDestination {
 			t.Errorf("the hung receiver held %d requests at once, want at most the per-destination limit %d", maxHeld, cfg.PerDestination)
+		}
+	})
+}
+
+// TestFailingDestinationOpensTheCircuit: a destination that answers 503
+// to everything opens its circuit after BreakerThreshold failures; while
+// it fails, the requests it receives stay bounded by the threshold, the
+// requests in flight when it opened and one probe per cool-down, although
+// its ten deliveries would retry every few tens of milliseconds. The
+// postponements are not attempts: every recorded attempt is a request the
+// receiver got. Once it answers again a probe closes the circuit and every
+// delivery is delivered.
+func TestFailingDestinationOpensTheCircuit(t *testing.T) {
+	t.Parallel()
+	forEachDB(t, func(t *testing.T, s store.Store) {
+		var failing atomic.Bool
+		failing.Store(true)
+		rc := newReceiver(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+			if failing.Load() {
+				http.Error(w, "down", http.StatusServiceUnavailable)
+				return
+			}
+			w.WriteHeader(http.StatusOK)
+		})
+		var ids []uuid.UUID
+		for range 10 {
+			ids = append(ids, hook(t, s, rc.srv.URL+"/hook"))
+		}
+		cfg := testConfig(t)
+		cfg.MaxAttempts = 100
+		cfg.PerDestination = 2
+		cfg.BreakerThreshold = 3
+		cfg.BreakerCooldown = 500 * time.Millisecond
+		cfg.BreakerMaxCooldown = 500 * time.Millisecond
+		started := time.Now()
+		start(t, s, cfg)
+		rc.wait(cfg.BreakerThreshold)
+		time.Sleep(2 * time.Second)
+		failing.Store(false)
+		// Probes: at most one per cool-down since the start, plus one.
+		probes := int(time.Since(started)/cfg.BreakerCooldown) + 1
+		bound := cfg.BreakerThreshold + cfg.PerDestination - 1 + probes
+		whileFailing := len(rc.requests())
+		if whileFailing > bound {
+			t.Errorf("the failing destination got %d requests in %s; want at most %d (threshold %d, %d in flight, %d probes)",
+				whileFailing, time.Since(started).Round(time.Millisecond), bound, cfg.BreakerThreshold, cfg.PerDestination-1, probes)
+		}
+		attempts := 0
+		for _, id := range ids {
+			d := waitDelivery(t, s, id)
+			if d.Status != store.DeliveryDelivered {
+				t.Errorf("after the destination recovered, delivery = %+v", d)
+			}
+			if d.Attempts != len(d.AttemptLog) {
+				t.Errorf("delivery %d counts %d attempts but recorded %d", d.ID, d.Attempts, len(d.AttemptLog))
+			}
+			attempts += len(d.AttemptLog)
+		}
+		if got := len(rc.requests()); attempts != got {
+			t.Errorf("%d attempts recorded for %d requests received; postponing must not count attempts", attempts, got)
 		}
 	})
 }

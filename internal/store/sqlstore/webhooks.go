@@ -262,6 +262,39 @@ func shareTurns(due []dueDestination, busy map[string]int, c store.DeliveryClaim
 	return out
 }
 
+// PostponeDeliveries implements store.Store.
+func (s *Store) PostponeDeliveries(ctx context.Context, p store.Postponement) (postponed, failed int, err error) {
+	now := task.Now()
+	waiting := `destination = $1 AND status = 'pending' AND (claimed_until IS NULL OR claimed_until <= $2)`
+	err = s.inTx(ctx, func(tx *txn) error {
+		res, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET status = 'failed', last_error = $3, updated_at = $2
+			WHERE `+waiting+` AND COALESCE(redelivered_at, created_at) < $4`,
+			p.Destination, now, cleanText(p.Reason, 4096), dbTime(p.FailWindowsBefore))
+		if err != nil {
+			return fmt.Errorf("failing webhook deliveries past their window: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return fmt.Errorf("failing webhook deliveries past their window: %w", err)
+		}
+		failed = int(n)
+		res, err = tx.ExecContext(ctx, `UPDATE webhook_deliveries SET next_attempt_at = $3, updated_at = $2
+			WHERE `+waiting+` AND next_attempt_at < $3`, p.Destination, now, dbTime(p.Until))
+		if err != nil {
+			return fmt.Errorf("postponing webhook deliveries: %w", err)
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return fmt.Errorf("postponing webhook deliveries: %w", err)
+		}
+		postponed = int(n)
+		return nil
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	return postponed, failed, nil
+}
+
 // RecordDeliveryAttempt implements store.Store.
 func (s *Store) RecordDeliveryAttempt(ctx context.Context, a store.DeliveryAttempt, o store.DeliveryOutcome) error {
 	switch o.Status {

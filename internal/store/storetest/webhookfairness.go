@@ -103,4 +103,53 @@ func testWebhookFairness(t *testing.T, newEnv func(t *testing.T) *env) {
 			t.Errorf("claim without skips = %v, want the rest", deliveryIDs(got))
 		}
 	})
+
+	t.Run("postponing moves waiting deliveries without an attempt", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		a := []store.Delivery{e.hookTo("https://a.example/"), e.hookTo("https://a.example/"), e.hookTo("https://a.example/")}
+		b := e.hookTo("https://b.example/")
+		inFlight := e.claimWith(store.DeliveryClaim{Limit: 1, PerDestination: 1, Skip: []string{b.Destination}})
+		if len(inFlight) != 1 || inFlight[0].ID != a[0].ID {
+			t.Fatalf("claim = %+v, want a's oldest", inFlight)
+		}
+		created := task.Now()
+		until := created.Add(time.Hour)
+		postponed, failed, err := e.s.PostponeDeliveries(e.ctx, store.Postponement{
+			Destination: a[0].Destination, Until: until, FailWindowsBefore: created.Add(-time.Hour), Reason: "circuit open",
+		})
+		if err != nil || postponed != 2 || failed != 0 {
+			t.Fatalf("PostponeDeliveries = %d postponed, %d failed, %v; want the 2 waiting ones postponed", postponed, failed, err)
+		}
+		for _, d := range a[1:] {
+			got := e.deliveries(d.TaskID)[0]
+			if got.Status != store.DeliveryPending || !got.NextAttemptAt.Equal(until) || got.Attempts != 0 || len(got.AttemptLog) != 0 {
+				t.Errorf("postponed delivery = %+v, want pending until %s with no attempt", got, until)
+			}
+		}
+		if got := e.deliveries(a[0].TaskID)[0]; got.Attempts != 1 || !got.NextAttemptAt.Equal(inFlight[0].NextAttemptAt) {
+			t.Errorf("the delivery in flight changed: %+v", got)
+		}
+		if got := e.deliveries(b.TaskID)[0]; !got.NextAttemptAt.Equal(b.NextAttemptAt) {
+			t.Errorf("another destination's delivery moved: %+v", got)
+		}
+		if got := e.claimWith(store.DeliveryClaim{Limit: 10}); len(got) != 1 || got[0].ID != b.ID {
+			t.Errorf("claim after postponing = %v, want only b's", deliveryIDs(got))
+		}
+		// Windows that started before the cut fail instead.
+		postponed, failed, err = e.s.PostponeDeliveries(e.ctx, store.Postponement{
+			Destination: a[0].Destination, Until: until.Add(time.Hour), FailWindowsBefore: task.Now().Add(time.Second), Reason: "circuit open",
+		})
+		if err != nil || postponed != 0 || failed != 2 {
+			t.Fatalf("PostponeDeliveries past the windows = %d postponed, %d failed, %v; want 2 failed", postponed, failed, err)
+		}
+		for _, d := range a[1:] {
+			if got := e.deliveries(d.TaskID)[0]; got.Status != store.DeliveryFailed || got.LastError != "circuit open" || got.Attempts != 0 {
+				t.Errorf("expired delivery = %+v, want failed with the reason and no attempt", got)
+			}
+		}
+		if got := e.deliveries(a[0].TaskID)[0]; got.Status != store.DeliveryPending {
+			t.Errorf("the delivery in flight failed: %+v", got)
+		}
+	})
 }
