@@ -1,6 +1,7 @@
-// Package webhook delivers task events to HTTP receivers: signing per the
-// Standard Webhooks specification, delivery with retries, and the record of
-// every attempt.
+// Package webhook delivers task events to HTTP receivers: which deliveries
+// an event gets (targeting), signing per the Standard Webhooks
+// specification, delivery with retries, fair across destinations with a
+// circuit breaker per destination, and the record of every attempt.
 package webhook
 
 import (
