@@ -9,7 +9,7 @@ ALTER TABLE webhook_deliveries ADD COLUMN destination TEXT NOT NULL DEFAULT '';
 ALTER TABLE webhook_deliveries ADD COLUMN claimed_until TIMESTAMP;
 UPDATE webhook_deliveries SET destination = url WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_destination ON webhook_deliveries (destination, next_attempt_at, id) WHERE status = 'pending';
-CREATE INDEX webhook_deliveries_in_flight ON webhook_deliveries (destination) WHERE claimed_until IS NOT NULL;
+CREATE INDEX webhook_deliveries_in_flight ON webhook_deliveries (claimed_until, destination) WHERE claimed_until IS NOT NULL;
 -- Claims find due deliveries per destination now; the index by due time
 -- alone only tempted the planner into scanning every due row.
 DROP INDEX webhook_deliveries_due;
