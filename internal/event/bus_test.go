@@ -3,10 +3,7 @@ package event_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"net"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +13,7 @@ import (
 
 	"github.com/computeserver/compute/internal/event"
 	"github.com/computeserver/compute/internal/task"
+	"github.com/computeserver/compute/internal/testutil/tcpproxy"
 	"github.com/computeserver/compute/internal/testutil/testdb"
 	"github.com/computeserver/compute/internal/testutil/testredis"
 )
@@ -306,85 +304,6 @@ func TestAnnouncerPublishesInOrder(t *testing.T) {
 	}
 }
 
-// proxy is a TCP proxy to Redis that the test can cut and restore, to play
-// a Redis restart without touching the shared server.
-type proxy struct {
-	t      *testing.T
-	addr   string
-	target string
-
-	mu    sync.Mutex
-	ln    net.Listener
-	conns []net.Conn
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proxy{t: t, addr: ln.Addr().String(), target: target}
-	p.serve(ln)
-	t.Cleanup(p.cut)
-	return p
-}
-
-func (p *proxy) serve(ln net.Listener) {
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			r, err := net.Dial("tcp", p.target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, r)
-			p.mu.Unlock()
-			go func() { _, _ = io.Copy(r, c); r.Close() }()
-			go func() { _, _ = io.Copy(c, r); c.Close() }()
-		}
-	}()
-}
-
-// cut closes the listener and every connection: Redis is "down".
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-// restore listens again on the same address: Redis is "back".
-func (p *proxy) restore() {
-	p.t.Helper()
-	var ln net.Listener
-	var err error
-	for range 50 {
-		if ln, err = net.Listen("tcp", p.addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		p.t.Fatalf("re-listening on %s: %v", p.addr, err)
-	}
-	p.serve(ln)
-}
-
 // TestRedisReconnect cuts the subscriber's connection to Redis and brings
 // it back: the subscription reconnects by itself and announces the
 // reconnect with an empty batch (readers catch up from the database), then
@@ -397,8 +316,8 @@ func TestRedisReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	prefix := testredis.Prefix(t)
-	px := newProxy(t, opts.Addr)
-	sub := newRedisBus(t, "redis://"+px.addr+"/0", prefix)
+	px := tcpproxy.New(t, opts.Addr)
+	sub := newRedisBus(t, "redis://"+px.Addr()+"/0", prefix)
 	pub := newRedisBus(t, url, prefix)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -407,10 +326,10 @@ func TestRedisReconnect(t *testing.T) {
 	first := publishOne(t, pub, 1)
 	sameEvents(t, receive(t, ch, 1), first)
 
-	px.cut()
+	px.Cut()
 	publishOne(t, pub, 2)              // nobody hears this one: Redis keeps nothing
 	time.Sleep(400 * time.Millisecond) // reconnect attempts fail meanwhile
-	px.restore()
+	px.Restore()
 	begin := time.Now()
 	waitConnected(t, ch) // the reconnect announcement
 	t.Logf("reconnected %s after Redis came back", time.Since(begin))
