@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -24,7 +26,10 @@ import (
 // Config configures an Engine. Zero values take the documented defaults.
 type Config struct {
 	// Instance names this worker in executor_instance (default
-	// hostname-pid-random).
+	// hostname-pid-random). Two live engines must never share it: Start
+	// treats every task still executing under it as left by a previous
+	// incarnation of this process, and recovers it at once (see
+	// AcquireIdentity for a stable one).
 	Instance string
 	// Concurrency is the number of tasks run at once (default 8).
 	Concurrency int
@@ -41,7 +46,10 @@ type Config struct {
 	// and fails overdue tasks (default 5s, or Lease/2 if shorter). Every
 	// node may do it.
 	MaintenanceInterval time.Duration
-	// MaxResumes bounds how often a lost task is resumed (default 3).
+	// MaxResumes is how often a task is recovered (re-queued, or resumed
+	// when its processor can re-attach) after losing its worker, counted
+	// in resume_attempt_count apart from max_attempts (default 3;
+	// negative: never, the task fails with category "lost").
 	MaxResumes int
 	// ProgressInterval is the minimum time between two progress events of
 	// one task (default 500ms). A report at 100% always gets one, and so
@@ -83,7 +91,7 @@ func (c *Config) setDefaults() {
 	if c.MaintenanceInterval <= 0 {
 		c.MaintenanceInterval = min(5*time.Second, c.Lease/2)
 	}
-	if c.MaxResumes <= 0 {
+	if c.MaxResumes == 0 {
 		c.MaxResumes = 3
 	}
 	if c.ProgressInterval <= 0 {
@@ -116,6 +124,11 @@ type Engine struct {
 	runCancel      context.CancelFunc
 	stopped        bool
 	compDone       chan struct{}
+	// abandon is closed when the shutdown grace is over: outcome writes
+	// still failing then are given up.
+	abandon chan struct{}
+	// lastFailure is when a store call last failed (unix nanoseconds).
+	lastFailure atomic.Int64
 }
 
 // activeRun is a run in progress, for heartbeats and cancellation.
@@ -123,7 +136,24 @@ type activeRun struct {
 	rec    *store.Record
 	cancel context.CancelCauseFunc
 	env    *runtime
+	// phase is where the run is: running its processor, writing its
+	// outcome, or retrying that write after a failure.
+	phase atomic.Int32
 }
+
+// Phases of an activeRun.
+const (
+	// phaseRunning: the processor runs; the heartbeat renews the lease.
+	phaseRunning int32 = iota
+	// phaseWriting: the outcome is being written. The write locks the
+	// task row; the heartbeat must not renew (and lock) it at the same
+	// time, or the two can deadlock.
+	phaseWriting
+	// phaseRetrying: the outcome's write failed and is retried; the
+	// heartbeat keeps the lease alive meanwhile, so no other node
+	// rescues the task and runs it again.
+	phaseRetrying
+)
 
 // Errors given as the cause of a run's cancelled context.
 var (
@@ -148,6 +178,7 @@ func New(cfg Config, st store.Store, reg *registry.Registry, artifacts artifact.
 		slots:     make(chan struct{}, cfg.Concurrency),
 		done:      make(chan outcome, cfg.Concurrency),
 		running:   map[uuid.UUID]*activeRun{},
+		abandon:   make(chan struct{}),
 	}
 }
 
@@ -169,8 +200,8 @@ func (e *Engine) Cancel(id uuid.UUID) bool {
 	e.mu.Lock()
 	r, ok := e.running[id]
 	e.mu.Unlock()
-	if !ok {
-		return false
+	if !ok || r.phase.Load() != phaseRunning {
+		return ok
 	}
 	if r.rec.Def.Cancellable() {
 		go func() {
@@ -238,6 +269,7 @@ func (e *Engine) Stop() {
 	case <-finished:
 	case <-time.After(e.cfg.ShutdownGrace):
 		e.log.Warn("shutdown grace period over; releasing running tasks")
+		close(e.abandon)
 		runCancel()
 		<-finished
 	}
@@ -268,6 +300,24 @@ func (e *Engine) listen(ctx context.Context, notes <-chan store.Notification) {
 func (e *Engine) claimLoop(ctx, runCtx context.Context) {
 	ticker := time.NewTicker(e.cfg.PollInterval)
 	defer ticker.Stop()
+	// The tasks a previous incarnation left are recovered first: once
+	// this engine claims, its own runs carry the same instance.
+	for {
+		err := e.recoverOwn(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		e.storeFailed()
+		e.log.Error("recovering at start; retrying", "error", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
 	for {
 		free := cap(e.slots) - len(e.slots)
 		claimed := 0
@@ -276,6 +326,7 @@ func (e *Engine) claimLoop(ctx, runCtx context.Context) {
 				Worker: e.cfg.Instance, Limit: free, Lease: e.cfg.Lease, Queues: e.cfg.Queues,
 			})
 			if err != nil && ctx.Err() == nil {
+				e.storeFailed()
 				e.log.Error("claiming tasks", "error", err)
 			}
 			for _, rec := range recs {
@@ -316,7 +367,9 @@ func (e *Engine) heartbeat(ctx context.Context) {
 	e.mu.Lock()
 	refs := make([]store.RunRef, 0, len(e.running))
 	for _, r := range e.running {
-		refs = append(refs, store.RunRef{TaskID: r.rec.Task.ID, Attempt: r.rec.Task.Attempt})
+		if r.phase.Load() != phaseWriting {
+			refs = append(refs, store.RunRef{TaskID: r.rec.Task.ID, Attempt: r.rec.Task.Attempt})
+		}
 	}
 	e.mu.Unlock()
 	if len(refs) == 0 {
@@ -325,6 +378,7 @@ func (e *Engine) heartbeat(ctx context.Context) {
 	lost, err := e.store.ExtendLeases(ctx, refs, e.cfg.Lease)
 	if err != nil {
 		if ctx.Err() == nil {
+			e.storeFailed()
 			e.log.Error("renewing leases", "error", err)
 		}
 		return
@@ -333,7 +387,7 @@ func (e *Engine) heartbeat(ctx context.Context) {
 		e.mu.Lock()
 		r, ok := e.running[l.TaskID]
 		e.mu.Unlock()
-		if ok && r.rec.Task.Attempt == l.Attempt {
+		if ok && r.rec.Task.Attempt == l.Attempt && r.phase.Load() == phaseRunning {
 			e.log.Warn("run lost its task; stopping it", "task_id", l.TaskID, "attempt", l.Attempt)
 			r.cancel(errLost)
 		}
@@ -352,17 +406,26 @@ func (e *Engine) maintenanceLoop(ctx context.Context) {
 			return
 		case <-time.After(d):
 		}
-		res, err := e.store.RescueExpired(ctx, store.RescueParams{MaxResumes: e.cfg.MaxResumes})
-		if err != nil && ctx.Err() == nil {
-			e.log.Error("rescuing expired leases", "error", err)
-		} else if res != (store.RescueResult{}) {
-			e.log.Warn("rescued tasks of lost workers", "resumed", res.Resumed, "requeued", res.Requeued, "failed", res.Failed)
-		}
+		e.rescueExpired(ctx)
 		n, err := e.store.FailStartTimeouts(ctx, 0)
 		if err != nil && ctx.Err() == nil {
+			e.storeFailed()
 			e.log.Error("failing overdue tasks", "error", err)
 		} else if n > 0 {
 			e.log.Info("failed tasks that never started in time", "count", n)
 		}
 	}
+}
+
+// storeFailed records that a store call failed now.
+func (e *Engine) storeFailed() { e.lastFailure.Store(time.Now().UnixNano()) }
+
+// sinceStoreFailure is the time since a store call last failed (a long
+// time when none has).
+func (e *Engine) sinceStoreFailure() time.Duration {
+	last := e.lastFailure.Load()
+	if last == 0 {
+		return time.Duration(math.MaxInt64)
+	}
+	return time.Since(time.Unix(0, last))
 }

@@ -15,16 +15,12 @@ import (
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/task"
 	"github.com/computeserver/compute/internal/tasks/echo"
-	"github.com/computeserver/compute/internal/testutil/testdb"
 	"github.com/google/uuid"
 )
 
 func TestEngine(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name string
-		run  func(t *testing.T, dialect string)
-	}{
+	runPerDialect(t, []dialectCase{
 		{"Success", testSuccess},
 		{"RetryThenSuccess", testRetryThenSuccess},
 		{"PlainErrorLastAttempt", testPlainErrorLastAttempt},
@@ -54,18 +50,7 @@ func TestEngine(t *testing.T) {
 		{"QueueLimit", testQueueLimit},
 		{"StartTimeout", testStartTimeout},
 		{"Lifecycle", testLifecycle},
-	}
-	for _, dialect := range testdb.Dialects {
-		t.Run(dialect, func(t *testing.T) {
-			t.Parallel()
-			for _, tt := range tests {
-				t.Run(tt.name, func(t *testing.T) {
-					t.Parallel()
-					tt.run(t, dialect)
-				})
-			}
-		})
-	}
+	})
 }
 
 // testSuccess runs an echo task to completion.

@@ -95,8 +95,9 @@ type harness struct {
 
 // opts adjust a harness before its store is opened.
 type opts struct {
-	probe   probeFunc
-	timeout time.Duration // the probe type's default timeout
+	probe      probeFunc
+	timeout    time.Duration // the probe type's default timeout
+	atMostOnce bool          // the probe type declares itself at-most-once
 }
 
 func newHarness(t *testing.T, dialect string, o opts) *harness {
@@ -106,7 +107,9 @@ func newHarness(t *testing.T, dialect string, o opts) *harness {
 	}
 	reg := registry.New()
 	reg.MustRegister(echo.Type())
-	reg.MustRegister(probeType(o.probe, o.timeout))
+	probe := probeType(o.probe, o.timeout)
+	probe.AtMostOnce = o.atMostOnce
+	reg.MustRegister(probe)
 	arts, err := artifact.NewLocal(t.TempDir())
 	if err != nil {
 		t.Fatalf("artifact.NewLocal: %v", err)
@@ -313,5 +316,27 @@ func (c *countingStore) waitClaims(t *testing.T, n int64) {
 			t.Fatalf("waited %s for %d claims; saw %d", waitLimit, n, c.claims.Load())
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// dialectCase is one test of a table run against every database.
+type dialectCase struct {
+	name string
+	run  func(t *testing.T, dialect string)
+}
+
+// runPerDialect runs every case against every database, all in parallel.
+func runPerDialect(t *testing.T, tests []dialectCase) {
+	t.Helper()
+	for _, dialect := range testdb.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					t.Parallel()
+					tt.run(t, dialect)
+				})
+			}
+		})
 	}
 }

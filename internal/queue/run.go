@@ -19,6 +19,7 @@ import (
 type outcome struct {
 	change store.StatusChange
 	result chan error
+	run    *activeRun
 }
 
 // run executes one attempt and records its outcome.
@@ -60,10 +61,11 @@ func (e *Engine) run(parent context.Context, rec *store.Record) {
 		logRun(slog.LevelInfo, "run stopped", slog.String("reason", what))
 		return
 	}
-	// The outcome's write locks the task row; the heartbeat must not
-	// renew (and lock) it at the same time, or the two can deadlock.
-	e.forget(self)
-	o := outcome{change: *change, result: make(chan error, 1)}
+	// The run keeps its slot and its place in the running set until the
+	// outcome is written: at most Concurrency outcomes wait in memory,
+	// and the heartbeat renews the lease of one whose write is retried.
+	self.phase.Store(phaseWriting)
+	o := outcome{change: *change, result: make(chan error, 1), run: self}
 	e.done <- o
 	werr := <-o.result
 	attrs := []slog.Attr{slog.String("outcome", what)}
@@ -73,6 +75,8 @@ func (e *Engine) run(parent context.Context, rec *store.Record) {
 	switch {
 	case werr == nil:
 		logRun(slog.LevelInfo, "task attempt recorded", attrs...)
+	case errors.Is(werr, errAbandoned):
+		logRun(slog.LevelError, "outcome abandoned at shutdown: the task will be rescued and run again", append(attrs, slog.Any("write_error", werr))...)
 	case errors.Is(werr, task.ErrStaleRun), errors.Is(werr, task.ErrIllegalTransition):
 		// Another actor (a cancel, a rescue) changed the task first; the
 		// conditional write refused ours, which is the point.
@@ -219,35 +223,97 @@ func (e *Engine) completer() {
 				break drain
 			}
 		}
-		changes := make([]store.StatusChange, len(batch))
+		errs := e.finishRuns(batch)
 		for i, o := range batch {
-			changes[i] = o.change
-		}
-		errs, err := e.finishRuns(changes)
-		for i, o := range batch {
-			if err != nil {
-				o.result <- err
-			} else {
-				o.result <- errs[i]
-			}
+			o.result <- errs[i]
 		}
 	}
 }
 
-// finishRuns writes a batch, retrying any error (a refusal of one change
-// is not an error: it comes back in the slice) for a while with doubling
-// delays; past that the tasks' leases expire and rescue takes over.
-func (e *Engine) finishRuns(changes []store.StatusChange) ([]error, error) {
+// errAbandoned marks an outcome given up at the end of the shutdown grace.
+var errAbandoned = errors.New("outcome abandoned: the shutdown grace period is over")
+
+// maxRejected is how often a write of outcomes may fail while the database
+// answers before a batch is split into single writes, and a single write
+// is given up (then the task's lease expires and the rescue takes over).
+const maxRejected = 5
+
+// finishRuns writes a batch of outcomes and returns, for each, nil when it
+// was written or why not: a refusal (the task changed meanwhile) or the
+// write's error. A batch whose write keeps failing while the database
+// answers is written one outcome at a time, so one outcome the database
+// rejects cannot hold the others.
+func (e *Engine) finishRuns(batch []outcome) []error {
+	changes := make([]store.StatusChange, len(batch))
+	for i, o := range batch {
+		changes[i] = o.change
+	}
+	errs, err := e.writeOutcomes(batch, changes)
+	if err == nil {
+		return errs
+	}
+	out := make([]error, len(batch))
+	if len(batch) == 1 || errors.Is(err, errAbandoned) {
+		for i := range out {
+			out[i] = err
+		}
+		return out
+	}
+	for i := range batch {
+		errs, err := e.writeOutcomes(batch[i:i+1], changes[i:i+1])
+		if err != nil {
+			out[i] = err
+		} else {
+			out[i] = errs[0]
+		}
+	}
+	return out
+}
+
+// writeOutcomes writes changes (a refusal of one is not an error: it
+// comes back in the slice), retrying an error with growing delays for as
+// long as the database is unreachable, and maxRejected times while it
+// answers. While the write is retried, the heartbeat keeps the runs'
+// leases alive. When the shutdown grace is over, each write gets one more
+// try.
+func (e *Engine) writeOutcomes(batch []outcome, changes []store.StatusChange) ([]error, error) {
 	delay := 50 * time.Millisecond
+	rejected := 0
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		errs, err := e.store.FinishRuns(ctx, changes)
 		cancel()
-		if err == nil || attempt == 6 {
-			return errs, err
+		if err == nil {
+			return errs, nil
+		}
+		e.storeFailed()
+		select {
+		case <-e.abandon:
+			return nil, fmt.Errorf("%w: %w", errAbandoned, err)
+		default:
+		}
+		if e.reachable() {
+			if rejected++; rejected >= maxRejected {
+				return nil, err
+			}
+		}
+		if attempt == 1 {
+			for _, o := range batch {
+				o.run.phase.Store(phaseRetrying)
+			}
 		}
 		e.log.Warn("writing outcomes failed; retrying", "error", err, "tasks", len(changes), "attempt", attempt)
-		time.Sleep(delay)
-		delay *= 2
+		select {
+		case <-time.After(delay):
+		case <-e.abandon:
+		}
+		delay = min(delay*2, 2*time.Second)
 	}
+}
+
+// reachable reports whether the database answers a ping.
+func (e *Engine) reachable() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return e.store.Ping(ctx) == nil
 }

@@ -222,18 +222,20 @@ func testStoreWakeUp(t *testing.T, dialect string) {
 }
 
 // testRescuesExpiredLease re-queues a task whose worker died (its lease
-// expired unrenewed) and runs it again.
+// expired unrenewed) and runs it again, under its resume budget: the lost
+// run does not consume max_attempts, so a task with one attempt completes.
 func testRescuesExpiredLease(t *testing.T, dialect string) {
 	h := newHarness(t, dialect, opts{})
-	id := h.createProbe(probeFields{}, func(tk *task.Task) { tk.MaxAttempts = 3 })
+	id := h.createProbe(probeFields{}, func(tk *task.Task) { tk.MaxAttempts = 1 })
 	recs, err := h.st.ClaimTasks(h.ctx, store.ClaimParams{Worker: "dead-worker", Limit: 1, Lease: 50 * time.Millisecond})
 	if err != nil || len(recs) != 1 || recs[0].Task.ID != id {
 		t.Fatalf("claiming as the dead worker: %d tasks, %v", len(recs), err)
 	}
 	eng := h.newEngine(queue.Config{Concurrency: 2, MaintenanceInterval: 100 * time.Millisecond}, nil)
 	tk := h.waitStatus(id, task.StatusCompleted).Task
-	if tk.Attempt != 2 || tk.RetryCount != 1 || tk.ExecutorInstance != eng.Instance() {
-		t.Errorf("completed at attempt %d, retry_count %d, by %q; want 2, 1, %q", tk.Attempt, tk.RetryCount, tk.ExecutorInstance, eng.Instance())
+	if tk.Attempt != 2 || tk.RetryCount != 0 || tk.ResumeAttemptCount != 1 || tk.LastResumeAttempt == nil || tk.ExecutorInstance != eng.Instance() {
+		t.Errorf("completed at attempt %d, retry_count %d, resume_attempt_count %d, last_resume_attempt %v, by %q; want 2, 0, 1, set, %q",
+			tk.Attempt, tk.RetryCount, tk.ResumeAttemptCount, tk.LastResumeAttempt, tk.ExecutorInstance, eng.Instance())
 	}
 	checkErrors(t, tk, []int{1}, task.CategoryLost)
 	if len(tk.Errors) == 1 && !strings.Contains(tk.Errors[0].Message, "dead-worker") {

@@ -39,6 +39,10 @@ type Definition struct {
 	MaxAttempts int
 	// Timeout is the default execution timeout of one attempt.
 	Timeout time.Duration
+	// AtMostOnce marks a type whose tasks must never run twice: a task
+	// whose worker was lost while running it fails with category "lost"
+	// instead of being re-queued.
+	AtMostOnce bool
 
 	// Migrations holds the type's goose SQL files under one folder per
 	// dialect ("sqlite", "postgres").

@@ -112,6 +112,10 @@ type Type[M any, U any] struct {
 	MaxAttempts int
 	// Timeout is the default execution timeout (default 10 minutes).
 	Timeout time.Duration
+	// AtMostOnce declares that a task must never run twice: when its
+	// worker is lost mid-run it fails with category "lost" instead of
+	// being re-queued (the default, under the task's resume budget).
+	AtMostOnce bool
 	// Table overrides the type table name (default Name + "_tasks").
 	Table string
 	// Examples are sample tasks the conformance suite runs through a real
@@ -165,6 +169,7 @@ func (t Type[M, U]) Declare() (*Definition, error) {
 		DefaultQueue:    t.DefaultQueue,
 		MaxAttempts:     t.MaxAttempts,
 		Timeout:         t.Timeout,
+		AtMostOnce:      t.AtMostOnce,
 		Migrations:      t.Migrations,
 		Examples:        slices.Clone(t.Examples),
 		Processor:       erasedProcessor[M]{t.Processor},

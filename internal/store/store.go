@@ -97,11 +97,13 @@ type Store interface {
 	// ExtendLeases renews the leases of running attempts and returns the
 	// runs that no longer own their task (rescued, cancelled, finished).
 	ExtendLeases(ctx context.Context, runs []RunRef, lease time.Duration) (lost []RunRef, err error)
-	// RescueExpired handles executing tasks whose lease has expired: a
-	// resumable task is handed back for resume, another is re-queued while
-	// attempts remain, else it fails with category "lost". It is safe to
-	// run on every node at once.
-	RescueExpired(ctx context.Context, p RescueParams) (RescueResult, error)
+	// RescueRuns hands each executing task whose lease has expired (or,
+	// when p.Instance is set, every executing task of that instance) to
+	// p.Decide under a row lock other maintainers skip, and writes the
+	// change Decide returns, conditionally on the task's attempt; the
+	// store decides nothing. It returns the tasks it changed, as written.
+	// It is safe to run on every node at once.
+	RescueRuns(ctx context.Context, p RescueParams) ([]*task.Task, error)
 	// FailStartTimeouts fails pending tasks that never started before their
 	// start deadline, with category "start_timeout".
 	FailStartTimeouts(ctx context.Context, limit int) (int, error)
@@ -236,6 +238,12 @@ type StatusChange struct {
 	RunAt *time.Time
 	// CountRetry increments retry_count (a failed attempt).
 	CountRetry bool
+	// CountResume increments resume_attempt_count and sets
+	// last_resume_attempt (a run lost with its worker, recovered).
+	CountResume bool
+	// Resume, on a change to pending, keeps service_task_id and sets
+	// is_resumed, so that the next run re-attaches to the external job.
+	Resume bool
 	// ResetForRetry clears result, error fields and progress (a user
 	// retry of a failed or cancelled task).
 	ResetForRetry bool
@@ -267,18 +275,18 @@ type RunRef struct {
 	Attempt int
 }
 
-// RescueParams parameterise RescueExpired.
+// RescueParams parameterise RescueRuns.
 type RescueParams struct {
-	// MaxResumes bounds how often a task is resumed after losing its
-	// worker before it fails with category "lost".
-	MaxResumes int
-	// Limit bounds the tasks handled in one call.
+	// Instance, when set, selects every executing task of that worker
+	// instance, whatever its lease: the tasks of a previous incarnation of
+	// a restarted process. Empty selects the tasks whose lease expired.
+	Instance string
+	// Decide returns the change to write for a task whose run was lost
+	// (the rescue policy, which lives in the queue). TaskID and Attempt
+	// are set by the store.
+	Decide func(t *task.Task) StatusChange
+	// Limit bounds the tasks handled in one call (default 500).
 	Limit int
-}
-
-// RescueResult counts what RescueExpired did.
-type RescueResult struct {
-	Resumed, Requeued, Failed int
 }
 
 // Notification kinds.

@@ -45,6 +45,11 @@ func (s *Store) ClaimTasks(ctx context.Context, p store.ClaimParams) ([]*store.R
 			}
 			tasks = got
 		}
+		// The claim skipped the tasks whose start deadline has passed;
+		// they fail here, in its transaction, after its row locks.
+		if _, err := s.failStartTimeouts(ctx, tx, now, p.Limit); err != nil {
+			return err
+		}
 		if len(tasks) == 0 {
 			return nil
 		}
@@ -157,7 +162,7 @@ func (s *Store) claimWhere(ctx context.Context, tx *txn, p store.ClaimParams, no
 	// IN (subquery), PostgreSQL may rescan the subquery for each row it
 	// updates; a rescan skips the rows this statement has already updated
 	// and locks the next ones, so the claim took every due task, not Limit.
-	q := `WITH picked AS MATERIALIZED (SELECT id FROM tasks WHERE status = 'pending' AND run_at <= $2` + filter + `
+	q := `WITH picked AS MATERIALIZED (SELECT id FROM tasks WHERE status = 'pending' AND run_at <= $2 AND ` + startable("$2") + filter + `
 			ORDER BY priority DESC, run_at, created_at LIMIT $4` + s.d.skipLocked + `)
 		UPDATE tasks SET status = 'executing', executor_type = provider_type, executor_instance = $1, started_at = COALESCE(started_at, $2),
 		updated_at = $2, lease_expires_at = $3, attempt = attempt + 1
@@ -172,6 +177,13 @@ func (s *Store) claimWhere(ctx context.Context, tx *txn, p store.ClaimParams, no
 		return nil, fmt.Errorf("claiming tasks: %w", err)
 	}
 	return tasks, nil
+}
+
+// startable is the condition of a pending task a claim may start at now:
+// one that started before (a retry) or whose start deadline, if any, has
+// not passed.
+func startable(now string) string {
+	return `(start_deadline IS NULL OR started_at IS NOT NULL OR start_deadline >= ` + now + `)`
 }
 
 // claimFilter appends the conditions of p's queue and type lists to a

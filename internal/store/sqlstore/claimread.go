@@ -21,7 +21,7 @@ import (
 func (s *Store) claimReadFirst(ctx context.Context, p store.ClaimParams) ([]*store.Record, error) {
 	now := task.Now()
 	filter, args := claimFilter(p, []any{now, p.Limit})
-	rows, err := s.r.QueryContext(ctx, `SELECT `+baseColumns+`, updated_at || '' FROM tasks
+	rows, err := s.r.QueryContext(ctx, `SELECT `+baseColumns+`, updated_at || '', `+startable("$1")+` FROM tasks
 		WHERE status = 'pending' AND run_at <= $1`+filter+`
 		ORDER BY priority DESC, run_at, created_at LIMIT $2`, args...)
 	if err != nil {
@@ -30,13 +30,23 @@ func (s *Store) claimReadFirst(ctx context.Context, p store.ClaimParams) ([]*sto
 	var (
 		tasks    []*task.Task
 		versions []string
+		// overdue counts the tasks read whose start deadline has passed:
+		// they are not claimed but failed, in the claim's transaction.
+		overdue int
 	)
 	for rows.Next() {
-		var version string
-		t, err := scanTask(rows, &version)
+		var (
+			version string
+			ok      bool
+		)
+		t, err := scanTask(rows, &version, &ok)
 		if err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("claiming tasks: %w", err)
+		}
+		if !ok {
+			overdue++
+			continue
 		}
 		tasks, versions = append(tasks, t), append(versions, version)
 	}
@@ -44,7 +54,7 @@ func (s *Store) claimReadFirst(ctx context.Context, p store.ClaimParams) ([]*sto
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("claiming tasks: %w", err)
 	}
-	if len(tasks) == 0 {
+	if len(tasks) == 0 && overdue == 0 {
 		return nil, nil
 	}
 	recs, err := s.attachFields(ctx, s.r, tasks)
@@ -79,6 +89,11 @@ func (s *Store) claimReadFirst(ctx context.Context, p store.ClaimParams) ([]*sto
 			return fmt.Errorf("claiming tasks: %w", err)
 		}
 		defer st.Close()
+		if overdue > 0 {
+			if _, err := s.failStartTimeouts(ctx, tx, now, overdue); err != nil {
+				return err
+			}
+		}
 		written := make([]event.Event, 0, len(recs))
 		for i, rec := range recs {
 			res, err := st.ExecContext(ctx, p.Worker, dbTime(now), dbTime(now), lease, rec.Task.ID.String(), versions[i])

@@ -74,94 +74,90 @@ func (s *Store) lockWhere(ctx context.Context, tx *txn, where, order string, lim
 	return scanTasks(rows)
 }
 
-// RescueExpired implements store.Store.
-func (s *Store) RescueExpired(ctx context.Context, p store.RescueParams) (store.RescueResult, error) {
+// RescueRuns implements store.Store.
+func (s *Store) RescueRuns(ctx context.Context, p store.RescueParams) ([]*task.Task, error) {
 	if p.Limit <= 0 {
 		p.Limit = 500
 	}
-	var (
-		res store.RescueResult
-	)
+	if p.Decide == nil {
+		return nil, fmt.Errorf("rescuing runs: no Decide function")
+	}
+	var out []*task.Task
 	err := s.inTx(ctx, func(tx *txn) error {
-		res = store.RescueResult{}
+		out = out[:0]
 		now := task.Now()
-		expired, err := s.lockWhere(ctx, tx, `status = 'executing' AND lease_expires_at < $1`, `lease_expires_at`, p.Limit, now)
-		if err != nil {
-			return fmt.Errorf("finding expired leases: %w", err)
+		var (
+			lost []*task.Task
+			err  error
+		)
+		if p.Instance != "" {
+			lost, err = s.lockWhere(ctx, tx, `status = 'executing' AND executor_instance = $1`, `id`, p.Limit, p.Instance)
+		} else {
+			lost, err = s.lockWhere(ctx, tx, `status = 'executing' AND lease_expires_at < $1`, `lease_expires_at`, p.Limit, now)
 		}
-		var ds []decided
-		for _, t := range expired {
-			def, _ := s.reg.Lookup(t.Type)
-			resumable := def != nil && def.Resumable() && t.ServiceTaskID != ""
-			lostMsg := fmt.Sprintf("worker %s stopped renewing its lease", t.ExecutorInstance)
-			var (
-				c      store.StatusChange
-				resume bool
-			)
-			switch {
-			case resumable && t.ResumeAttemptCount < p.MaxResumes:
-				c, resume = store.StatusChange{TaskID: t.ID, To: task.StatusPending}, true
-				res.Resumed++
-			case !resumable && t.RetryCount+1 < t.MaxAttempts:
-				c = store.StatusChange{TaskID: t.ID, To: task.StatusPending, CountRetry: true,
-					Err: &task.Error{Message: lostMsg + "; re-queued", Category: task.CategoryLost}}
-				res.Requeued++
-			default:
-				msg := lostMsg + "; no attempts left"
-				if resumable {
-					msg = fmt.Sprintf("%s; resumed %d times already", lostMsg, t.ResumeAttemptCount)
-				}
-				c = store.StatusChange{TaskID: t.ID, To: task.StatusFailed, CountRetry: true,
-					Err: &task.Error{Message: msg, Category: task.CategoryLost}}
-				res.Failed++
-			}
-			serviceID := t.ServiceTaskID
+		if err != nil {
+			return fmt.Errorf("finding lost runs: %w", err)
+		}
+		ds := make([]decided, 0, len(lost))
+		for _, t := range lost {
+			c := p.Decide(t)
+			c.TaskID, c.Attempt = t.ID, t.Attempt
 			d, err := decide(t, c, now)
-			if err != nil {
-				return err
-			}
-			if resume {
-				t.IsResumed, t.ServiceTaskID = true, serviceID
-				t.ResumeAttemptCount++
-				t.LastResumeAttempt = &now
-			}
-			ds = append(ds, d)
-		}
-		_, _, err = s.writeTransitions(ctx, tx, ds, event.KindStatus, now)
-		return err
-	})
-	if err != nil {
-		return store.RescueResult{}, err
-	}
-	return res, nil
-}
-
-// FailStartTimeouts implements store.Store.
-func (s *Store) FailStartTimeouts(ctx context.Context, limit int) (int, error) {
-	if limit <= 0 {
-		limit = 500
-	}
-	n := 0
-	err := s.inTx(ctx, func(tx *txn) error {
-		now := task.Now()
-		overdue, err := s.lockWhere(ctx, tx, `status = 'pending' AND started_at IS NULL AND start_deadline < $1`, `start_deadline`, limit, now)
-		if err != nil {
-			return fmt.Errorf("finding overdue tasks: %w", err)
-		}
-		ds := make([]decided, 0, len(overdue))
-		for _, t := range overdue {
-			d, err := decide(t, store.StatusChange{TaskID: t.ID, To: task.StatusFailed, Err: &task.Error{
-				Message:  fmt.Sprintf("not started within %d seconds of creation", t.StartTimeoutSeconds),
-				Category: task.CategoryStartTimeout,
-			}}, now)
 			if err != nil {
 				return err
 			}
 			ds = append(ds, d)
 		}
 		_, refused, err := s.writeTransitions(ctx, tx, ds, event.KindStatus, now)
-		n = len(ds) - len(refused)
+		for _, d := range ds {
+			if !refused[d.t.ID] {
+				out = append(out, d.t)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// FailStartTimeouts implements store.Store.
+func (s *Store) FailStartTimeouts(ctx context.Context, limit int) (int, error) {
+	n := 0
+	err := s.inTx(ctx, func(tx *txn) error {
+		var err error
+		n, err = s.failStartTimeouts(ctx, tx, task.Now(), limit)
 		return err
 	})
 	return n, err
+}
+
+// overdue is the condition of a pending task that never started and whose
+// start deadline has passed; $1 is now.
+const overdue = `status = 'pending' AND started_at IS NULL AND start_deadline < $1`
+
+// failStartTimeouts fails up to limit overdue tasks in tx with category
+// start_timeout, and their events, and returns how many it failed.
+func (s *Store) failStartTimeouts(ctx context.Context, tx *txn, now time.Time, limit int) (int, error) {
+	if limit <= 0 {
+		limit = 500
+	}
+	tasks, err := s.lockWhere(ctx, tx, overdue, `start_deadline`, limit, now)
+	if err != nil {
+		return 0, fmt.Errorf("finding overdue tasks: %w", err)
+	}
+	ds := make([]decided, 0, len(tasks))
+	for _, t := range tasks {
+		d, err := decide(t, store.StatusChange{TaskID: t.ID, To: task.StatusFailed, Err: &task.Error{
+			Message:  fmt.Sprintf("not started within %d seconds of creation", t.StartTimeoutSeconds),
+			Category: task.CategoryStartTimeout,
+		}}, now)
+		if err != nil {
+			return 0, err
+		}
+		ds = append(ds, d)
+	}
+	_, refused, err := s.writeTransitions(ctx, tx, ds, event.KindStatus, now)
+	return len(ds) - len(refused), err
 }

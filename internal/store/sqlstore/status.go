@@ -89,11 +89,19 @@ func applyChange(t *task.Task, c store.StatusChange, now time.Time) {
 	if c.CountRetry {
 		t.RetryCount++
 	}
+	if c.CountResume {
+		t.ResumeAttemptCount++
+		t.LastResumeAttempt = &now
+	}
 	switch {
 	case c.To == task.StatusPending:
-		// A fresh run; a rescue that resumes sets the resume fields after.
+		// A fresh run, or one that re-attaches to the external job.
 		t.ExecutorInstance, t.LeaseExpiresAt = "", nil
-		t.IsResumed, t.ServiceTaskID = false, ""
+		if c.Resume {
+			t.IsResumed = true
+		} else {
+			t.IsResumed, t.ServiceTaskID = false, ""
+		}
 		t.RunAt = now
 		if c.RunAt != nil {
 			t.RunAt = dbTime(*c.RunAt)
