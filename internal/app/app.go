@@ -42,6 +42,9 @@ type App struct {
 	Events    *Events
 	API       *api.Server
 	log       *slog.Logger
+	// identity is the engine's instance identity, held while the app is
+	// open.
+	identity *queue.Identity
 }
 
 // Options select what New builds.
@@ -152,9 +155,16 @@ func (a *App) build(ctx context.Context, opts Options) error {
 		err error
 	)
 	if opts.Workers && cfg.Workers > 0 {
+		if a.identity, err = queue.AcquireIdentity(cfg.InstanceDir()); err != nil {
+			return err
+		}
+		maxResumes := cfg.MaxResumes
+		if maxResumes == 0 {
+			maxResumes = -1 // never; queue.Config's zero means its default
+		}
 		a.Engine = queue.New(queue.Config{
-			Concurrency: cfg.Workers, ShutdownGrace: cfg.ShutdownGrace, PublicBaseURL: cfg.AnnouncedBaseURL(!opts.NoAPI),
-			Lease: cfg.Lease,
+			Instance: a.identity.Name, Concurrency: cfg.Workers, ShutdownGrace: cfg.ShutdownGrace,
+			PublicBaseURL: cfg.AnnouncedBaseURL(!opts.NoAPI), Lease: cfg.Lease, MaxResumes: maxResumes,
 		}, st, a.Registry, a.Artifacts, a.log)
 		eng = a.Engine
 		if a.Webhooks, err = newDeliverer(cfg, opts.Version, st, a.log); err != nil {
@@ -285,5 +295,7 @@ func (a *App) stopEngine() {
 	a.log.Info("workers stopped", "waited", time.Since(start).Round(time.Millisecond))
 }
 
-// Close releases the store and the event bus.
-func (a *App) Close() error { return errors.Join(a.Store.Close(), a.Events.close()) }
+// Close releases the store, the event bus and the instance identity.
+func (a *App) Close() error {
+	return errors.Join(a.Store.Close(), a.Events.close(), a.identity.Close())
+}

@@ -59,6 +59,11 @@ type Config struct {
 	// (COMPUTE_LEASE, default 30s); a dead worker's tasks are rescued
 	// within about one lease.
 	Lease time.Duration
+	// MaxResumes is how often a task is recovered after losing its worker
+	// (a crash, a kill -9), counted in its resume_attempt_count apart from
+	// max_attempts; past it the task fails with category "lost"
+	// (COMPUTE_MAX_RESUMES, default 3; 0: never recover).
+	MaxResumes int
 	// QueueLimits are global concurrency limits per queue, written to the
 	// database at start (COMPUTE_QUEUE_LIMITS, e.g. "gpu=2,default=50";
 	// 0 removes a limit).
@@ -116,6 +121,7 @@ func Default() Config {
 		AutoMigrate:   true,
 		ShutdownGrace: 30 * time.Second,
 		Lease:         30 * time.Second,
+		MaxResumes:    3,
 		LogLevel:      "info",
 
 		WebhookRetryMin:    30 * time.Second,
@@ -162,6 +168,7 @@ func FromEnv() (Config, error) {
 	parse("COMPUTE_ALLOW_PRIVATE_URLS", func(v string) (err error) { c.AllowPrivateURLs, err = strconv.ParseBool(v); return })
 	parse("COMPUTE_SHUTDOWN_GRACE", func(v string) (err error) { c.ShutdownGrace, err = time.ParseDuration(v); return })
 	parse("COMPUTE_LEASE", func(v string) (err error) { c.Lease, err = time.ParseDuration(v); return })
+	parse("COMPUTE_MAX_RESUMES", func(v string) (err error) { c.MaxResumes, err = strconv.Atoi(v); return })
 	parse("COMPUTE_SSE_KEEPALIVE", func(v string) (err error) { c.SSEKeepAlive, err = time.ParseDuration(v); return })
 	parse("COMPUTE_WEBHOOK_RETRY_MIN", func(v string) (err error) { c.WebhookRetryMin, err = time.ParseDuration(v); return })
 	parse("COMPUTE_WEBHOOK_MAX_ATTEMPTS", func(v string) (err error) { c.WebhookMaxAttempts, err = strconv.Atoi(v); return })
@@ -208,6 +215,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Lease < time.Second {
 		return fmt.Errorf("config: Lease (COMPUTE_LEASE) must be at least 1s")
+	}
+	if c.MaxResumes < 0 || c.MaxResumes > 1000 {
+		return fmt.Errorf("config: MaxResumes (COMPUTE_MAX_RESUMES) must be between 0 and 1000")
 	}
 	for q, n := range c.QueueLimits {
 		if q == "" || n < 0 {
@@ -264,6 +274,9 @@ func (c *Config) DSN() string {
 
 // ArtifactDir is where the local artifact store keeps files.
 func (c *Config) ArtifactDir() string { return filepath.Join(c.DataDir, "artifacts") }
+
+// InstanceDir is where worker processes keep their instance identities.
+func (c *Config) InstanceDir() string { return filepath.Join(c.DataDir, "instances") }
 
 // BaseURL is PublicURL, or http://Addr when Addr names a host. It is ""
 // when Addr listens on every interface (no host, 0.0.0.0 or ::) or on a

@@ -15,7 +15,7 @@ import (
 var envVars = []string{
 	"COMPUTE_ADDR", "COMPUTE_DATA_DIR", "DATABASE_URL", "COMPUTE_API_KEY", "COMPUTE_PUBLIC_URL",
 	"COMPUTE_MAX_BODY_BYTES", "COMPUTE_WORKERS", "COMPUTE_AUTO_MIGRATE", "COMPUTE_ALLOW_PRIVATE_URLS",
-	"COMPUTE_SHUTDOWN_GRACE", "COMPUTE_LEASE", "COMPUTE_QUEUE_LIMITS", "COMPUTE_LOG_LEVEL", "COMPUTE_LOG_FORMAT",
+	"COMPUTE_SHUTDOWN_GRACE", "COMPUTE_LEASE", "COMPUTE_MAX_RESUMES", "COMPUTE_QUEUE_LIMITS", "COMPUTE_LOG_LEVEL", "COMPUTE_LOG_FORMAT",
 	"COMPUTE_SSE_KEEPALIVE", "COMPUTE_ALLOW_PRIVATE_CIDRS", "COMPUTE_WEBHOOK_ALLOW_CIDRS", "COMPUTE_WEBHOOK_PER_DESTINATION",
 }
 
@@ -38,6 +38,7 @@ func TestDefault(t *testing.T) {
 		AutoMigrate:   true,
 		ShutdownGrace: 30 * time.Second,
 		Lease:         30 * time.Second,
+		MaxResumes:    3,
 		LogLevel:      "info",
 		LogFormat:     "text",
 
@@ -95,6 +96,7 @@ func TestFromEnvReadsEachVariable(t *testing.T) {
 		}},
 		{name: "COMPUTE_SHUTDOWN_GRACE", value: "1m30s", want: func(c *config.Config) { c.ShutdownGrace = 90 * time.Second }},
 		{name: "COMPUTE_LEASE", value: "45s", want: func(c *config.Config) { c.Lease = 45 * time.Second }},
+		{name: "COMPUTE_MAX_RESUMES", value: "7", want: func(c *config.Config) { c.MaxResumes = 7 }},
 		{name: "COMPUTE_QUEUE_LIMITS", value: "gpu=2, default=50,,cpu=0", want: func(c *config.Config) {
 			c.QueueLimits = map[string]int{"gpu": 2, "default": 50, "cpu": 0}
 		}},
@@ -191,6 +193,7 @@ func TestValidate(t *testing.T) {
 		{name: "workers too many", mut: func(c *config.Config) { c.Workers = 10001 }, want: []string{"Workers", "COMPUTE_WORKERS"}},
 		{name: "shutdown grace negative", mut: func(c *config.Config) { c.ShutdownGrace = -time.Second }, want: []string{"ShutdownGrace", "COMPUTE_SHUTDOWN_GRACE"}},
 		{name: "lease too short", mut: func(c *config.Config) { c.Lease = 999 * time.Millisecond }, want: []string{"Lease", "COMPUTE_LEASE", "1s"}},
+		{name: "negative resumes", mut: func(c *config.Config) { c.MaxResumes = -1 }, want: []string{"MaxResumes", "COMPUTE_MAX_RESUMES"}},
 		{name: "queue limit negative", mut: func(c *config.Config) { c.QueueLimits = map[string]int{"gpu": -1} }, want: []string{"QueueLimits", "COMPUTE_QUEUE_LIMITS", `"gpu"=-1`}},
 		{name: "queue limit without a name", mut: func(c *config.Config) { c.QueueLimits = map[string]int{"": 2} }, want: []string{"QueueLimits", "COMPUTE_QUEUE_LIMITS"}},
 		{name: "sse keep-alive too short", mut: func(c *config.Config) { c.SSEKeepAlive = time.Millisecond }, want: []string{"SSEKeepAlive", "COMPUTE_SSE_KEEPALIVE"}},
