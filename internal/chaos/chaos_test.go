@@ -67,13 +67,16 @@ const (
 	// interval (at most 1.25s), so another node has rescued its tasks
 	// when it wakes and its late writes are those of a zombie.
 	stopFor = 4 * time.Second
-	// maxAttempts is given to every task. Each disruption (a SIGKILL or
-	// a SIGSTOP) costs a task at most one counted attempt, since a task
-	// is in one process at a time (a rescuer's SIGTERM hands its tasks
-	// back without counting one), so the 12 disruptions leave 8 of 20
-	// attempts for leases lost to a slow machine: a failed task means
-	// the engine counted one loss many times.
-	maxAttempts = 20
+	// maxResumes is the workers' COMPUTE_MAX_RESUMES. The tasks keep the
+	// echo type's max_attempts (1): a run lost with its worker is
+	// recovered under the task's resume budget, never by consuming an
+	// attempt. Each disruption (a SIGKILL or a SIGSTOP) costs a task at
+	// most one recovery, since a task is in one process at a time (a
+	// rescuer's SIGTERM hands its tasks back without counting one), so
+	// the 12 disruptions leave 8 of 20 recoveries for leases lost to a
+	// slow machine: a failed task means the engine counted one loss many
+	// times, or spent an attempt on it.
+	maxResumes = 20
 	// settleTimeout bounds the wait for every task to be terminal after
 	// the last round.
 	settleTimeout = 60 * time.Second
@@ -184,6 +187,7 @@ func runChaos(t *testing.T, sc scenario) {
 	bin := computeBinary(t)
 	vars := map[string]string{
 		"COMPUTE_LEASE":          lease.String(),
+		"COMPUTE_MAX_RESUMES":    fmt.Sprint(maxResumes),
 		"COMPUTE_WORKERS":        fmt.Sprint(sc.concurrency),
 		"COMPUTE_SHUTDOWN_GRACE": "1s",
 		"COMPUTE_API_KEY":        apiKey,
@@ -352,7 +356,7 @@ func (f freeze) rescued(lines []logLine) int {
 }
 
 // newEchoTasks builds n echo tasks the way the API does, with a random
-// sleep of up to maxSleepMS and maxAttempts attempts; slow ones sleep
+// sleep of up to maxSleepMS and the type's max_attempts; slow ones sleep
 // slowSleep and come first in the queue.
 func newEchoTasks(t *testing.T, def *registry.Definition, n int, rng *rand.Rand, slow bool) []*store.Record {
 	t.Helper()
@@ -372,7 +376,7 @@ func newEchoTasks(t *testing.T, def *registry.Definition, n int, rng *rand.Rand,
 			ID: id, Type: def.Name, Status: task.StatusPending,
 			ProviderType: def.DefaultProvider, QueueName: def.DefaultQueue, Priority: priority,
 			CreatedAt: now, UpdatedAt: now, RunAt: now, Errors: []task.Error{},
-			MaxAttempts: maxAttempts, TimeoutSeconds: int(def.Timeout / time.Second),
+			MaxAttempts: def.MaxAttempts, TimeoutSeconds: int(def.Timeout / time.Second),
 		}}
 	}
 	return recs
@@ -386,19 +390,23 @@ func busiest(t *testing.T, ctx context.Context, st store.Store, slots []*proc, n
 	if err != nil {
 		t.Fatalf("listing running tasks: %v", err)
 	}
-	byPID := map[int]int{}
+	byInstance := map[string]int{}
 	for _, r := range page.Records {
-		if pid, ok := instancePID(r.Task.ExecutorInstance); ok {
-			byPID[pid]++
+		byInstance[r.Task.ExecutorInstance]++
+	}
+	running := func(p *proc) int {
+		if name := p.instance(); name != "" {
+			return byInstance[name]
 		}
+		return 0
 	}
 	best := n % len(slots)
 	for i, p := range slots {
-		if byPID[p.pid()] > byPID[slots[best].pid()] {
+		if running(p) > running(slots[best]) {
 			best = i
 		}
 	}
-	return best, byPID[slots[best].pid()]
+	return best, running(slots[best])
 }
 
 // waitTerminal waits until all n tasks are terminal. It counts the

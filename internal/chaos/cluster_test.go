@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -234,6 +233,21 @@ func (p *proc) waitReady(t *testing.T, timeout time.Duration) map[string]any {
 	return nil
 }
 
+// instance is the engine instance the process logged when it started
+// working ("" before that).
+func (p *proc) instance() string {
+	for _, l := range readLines(p.logPath) {
+		var m struct {
+			Msg      string `json:"msg"`
+			Instance string `json:"instance"`
+		}
+		if json.Unmarshal([]byte(l), &m) == nil && m.Msg == p.ready {
+			return m.Instance
+		}
+	}
+	return ""
+}
+
 // killAll kills every process still running; it is the cluster's cleanup.
 func (c *cluster) killAll() {
 	c.mu.Lock()
@@ -353,15 +367,4 @@ func readLog(paths []string) []logLine {
 		}
 	}
 	return out
-}
-
-// instancePID extracts the pid from an engine instance name, which is
-// hostname-pid-random.
-func instancePID(instance string) (int, bool) {
-	parts := strings.Split(instance, "-")
-	if len(parts) < 3 {
-		return 0, false
-	}
-	pid, err := strconv.Atoi(parts[len(parts)-2])
-	return pid, err == nil
 }

@@ -109,10 +109,11 @@ func verify(t *testing.T, ctx context.Context, st store.Store, submitted map[uui
 		} else if f, ok := got.Fields.(*echo.Fields); !ok || f.Message != msg {
 			p.add("task %s type row holds %#v, want message %q", id, got.Fields, msg)
 		}
-		// Every lost attempt is counted and explained; nothing else fails
-		// an echo task without fail_with.
-		if tk.RetryCount != len(tk.Errors) {
-			p.add("task %s has retry_count %d but %d errors", id, tk.RetryCount, len(tk.Errors))
+		// Every lost run is counted as a recovery, not an attempt, and
+		// explained; nothing else fails an echo task without fail_with.
+		if tk.RetryCount != 0 || tk.ResumeAttemptCount != len(tk.Errors) {
+			p.add("task %s has retry_count %d, resume_attempt_count %d and %d errors; want 0 and one recovery per error",
+				id, tk.RetryCount, tk.ResumeAttemptCount, len(tk.Errors))
 		}
 		for _, e := range tk.Errors {
 			if e.Category != task.CategoryLost {
@@ -122,7 +123,7 @@ func verify(t *testing.T, ctx context.Context, st store.Store, submitted map[uui
 		if tk.Attempt > 1 || len(tk.Errors) > 0 {
 			sum.rescued++
 		}
-		sum.rescues += tk.RetryCount
+		sum.rescues += tk.ResumeAttemptCount
 		sum.maxAttempt = max(sum.maxAttempt, tk.Attempt)
 	}
 	for id := range tasks {
@@ -131,7 +132,7 @@ func verify(t *testing.T, ctx context.Context, st store.Store, submitted map[uui
 		}
 	}
 	if failed > 0 {
-		t.Errorf("%d tasks did not complete; with %d attempts each and at most one lost per disruption, none should fail", failed, maxAttempts)
+		t.Errorf("%d tasks did not complete; with %d recoveries each and at most one lost run per disruption, none should fail", failed, maxResumes)
 	}
 
 	// Exactly one completed event per task, last, written by the task's
