@@ -317,8 +317,8 @@ func runChaos(t *testing.T, sc scenario) {
 		ready.Sub(begin).Round(time.Millisecond), chaosEnd.Sub(ready).Round(time.Millisecond),
 		settled.Sub(chaosEnd).Round(time.Millisecond), time.Since(settled).Round(time.Millisecond),
 		time.Since(begin).Round(time.Millisecond), submitTook.Round(time.Millisecond), submitMax.Round(time.Millisecond))
-	t.Logf("%s: %d tasks rescued (%d rescues in all, max attempt %d); %d late writes refused (\"outcome not recorded\"), %d of them while a newer attempt ran; %d runs stopped on a lost lease; %d events; %d worker error lines, %d deadlocks",
-		st.Dialect(), sum.rescued, sum.rescues, sum.maxAttempt, sum.refused, sum.refusedLive, sum.leaseLost, sum.events, sum.errorLines, sum.deadlocks)
+	t.Logf("%s: %d tasks rescued (%d rescues in all, %d by restarted workers at start, max attempt %d); %d late writes refused (\"outcome not recorded\"), %d of them while a newer attempt ran; %d runs stopped on a lost lease; %d events; %d worker error lines, %d deadlocks",
+		st.Dialect(), sum.rescued, sum.rescues, sum.recoveredAtStart, sum.maxAttempt, sum.refused, sum.refusedLive, sum.leaseLost, sum.events, sum.errorLines, sum.deadlocks)
 	lines := readLog(c.logs())
 	for _, f := range freezes {
 		t.Logf("%s: while %s was frozen for %s, the other processes recorded %d outcomes and rescued %d tasks",

@@ -29,6 +29,9 @@ type summary struct {
 	// refusedLive counts the refused writes that met a newer attempt
 	// while it ran: without the attempt condition they would have landed.
 	refused, refusedLive, leaseLost int
+	// recoveredAtStart counts the tasks restarted workers recovered from
+	// their predecessors (same instance identity) at start.
+	recoveredAtStart int
 	// errorLines counts the workers' error lines; deadlocks the lines,
 	// of any level, that report a deadlock the database broke.
 	errorLines, deadlocks int
@@ -169,6 +172,8 @@ func verify(t *testing.T, ctx context.Context, st store.Store, submitted map[uui
 			}
 		case l.Msg == "run stopped" && l.Reason == "lease lost":
 			sum.leaseLost++
+		case l.Msg == "recovered the tasks of this instance's previous run":
+			sum.recoveredAtStart += l.Requeued + l.Resumed + l.Failed
 		}
 		if strings.Contains(fmt.Sprint(l.Error), "deadlock") {
 			sum.deadlocks++
@@ -198,6 +203,9 @@ func verify(t *testing.T, ctx context.Context, st store.Store, submitted map[uui
 	}
 	if len(errorLines) > 0 {
 		t.Logf("%d error lines in the worker logs, first: %s", len(errorLines), strings.Join(errorLines[:min(10, len(errorLines))], "\n"))
+	}
+	if sum.recoveredAtStart == 0 {
+		t.Errorf("no restarted worker recovered its predecessor's tasks at start: every SIGKILLed worker's tasks waited for their leases")
 	}
 	if sum.rescued == 0 {
 		t.Errorf("no task was rescued: no kill hit a running task, so the test proved nothing")
