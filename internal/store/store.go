@@ -92,7 +92,10 @@ type Store interface {
 
 	// ClaimTasks atomically moves up to p.Limit due pending tasks to
 	// executing for one worker, in priority, run_at, created_at order,
-	// never exceeding a queue's global concurrency limit.
+	// never exceeding a queue's global concurrency limit. It never starts
+	// a task that never started and whose start deadline has passed: it
+	// fails such tasks with category "start_timeout", with their events,
+	// in the claim's transaction.
 	ClaimTasks(ctx context.Context, p ClaimParams) ([]*Record, error)
 	// ExtendLeases renews the leases of running attempts and returns the
 	// runs that no longer own their task (rescued, cancelled, finished).
