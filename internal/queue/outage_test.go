@@ -179,6 +179,10 @@ func newOutageDB(t *testing.T, dialect string, reg *registry.Registry) *outageDB
 			if locker, err = db.Conn(ctx); err != nil {
 				t.Fatal(err)
 			}
+			// Wait for the engine's write in progress, as its writes wait.
+			if _, err := locker.ExecContext(ctx, "PRAGMA busy_timeout = 30000"); err != nil {
+				t.Fatal(err)
+			}
 			if _, err := locker.ExecContext(ctx, "BEGIN EXCLUSIVE"); err != nil {
 				t.Fatalf("locking the database: %v", err)
 			}
