@@ -181,34 +181,11 @@ func (s *Store) insertDeliveries(ctx context.Context, tx *txn, evs []event.Event
 	return nil
 }
 
-// ListEvents implements store.Store.
+// ListEvents implements store.Store. It reads from the lists pool, never
+// the writers' connections, so replays cannot starve writes.
 func (s *Store) ListEvents(ctx context.Context, f store.EventFilter) ([]event.Event, error) {
-	conds, args := []string{"id > $1"}, []any{f.AfterID}
-	if f.TaskID != uuid.Nil {
-		args = append(args, f.TaskID.String())
-		conds = append(conds, fmt.Sprintf("task_id = $%d", len(args)))
-	}
-	if !f.Scope.Admin {
-		args = append(args, f.Scope.TenantID)
-		conds = append(conds, fmt.Sprintf("tenant_id = $%d", len(args)))
-	}
-	if c, a := anyOf("task_type", len(args), f.TaskTypes); c != "" {
-		conds, args = append(conds, c), append(args, a...)
-	}
-	if c, a := anyOf("status", len(args), f.Statuses); c != "" {
-		conds, args = append(conds, c), append(args, a...)
-	}
-	if f.TenantID != "" {
-		args = append(args, f.TenantID)
-		conds = append(conds, fmt.Sprintf("tenant_id = $%d", len(args)))
-	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = 1000
-	}
-	args = append(args, limit)
-	rows, err := s.r.QueryContext(ctx, `SELECT id, task_id, task_type, event_type, status, tenant_id, body, created_at
-		FROM task_events WHERE `+strings.Join(conds, " AND ")+fmt.Sprintf(` ORDER BY id LIMIT $%d`, len(args)), args...)
+	q, args := eventsQuery(f)
+	rows, err := s.lists.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing events: %w", err)
 	}
@@ -234,6 +211,39 @@ func (s *Store) ListEvents(ctx context.Context, f store.EventFilter) ([]event.Ev
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// eventsQuery is ListEvents' SELECT. Each filter has an index ordered by
+// id (migration list_indexes), so a tenant's replay from id 0 reads only
+// that tenant's rows.
+func eventsQuery(f store.EventFilter) (string, []any) {
+	conds, args := []string{"id > $1"}, []any{f.AfterID}
+	add := func(cond string, v any) {
+		args = append(args, v)
+		conds = append(conds, fmt.Sprintf(cond, len(args)))
+	}
+	if f.TaskID != uuid.Nil {
+		add("task_id = $%d", f.TaskID.String())
+	}
+	if !f.Scope.Admin {
+		add("tenant_id = $%d", f.Scope.TenantID)
+	}
+	if c, a := anyOf("task_type", len(args), f.TaskTypes); c != "" {
+		conds, args = append(conds, c), append(args, a...)
+	}
+	if c, a := anyOf("status", len(args), f.Statuses); c != "" {
+		conds, args = append(conds, c), append(args, a...)
+	}
+	if f.TenantID != "" && (f.Scope.Admin || f.TenantID != f.Scope.TenantID) {
+		add("tenant_id = $%d", f.TenantID)
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	args = append(args, limit)
+	return `SELECT id, task_id, task_type, event_type, status, tenant_id, body, created_at
+		FROM task_events WHERE ` + strings.Join(conds, " AND ") + fmt.Sprintf(` ORDER BY id LIMIT $%d`, len(args)), args
 }
 
 // LastEventID returns the id of the newest committed event (0 when there is

@@ -3,6 +3,10 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"strings"
+
+	"github.com/computeserver/compute/internal/store"
 )
 
 // InTx exposes inTx to the package's external tests.
@@ -20,3 +24,51 @@ const EventOrderLock = eventOrderLock
 
 // MigrationLockID exposes migrationLockID to the package's external tests.
 var MigrationLockID = migrationLockID
+
+// DB is the writer's database handle, for tests that seed rows directly.
+func (s *Store) DB() *sql.DB { return s.w.DB }
+
+// EventsPlan is the query plan of ListEvents' query for f.
+func (s *Store) EventsPlan(ctx context.Context, f store.EventFilter) (string, error) {
+	q, args := eventsQuery(f)
+	return s.plan(ctx, q, args)
+}
+
+// ListPlan is the query plan of ListTasks' query for f.
+func (s *Store) ListPlan(ctx context.Context, f store.ListFilter) (string, error) {
+	q, args, _, err := listQuery(f)
+	if err != nil {
+		return "", err
+	}
+	return s.plan(ctx, q, args)
+}
+
+// plan explains q: PostgreSQL's EXPLAIN, SQLite's EXPLAIN QUERY PLAN
+// (its detail column), one line per node.
+func (s *Store) plan(ctx context.Context, q string, args []any) (string, error) {
+	explain := "EXPLAIN "
+	if !s.d.typed {
+		explain = "EXPLAIN QUERY PLAN "
+	}
+	rows, err := s.lists.QueryContext(ctx, explain+q, args...)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	cols, err := rows.Columns()
+	if err != nil {
+		return "", err
+	}
+	var lines []string
+	for rows.Next() {
+		dest := make([]any, len(cols))
+		for i := range dest {
+			dest[i] = new(any)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return "", err
+		}
+		lines = append(lines, fmt.Sprint(*dest[len(dest)-1].(*any)))
+	}
+	return strings.Join(lines, "\n"), rows.Err()
+}

@@ -119,8 +119,37 @@ func normalizeUUID(s string) string {
 	return s
 }
 
-// ListTasks implements store.Store.
+// ListTasks implements store.Store. It reads from the lists pool.
 func (s *Store) ListTasks(ctx context.Context, f store.ListFilter) (store.Page, error) {
+	q, args, limit, err := listQuery(f)
+	if err != nil {
+		return store.Page{}, err
+	}
+	rows, err := s.lists.QueryContext(ctx, q, args...)
+	if err != nil {
+		return store.Page{}, fmt.Errorf("listing tasks: %w", err)
+	}
+	tasks, err := scanTasks(rows)
+	if err != nil {
+		return store.Page{}, fmt.Errorf("listing tasks: %w", err)
+	}
+	var page store.Page
+	if len(tasks) > limit {
+		tasks = tasks[:limit]
+		last := tasks[limit-1]
+		page.NextCursor = EncodeCursor(last.CreatedAt, last.ID)
+	}
+	if len(tasks) == 0 {
+		page.Records = []*store.Record{}
+		return page, nil
+	}
+	page.Records, err = s.attachFields(ctx, s.lists, tasks)
+	return page, err
+}
+
+// listQuery is ListTasks' SELECT of limit+1 rows, newest first. Each
+// filter has an index in that order (migration list_indexes).
+func listQuery(f store.ListFilter) (string, []any, int, error) {
 	var (
 		conds []string
 		args  []any
@@ -153,10 +182,12 @@ func (s *Store) ListTasks(ctx context.Context, f store.ListFilter) (store.Page, 
 	if f.Cursor != "" {
 		at, id, err := DecodeCursor(f.Cursor)
 		if err != nil {
-			return store.Page{}, err
+			return "", nil, 0, err
 		}
 		args = append(args, at, id.String())
-		conds = append(conds, fmt.Sprintf("(created_at < $%d OR (created_at = $%d AND id < $%d))", len(args)-1, len(args)-1, len(args)))
+		// The redundant created_at <= bound lets the index scan start
+		// at the cursor instead of filtering every earlier row.
+		conds = append(conds, fmt.Sprintf("created_at <= $%d AND (created_at < $%d OR id < $%d)", len(args)-1, len(args)-1, len(args)))
 	}
 	limit := f.Limit
 	switch {
@@ -171,26 +202,7 @@ func (s *Store) ListTasks(ctx context.Context, f store.ListFilter) (store.Page, 
 	}
 	args = append(args, limit+1)
 	q += fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args))
-	rows, err := s.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return store.Page{}, fmt.Errorf("listing tasks: %w", err)
-	}
-	tasks, err := scanTasks(rows)
-	if err != nil {
-		return store.Page{}, fmt.Errorf("listing tasks: %w", err)
-	}
-	var page store.Page
-	if len(tasks) > limit {
-		tasks = tasks[:limit]
-		last := tasks[limit-1]
-		page.NextCursor = EncodeCursor(last.CreatedAt, last.ID)
-	}
-	if len(tasks) == 0 {
-		page.Records = []*store.Record{}
-		return page, nil
-	}
-	page.Records, err = s.attachFields(ctx, s.r, tasks)
-	return page, err
+	return q, args, limit, nil
 }
 
 // anyOf is the condition "column is one of values" ("" for no values), its
