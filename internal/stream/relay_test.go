@@ -33,6 +33,7 @@ const waitLimit = 15 * time.Second
 // events go to an in-process bus.
 type env struct {
 	t   *testing.T
+	dsn string
 	st  *sqlstore.Store
 	reg *registry.Registry
 	bus *event.InProc
@@ -43,7 +44,8 @@ func newEnv(t *testing.T, dialect string) *env {
 	reg := registry.New()
 	reg.MustRegister(echo.Type())
 	bus := event.NewInProc()
-	st, err := sqlstore.Open(t.Context(), testdb.URL(t, dialect), reg, testdb.Logger(t),
+	dsn := testdb.URL(t, dialect)
+	st, err := sqlstore.Open(t.Context(), dsn, reg, testdb.Logger(t),
 		sqlstore.WithEventSink(func(evs []event.Event) { _ = bus.Publish(context.Background(), evs) }))
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +54,7 @@ func newEnv(t *testing.T, dialect string) *env {
 	if err := st.Migrate(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, st: st, reg: reg, bus: bus}
+	return &env{t: t, dsn: dsn, st: st, reg: reg, bus: bus}
 }
 
 // relay starts a relay over the env's store; stopped when the test ends.

@@ -121,3 +121,19 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p[:len(p)-1]))
 	return len(p), nil
 }
+
+// SQL opens a plain database/sql handle on the database at dsn (from URL),
+// closed when the test ends, for tests that seed or inspect rows directly.
+func SQL(t testing.TB, dialect, dsn string) *sql.DB {
+	t.Helper()
+	driver, name := "pgx", dsn
+	if dialect == "sqlite" {
+		driver, name = "sqlite", "file:"+dsn+"?_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)"
+	}
+	db, err := sql.Open(driver, name)
+	if err != nil {
+		t.Fatalf("testdb: opening %s: %v", dialect, err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
