@@ -43,6 +43,8 @@ func (s *Server) registerEventRoutes() {
 				Content: map[string]*huma.MediaType{"text/event-stream": {Schema: body}}},
 			"401": {Description: "Missing or invalid API key."},
 			"422": {Description: "A bad filter or position."},
+			"429": {Description: "The key holds as many open streams (`COMPUTE_SSE_MAX_STREAMS_PER_KEY`), or as many replaying ones (`COMPUTE_SSE_MAX_REPLAYS_PER_KEY`), as it may; retry after `Retry-After` seconds.",
+				Content: map[string]*huma.MediaType{"application/problem+json": {Schema: s.api.OpenAPI().Components.Schemas.Schema(reflect.TypeFor[huma.ErrorModel](), true, "")}}},
 			"503": {Description: "This process does not serve event streams."},
 		}
 	}
@@ -144,7 +146,7 @@ func (s *Server) serveTaskEvents(w http.ResponseWriter, r *http.Request) {
 	// A task that was terminal when we looked has its terminal event in
 	// the log: if nothing follows the client's position, the client has
 	// it, and the stream is over.
-	s.serveStream(w, r, f, after, true, rec.Task.Status.Terminal())
+	s.serveStream(w, r, p, f, after, true, rec.Task.Status.Terminal())
 }
 
 func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
@@ -179,7 +181,7 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusUnprocessableEntity, "validation failed", details)
 		return
 	}
-	s.serveStream(w, r, f, after, false, false)
+	s.serveStream(w, r, p, f, after, false, false)
 }
 
 // nonEmpty returns the values of a repeated query parameter, without empty
@@ -197,14 +199,31 @@ func nonEmpty(values []string) []string {
 // serveStream writes the events matching f after the position (-1: from
 // now) as Server-Sent Events until the client leaves, the server stops,
 // or (taskStream) the task's terminal event has been sent; endIfQuiet ends
-// it at once if there is nothing to replay.
-func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, f stream.Filter, after int64, taskStream, endIfQuiet bool) {
+// it at once if there is nothing to replay. A key holds at most
+// MaxStreamsPerKey streams, and at most MaxReplaysPerKey firehose streams
+// replaying the log (a task's own replay is one indexed read and not
+// counted); over either, the answer is 429.
+func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, p principal, f stream.Filter, after int64, taskStream, endIfQuiet bool) {
 	relay := s.deps.Events
 	if relay == nil {
 		writeProblem(w, http.StatusServiceUnavailable, "this process does not serve event streams", nil)
 		return
 	}
 	ctx := r.Context()
+	release, ok := s.streams.stream(p.keyID)
+	if !ok {
+		writeTooMany(w, "this API key has too many open event streams")
+		return
+	}
+	defer release()
+	endReplay := func() {}
+	if !taskStream && after >= 0 {
+		if endReplay, ok = s.streams.replay(p.keyID); !ok {
+			writeTooMany(w, "this API key has too many event streams replaying the log")
+			return
+		}
+		defer endReplay()
+	}
 	fw, err := relay.Follow(ctx, f, after)
 	if err != nil {
 		if errors.Is(err, stream.ErrStopped) {
@@ -216,6 +235,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, f stream.Fi
 		return
 	}
 	defer fw.Close()
+	fw.OnCaughtUp(endReplay)
 
 	rc := http.NewResponseController(w)
 	// The server's read timeout would end a long stream; its requests

@@ -63,11 +63,22 @@ func (s *Server) registerListRoute() {
 		if err != nil {
 			return nil, s.problem(err, "tasks")
 		}
-		out := &listOutput{Body: listBody{Items: make([]json.RawMessage, len(page.Records))}}
+		out := &listOutput{Body: listBody{Items: make([]json.RawMessage, 0, len(page.Records))}}
+		// The page ends early once its items would pass MaxPageBytes
+		// (always with at least one item); its cursor continues after
+		// the last item sent.
+		size := 0
 		for i, rec := range page.Records {
-			if out.Body.Items[i], err = publicJSON(rec); err != nil {
+			item, err := publicJSON(rec)
+			if err != nil {
 				return nil, s.problem(err, "tasks")
 			}
+			if i > 0 && size+len(item) > s.cfg.MaxPageBytes {
+				page.NextCursor = store.CursorAfter(page.Records[i-1].Task)
+				break
+			}
+			size += len(item) + 1
+			out.Body.Items = append(out.Body.Items, item)
 		}
 		if page.NextCursor != "" {
 			out.Body.NextCursor = &page.NextCursor

@@ -32,6 +32,16 @@ type Config struct {
 	// KeyCacheTTL is how long a verified API key is trusted without
 	// asking the database again (default 30s; revocation takes that long).
 	KeyCacheTTL time.Duration
+	// MaxStreamsPerKey bounds the event streams one API key holds open at
+	// once (default 16); one more is answered 429.
+	MaxStreamsPerKey int
+	// MaxReplaysPerKey bounds the firehose streams of one API key that
+	// replay the log from the database at once (default 4); one more is
+	// answered 429.
+	MaxReplaysPerKey int
+	// MaxPageBytes bounds the encoded items of one task-list page
+	// (default 4 MiB); the page ends early and its cursor continues it.
+	MaxPageBytes int
 }
 
 // Engine is what the API needs from the execution engine; nil when the
@@ -64,6 +74,7 @@ type Server struct {
 	types   map[string]*typeSchemas
 	ordered []*typeSchemas
 	keys    *keyCache
+	streams *streamLimits
 
 	createUnion, publicUnion, updateUnion *huma.Schema
 	// createCheck validates union create bodies (see unionSchemas).
@@ -81,12 +92,22 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.KeyCacheTTL <= 0 {
 		cfg.KeyCacheTTL = 30 * time.Second
 	}
+	if cfg.MaxStreamsPerKey <= 0 {
+		cfg.MaxStreamsPerKey = 16
+	}
+	if cfg.MaxReplaysPerKey <= 0 {
+		cfg.MaxReplaysPerKey = 4
+	}
+	if cfg.MaxPageBytes <= 0 {
+		cfg.MaxPageBytes = 4 << 20
+	}
 	log := deps.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, deps: deps, log: log, mux: http.NewServeMux(), types: map[string]*typeSchemas{}}
 	s.keys = newKeyCache(deps.Store, cfg.KeyCacheTTL)
+	s.streams = newStreamLimits(cfg.MaxStreamsPerKey, cfg.MaxReplaysPerKey)
 	installErrors()
 	configureHuma()
 

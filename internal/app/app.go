@@ -23,6 +23,7 @@ import (
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/store"
 	"github.com/computeserver/compute/internal/store/sqlstore"
+	"github.com/computeserver/compute/internal/stream"
 	"github.com/computeserver/compute/internal/task"
 	"github.com/computeserver/compute/internal/tasks"
 	"github.com/computeserver/compute/internal/webhook"
@@ -45,6 +46,9 @@ type App struct {
 	// identity is the engine's instance identity, held while the app is
 	// open.
 	identity *queue.Identity
+	// retention prunes the event log (COMPUTE_EVENT_RETENTION) in
+	// processes that run workers; nil otherwise.
+	retention *stream.Retention
 }
 
 // Options select what New builds.
@@ -102,7 +106,7 @@ func New(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 		return nil, err
 	}
 	st, err := sqlstore.Open(ctx, cfg.DSN(), reg, log, sqlstore.WithWebhookTargets(webhook.Targeting{DefaultURL: cfg.WebhookURL}.Targets),
-		sqlstore.WithEventSink(events.Announcer.Announce))
+		sqlstore.WithEventSink(events.Announcer.Announce), sqlstore.WithListConns(cfg.DBListConns))
 	if err != nil {
 		events.close()
 		return nil, err
@@ -126,6 +130,12 @@ func New(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 		return rec.Task.OriginTenantID, nil
 	}
 	a := &App{Config: cfg, Registry: reg, Store: st, Artifacts: artifacts, Events: events, log: log}
+	if opts.Workers && cfg.EventRetention > 0 {
+		if a.retention, err = stream.NewRetention(stream.RetentionConfig{Keep: cfg.EventRetention}, st, log); err != nil {
+			a.Close()
+			return nil, err
+		}
+	}
 	if err := a.build(ctx, opts); err != nil {
 		a.Close()
 		return nil, err
@@ -172,7 +182,10 @@ func (a *App) build(ctx context.Context, opts Options) error {
 		}
 	}
 	if !opts.NoAPI {
-		a.API, err = api.New(api.Config{MaxBodyBytes: cfg.MaxBodyBytes, Version: opts.Version}, api.Deps{
+		a.API, err = api.New(api.Config{
+			MaxBodyBytes: cfg.MaxBodyBytes, Version: opts.Version,
+			MaxStreamsPerKey: cfg.SSEMaxStreamsPerKey, MaxReplaysPerKey: cfg.SSEMaxReplaysPerKey, MaxPageBytes: cfg.MaxPageBytes,
+		}, api.Deps{
 			Store: st, Registry: a.Registry, Artifacts: a.Artifacts, Engine: eng, Logger: a.log, Events: a.Events.Relay,
 		})
 		if err != nil {
@@ -242,6 +255,12 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		defer a.Webhooks.Stop() // after the engine's last events
 	}
+	if a.retention != nil {
+		if err := a.retention.Start(ctx); err != nil {
+			return err
+		}
+		defer a.retention.Stop()
+	}
 	if a.API == nil {
 		a.log.Info("working", "database", a.Store.Dialect(), "instance", a.Engine.Instance())
 		<-ctx.Done()
@@ -249,7 +268,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		return nil
 	}
 	srv := &http.Server{
-		Handler:           a.API.Handler(),
+		// WriteTimeout would end the event streams too: each response
+		// gets a deadline of its own instead (writeTimeout).
+		Handler:           writeTimeout(a.API.Handler(), a.Config.HTTPWriteTimeout),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		IdleTimeout:       120 * time.Second,

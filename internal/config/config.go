@@ -104,6 +104,30 @@ type Config struct {
 	// SSEKeepAlive is how often an idle event stream sends a comment
 	// (COMPUTE_SSE_KEEPALIVE, default 15s).
 	SSEKeepAlive time.Duration
+	// SSEMaxStreamsPerKey bounds the event streams one API key may hold
+	// open at once on this process; one more is answered 429
+	// (COMPUTE_SSE_MAX_STREAMS_PER_KEY, default 16).
+	SSEMaxStreamsPerKey int
+	// SSEMaxReplaysPerKey bounds the streams of one API key that may be
+	// replaying the log from the database at once on this process; one
+	// more is answered 429 (COMPUTE_SSE_MAX_REPLAYS_PER_KEY, default 4).
+	SSEMaxReplaysPerKey int
+	// EventRetention deletes events older than this, in small batches,
+	// in processes that run workers (COMPUTE_EVENT_RETENTION, e.g. 720h;
+	// default 0: keep every event).
+	EventRetention time.Duration
+	// HTTPWriteTimeout bounds writing the response of every route but the
+	// event streams, so a client that never reads cannot pin it
+	// (COMPUTE_HTTP_WRITE_TIMEOUT, default 60s).
+	HTTPWriteTimeout time.Duration
+	// MaxPageBytes bounds the encoded items of one task-list page; a page
+	// that would pass it ends early and its cursor continues it
+	// (COMPUTE_MAX_PAGE_BYTES, default 4194304).
+	MaxPageBytes int
+	// DBListConns is the size of PostgreSQL's connection pool for event
+	// replays and task lists, apart from the writers'
+	// (COMPUTE_DB_LIST_CONNS, default 4).
+	DBListConns int
 	// LogLevel is debug, info, warn or error (COMPUTE_LOG_LEVEL, default
 	// info).
 	LogLevel string
@@ -132,6 +156,11 @@ func Default() Config {
 		LogFormat:          "text",
 
 		WebhookPerDestination: 2,
+		SSEMaxStreamsPerKey:   16,
+		SSEMaxReplaysPerKey:   4,
+		HTTPWriteTimeout:      60 * time.Second,
+		MaxPageBytes:          4 << 20,
+		DBListConns:           4,
 	}
 }
 
@@ -170,6 +199,12 @@ func FromEnv() (Config, error) {
 	parse("COMPUTE_LEASE", func(v string) (err error) { c.Lease, err = time.ParseDuration(v); return })
 	parse("COMPUTE_MAX_RESUMES", func(v string) (err error) { c.MaxResumes, err = strconv.Atoi(v); return })
 	parse("COMPUTE_SSE_KEEPALIVE", func(v string) (err error) { c.SSEKeepAlive, err = time.ParseDuration(v); return })
+	parse("COMPUTE_SSE_MAX_STREAMS_PER_KEY", func(v string) (err error) { c.SSEMaxStreamsPerKey, err = strconv.Atoi(v); return })
+	parse("COMPUTE_SSE_MAX_REPLAYS_PER_KEY", func(v string) (err error) { c.SSEMaxReplaysPerKey, err = strconv.Atoi(v); return })
+	parse("COMPUTE_EVENT_RETENTION", func(v string) (err error) { c.EventRetention, err = time.ParseDuration(v); return })
+	parse("COMPUTE_HTTP_WRITE_TIMEOUT", func(v string) (err error) { c.HTTPWriteTimeout, err = time.ParseDuration(v); return })
+	parse("COMPUTE_MAX_PAGE_BYTES", func(v string) (err error) { c.MaxPageBytes, err = strconv.Atoi(v); return })
+	parse("COMPUTE_DB_LIST_CONNS", func(v string) (err error) { c.DBListConns, err = strconv.Atoi(v); return })
 	parse("COMPUTE_WEBHOOK_RETRY_MIN", func(v string) (err error) { c.WebhookRetryMin, err = time.ParseDuration(v); return })
 	parse("COMPUTE_WEBHOOK_MAX_ATTEMPTS", func(v string) (err error) { c.WebhookMaxAttempts, err = strconv.Atoi(v); return })
 	parse("COMPUTE_WEBHOOK_WINDOW", func(v string) (err error) { c.WebhookWindow, err = time.ParseDuration(v); return })
@@ -250,6 +285,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SSEKeepAlive < 10*time.Millisecond {
 		return fmt.Errorf("config: SSEKeepAlive (COMPUTE_SSE_KEEPALIVE) must be at least 10ms")
+	}
+	if err := c.validateLimits(); err != nil {
+		return err
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -344,4 +382,24 @@ func ParseQueueLimits(v string) (map[string]int, error) {
 		out[strings.TrimSpace(q)] = limit
 	}
 	return out, nil
+}
+
+// validateLimits checks the bounds that keep one client or tenant from
+// starving the others.
+func (c *Config) validateLimits() error {
+	switch {
+	case c.SSEMaxStreamsPerKey < 1:
+		return fmt.Errorf("config: SSEMaxStreamsPerKey (COMPUTE_SSE_MAX_STREAMS_PER_KEY) must be at least 1")
+	case c.SSEMaxReplaysPerKey < 1:
+		return fmt.Errorf("config: SSEMaxReplaysPerKey (COMPUTE_SSE_MAX_REPLAYS_PER_KEY) must be at least 1")
+	case c.EventRetention != 0 && c.EventRetention < time.Minute:
+		return fmt.Errorf("config: EventRetention (COMPUTE_EVENT_RETENTION) must be 0 (keep every event) or at least 1m")
+	case c.HTTPWriteTimeout < time.Second:
+		return fmt.Errorf("config: HTTPWriteTimeout (COMPUTE_HTTP_WRITE_TIMEOUT) must be at least 1s")
+	case c.MaxPageBytes < 64<<10:
+		return fmt.Errorf("config: MaxPageBytes (COMPUTE_MAX_PAGE_BYTES) must be at least 65536")
+	case c.DBListConns < 1:
+		return fmt.Errorf("config: DBListConns (COMPUTE_DB_LIST_CONNS) must be at least 1")
+	}
+	return nil
 }

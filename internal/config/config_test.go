@@ -17,6 +17,8 @@ var envVars = []string{
 	"COMPUTE_MAX_BODY_BYTES", "COMPUTE_WORKERS", "COMPUTE_AUTO_MIGRATE", "COMPUTE_ALLOW_PRIVATE_URLS",
 	"COMPUTE_SHUTDOWN_GRACE", "COMPUTE_LEASE", "COMPUTE_MAX_RESUMES", "COMPUTE_QUEUE_LIMITS", "COMPUTE_LOG_LEVEL", "COMPUTE_LOG_FORMAT",
 	"COMPUTE_SSE_KEEPALIVE", "COMPUTE_ALLOW_PRIVATE_CIDRS", "COMPUTE_WEBHOOK_ALLOW_CIDRS", "COMPUTE_WEBHOOK_PER_DESTINATION",
+	"COMPUTE_SSE_MAX_STREAMS_PER_KEY", "COMPUTE_SSE_MAX_REPLAYS_PER_KEY", "COMPUTE_EVENT_RETENTION",
+	"COMPUTE_HTTP_WRITE_TIMEOUT", "COMPUTE_MAX_PAGE_BYTES", "COMPUTE_DB_LIST_CONNS",
 }
 
 // clearEnv blanks every variable FromEnv reads for the rest of the test;
@@ -49,6 +51,11 @@ func TestDefault(t *testing.T) {
 		SSEKeepAlive:       15 * time.Second,
 
 		WebhookPerDestination: 2,
+		SSEMaxStreamsPerKey:   16,
+		SSEMaxReplaysPerKey:   4,
+		HTTPWriteTimeout:      60 * time.Second,
+		MaxPageBytes:          4 << 20,
+		DBListConns:           4,
 	}
 	c := config.Default()
 	if !reflect.DeepEqual(c, want) {

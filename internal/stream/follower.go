@@ -20,6 +20,8 @@ type Follower struct {
 	sub      *Subscription
 	last     int64
 	caughtUp bool
+	// onCaughtUp is called once, when the first replay has caught up.
+	onCaughtUp func()
 }
 
 // Follow starts following the events matching f with ids greater than
@@ -39,6 +41,12 @@ func (r *Relay) Follow(ctx context.Context, f Filter, after int64) (*Follower, e
 // position).
 func (fw *Follower) Last() int64 { return fw.last }
 
+// OnCaughtUp makes the follower call f once, the first time its replay
+// from the log has caught up with its subscription (for example to give
+// back a replay slot). A follower that lags later replays again without
+// calling it.
+func (fw *Follower) OnCaughtUp(f func()) { fw.onCaughtUp = f }
+
 // Next returns the next events, in id order; it blocks until there are
 // some. It returns (nil, nil) when tick fires first (for keep-alives; tick
 // may be nil), ctx's error when ctx ends, and ErrStopped when the relay
@@ -53,6 +61,10 @@ func (fw *Follower) Next(ctx context.Context, tick <-chan time.Time) ([]event.Ev
 			}
 			if len(evs) < page {
 				fw.caughtUp = true
+				if f := fw.onCaughtUp; f != nil {
+					fw.onCaughtUp = nil
+					f()
+				}
 			}
 			if len(evs) > 0 {
 				fw.last = evs[len(evs)-1].ID

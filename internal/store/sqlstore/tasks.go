@@ -3,11 +3,9 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 
@@ -137,7 +135,7 @@ func (s *Store) ListTasks(ctx context.Context, f store.ListFilter) (store.Page, 
 	if len(tasks) > limit {
 		tasks = tasks[:limit]
 		last := tasks[limit-1]
-		page.NextCursor = EncodeCursor(last.CreatedAt, last.ID)
+		page.NextCursor = store.CursorAfter(last)
 	}
 	if len(tasks) == 0 {
 		page.Records = []*store.Record{}
@@ -180,7 +178,7 @@ func listQuery(f store.ListFilter) (string, []any, int, error) {
 		add("created_at < $%d", dbTime(f.CreatedBefore))
 	}
 	if f.Cursor != "" {
-		at, id, err := DecodeCursor(f.Cursor)
+		at, id, err := store.DecodeCursor(f.Cursor)
 		if err != nil {
 			return "", nil, 0, err
 		}
@@ -224,35 +222,6 @@ func anyOf[T ~string](column string, n int, values []T) (string, []any) {
 
 // maxPage is the largest page ListTasks returns (store.ListFilter.Limit).
 const maxPage = 500
-
-// ErrBadCursor is store.ErrBadCursor, kept here for callers of DecodeCursor.
-var ErrBadCursor = store.ErrBadCursor
-
-// EncodeCursor makes the opaque cursor of a keyset position.
-func EncodeCursor(at time.Time, id uuid.UUID) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(at.UTC().Format(time.RFC3339Nano) + "|" + id.String()))
-}
-
-// DecodeCursor parses a cursor made by EncodeCursor.
-func DecodeCursor(c string) (time.Time, uuid.UUID, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil {
-		return time.Time{}, uuid.UUID{}, ErrBadCursor
-	}
-	ts, ids, ok := strings.Cut(string(raw), "|")
-	if !ok {
-		return time.Time{}, uuid.UUID{}, ErrBadCursor
-	}
-	at, err := time.Parse(time.RFC3339Nano, ts)
-	if err != nil {
-		return time.Time{}, uuid.UUID{}, ErrBadCursor
-	}
-	id, err := uuid.Parse(ids)
-	if err != nil {
-		return time.Time{}, uuid.UUID{}, ErrBadCursor
-	}
-	return at.UTC(), id, nil
-}
 
 // UpdateTask implements store.Store.
 func (s *Store) UpdateTask(ctx context.Context, id uuid.UUID, scope store.Scope, p store.Patch) (*store.Record, error) {
