@@ -102,7 +102,20 @@ func InsertTasks(ctx context.Context, db *sql.DB, dialectName string, b Tasks) e
 		return fmt.Errorf("seeding tasks: %w", err)
 	}
 	q = d.prefix + `INSERT INTO echo_tasks (id, message) SELECT ` + d.id + `, 'seeded' FROM ` + d.series
-	if _, err := db.ExecContext(ctx, q, args[:2]...); err != nil {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("seeding echo_tasks: %w", err)
+	}
+	defer conn.Close()
+	if dialectName == "postgres" {
+		// The rows match by construction: skip the foreign key's
+		// per-row check and row lock on tasks (a million of them took
+		// minutes), where the role allows it (a superuser).
+		if _, err := conn.ExecContext(ctx, `SET session_replication_role = replica`); err == nil {
+			defer func() { _, _ = conn.ExecContext(context.WithoutCancel(ctx), `RESET session_replication_role`) }()
+		}
+	}
+	if _, err := conn.ExecContext(ctx, q, args[:2]...); err != nil {
 		return fmt.Errorf("seeding echo_tasks: %w", err)
 	}
 	return nil
