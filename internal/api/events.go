@@ -43,8 +43,7 @@ func (s *Server) registerEventRoutes() {
 				Content: map[string]*huma.MediaType{"text/event-stream": {Schema: body}}},
 			"401": {Description: "Missing or invalid API key."},
 			"422": {Description: "A bad filter or position."},
-			"429": {Description: "The key holds as many open streams (`COMPUTE_SSE_MAX_STREAMS_PER_KEY`), or as many replaying ones (`COMPUTE_SSE_MAX_REPLAYS_PER_KEY`), as it may; retry after `Retry-After` seconds.",
-				Content: map[string]*huma.MediaType{"application/problem+json": {Schema: s.api.OpenAPI().Components.Schemas.Schema(reflect.TypeFor[huma.ErrorModel](), true, "")}}},
+			"429": {Description: "The key holds as many open streams (`COMPUTE_SSE_MAX_STREAMS_PER_KEY`), or as many replaying ones (`COMPUTE_SSE_MAX_REPLAYS_PER_KEY`), as it may; retry after `Retry-After` seconds."},
 			"503": {Description: "This process does not serve event streams."},
 		}
 	}
