@@ -5,7 +5,7 @@
 GO ?= go
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: run test test-short lint build bench clientcheck
+.PHONY: run test test-short lint build bench bench-scale clientcheck
 
 run:
 	$(GO) run ./cmd/compute serve
@@ -34,4 +34,11 @@ lint:
 # results and settings are described in docs/performance.md.
 bench:
 	cd bench && $(GO) run ./cmd/computebench -json results/latest.json \
+		-pg "$${COMPUTE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"
+
+# bench-scale measures filtered task lists and tenant replays on a million
+# rows, with and without the list indexes (docs/performance.md, "Scale");
+# about 5 minutes.
+bench-scale:
+	cd bench && $(GO) run ./cmd/scalebench -baseline -json results/scale.json \
 		-pg "$${COMPUTE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}"
