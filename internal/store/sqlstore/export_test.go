@@ -72,3 +72,6 @@ func (s *Store) plan(ctx context.Context, q string, args []any) (string, error) 
 	}
 	return strings.Join(lines, "\n"), rows.Err()
 }
+
+// PoolStats are the writers' and the list pool's connection statistics.
+func (s *Store) PoolStats() (writers, lists sql.DBStats) { return s.w.Stats(), s.lists.Stats() }
