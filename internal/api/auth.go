@@ -41,7 +41,7 @@ func principalFrom(ctx context.Context) principal {
 // keyCache remembers verified keys for a short time so a request does not
 // cost a database read.
 type keyCache struct {
-	st  store.Store
+	st  store.API
 	ttl time.Duration
 
 	mu      sync.Mutex
@@ -53,7 +53,7 @@ type cachedKey struct {
 	expires time.Time
 }
 
-func newKeyCache(st store.Store, ttl time.Duration) *keyCache {
+func newKeyCache(st store.API, ttl time.Duration) *keyCache {
 	return &keyCache{st: st, ttl: ttl, entries: map[string]cachedKey{}}
 }
 

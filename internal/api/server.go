@@ -55,7 +55,7 @@ type Engine interface {
 
 // Deps are the API's collaborators.
 type Deps struct {
-	Store     store.Store
+	Store     store.API
 	Registry  *registry.Registry
 	Artifacts artifact.Store
 	Engine    Engine

@@ -105,7 +105,7 @@ func (c *Config) setDefaults() {
 // Engine claims and runs tasks.
 type Engine struct {
 	cfg       Config
-	store     store.Store
+	store     store.Queue
 	reg       *registry.Registry
 	artifacts artifact.Store
 	log       *slog.Logger
@@ -163,7 +163,7 @@ var (
 )
 
 // New returns an engine; call Start to run it.
-func New(cfg Config, st store.Store, reg *registry.Registry, artifacts artifact.Store, log *slog.Logger) *Engine {
+func New(cfg Config, st store.Queue, reg *registry.Registry, artifacts artifact.Store, log *slog.Logger) *Engine {
 	cfg.setDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

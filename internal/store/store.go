@@ -46,33 +46,79 @@ type Capabilities struct {
 	ListenNotify bool
 }
 
-// Store is the persistence interface of the compute server.
+// Store is the persistence interface of the compute server: every
+// consumer's view (Admin, API, Queue, Deliveries) in one, which the SQL
+// store implements and the conformance suite (storetest) checks. Each
+// consumer takes only its own view.
 type Store interface {
+	Admin
+	API
+	Queue
+	Deliveries
+}
+
+// Admin is what operators' commands and the process wiring need: the
+// database's lifecycle, migrations, queue limits and API keys.
+type Admin interface {
 	// Capabilities reports what the database supports.
 	Capabilities() Capabilities
+
 	// Dialect names the SQL dialect ("sqlite" or "postgres") for
 	// migrations and diagnostics.
 	Dialect() string
+
 	// Ping checks the database is reachable.
 	Ping(ctx context.Context) error
+
 	// Close releases the connections.
 	Close() error
 
 	// Migrate applies every pending migration, the core's and each
 	// registered type's.
 	Migrate(ctx context.Context) error
+
 	// MigrationStatus lists the migrations and whether each is applied.
 	MigrationStatus(ctx context.Context) ([]MigrationState, error)
+
+	// SetQueueLimit sets (n > 0) or removes (n = 0) a queue's global
+	// concurrency limit.
+	SetQueueLimit(ctx context.Context, queue string, n int) error
+
+	// QueueLimits returns the global concurrency limits by queue.
+	QueueLimits(ctx context.Context) (map[string]int, error)
+
+	// CreateAPIKey stores a key (only its hash).
+	CreateAPIKey(ctx context.Context, k APIKey) error
+
+	// CountAPIKeys counts unrevoked keys.
+	CountAPIKeys(ctx context.Context) (int, error)
+
+	// ListAPIKeys returns every key, revoked ones included, oldest first.
+	ListAPIKeys(ctx context.Context) ([]APIKey, error)
+
+	// RevokeAPIKey revokes the key with that id for good; revoking a
+	// revoked key is not an error. An unknown id is ErrKeyNotFound.
+	RevokeAPIKey(ctx context.Context, id uuid.UUID) (*APIKey, error)
+}
+
+// API is the HTTP API's view of the store: tasks as their clients see
+// them, the event log, webhook deliveries and key lookups.
+type API interface {
+	// Ping checks the database is reachable.
+	Ping(ctx context.Context) error
 
 	// CreateTask inserts the base row, the type row and the "created"
 	// event in one transaction. When rec.Task.IdempotencyKey is already
 	// used, it returns the existing record and created=false, or
 	// task.ErrIdempotencyMismatch when RequestHash differs.
 	CreateTask(ctx context.Context, rec *Record) (existing *Record, created bool, err error)
+
 	// GetTask loads a task with its concrete type.
 	GetTask(ctx context.Context, id uuid.UUID, scope Scope) (*Record, error)
+
 	// ListTasks returns one page of tasks, newest first.
 	ListTasks(ctx context.Context, f ListFilter) (Page, error)
+
 	// UpdateTask applies a PATCH to a pending task in one transaction.
 	UpdateTask(ctx context.Context, id uuid.UUID, scope Scope, p Patch) (*Record, error)
 
@@ -82,13 +128,31 @@ type Store interface {
 	// nothing and return task.ErrIllegalTransition or task.ErrStaleRun.
 	SetStatus(ctx context.Context, c StatusChange) (*task.Task, *event.Event, error)
 
-	// FinishRuns applies many status changes in one transaction, each
-	// with SetStatus's rules; errs[i] is nil when changes[i] was written,
-	// else why it was refused.
-	FinishRuns(ctx context.Context, changes []StatusChange) (errs []error, err error)
-	// CreateTasks inserts many new tasks (without idempotency keys) and
-	// their events in one transaction.
-	CreateTasks(ctx context.Context, recs []*Record) error
+	// ListEvents returns events after an id, oldest first.
+	ListEvents(ctx context.Context, f EventFilter) ([]event.Event, error)
+
+	// LookupAPIKey finds an unrevoked key by its hash. A revoked key is
+	// ErrKeyRevoked, which also matches ErrKeyNotFound.
+	LookupAPIKey(ctx context.Context, hash string) (*APIKey, error)
+
+	// ListDeliveries returns the webhook deliveries of a task, oldest
+	// first, each with its attempts; task.ErrNotFound when the task is
+	// not in scope.
+	ListDeliveries(ctx context.Context, taskID uuid.UUID, scope Scope) ([]Delivery, error)
+
+	// Redeliver makes a delivery pending and due now, whatever its
+	// status, with a fresh attempt budget and retry window; its attempts
+	// are kept and their numbering continues. ErrDeliveryNotFound when
+	// the delivery does not exist or its task is not in scope.
+	Redeliver(ctx context.Context, id int64, scope Scope) (*Delivery, error)
+}
+
+// Queue is the execution engine's view of the store: claims, leases,
+// outcomes and what a run writes while it runs. Every write of a run is
+// conditional on its attempt.
+type Queue interface {
+	// Ping checks the database is reachable.
+	Ping(ctx context.Context) error
 
 	// ClaimTasks atomically moves up to p.Limit due pending tasks to
 	// executing for one worker, in priority, run_at, created_at order,
@@ -97,9 +161,16 @@ type Store interface {
 	// fails such tasks with category "start_timeout", with their events,
 	// in the claim's transaction.
 	ClaimTasks(ctx context.Context, p ClaimParams) ([]*Record, error)
+
 	// ExtendLeases renews the leases of running attempts and returns the
 	// runs that no longer own their task (rescued, cancelled, finished).
 	ExtendLeases(ctx context.Context, runs []RunRef, lease time.Duration) (lost []RunRef, err error)
+
+	// FinishRuns applies many status changes in one transaction, each
+	// with SetStatus's rules; errs[i] is nil when changes[i] was written,
+	// else why it was refused.
+	FinishRuns(ctx context.Context, changes []StatusChange) (errs []error, err error)
+
 	// RescueRuns hands each executing task whose lease has expired (or,
 	// when p.Instance is set, every executing task of that instance) to
 	// p.Decide under a row lock other maintainers skip, and writes the
@@ -107,42 +178,33 @@ type Store interface {
 	// store decides nothing. It returns the tasks it changed, as written.
 	// It is safe to run on every node at once.
 	RescueRuns(ctx context.Context, p RescueParams) ([]*task.Task, error)
+
 	// FailStartTimeouts fails pending tasks that never started before their
 	// start deadline, with category "start_timeout".
 	FailStartTimeouts(ctx context.Context, limit int) (int, error)
-	// SetQueueLimit sets (n > 0) or removes (n = 0) a queue's global
-	// concurrency limit.
-	SetQueueLimit(ctx context.Context, queue string, n int) error
-	// QueueLimits returns the global concurrency limits by queue.
-	QueueLimits(ctx context.Context) (map[string]int, error)
+
 	// Subscribe delivers wake-ups (new due work) and cancel requests from
 	// every process sharing the database, until ctx ends.
 	Subscribe(ctx context.Context) <-chan Notification
+
 	// SaveFields writes a run's type fields; conditional on the attempt.
 	SaveFields(ctx context.Context, id uuid.UUID, attempt int, def *registry.Definition, fields any) error
+
 	// SetProgress records progress and stage, extends the lease and,
 	// when emit is true, writes a progress event; conditional on the
 	// attempt.
 	SetProgress(ctx context.Context, p ProgressUpdate) (*event.Event, error)
+
 	// SetServiceTaskID records the external job id; conditional on the
 	// attempt.
 	SetServiceTaskID(ctx context.Context, id uuid.UUID, attempt int, serviceTaskID string) error
+}
 
-	// ListEvents returns events after an id, oldest first.
-	ListEvents(ctx context.Context, f EventFilter) ([]event.Event, error)
-
-	// CreateAPIKey stores a key (only its hash).
-	CreateAPIKey(ctx context.Context, k APIKey) error
-	// LookupAPIKey finds an unrevoked key by its hash. A revoked key is
-	// ErrKeyRevoked, which also matches ErrKeyNotFound.
-	LookupAPIKey(ctx context.Context, hash string) (*APIKey, error)
-	// CountAPIKeys counts unrevoked keys.
-	CountAPIKeys(ctx context.Context) (int, error)
-	// ListAPIKeys returns every key, revoked ones included, oldest first.
-	ListAPIKeys(ctx context.Context) ([]APIKey, error)
-	// RevokeAPIKey revokes the key with that id for good; revoking a
-	// revoked key is not an error. An unknown id is ErrKeyNotFound.
-	RevokeAPIKey(ctx context.Context, id uuid.UUID) (*APIKey, error)
+// Deliveries is the webhook deliverer's view of the store.
+type Deliveries interface {
+	// Subscribe delivers wake-ups (new due work) and cancel requests from
+	// every process sharing the database, until ctx ends.
+	Subscribe(ctx context.Context) <-chan Notification
 
 	// ClaimDeliveries atomically takes up to c.Limit due pending webhook
 	// deliveries (next_attempt_at <= now) for one sender, fairly across
@@ -155,27 +217,20 @@ type Store interface {
 	// senders skip it until then. A sender that dies mid-request leaves
 	// its deliveries due again after the lease.
 	ClaimDeliveries(ctx context.Context, c DeliveryClaim) ([]Delivery, error)
+
 	// PostponeDeliveries moves the waiting deliveries of a destination
 	// (pending, not in flight, due before p.Until) to p.Until without
 	// counting an attempt; those whose retry window started before
 	// p.FailWindowsBefore fail instead, with p.Reason as their last
 	// error. It returns how many were postponed and how many failed.
 	PostponeDeliveries(ctx context.Context, p Postponement) (postponed, failed int, err error)
+
 	// RecordDeliveryAttempt records one attempt and moves its delivery to
 	// the outcome, in one transaction. The delivery changes only if it is
 	// still pending at the attempt number the claim gave (a.Attempt);
 	// otherwise the attempt row is still recorded (the request was sent)
 	// and ErrDeliveryClaimLost is returned.
 	RecordDeliveryAttempt(ctx context.Context, a DeliveryAttempt, o DeliveryOutcome) error
-	// ListDeliveries returns the webhook deliveries of a task, oldest
-	// first, each with its attempts; task.ErrNotFound when the task is
-	// not in scope.
-	ListDeliveries(ctx context.Context, taskID uuid.UUID, scope Scope) ([]Delivery, error)
-	// Redeliver makes a delivery pending and due now, whatever its
-	// status, with a fresh attempt budget and retry window; its attempts
-	// are kept and their numbering continues. ErrDeliveryNotFound when
-	// the delivery does not exist or its task is not in scope.
-	Redeliver(ctx context.Context, id int64, scope Scope) (*Delivery, error)
 }
 
 // MigrationState is one migration and whether it has been applied.

@@ -32,7 +32,7 @@ type EventLog interface {
 	LastEventID(ctx context.Context) (int64, error)
 }
 
-// Notifier delivers the database's notifications (store.Store.Subscribe):
+// Notifier delivers the database's notifications (store.Queue.Subscribe):
 // on PostgreSQL, NOTIFYs from every process, even without a bus.
 type Notifier interface {
 	Subscribe(ctx context.Context) <-chan store.Notification

@@ -138,7 +138,7 @@ const drainLimit = 64 << 10
 // process or many, may share a database.
 type Deliverer struct {
 	cfg      Config
-	store    store.Store
+	store    store.Deliveries
 	client   *http.Client
 	log      *slog.Logger
 	breakers *breakers
@@ -155,7 +155,7 @@ type Deliverer struct {
 }
 
 // New returns a deliverer; call Start to run it.
-func New(cfg Config, st store.Store, log *slog.Logger) *Deliverer {
+func New(cfg Config, st store.Deliveries, log *slog.Logger) *Deliverer {
 	cfg.setDefaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
