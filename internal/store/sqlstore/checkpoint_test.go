@@ -49,7 +49,9 @@ func TestCheckpointerBoundsTheWAL(t *testing.T) {
 		if err := s.CreateTasks(ctx, recs); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(30 * time.Millisecond)
+		// Longer than the checkpointer's interval (100 ms), so that every
+		// batch can be followed by a checkpoint on a loaded machine too.
+		time.Sleep(150 * time.Millisecond)
 		if fi, err := os.Stat(path + "-wal"); err == nil {
 			maxWAL = max(maxWAL, fi.Size())
 		}
