@@ -73,7 +73,8 @@ func parsePlaceholders(q string) rebound {
 	return rebound{query: string(buf), order: order}
 }
 
-// dbx is a connection pool whose statements are rebound on SQLite.
+// dbx is a connection pool whose statements are rebound on SQLite and
+// whose errors are classified (errkind.go).
 type dbx struct {
 	*sql.DB
 	rebind bool
@@ -90,7 +91,8 @@ func (d *dbx) ExecContext(ctx context.Context, query string, args ...any) (sql.R
 	if d.wrote != nil {
 		defer d.wrote()
 	}
-	return d.DB.ExecContext(ctx, query, args...)
+	res, err := d.DB.ExecContext(ctx, query, args...)
+	return res, classify(err)
 }
 
 // QueryContext runs a query.
@@ -101,18 +103,19 @@ func (d *dbx) QueryContext(ctx context.Context, query string, args ...any) (*sql
 	if d.wrote != nil {
 		defer d.wrote()
 	}
-	return d.DB.QueryContext(ctx, query, args...)
+	rows, err := d.DB.QueryContext(ctx, query, args...)
+	return rows, classify(err)
 }
 
 // QueryRowContext runs a query returning at most one row.
-func (d *dbx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+func (d *dbx) QueryRowContext(ctx context.Context, query string, args ...any) row {
 	if d.rebind {
 		query, args = rebind(query, args)
 	}
 	if d.wrote != nil {
 		defer d.wrote()
 	}
-	return d.DB.QueryRowContext(ctx, query, args...)
+	return row{d.DB.QueryRowContext(ctx, query, args...)}
 }
 
 // ExecContext runs a statement in the transaction.
@@ -120,7 +123,8 @@ func (tx *txn) ExecContext(ctx context.Context, query string, args ...any) (sql.
 	if tx.rebind {
 		query, args = rebind(query, args)
 	}
-	return tx.Tx.ExecContext(ctx, query, args...)
+	res, err := tx.Tx.ExecContext(ctx, query, args...)
+	return res, classify(err)
 }
 
 // QueryContext runs a query in the transaction.
@@ -128,13 +132,20 @@ func (tx *txn) QueryContext(ctx context.Context, query string, args ...any) (*sq
 	if tx.rebind {
 		query, args = rebind(query, args)
 	}
-	return tx.Tx.QueryContext(ctx, query, args...)
+	rows, err := tx.Tx.QueryContext(ctx, query, args...)
+	return rows, classify(err)
 }
 
 // QueryRowContext runs a query returning at most one row in the transaction.
-func (tx *txn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+func (tx *txn) QueryRowContext(ctx context.Context, query string, args ...any) row {
 	if tx.rebind {
 		query, args = rebind(query, args)
 	}
-	return tx.Tx.QueryRowContext(ctx, query, args...)
+	return row{tx.Tx.QueryRowContext(ctx, query, args...)}
 }
+
+// row is a single-row result whose Scan classifies the error (errkind.go).
+type row struct{ r *sql.Row }
+
+// Scan copies the row's columns into dest.
+func (r row) Scan(dest ...any) error { return classify(r.r.Scan(dest...)) }
