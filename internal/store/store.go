@@ -107,6 +107,12 @@ type API interface {
 	// Ping checks the database is reachable.
 	Ping(ctx context.Context) error
 
+	// CheckWritable checks that the database accepts a write now: it
+	// commits a small write and, where the store can see its disk, checks
+	// that there is room to grow. It returns an error wrapping ErrFull or
+	// ErrUnavailable when it does not.
+	CheckWritable(ctx context.Context) error
+
 	// CreateTask inserts the base row, the type row and the "created"
 	// event in one transaction. When rec.Task.IdempotencyKey is already
 	// used, it returns the existing record and created=false, or

@@ -299,7 +299,7 @@ func (s *Store) Dialect() string { return s.d.name }
 // Ping implements store.Store.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.w.PingContext(ctx); err != nil {
-		return fmt.Errorf("pinging %s: %w", s.d.name, err)
+		return fmt.Errorf("pinging %s: %w", s.d.name, classify(err))
 	}
 	return nil
 }
@@ -357,7 +357,7 @@ func (s *Store) goBackground(f func(ctx context.Context)) bool {
 func (s *Store) inTx(ctx context.Context, fn func(tx *txn) error) error {
 	sqlTx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("beginning transaction: %w", err)
+		return fmt.Errorf("beginning transaction: %w", classify(err))
 	}
 	tx := &txn{Tx: sqlTx, rebind: s.w.rebind}
 	defer func() {
@@ -384,7 +384,7 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *txn) error) error {
 		return fmt.Errorf("notifying: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("committing: %w", err)
+		return fmt.Errorf("committing: %w", classify(err))
 	}
 	s.wrote()
 	s.published(tx.notes...)
