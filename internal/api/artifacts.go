@@ -55,8 +55,7 @@ func (s *Server) serveArtifact(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, err := s.deps.Store.GetTask(r.Context(), id, p.scope()); err != nil {
 		if !errors.Is(err, task.ErrNotFound) {
-			s.log.Error("loading artifact's task", "error", err)
-			writeProblem(w, http.StatusInternalServerError, "internal error", nil)
+			writeError(w, s.problem(err, "task"))
 			return
 		}
 		notFound()

@@ -107,7 +107,7 @@ func (s *Server) resolve(ctx context.Context, header string) (principal, int, st
 	}
 	if err != nil {
 		s.log.Error("verifying api key", "error", err)
-		return principal{}, http.StatusServiceUnavailable, "cannot verify the API key right now"
+		return principal{}, http.StatusServiceUnavailable, "cannot verify the API key right now; retry later"
 	}
 	return p, 0, ""
 }
@@ -123,6 +123,9 @@ func (s *Server) authenticate(ctx huma.Context, next func(huma.Context)) {
 	if status != 0 {
 		if status == http.StatusUnauthorized {
 			ctx.SetHeader("WWW-Authenticate", `Bearer realm="compute"`)
+		}
+		if ra := retryAfter(status); ra != "" {
+			ctx.SetHeader("Retry-After", ra)
 		}
 		_ = huma.WriteErr(s.api, ctx, status, msg)
 		return

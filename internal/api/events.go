@@ -134,8 +134,7 @@ func (s *Server) serveTaskEvents(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, http.StatusNotFound, "task not found", nil)
 			return
 		}
-		s.log.Error("loading a streamed task", "task_id", id, "error", err)
-		writeProblem(w, http.StatusInternalServerError, "internal error", nil)
+		writeError(w, s.problem(err, "task"))
 		return
 	}
 	f := stream.Filter{Scope: p.scope(), TaskID: id}

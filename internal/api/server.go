@@ -5,6 +5,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -181,14 +182,19 @@ func (s *Server) registerHealth() {
 		return &statusOutput{Body: statusBody{Status: "ok"}}, nil
 	})
 	huma.Register(s.api, huma.Operation{
-		OperationID: "readyz", Method: http.MethodGet, Path: "/readyz", Summary: "Readiness: the database answers",
-		Tags: []string{"Operations"}, Errors: []int{http.StatusServiceUnavailable},
+		OperationID: "readyz", Method: http.MethodGet, Path: "/readyz", Summary: "Readiness: the database takes writes",
+		Description: "Commits a one-row write and, on SQLite, checks the free space beside the database file. 503 with Retry-After when the database is unreachable or full.",
+		Tags:        []string{"Operations"}, Errors: []int{http.StatusServiceUnavailable},
 	}, func(ctx context.Context, _ *struct{}) (*statusOutput, error) {
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
-		if err := s.deps.Store.Ping(ctx); err != nil {
+		if err := s.deps.Store.CheckWritable(ctx); err != nil {
 			s.log.Warn("readiness check failed", "error", err)
-			return nil, huma.Error503ServiceUnavailable("the database is not reachable")
+			msg := "the database is not reachable or does not accept writes"
+			if errors.Is(err, store.ErrFull) {
+				msg = "the database is not writable: it is out of space"
+			}
+			return nil, storeProblem(http.StatusServiceUnavailable, msg)
 		}
 		return &statusOutput{Body: statusBody{Status: "ready"}}, nil
 	})

@@ -1,0 +1,168 @@
+package api_test
+
+import (
+	"errors"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/computeserver/compute/internal/config"
+	"github.com/computeserver/compute/internal/testutil/tcpproxy"
+	"github.com/computeserver/compute/internal/testutil/testdb"
+)
+
+// storeDown asserts a 503 or 507 problem with Retry-After that leaks
+// nothing of the driver's error.
+func storeDown(t *testing.T, r response, status int) {
+	t.Helper()
+	problemAt(t, r, status, "")
+	if r.header.Get("Retry-After") == "" {
+		t.Errorf("no Retry-After on %d: %v", status, r.header)
+	}
+	for _, leak := range []string{"dial", "connect", "5432", "127.0.0.1", "sqlite", "SQLSTATE", "EOF", "disk"} {
+		if strings.Contains(strings.ToLower(string(r.body)), strings.ToLower(leak)) {
+			t.Errorf("problem leaks %q: %s", leak, r.body)
+		}
+	}
+}
+
+// TestDatabaseUnreachable: with PostgreSQL gone (a loopback proxy in front
+// of it is cut), every route that needs it answers 503 with Retry-After (was 500),
+// /readyz too, and the API recovers when the database comes back.
+func TestDatabaseUnreachable(t *testing.T) {
+	t.Parallel()
+	dsn := testdb.URL(t, "postgres")
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := tcpproxy.New(t, u.Host)
+	u.Host = proxy.Addr()
+	e := start(t, "sqlite", func(c *config.Config) { c.Workers = 0; c.DatabaseURL = u.String() })
+	id := e.must(201, "POST", "/api/v1/tasks/echo", map[string]any{"message": "m", "run_at": "2099-01-01T00:00:00Z"})["id"].(string)
+	uncached := e.tenantKey("t1")
+	if r := e.do("GET", "/readyz", nil); r.status != 200 {
+		t.Fatalf("readyz before the cut: %d %s", r.status, r.body)
+	}
+
+	proxy.Cut()
+	create := map[string]any{"task_type": "echo", "message": "while down"}
+	cases := []struct {
+		name, method, path string
+		body               any
+		hdr                []string
+	}{
+		{"create", "POST", "/api/v1/tasks/", create, nil},
+		{"typed create", "POST", "/api/v1/tasks/echo", map[string]any{"message": "x"}, nil},
+		{"get", "GET", "/api/v1/tasks/" + id, nil, nil},
+		{"list", "GET", "/api/v1/tasks/", nil, nil},
+		{"patch", "PATCH", "/api/v1/tasks/" + id, map[string]any{"priority": 3}, nil},
+		{"cancel", "POST", "/api/v1/tasks/" + id + "/cancel", nil, nil},
+		{"result", "GET", "/api/v1/tasks/" + id + "/result", nil, nil},
+		{"webhooks", "GET", "/api/v1/tasks/" + id + "/webhooks", nil, nil},
+		{"task stream", "GET", "/api/v1/tasks/" + id + "/events", nil, nil},
+		{"key not cached", "GET", "/api/v1/tasks/", nil, []string{"Authorization", "Bearer " + uncached}},
+		{"readyz", "GET", "/readyz", nil, []string{"Authorization", ""}},
+	}
+	for _, tc := range cases {
+		r := e.do(tc.method, tc.path, tc.body, tc.hdr...)
+		t.Run(tc.name, func(t *testing.T) { storeDown(t, r, 503) })
+	}
+
+	proxy.Restore()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r := e.do("POST", "/api/v1/tasks/", create)
+		if r.status == 201 {
+			break
+		}
+		storeDown(t, r, 503)
+		if time.Now().After(deadline) {
+			t.Fatal("the API did not recover after the database came back")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if r := e.do("GET", "/readyz", nil); r.status != 200 {
+		t.Errorf("readyz after the database came back: %d %s", r.status, r.body)
+	}
+}
+
+// TestDiskFullSQLite: on a full disk (a 4 MiB tmpfs, filled up), /readyz
+// reports the store unwritable, creates that need space answer 507 with
+// Retry-After (were 500) while reads still work, and both recover once
+// space is freed. Mounting needs root; elsewhere the test is skipped.
+func TestDiskFullSQLite(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root")
+	}
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs: %v %s", err, out)
+	}
+	// Registered before the server's cleanup, so it runs after it.
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", dir, err, out)
+		}
+	})
+	e := start(t, "sqlite", func(c *config.Config) { c.Workers = 0; c.DataDir = dir })
+	id := e.must(201, "POST", "/api/v1/tasks/echo", map[string]any{"message": "m", "run_at": "2099-01-01T00:00:00Z"})["id"].(string)
+	if r := e.do("GET", "/readyz", nil); r.status != 200 {
+		t.Fatalf("readyz before filling the disk: %d %s", r.status, r.body)
+	}
+
+	filler := filepath.Join(dir, "filler")
+	fill(t, filler)
+	r := e.do("GET", "/readyz", nil)
+	storeDown(t, r, 503)
+	if !strings.Contains(string(r.body), "out of space") {
+		t.Errorf("readyz does not say the store is full: %s", r.body)
+	}
+	big := strings.Repeat("x", 60000)
+	full := false
+	for i := 0; i < 200 && !full; i++ {
+		r := e.do("POST", "/api/v1/tasks/echo", map[string]any{"message": big, "run_at": "2099-01-01T00:00:00Z"})
+		if r.status == 201 {
+			continue // the WAL still had room
+		}
+		storeDown(t, r, 507)
+		full = true
+	}
+	if !full {
+		t.Fatal("200 creates of 60 KB succeeded on a full disk")
+	}
+	e.must(200, "GET", "/api/v1/tasks/"+id, nil)
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	e.must(201, "POST", "/api/v1/tasks/echo", map[string]any{"message": big, "run_at": "2099-01-01T00:00:00Z"})
+	if r := e.do("GET", "/readyz", nil); r.status != 200 {
+		t.Errorf("readyz after freeing space: %d %s", r.status, r.body)
+	}
+}
+
+// fill writes to path until the file system is full.
+func fill(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 16<<10)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				return
+			}
+			t.Fatal(err)
+		}
+	}
+}
