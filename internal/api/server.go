@@ -128,7 +128,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	hc.Info.Description = "Accepts typed units of AI/GPU work, stores them durably, schedules and runs them, and reports every change."
 	s.api = humago.New(s.mux, hc)
-	s.api.UseMiddleware(s.authenticate)
+	s.api.UseMiddleware(s.authenticate, s.checkBody)
 
 	reg := s.api.OpenAPI().Components.Schemas
 	for _, def := range deps.Registry.All() {
@@ -153,7 +153,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	return s, nil
 }
 
-// Handler returns the HTTP handler, with panic recovery around it.
+// Handler returns the HTTP handler: panic recovery and the text checks of
+// query parameters and headers (input.go) around the routes.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
@@ -165,6 +166,10 @@ func (s *Server) Handler() http.Handler {
 				writeProblem(w, http.StatusInternalServerError, "internal error", nil)
 			}
 		}()
+		if errs := requestTextErrors(r); len(errs) > 0 {
+			writeProblem(w, http.StatusUnprocessableEntity, "validation failed", errs)
+			return
+		}
 		s.mux.ServeHTTP(w, r)
 	})
 }
