@@ -153,8 +153,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	return s, nil
 }
 
-// Handler returns the HTTP handler: panic recovery and the text checks of
-// query parameters and headers (input.go) around the routes.
+// Handler returns the HTTP handler: panic recovery, exact routing with
+// problem+json 404 and 405 (routing.go), and the text checks of query
+// parameters and headers (input.go) around the routes.
 func (s *Server) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
@@ -166,6 +167,9 @@ func (s *Server) Handler() http.Handler {
 				writeProblem(w, http.StatusInternalServerError, "internal error", nil)
 			}
 		}()
+		if !s.route(w, r) {
+			return
+		}
 		if errs := requestTextErrors(r); len(errs) > 0 {
 			writeProblem(w, http.StatusUnprocessableEntity, "validation failed", errs)
 			return
