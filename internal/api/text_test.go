@@ -209,7 +209,7 @@ func TestProblemsCapRejectedValues(t *testing.T) {
 		{"unknown type", "POST", "/api/v1/tasks/", map[string]any{"task_type": huge}, nil, "body.task_type"},
 		{"bad enum", "POST", "/api/v1/tasks/echo", map[string]any{"message": "m", "provider_type": huge}, nil, "body.provider_type"},
 		{"patch field", "PATCH", "", map[string]any{"queue_name": huge}, nil, "body.queue_name"},
-		{"query", "GET", "/api/v1/tasks/?queue_name=" + huge[:30<<10], nil, nil, "query.queue_name"},
+		{"query", "GET", "/api/v1/tasks/?origin_tenant_id=" + huge[:30<<10], nil, nil, "query.origin_tenant_id"},
 		{"stream position", "GET", "/api/v1/events", nil, []string{"Last-Event-ID", huge[:30<<10]}, "header.Last-Event-ID"},
 	}
 	id := e.must(201, "POST", "/api/v1/tasks/echo", map[string]any{"message": "m", "run_at": "2099-01-01T00:00:00Z"})["id"].(string)
