@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -87,6 +88,10 @@ type Store struct {
 	listConns int
 	reg       *registry.Registry
 	log       *slog.Logger
+
+	// fullAt is when a write transaction last failed for lack of space
+	// (unix nanoseconds; 0: never), for CheckWritable (health.go).
+	fullAt atomic.Int64
 
 	// dsn and channel are PostgreSQL's connection string and the NOTIFY
 	// channel of this schema.
@@ -354,7 +359,8 @@ func (s *Store) goBackground(f func(ctx context.Context)) bool {
 // inTx runs fn in a write transaction, committing if it returns nil. A
 // panic in fn rolls the transaction back before it propagates, so it cannot
 // keep the connection (SQLite's only writer) and its row locks.
-func (s *Store) inTx(ctx context.Context, fn func(tx *txn) error) error {
+func (s *Store) inTx(ctx context.Context, fn func(tx *txn) error) (err error) {
+	defer func() { s.noteFull(err) }()
 	sqlTx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("beginning transaction: %w", classify(err))
