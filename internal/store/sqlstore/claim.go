@@ -33,7 +33,7 @@ func (s *Store) ClaimTasks(ctx context.Context, p store.ClaimParams) ([]*store.R
 	err = s.inTx(ctx, func(tx *txn) error {
 		var tasks []*task.Task
 		if len(limits) == 0 {
-			got, err := s.claimWhere(ctx, tx, p, now, p.Limit, "", nil)
+			got, err := s.claimWhere(ctx, tx, p, now, p.Limit, nil)
 			if err != nil {
 				return err
 			}
@@ -91,12 +91,9 @@ func (s *Store) claimLimited(ctx context.Context, tx *txn, p store.ClaimParams, 
 	}
 	running := map[string]int{}
 	if len(limited) > 0 {
-		args := make([]any, len(limited))
-		for i, q := range limited {
-			args[i] = q
-		}
+		var p params
 		rows, err := tx.QueryContext(ctx, `SELECT queue_name, COUNT(*) FROM tasks WHERE status = 'executing'
-			AND queue_name IN (`+placeholders(1, len(args))+`) GROUP BY queue_name`, args...)
+			AND `+inList(&p, "queue_name", limited)+` GROUP BY queue_name`, p.vals...)
 		if err != nil {
 			return nil, fmt.Errorf("counting running tasks: %w", err)
 		}
@@ -123,7 +120,7 @@ func (s *Store) claimLimited(ctx context.Context, tx *txn, p store.ClaimParams, 
 		if free <= 0 {
 			continue
 		}
-		got, err := s.claimWhere(ctx, tx, p, now, free, " AND queue_name = $%d", []any{q})
+		got, err := s.claimWhere(ctx, tx, p, now, free, func(ps *params) string { return " AND queue_name = " + ps.add(q) })
 		if err != nil {
 			return nil, err
 		}
@@ -131,12 +128,13 @@ func (s *Store) claimLimited(ctx context.Context, tx *txn, p store.ClaimParams, 
 		left -= len(got)
 	}
 	if left > 0 {
-		filter, args := "", []any{}
-		for q := range limits {
-			args = append(args, q)
-			filter += " AND queue_name <> $%d"
-		}
-		got, err := s.claimWhere(ctx, tx, p, now, left, filter, args)
+		got, err := s.claimWhere(ctx, tx, p, now, left, func(ps *params) string {
+			filter := ""
+			for q := range limits {
+				filter += " AND queue_name <> " + ps.add(q)
+			}
+			return filter
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -145,18 +143,15 @@ func (s *Store) claimLimited(ctx context.Context, tx *txn, p store.ClaimParams, 
 	return out, nil
 }
 
-// claimWhere claims up to limit due tasks matching p and an extra filter
-// whose %d verbs are numbered after the statement's own parameters.
-func (s *Store) claimWhere(ctx context.Context, tx *txn, p store.ClaimParams, now time.Time, limit int, extra string, extraArgs []any) ([]*task.Task, error) {
+// claimWhere claims up to limit due tasks matching p and the extra
+// conditions that extra, when not nil, writes (binding their values).
+func (s *Store) claimWhere(ctx context.Context, tx *txn, p store.ClaimParams, now time.Time, limit int, extra func(*params) string) ([]*task.Task, error) {
 	args := []any{p.Worker, now, now.Add(p.Lease), limit}
 	filter, args := claimFilter(p, args)
-	if extra != "" {
-		nums := make([]any, len(extraArgs))
-		for i := range extraArgs {
-			nums[i] = len(args) + i + 1
-		}
-		filter += fmt.Sprintf(extra, nums...)
-		args = append(args, extraArgs...)
+	if extra != nil {
+		ps := params{vals: args}
+		filter += extra(&ps)
+		args = ps.vals
 	}
 	// The rows to claim are picked once, in a materialised CTE. As a plain
 	// IN (subquery), PostgreSQL may rescan the subquery for each row it
@@ -189,20 +184,14 @@ func startable(now string) string {
 // claimFilter appends the conditions of p's queue and type lists to a
 // claim's WHERE clause, numbering their parameters after args.
 func claimFilter(p store.ClaimParams, args []any) (string, []any) {
+	ps := params{vals: args}
 	filter := ""
-	if len(p.Queues) > 0 {
-		filter += " AND queue_name IN (" + placeholders(len(args)+1, len(p.Queues)) + ")"
-		for _, q := range p.Queues {
-			args = append(args, q)
+	for _, c := range []string{inList(&ps, "queue_name", p.Queues), inList(&ps, "task_type", p.Types)} {
+		if c != "" {
+			filter += " AND " + c
 		}
 	}
-	if len(p.Types) > 0 {
-		filter += " AND task_type IN (" + placeholders(len(args)+1, len(p.Types)) + ")"
-		for _, t := range p.Types {
-			args = append(args, t)
-		}
-	}
-	return filter, args
+	return filter, ps.vals
 }
 
 // queueLimitTTL is how long a process trusts its copy of the queue limits.

@@ -60,7 +60,7 @@ func (s *Store) CreateTasks(ctx context.Context, recs []*store.Record) error {
 
 func (s *Store) insertBaseRows(ctx context.Context, tx *txn, recs []*store.Record) error {
 	rows := make([]string, len(recs))
-	var args []any
+	var p params
 	for i, r := range recs {
 		if r.Task.Status != task.StatusPending {
 			return fmt.Errorf("creating task %s: status is %s, want pending", r.Task.ID, r.Task.Status)
@@ -69,10 +69,9 @@ func (s *Store) insertBaseRows(ctx context.Context, tx *txn, recs []*store.Recor
 		if err != nil {
 			return fmt.Errorf("encoding task: %w", err)
 		}
-		rows[i] = "(" + placeholders(len(args)+1, len(vals)) + ")"
-		args = append(args, vals...)
+		rows[i] = "(" + p.list(vals...) + ")"
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO tasks (`+insertColumns+`) VALUES `+strings.Join(rows, ", "), args...); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO tasks (`+insertColumns+`) VALUES `+strings.Join(rows, ", "), p.vals...); err != nil {
 		return fmt.Errorf("inserting tasks: %w", err)
 	}
 	return nil
@@ -84,19 +83,20 @@ func (s *Store) insertTypeRows(ctx context.Context, tx *txn, def *registry.Defin
 		cols = append(cols, quote(c.Name))
 	}
 	rows := make([]string, len(recs))
-	args := make([]any, 0, len(recs)*len(cols))
+	p := params{vals: make([]any, 0, len(recs)*len(cols))}
+	vals := make([]any, len(cols))
 	for i, r := range recs {
-		rows[i] = "(" + placeholders(len(args)+1, len(cols)) + ")"
-		args = append(args, r.Task.ID.String())
-		for _, c := range def.Columns {
+		vals[0] = r.Task.ID.String()
+		for j, c := range def.Columns {
 			v, err := columnValue(r.Fields, c)
 			if err != nil {
 				return err
 			}
-			args = append(args, v)
+			vals[j+1] = v
 		}
+		rows[i] = "(" + p.list(vals...) + ")"
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO `+quote(def.Table)+` (`+strings.Join(cols, ", ")+`) VALUES `+strings.Join(rows, ", "), args...); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO `+quote(def.Table)+` (`+strings.Join(cols, ", ")+`) VALUES `+strings.Join(rows, ", "), p.vals...); err != nil {
 		return fmt.Errorf("inserting %s rows: %w", def.Table, err)
 	}
 	return nil

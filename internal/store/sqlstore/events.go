@@ -160,22 +160,20 @@ func (s *Store) insertDeliveries(ctx context.Context, tx *txn, evs []event.Event
 	if s.targets == nil {
 		return nil
 	}
-	const n = 6
 	var (
 		rows []string
-		args []any
+		p    params
 	)
 	for _, e := range evs {
 		for _, tg := range s.targets(e) {
-			rows = append(rows, "("+placeholders(len(args)+1, n)+")")
-			args = append(args, e.ID, e.TaskID.String(), tg.URL, tg.Destination, dbTime(e.CreatedAt), dbTime(e.CreatedAt))
+			rows = append(rows, "("+p.list(e.ID, e.TaskID.String(), tg.URL, tg.Destination, dbTime(e.CreatedAt), dbTime(e.CreatedAt))+")")
 		}
 	}
 	if len(rows) == 0 {
 		return nil
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (event_id, task_id, url, destination, next_attempt_at, created_at)
-		VALUES `+strings.Join(rows, ", "), args...); err != nil {
+		VALUES `+strings.Join(rows, ", "), p.vals...); err != nil {
 		return fmt.Errorf("inserting webhook deliveries: %w", err)
 	}
 	return nil
@@ -217,33 +215,28 @@ func (s *Store) ListEvents(ctx context.Context, f store.EventFilter) ([]event.Ev
 // id (migration list_indexes), so a tenant's replay from id 0 reads only
 // that tenant's rows.
 func eventsQuery(f store.EventFilter) (string, []any) {
-	conds, args := []string{"id > $1"}, []any{f.AfterID}
-	add := func(cond string, v any) {
-		args = append(args, v)
-		conds = append(conds, fmt.Sprintf(cond, len(args)))
-	}
+	var p params
+	conds := []string{"id > " + p.add(f.AfterID)}
 	if f.TaskID != uuid.Nil {
-		add("task_id = $%d", f.TaskID.String())
+		conds = append(conds, "task_id = "+p.add(f.TaskID.String()))
 	}
 	if !f.Scope.Admin {
-		add("tenant_id = $%d", f.Scope.TenantID)
+		conds = append(conds, "tenant_id = "+p.add(f.Scope.TenantID))
 	}
-	if c, a := anyOf("task_type", len(args), f.TaskTypes); c != "" {
-		conds, args = append(conds, c), append(args, a...)
-	}
-	if c, a := anyOf("status", len(args), f.Statuses); c != "" {
-		conds, args = append(conds, c), append(args, a...)
+	for _, c := range []string{inList(&p, "task_type", f.TaskTypes), inList(&p, "status", f.Statuses)} {
+		if c != "" {
+			conds = append(conds, c)
+		}
 	}
 	if f.TenantID != "" && (f.Scope.Admin || f.TenantID != f.Scope.TenantID) {
-		add("tenant_id = $%d", f.TenantID)
+		conds = append(conds, "tenant_id = "+p.add(f.TenantID))
 	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 1000
 	}
-	args = append(args, limit)
 	return `SELECT id, task_id, task_type, event_type, status, tenant_id, body, created_at
-		FROM task_events WHERE ` + strings.Join(conds, " AND ") + fmt.Sprintf(` ORDER BY id LIMIT $%d`, len(args)), args
+		FROM task_events WHERE ` + strings.Join(conds, " AND ") + ` ORDER BY id LIMIT ` + p.add(limit), p.vals
 }
 
 // LastEventID returns the id of the newest committed event (0 when there is

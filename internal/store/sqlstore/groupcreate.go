@@ -105,17 +105,16 @@ func (s *Store) createGroup(ctx context.Context, batch []createReq) {
 // the outcome of reqs[i].
 func (s *Store) createInTx(ctx context.Context, tx *txn, reqs []createReq, res []createRes) error {
 	rows := make([]string, len(reqs))
-	var args []any
+	var p params
 	for i, r := range reqs {
 		vals, err := baseValues(r.rec.Task)
 		if err != nil {
 			return fmt.Errorf("encoding task: %w", err)
 		}
-		rows[i] = "(" + placeholders(len(args)+1, len(vals)) + ")"
-		args = append(args, vals...)
+		rows[i] = "(" + p.list(vals...) + ")"
 	}
 	q, err := tx.QueryContext(ctx, `INSERT INTO tasks (`+insertColumns+`) VALUES `+strings.Join(rows, ", ")+`
-		ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id`, args...)
+		ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id`, p.vals...)
 	if err != nil {
 		return fmt.Errorf("inserting tasks: %w", err)
 	}

@@ -21,20 +21,20 @@ func (s *Store) ExtendLeases(ctx context.Context, runs []store.RunRef, lease tim
 	for start := 0; start < len(runs); start += maxBatch {
 		chunk := runs[start:min(start+maxBatch, len(runs))]
 		rows := make([]string, len(chunk))
-		args := []any{until}
+		var p params
+		untilP := p.add(until)
 		for i, r := range chunk {
-			rows[i] = fmt.Sprintf("(%s, %s)", s.d.cast(fmt.Sprintf("$%d", len(args)+1), "uuid"), s.d.cast(fmt.Sprintf("$%d", len(args)+2), "integer"))
-			args = append(args, r.TaskID.String(), r.Attempt)
+			rows[i] = "(" + s.d.cast(p.add(r.TaskID.String()), "uuid") + ", " + s.d.cast(p.add(r.Attempt), "integer") + ")"
 		}
 		// The rows are locked in id order first, the order every other
 		// multi-row writer (FinishRuns) uses, so the two cannot deadlock.
 		q := `WITH v (id, attempt) AS (VALUES ` + strings.Join(rows, ", ") + `),
 			owned AS MATERIALIZED (SELECT t.id FROM tasks t JOIN v ON t.id = v.id AND t.attempt = v.attempt
 				WHERE t.status = 'executing' ORDER BY t.id` + s.d.lockOf("t") + `)
-			UPDATE tasks SET lease_expires_at = ` + s.d.cast("$1", "timestamptz") + `
+			UPDATE tasks SET lease_expires_at = ` + s.d.cast(untilP, "timestamptz") + `
 			WHERE id IN (SELECT id FROM owned)
 			RETURNING id`
-		res, err := s.w.QueryContext(ctx, q, args...)
+		res, err := s.w.QueryContext(ctx, q, p.vals...)
 		if err != nil {
 			return nil, fmt.Errorf("extending leases: %w", err)
 		}
@@ -65,9 +65,9 @@ func (s *Store) ExtendLeases(ctx context.Context, runs []store.RunRef, lease tim
 // other maintainers skip (SKIP LOCKED on PostgreSQL), so every node can run
 // maintenance at once without two handling the same task.
 func (s *Store) lockWhere(ctx context.Context, tx *txn, where, order string, limit int, args ...any) ([]*task.Task, error) {
-	args = append(args, limit)
+	p := params{vals: args}
 	rows, err := tx.QueryContext(ctx, `SELECT `+baseColumns+` FROM tasks WHERE `+where+` ORDER BY `+order+
-		fmt.Sprintf(` LIMIT $%d`, len(args))+s.d.skipLocked, args...)
+		` LIMIT `+p.add(limit)+s.d.skipLocked, p.vals...)
 	if err != nil {
 		return nil, err
 	}

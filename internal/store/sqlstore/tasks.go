@@ -60,17 +60,18 @@ func (s *Store) attachFields(ctx context.Context, q querier, tasks []*task.Task)
 	for name, idx := range byType {
 		def := recs[idx[0]].Def
 		pos := map[string]int{}
-		args := make([]any, len(idx))
+		ids := make([]any, len(idx))
 		for j, i := range idx {
-			args[j] = tasks[i].ID.String()
+			ids[j] = tasks[i].ID.String()
 			pos[tasks[i].ID.String()] = i
 		}
+		var p params
 		cols := make([]string, len(def.Columns))
 		for j, c := range def.Columns {
 			cols[j] = quote(c.Name)
 		}
 		rows, err := q.QueryContext(ctx, `SELECT id, `+strings.Join(cols, ", ")+` FROM `+quote(def.Table)+
-			` WHERE id IN (`+placeholders(1, len(args))+`)`, args...)
+			` WHERE id IN (`+p.list(ids...)+`)`, p.vals...)
 		if err != nil {
 			return nil, fmt.Errorf("loading %s fields: %w", name, err)
 		}
@@ -150,42 +151,35 @@ func (s *Store) ListTasks(ctx context.Context, f store.ListFilter) (store.Page, 
 func listQuery(f store.ListFilter) (string, []any, int, error) {
 	var (
 		conds []string
-		args  []any
+		p     params
 	)
-	add := func(cond string, v any) {
-		args = append(args, v)
-		conds = append(conds, fmt.Sprintf(cond, len(args)))
-	}
 	if !f.Scope.Admin {
-		add("origin_tenant_id = $%d", f.Scope.TenantID)
+		conds = append(conds, "origin_tenant_id = "+p.add(f.Scope.TenantID))
 	}
 	if f.TenantID != "" {
-		add("origin_tenant_id = $%d", f.TenantID)
+		conds = append(conds, "origin_tenant_id = "+p.add(f.TenantID))
 	}
-	if c, a := anyOf("task_type", len(args), f.TaskTypes); c != "" {
-		conds, args = append(conds, c), append(args, a...)
-	}
-	if c, a := anyOf("status", len(args), f.Statuses); c != "" {
-		conds, args = append(conds, c), append(args, a...)
-	}
-	if c, a := anyOf("queue_name", len(args), f.QueueNames); c != "" {
-		conds, args = append(conds, c), append(args, a...)
+	for _, c := range []string{inList(&p, "task_type", f.TaskTypes), inList(&p, "status", f.Statuses),
+		inList(&p, "queue_name", f.QueueNames)} {
+		if c != "" {
+			conds = append(conds, c)
+		}
 	}
 	if !f.CreatedAfter.IsZero() {
-		add("created_at >= $%d", dbTime(f.CreatedAfter))
+		conds = append(conds, "created_at >= "+p.add(dbTime(f.CreatedAfter)))
 	}
 	if !f.CreatedBefore.IsZero() {
-		add("created_at < $%d", dbTime(f.CreatedBefore))
+		conds = append(conds, "created_at < "+p.add(dbTime(f.CreatedBefore)))
 	}
 	if f.Cursor != "" {
 		at, id, err := store.DecodeCursor(f.Cursor)
 		if err != nil {
 			return "", nil, 0, err
 		}
-		args = append(args, at, id.String())
 		// The redundant created_at <= bound lets the index scan start
 		// at the cursor instead of filtering every earlier row.
-		conds = append(conds, fmt.Sprintf("created_at <= $%d AND (created_at < $%d OR id < $%d)", len(args)-1, len(args)-1, len(args)))
+		atP, idP := p.add(at), p.add(id.String())
+		conds = append(conds, "created_at <= "+atP+" AND (created_at < "+atP+" OR id < "+idP+")")
 	}
 	limit := f.Limit
 	switch {
@@ -198,26 +192,8 @@ func listQuery(f store.ListFilter) (string, []any, int, error) {
 	if len(conds) > 0 {
 		q += ` WHERE ` + strings.Join(conds, " AND ")
 	}
-	args = append(args, limit+1)
-	q += fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args))
-	return q, args, limit, nil
-}
-
-// anyOf is the condition "column is one of values" ("" for no values), its
-// placeholders numbered after the n arguments already bound, and its
-// arguments.
-func anyOf[T ~string](column string, n int, values []T) (string, []any) {
-	switch len(values) {
-	case 0:
-		return "", nil
-	case 1:
-		return fmt.Sprintf("%s = $%d", column, n+1), []any{string(values[0])}
-	}
-	args := make([]any, len(values))
-	for i, v := range values {
-		args[i] = string(v)
-	}
-	return column + " IN (" + placeholders(n+1, len(values)) + ")", args
+	q += ` ORDER BY created_at DESC, id DESC LIMIT ` + p.add(limit+1)
+	return q, p.vals, limit, nil
 }
 
 // maxPage is the largest page ListTasks returns (store.ListFilter.Limit).
@@ -247,18 +223,16 @@ func (s *Store) UpdateTask(ctx context.Context, id uuid.UUID, scope store.Scope,
 			}
 			if len(changed) > 0 {
 				sets := make([]string, len(changed))
-				vals := make([]any, 0, len(changed)+1)
+				var p params
 				for i, c := range changed {
 					v, err := columnValue(rec.Fields, c)
 					if err != nil {
 						return err
 					}
-					vals = append(vals, v)
-					sets[i] = fmt.Sprintf("%s = $%d", quote(c.Name), i+1)
+					sets[i] = quote(c.Name) + " = " + p.add(v)
 				}
-				vals = append(vals, t.ID.String())
 				if _, err := tx.ExecContext(ctx, `UPDATE `+quote(rec.Def.Table)+` SET `+strings.Join(sets, ", ")+
-					fmt.Sprintf(` WHERE id = $%d`, len(vals)), vals...); err != nil {
+					` WHERE id = `+p.add(t.ID.String()), p.vals...); err != nil {
 					return fmt.Errorf("updating %s: %w", rec.Def.Table, err)
 				}
 			}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -130,17 +131,17 @@ func (s *Store) ClaimDeliveries(ctx context.Context, c store.DeliveryClaim) ([]s
 		if len(shares) == 0 {
 			return nil
 		}
-		args := []any{now, now.Add(c.Lease)}
+		var p params
+		nowP, untilP := p.add(now), p.add(now.Add(c.Lease))
 		parts := make([]string, len(shares))
 		for i, sh := range shares {
-			args = append(args, sh.name, sh.due)
-			parts[i] = fmt.Sprintf(`SELECT id FROM (SELECT id FROM webhook_deliveries WHERE status = 'pending'
-				AND destination = $%d AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $%d) p%d`, len(args)-1, len(args), i)
+			parts[i] = `SELECT id FROM (SELECT id FROM webhook_deliveries WHERE status = 'pending'
+				AND destination = ` + p.add(sh.name) + ` AND next_attempt_at <= ` + nowP + ` ORDER BY next_attempt_at, id LIMIT ` + p.add(sh.due) + `) p` + strconv.Itoa(i)
 		}
-		rows, err := tx.QueryContext(ctx, `UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = $2,
-				claimed_until = $2, updated_at = $1
+		rows, err := tx.QueryContext(ctx, `UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = `+untilP+`,
+				claimed_until = `+untilP+`, updated_at = `+nowP+`
 			WHERE status = 'pending' AND id IN (`+strings.Join(parts, " UNION ALL ")+`)
-			RETURNING id`, args...)
+			RETURNING id`, p.vals...)
 		if err != nil {
 			return fmt.Errorf("claiming webhook deliveries: %w", err)
 		}
@@ -162,9 +163,10 @@ func (s *Store) ClaimDeliveries(ctx context.Context, c store.DeliveryClaim) ([]s
 		}
 		// SQLite's RETURNING cannot name a joined table: read the claimed
 		// rows with their events in a second statement.
+		var byID params
 		rows, err = tx.QueryContext(ctx, `SELECT `+deliveryColumns+`, e.body
 			FROM webhook_deliveries d JOIN task_events e ON e.id = d.event_id
-			WHERE d.id IN (`+placeholders(1, len(ids))+`) ORDER BY d.next_attempt_at, d.id`, ids...)
+			WHERE d.id IN (`+byID.list(ids...)+`) ORDER BY d.next_attempt_at, d.id`, byID.vals...)
 		if err != nil {
 			return fmt.Errorf("loading claimed webhook deliveries: %w", err)
 		}
