@@ -39,6 +39,12 @@ func apikeyCmd(f *flags, stdout, stderr io.Writer) *cobra.Command {
 		Long:  "Without --tenant the key is an admin key that sees every task; with --tenant it sees only that tenant's tasks.",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("tenant") {
+				// An unset $TENANT must not quietly make an admin key.
+				if err := apikey.CheckTenant(tenant); err != nil {
+					return fmt.Errorf("--tenant %q: %w (for an admin key, leave --tenant out)", tenant, err)
+				}
+			}
 			return withStore(cmd, func(st *sqlstore.Store) error {
 				key := apikey.Generate()
 				if err := st.CreateAPIKey(cmd.Context(), apikey.Record(key, name, tenant)); err != nil {
@@ -49,7 +55,7 @@ func apikeyCmd(f *flags, stdout, stderr io.Writer) *cobra.Command {
 			})
 		},
 	}
-	create.Flags().StringVar(&tenant, "tenant", "", "tenant the key belongs to (empty: an admin key)")
+	create.Flags().StringVar(&tenant, "tenant", "", "tenant the key belongs to (without it: an admin key)")
 	create.Flags().StringVar(&name, "name", "", "a label for the key")
 	list := &cobra.Command{
 		Use:   "list",

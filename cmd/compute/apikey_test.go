@@ -170,3 +170,34 @@ func TestFlagsOverrideTheEnvironment(t *testing.T) {
 		t.Fatalf("serve --workers 2 --addr <taken>: %v, want the listen error", err)
 	}
 }
+
+// TestAPIKeyCreateRefusesBadTenant: `--tenant ""` (a script's unset
+// $TENANT) used to make an admin key; an empty, blank or otherwise bad
+// tenant is refused with the rule, and no key is made.
+func TestAPIKeyCreateRefusesBadTenant(t *testing.T) {
+	t.Setenv("COMPUTE_DATA_DIR", t.TempDir())
+	ctx := context.Background()
+	if _, err := run(t, ctx, "migrate", "up"); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ name, tenant, want string }{
+		{name: "empty", tenant: "", want: "leave --tenant out"},
+		{name: "blank", tenant: "  ", want: "blank"},
+		{name: "trailing space", tenant: "acme ", want: "white space"},
+		{name: "control character", tenant: "ac\tme", want: "control characters"},
+		{name: "too long", tenant: strings.Repeat("a", 257), want: "at most 256"},
+	}
+	for _, tt := range tests {
+		out, err := run(t, ctx, "apikey", "create", "--tenant", tt.tenant)
+		if err == nil || !strings.Contains(err.Error(), "--tenant") || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: create --tenant %q: out %q, err %v; want an error naming --tenant and saying %q", tt.name, tt.tenant, out, err, tt.want)
+		}
+	}
+	out, err := run(t, ctx, "apikey", "list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 1 {
+		t.Errorf("refused creates made keys:\n%s", out)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
 
+	"github.com/computeserver/compute/internal/apikey"
 	"github.com/computeserver/compute/internal/netguard"
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/store"
@@ -234,6 +235,13 @@ func (s *Server) create(ctx context.Context, ts *typeSchemas, in *createInput) (
 	}
 	p := principalFrom(ctx)
 	tenant := base.OriginTenantID
+	if tenant != "" { // "" is no tenant, as when it is left out
+		if err := apikey.CheckTenant(tenant); err != nil {
+			return nil, huma.Error422UnprocessableEntity("validation failed", &huma.ErrorDetail{
+				Location: "body.origin_tenant_id", Message: err.Error(), Value: tenant,
+			})
+		}
+	}
 	if !p.admin {
 		if d := foreignTenant(p, "body.origin_tenant_id", tenant); d != nil {
 			return nil, huma.Error422UnprocessableEntity("validation failed", d)

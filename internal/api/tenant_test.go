@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -44,6 +45,41 @@ func TestForeignTenantSameAnswerEverywhere(t *testing.T) {
 		}
 		if l := e.must(200, "GET", "/api/v1/tasks/?origin_tenant_id=tenant-b", nil); len(l["items"].([]any)) != 0 {
 			t.Errorf("admin lists tenant b: %v", l)
+		}
+	})
+}
+
+// TestCreateRefusesBadTenantNames: origin_tenant_id follows the tenant-name
+// rule of `compute apikey create --tenant` (no leading or trailing white
+// space, no control characters, at most 256 characters), answered with a
+// 422 located at the field and stating the rule, on both create routes.
+func TestCreateRefusesBadTenantNames(t *testing.T) {
+	t.Parallel()
+	forEachDB(t, func(t *testing.T, e *env) {
+		tests := []struct {
+			name, tenant, rule string
+		}{
+			{name: "blank", tenant: "   ", rule: "blank"},
+			{name: "leading space", tenant: " acme", rule: "white space"},
+			{name: "trailing newline", tenant: "acme\n", rule: "white space"},
+			{name: "control character", tenant: "ac\x07me", rule: "control characters"},
+			{name: "257 characters", tenant: strings.Repeat("a", 257), rule: "256"},
+		}
+		for _, tt := range tests {
+			for _, path := range []string{"/api/v1/tasks/", "/api/v1/tasks/echo"} {
+				body := map[string]any{"task_type": "echo", "message": "x", "origin_tenant_id": tt.tenant}
+				r := e.do("POST", path, body)
+				problemAt(t, r, 422, "body.origin_tenant_id")
+				if !strings.Contains(string(r.body), tt.rule) {
+					t.Errorf("%s on %s: %s, want the rule (%q)", tt.name, path, r.body, tt.rule)
+				}
+			}
+		}
+		ok := e.must(201, "POST", "/api/v1/tasks/", map[string]any{
+			"task_type": "echo", "message": "x", "origin_tenant_id": "acme corp", "run_at": "2099-01-01T00:00:00Z",
+		})
+		if ok["origin_tenant_id"] != "acme corp" {
+			t.Errorf("a good tenant name came back as %v", ok["origin_tenant_id"])
 		}
 	})
 }

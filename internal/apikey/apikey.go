@@ -8,8 +8,12 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/computeserver/compute/internal/store"
 	"github.com/google/uuid"
@@ -55,4 +59,28 @@ func Record(key, name, tenant string) store.APIKey {
 		ID: uuid.New(), Hash: Hash(key), Prefix: Display(key), Name: name,
 		TenantID: tenant, Admin: tenant == "", CreatedAt: time.Now().UTC(),
 	}
+}
+
+// MaxTenantLen is the longest tenant name, in characters, accepted wherever
+// a tenant is named: a key's tenant, a task's origin_tenant_id, the list
+// and event filters.
+const MaxTenantLen = 256
+
+// CheckTenant reports why name cannot be a tenant: empty, longer than
+// MaxTenantLen characters, not UTF-8, with leading or trailing white space,
+// or with a control character. The error states the rule.
+func CheckTenant(name string) error {
+	switch {
+	case strings.TrimSpace(name) == "":
+		return errors.New("a tenant name must not be empty or blank")
+	case utf8.RuneCountInString(name) > MaxTenantLen:
+		return fmt.Errorf("a tenant name must be at most %d characters", MaxTenantLen)
+	case !utf8.ValidString(name):
+		return errors.New("a tenant name must be valid UTF-8")
+	case strings.TrimSpace(name) != name:
+		return errors.New("a tenant name must not start or end with white space")
+	case strings.IndexFunc(name, unicode.IsControl) >= 0:
+		return errors.New("a tenant name must not contain control characters")
+	}
+	return nil
 }

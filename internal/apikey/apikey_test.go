@@ -154,3 +154,35 @@ func TestRecord(t *testing.T) {
 		t.Errorf("records %+v and %+v: want distinct ids, a creation time and the name", admin, tenant)
 	}
 }
+
+// TestCheckTenant: the tenant-name rule every entry point shares.
+func TestCheckTenant(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, tenant, want string
+	}{
+		{name: "plain", tenant: "acme"},
+		{name: "inner space", tenant: "acme corp"},
+		{name: "256 characters", tenant: strings.Repeat("é", 256)},
+		{name: "empty", tenant: "", want: "empty or blank"},
+		{name: "blank", tenant: " \t", want: "empty or blank"},
+		{name: "leading space", tenant: " acme", want: "white space"},
+		{name: "trailing newline", tenant: "acme\n", want: "white space"},
+		{name: "control", tenant: "ac\x00me", want: "control characters"},
+		{name: "escape", tenant: "ac\x1bme", want: "control characters"},
+		{name: "257 characters", tenant: strings.Repeat("a", 257), want: "at most 256"},
+		{name: "bad utf-8", tenant: "ac\xffme", want: "UTF-8"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := apikey.CheckTenant(tt.tenant)
+			if tt.want == "" && err != nil {
+				t.Errorf("CheckTenant(%q) = %v, want nil", tt.tenant, err)
+			}
+			if tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+				t.Errorf("CheckTenant(%q) = %v, want an error saying %q", tt.tenant, err, tt.want)
+			}
+		})
+	}
+}
