@@ -27,7 +27,7 @@ type createBase struct {
 	TimeoutSeconds      int        `json:"timeout_seconds,omitempty" minimum:"1" maximum:"604800" doc:"Execution timeout of one attempt; the type's default when omitted."`
 	StartTimeoutSeconds int        `json:"start_timeout_seconds,omitempty" minimum:"0" maximum:"604800" doc:"Fail the task if it has not started this long after creation; 0 = never."`
 	WebhookURL          string     `json:"webhook_url,omitempty" maxLength:"2048" format:"uri" doc:"HTTP(S) URL that receives this task's events."`
-	WebhookEvents       []string   `json:"webhook_events,omitempty" maxItems:"6" enum:"pending,executing,completed,failed,cancelled,progress" doc:"Which events the webhook receives; all status changes when omitted."`
+	WebhookEvents       []string   `json:"webhook_events,omitempty" minItems:"1" maxItems:"6" enum:"pending,executing,completed,failed,cancelled,progress" doc:"Which events the webhook receives: list at least one event, or omit webhook_events for every status change (an empty list is refused)."`
 	OriginInstance      string     `json:"origin_instance,omitempty" maxLength:"256"`
 	OriginZone          string     `json:"origin_zone,omitempty" maxLength:"256"`
 	OriginTenantID      string     `json:"origin_tenant_id,omitempty" maxLength:"256" doc:"Tenant; set from the API key for tenant keys."`
@@ -41,7 +41,7 @@ type updateBase struct {
 	RunAt         *time.Time `json:"run_at,omitempty"`
 	MaxAttempts   *int       `json:"max_attempts,omitempty" minimum:"1" maximum:"100"`
 	WebhookURL    *string    `json:"webhook_url,omitempty" maxLength:"2048" format:"uri"`
-	WebhookEvents *[]string  `json:"webhook_events,omitempty" maxItems:"6" enum:"pending,executing,completed,failed,cancelled,progress"`
+	WebhookEvents *[]string  `json:"webhook_events,omitempty" minItems:"1" maxItems:"6" enum:"pending,executing,completed,failed,cancelled,progress" doc:"Which events the webhook receives from now on: list at least one event (an empty list is refused)."`
 }
 
 // typeSchemas are the named schemas of one task type.
