@@ -152,7 +152,7 @@ func (a *App) build(ctx context.Context, opts Options) error {
 			return err
 		}
 	}
-	if err := a.bootstrapKeys(ctx); err != nil {
+	if err := a.bootstrapKeys(ctx, !opts.NoAPI); err != nil {
 		return err
 	}
 	for q, n := range cfg.QueueLimits {
@@ -195,31 +195,17 @@ func (a *App) build(ctx context.Context, opts Options) error {
 	return nil
 }
 
-// bootstrapKeys stores COMPUTE_API_KEY (hashed) as an admin key, and when no
-// key exists at all, generates one and prints it once. A revoked
-// COMPUTE_API_KEY stays revoked: it is reported, not stored again.
-func (a *App) bootstrapKeys(ctx context.Context) error {
-	if a.Config.APIKey != "" {
-		hash := apikey.Hash(a.Config.APIKey)
-		_, err := a.Store.LookupAPIKey(ctx, hash)
-		if errors.Is(err, store.ErrKeyRevoked) {
-			a.log.Warn("COMPUTE_API_KEY names a revoked key, which stays revoked; unset it or set it to an active key " +
-				"(compute apikey create makes one)")
-			return nil
-		}
-		if errors.Is(err, store.ErrKeyNotFound) {
-			err = a.Store.CreateAPIKey(ctx, apikey.Record(a.Config.APIKey, "COMPUTE_API_KEY", ""))
-			if err != nil {
-				// Another process starting at the same time may have
-				// stored it first.
-				if _, lerr := a.Store.LookupAPIKey(ctx, hash); lerr == nil {
-					err = nil
-				}
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("storing COMPUTE_API_KEY: %w", err)
-		}
+// bootstrapKeys stores COMPUTE_API_KEY (hashed) as an admin key. A revoked
+// COMPUTE_API_KEY stays revoked: it is reported, not stored again. Then, in
+// a process that serves the API (generate), when no active key exists at
+// all (a first start, or every key revoked), it generates an admin key and
+// logs it once; a worker never does, as it has no port a client could use
+// the key on.
+func (a *App) bootstrapKeys(ctx context.Context, generate bool) error {
+	if err := a.storeConfiguredKey(ctx); err != nil {
+		return err
+	}
+	if !generate {
 		return nil
 	}
 	n, err := a.Store.CountAPIKeys(ctx)
@@ -227,11 +213,39 @@ func (a *App) bootstrapKeys(ctx context.Context) error {
 		return err
 	}
 	key := apikey.Generate()
-	if err := a.Store.CreateAPIKey(ctx, apikey.Record(key, "generated at first start", "")); err != nil {
+	if err := a.Store.CreateAPIKey(ctx, apikey.Record(key, "generated at start: no active key", "")); err != nil {
 		return err
 	}
-	a.log.Warn("no API key existed, so an admin key was generated; it is stored hashed and will not be shown again "+
+	a.log.Warn("no active API key existed, so an admin key was generated; it is stored hashed and will not be shown again "+
 		"(lost it? compute apikey create makes another)", "api_key", key)
+	return nil
+}
+
+// storeConfiguredKey stores COMPUTE_API_KEY, when set and not yet stored.
+func (a *App) storeConfiguredKey(ctx context.Context) error {
+	if a.Config.APIKey == "" {
+		return nil
+	}
+	hash := apikey.Hash(a.Config.APIKey)
+	_, err := a.Store.LookupAPIKey(ctx, hash)
+	if errors.Is(err, store.ErrKeyRevoked) {
+		a.log.Warn("COMPUTE_API_KEY names a revoked key, which stays revoked; unset it or set it to an active key " +
+			"(compute apikey create makes one)")
+		return nil
+	}
+	if errors.Is(err, store.ErrKeyNotFound) {
+		err = a.Store.CreateAPIKey(ctx, apikey.Record(a.Config.APIKey, "COMPUTE_API_KEY", ""))
+		if err != nil {
+			// Another process starting at the same time may have
+			// stored it first.
+			if _, lerr := a.Store.LookupAPIKey(ctx, hash); lerr == nil {
+				err = nil
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("storing COMPUTE_API_KEY: %w", err)
+	}
 	return nil
 }
 
