@@ -18,9 +18,10 @@ import (
 // apikeyCmd is `compute apikey create|list|revoke`.
 func apikeyCmd(f *flags, stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "apikey", Short: "Manage API keys"}
-	// withStore runs fn on the migrated (if configured) store.
+	// withStore runs fn on the migrated (if configured) store, which must
+	// exist: a key in a new database is one the server never sees.
 	withStore := func(cmd *cobra.Command, fn func(st *sqlstore.Store) error) error {
-		st, cfg, err := openStore(cmd, f, stderr)
+		st, cfg, err := openStore(cmd, f, stderr, false)
 		if err != nil {
 			return err
 		}

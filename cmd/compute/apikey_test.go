@@ -2,7 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
+	"io/fs"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -24,12 +28,10 @@ func TestFailedBindMakesNoKey(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "listening on "+busy.Addr().String()) {
 		t.Fatalf("serve on a taken port: err = %v, want a listen error", err)
 	}
+	// No database was made, so no key either.
 	out, err := run(t, context.Background(), "apikey", "list")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 1 {
-		t.Fatalf("after a failed bind, apikey list shows keys (one was generated and its log line lost):\n%s", out)
+	if err == nil || !strings.Contains(err.Error(), "no SQLite database") {
+		t.Fatalf("after a failed bind, apikey list: %v\n%s\nwant no database (no key generated and its log line lost)", err, out)
 	}
 }
 
@@ -49,6 +51,7 @@ func TestAPIKeyListAndRevoke(t *testing.T) {
 		}
 		return out
 	}
+	mustRun("migrate", "up")
 	admin := strings.TrimSpace(mustRun("apikey", "create", "--name", "ops"))
 	tenant := strings.TrimSpace(mustRun("apikey", "create", "--tenant", "acme"))
 	list := mustRun("apikey", "list")
@@ -204,5 +207,41 @@ func TestAPIKeyCreateRefusesBadTenant(t *testing.T) {
 	}
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 1 {
 		t.Errorf("refused creates made keys:\n%s", out)
+	}
+}
+
+// TestCommandsRefuseAMissingDatabase: run where the server's SQLite
+// database is not (a wrong directory, an unset COMPUTE_DATA_DIR), apikey
+// and migrate status used to create a new, empty database and print a key
+// the server rejects. They refuse, naming the path and the settings; only
+// migrate up creates the database.
+func TestCommandsRefuseAMissingDatabase(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("COMPUTE_DATA_DIR", dir)
+	ctx := context.Background()
+	db := filepath.Join(dir, "compute.db")
+	for _, args := range [][]string{
+		{"apikey", "create"}, {"apikey", "create", "--tenant", "acme"}, {"apikey", "list"},
+		{"apikey", "revoke", "csk_some-key-of-the-server"}, {"migrate", "status"},
+	} {
+		out, err := run(t, ctx, args...)
+		if err == nil || out != "" {
+			t.Errorf("%v without a database: out %q, err %v; want a refusal", args, out, err)
+			continue
+		}
+		for _, want := range []string{db, "COMPUTE_DATA_DIR", "--data-dir", "DATABASE_URL", "migrate up"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("%v: %q does not name %s", args, err, want)
+			}
+		}
+		if _, err := os.Stat(db); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%v created %s (stat: %v)", args, db, err)
+		}
+	}
+	if _, err := run(t, ctx, "migrate", "up"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := run(t, ctx, "apikey", "create"); err != nil || !strings.HasPrefix(out, "csk_") {
+		t.Fatalf("apikey create after migrate up: %q, %v", out, err)
 	}
 }

@@ -4,8 +4,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -157,12 +159,20 @@ func roleCmd(f *flags, stderr io.Writer, use, short string, workers, api bool) *
 	return cmd
 }
 
-// openStore opens the configured database without building the API.
-func openStore(cmd *cobra.Command, f *flags, stderr io.Writer) (*sqlstore.Store, config.Config, error) {
+// openStore opens the configured database without building the API. Only
+// create (migrate up) may create a SQLite database that does not exist: the
+// other commands would otherwise act on a new, empty database the running
+// server never reads, and print keys it rejects.
+func openStore(cmd *cobra.Command, f *flags, stderr io.Writer, create bool) (*sqlstore.Store, config.Config, error) {
 	ctx := cmd.Context()
 	cfg, err := f.config(cmd)
 	if err != nil {
 		return nil, cfg, err
+	}
+	if !create && cfg.DatabaseURL == "" {
+		if err := sqliteExists(cfg.DSN()); err != nil {
+			return nil, cfg, err
+		}
 	}
 	log := newLogger(cfg, stderr)
 	artifacts, err := artifact.NewLocal(cfg.ArtifactDir())
@@ -177,12 +187,26 @@ func openStore(cmd *cobra.Command, f *flags, stderr io.Writer) (*sqlstore.Store,
 	return st, cfg, err
 }
 
+// sqliteExists refuses a SQLite database file that does not exist, naming
+// the path and the settings that choose it.
+func sqliteExists(path string) error {
+	_, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("no SQLite database at %s: point COMPUTE_DATA_DIR (or --data-dir) at the server's data directory, "+
+			"or set DATABASE_URL (or --database-url) to its PostgreSQL database; `compute migrate up` creates a new one", path)
+	}
+	if err != nil {
+		return fmt.Errorf("checking the SQLite database: %w", err)
+	}
+	return nil
+}
+
 func migrateCmd(f *flags, stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{Use: "migrate", Short: "Apply or inspect database migrations"}
 	cmd.AddCommand(&cobra.Command{
 		Use: "up", Short: "Apply every pending migration", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, _, err := openStore(cmd, f, stderr)
+			st, _, err := openStore(cmd, f, stderr, true)
 			if err != nil {
 				return err
 			}
@@ -196,7 +220,7 @@ func migrateCmd(f *flags, stdout, stderr io.Writer) *cobra.Command {
 	}, &cobra.Command{
 		Use: "status", Short: "List migrations and whether each is applied", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			st, _, err := openStore(cmd, f, stderr)
+			st, _, err := openStore(cmd, f, stderr, false)
 			if err != nil {
 				return err
 			}
