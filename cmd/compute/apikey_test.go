@@ -114,7 +114,8 @@ func TestAPIKeyListAndRevoke(t *testing.T) {
 }
 
 // TestServerFlagsOnlyWhereTheyApply: --addr and --workers belong to the
-// roles that listen and run tasks, and each flag's help shows one default.
+// roles that listen and run tasks, --data-dir and --database-url to the
+// commands that open the database, and each flag's help shows one default.
 func TestServerFlagsOnlyWhereTheyApply(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
@@ -128,7 +129,9 @@ func TestServerFlagsOnlyWhereTheyApply(t *testing.T) {
 		{name: "apikey", args: []string{"apikey", "--help"}, want: []string{"--data-dir"}, deny: []string{"--addr", "--workers"}},
 		{name: "apikey create", args: []string{"apikey", "create", "--help"}, deny: []string{"--addr", "--workers"}},
 		{name: "migrate", args: []string{"migrate", "--help"}, want: []string{"--database-url"}, deny: []string{"--addr", "--workers"}},
-		{name: "migrate up", args: []string{"migrate", "up", "--help"}, deny: []string{"--addr", "--workers"}},
+		{name: "migrate up", args: []string{"migrate", "up", "--help"}, want: []string{"--data-dir"}, deny: []string{"--addr", "--workers"}},
+		{name: "openapi", args: []string{"openapi", "--help"}, deny: []string{"--data-dir", "--database-url", "--addr", "--workers"}},
+		{name: "new-task-type", args: []string{"new-task-type", "--help"}, deny: []string{"--data-dir", "--database-url", "--addr", "--workers"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

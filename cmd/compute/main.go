@@ -35,14 +35,32 @@ func main() {
 }
 
 // flags are the configuration flags; they override the environment. The
-// database flags apply to every command; --addr only to the roles that
-// listen and --workers only to the roles that run tasks.
+// database flags apply to the commands that open the database (the roles,
+// migrate, apikey); --addr only to the roles that listen and --workers only
+// to the roles that run tasks.
 type flags struct {
 	addr, dataDir, databaseURL string
 	workers                    int
 }
 
-// registerStore adds the flags every command that opens the database takes.
+// flagOf maps the variables a flag can override to that flag.
+var flagOf = map[string]string{
+	"COMPUTE_ADDR": "addr", "COMPUTE_DATA_DIR": "data-dir", "DATABASE_URL": "database-url", "COMPUTE_WORKERS": "workers",
+}
+
+// setting names the setting env as the user gave it on cmd's command line:
+// its flag ("--workers") when that was set, else the variable.
+func setting(cmd *cobra.Command, env string) string {
+	if name, ok := flagOf[env]; ok {
+		if fl := cmd.Flags().Lookup(name); fl != nil && fl.Changed {
+			return "--" + name
+		}
+	}
+	return env
+}
+
+// registerStore adds the flags of a command that opens the database (to
+// its subcommands too).
 func (f *flags) registerStore(cmd *cobra.Command) {
 	d := config.Default()
 	cmd.PersistentFlags().StringVar(&f.dataDir, "data-dir", d.DataDir, "data directory for SQLite and artifacts (env COMPUTE_DATA_DIR)")
@@ -83,7 +101,11 @@ func (f *flags) config(cmd *cobra.Command) (config.Config, error) {
 	if set("workers") {
 		c.Workers = f.workers
 	}
-	return c, c.Validate()
+	err = c.Validate()
+	if se := (*config.SettingError)(nil); errors.As(err, &se) {
+		se.Setting = setting(cmd, se.Setting)
+	}
+	return c, err
 }
 
 func newLogger(c config.Config, w io.Writer) *slog.Logger {
@@ -105,15 +127,21 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		SilenceErrors: true,
 		Version:       version,
 	}
-	f.registerStore(root)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(
+	// The commands that open the database take its flags; openapi and
+	// new-task-type open none.
+	opening := []*cobra.Command{
 		roleCmd(&f, stderr, "serve", "Run the API and the workers in one process", true, true),
 		roleCmd(&f, stderr, "api", "Run the API only (tasks are run by worker processes)", false, true),
 		roleCmd(&f, stderr, "worker", "Run workers only (no HTTP listener)", true, false),
-		withMigrateDiff(migrateCmd(&f, stdout, stderr), &f, stdout, stderr), openapiCmd(stdout), apikeyCmd(&f, stdout, stderr),
-		newTaskTypeCmd(stdout))
+		withMigrateDiff(migrateCmd(&f, stdout, stderr), &f, stdout, stderr), apikeyCmd(&f, stdout, stderr),
+	}
+	for _, c := range opening {
+		f.registerStore(c)
+	}
+	root.AddCommand(opening...)
+	root.AddCommand(openapiCmd(stdout), newTaskTypeCmd(stdout))
 	return root
 }
 
@@ -132,7 +160,7 @@ func roleCmd(f *flags, stderr io.Writer, use, short string, workers, api bool) *
 				return err
 			}
 			if workers && cfg.Workers == 0 {
-				return fmt.Errorf("the %s role runs workers, but COMPUTE_WORKERS is 0", use)
+				return fmt.Errorf("the %s role runs workers, but %s is 0", use, setting(cmd, "COMPUTE_WORKERS"))
 			}
 			log := newLogger(cfg, stderr)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -140,7 +168,7 @@ func roleCmd(f *flags, stderr io.Writer, use, short string, workers, api bool) *
 			var ln net.Listener
 			if api {
 				if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
-					return fmt.Errorf("listening on %s (COMPUTE_ADDR): %w", cfg.Addr, err)
+					return fmt.Errorf("listening on %s (%s): %w", cfg.Addr, setting(cmd, "COMPUTE_ADDR"), err)
 				}
 				cfg.Addr = ln.Addr().String() // the port, when it was 0
 			}

@@ -218,3 +218,50 @@ func TestBadConfigIsAnError(t *testing.T) {
 		t.Fatalf("err = %v, want one naming COMPUTE_WORKERS", err)
 	}
 }
+
+// TestConfigErrorsNameTheSettingAsGiven: a bad setting is named as the user
+// gave it, the flag or the variable, never by the Go field behind it
+// ("PublicURL (COMPUTE_PUBLIC_URL)", or "DATABASE_URL" for --database-url).
+func TestConfigErrorsNameTheSettingAsGiven(t *testing.T) {
+	tests := []struct {
+		name     string
+		env      map[string]string
+		args     []string
+		want     string
+		notWants []string
+	}{
+		{name: "public url variable", env: map[string]string{"COMPUTE_PUBLIC_URL": "x"}, args: []string{"migrate", "status"},
+			want: `config: COMPUTE_PUBLIC_URL "x"`, notWants: []string{"PublicURL"}},
+		{name: "workers variable", env: map[string]string{"COMPUTE_WORKERS": "10001"}, args: []string{"migrate", "status"},
+			want: "config: COMPUTE_WORKERS must be", notWants: []string{"Workers ("}},
+		{name: "workers flag", args: []string{"serve", "--workers", "10001"},
+			want: "config: --workers must be", notWants: []string{"COMPUTE_WORKERS", "Workers ("}},
+		{name: "database url flag", args: []string{"migrate", "status", "--database-url", "mysql://x"},
+			want: "config: --database-url must be a postgres:// URL", notWants: []string{"DATABASE_URL"}},
+		{name: "database url variable", env: map[string]string{"DATABASE_URL": "mysql://x"}, args: []string{"apikey", "list"},
+			want: "config: DATABASE_URL must be a postgres:// URL"},
+		{name: "addr flag", args: []string{"api", "--addr", "localhost"},
+			want: `config: --addr "localhost"`, notWants: []string{"COMPUTE_ADDR", "Addr ("}},
+		{name: "data dir flag", args: []string{"apikey", "list", "--data-dir", ""},
+			want: "config: --data-dir must not be empty", notWants: []string{"DataDir"}},
+		{name: "workers flag zero", args: []string{"worker", "--workers", "0"},
+			want: "runs workers, but --workers is 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("COMPUTE_DATA_DIR", t.TempDir())
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			_, err := run(t, context.Background(), tt.args...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("%v: err %v, want %q", tt.args, err, tt.want)
+			}
+			for _, nw := range tt.notWants {
+				if strings.Contains(err.Error(), nw) {
+					t.Errorf("%v: %q names %q, not the setting as given", tt.args, err, nw)
+				}
+			}
+		})
+	}
+}

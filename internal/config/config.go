@@ -219,72 +219,102 @@ func FromEnv() (Config, error) {
 	return c, nil
 }
 
-// Validate checks every field and names the first bad one.
+// SettingError is a setting Validate refuses. Setting names it by its
+// environment variable (COMPUTE_WORKERS); cmd/compute renames it to the
+// flag (--workers) when a flag gave the value, so the message names the
+// setting as the user wrote it.
+type SettingError struct {
+	// Setting is the variable (or flag) that holds the bad value.
+	Setting string
+	// Err says what is wrong with it.
+	Err error
+}
+
+// Error implements error: "config: SETTING problem".
+func (e *SettingError) Error() string {
+	msg := e.Err.Error()
+	if !strings.HasPrefix(msg, ":") {
+		msg = " " + msg
+	}
+	return "config: " + e.Setting + msg
+}
+
+// Unwrap returns the problem.
+func (e *SettingError) Unwrap() error { return e.Err }
+
+// invalid returns the SettingError of setting, the problem formatted like
+// fmt.Errorf (so %w wraps).
+func invalid(setting, format string, args ...any) error {
+	return &SettingError{Setting: setting, Err: fmt.Errorf(format, args...)}
+}
+
+// Validate checks every field and names the first bad one by its setting,
+// as a *SettingError.
 func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		return fmt.Errorf("config: Addr (COMPUTE_ADDR) %q: want host:port", c.Addr)
+		return invalid("COMPUTE_ADDR", "%q: want host:port", c.Addr)
 	}
 	if c.DataDir == "" {
-		return fmt.Errorf("config: DataDir (COMPUTE_DATA_DIR) must not be empty")
+		return invalid("COMPUTE_DATA_DIR", "must not be empty")
 	}
 	if c.DatabaseURL != "" && !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
-		return fmt.Errorf("config: DATABASE_URL must be a postgres:// URL (leave it empty for SQLite in the data dir)")
+		return invalid("DATABASE_URL", "must be a postgres:// URL (leave it empty for SQLite in the data dir)")
 	}
 	if c.APIKey != "" && len(c.APIKey) < 16 {
-		return fmt.Errorf("config: COMPUTE_API_KEY must be at least 16 characters")
+		return invalid("COMPUTE_API_KEY", "must be at least 16 characters")
 	}
 	if c.PublicURL != "" {
 		u, err := url.Parse(c.PublicURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("config: PublicURL (COMPUTE_PUBLIC_URL) %q: want an absolute http(s) URL", c.PublicURL)
+			return invalid("COMPUTE_PUBLIC_URL", "%q: want an absolute http(s) URL", c.PublicURL)
 		}
 	}
 	if c.MaxBodyBytes < 1024 {
-		return fmt.Errorf("config: MaxBodyBytes (COMPUTE_MAX_BODY_BYTES) must be at least 1024")
+		return invalid("COMPUTE_MAX_BODY_BYTES", "must be at least 1024")
 	}
 	if c.Workers < 0 || c.Workers > 10000 {
-		return fmt.Errorf("config: Workers (COMPUTE_WORKERS) must be between 0 and 10000")
+		return invalid("COMPUTE_WORKERS", "must be between 0 and 10000")
 	}
 	if c.ShutdownGrace < 0 {
-		return fmt.Errorf("config: ShutdownGrace (COMPUTE_SHUTDOWN_GRACE) must not be negative")
+		return invalid("COMPUTE_SHUTDOWN_GRACE", "must not be negative")
 	}
 	if c.Lease < time.Second {
-		return fmt.Errorf("config: Lease (COMPUTE_LEASE) must be at least 1s")
+		return invalid("COMPUTE_LEASE", "must be at least 1s")
 	}
 	if c.MaxResumes < 0 || c.MaxResumes > 1000 {
-		return fmt.Errorf("config: MaxResumes (COMPUTE_MAX_RESUMES) must be between 0 and 1000")
+		return invalid("COMPUTE_MAX_RESUMES", "must be between 0 and 1000")
 	}
 	for q, n := range c.QueueLimits {
 		if q == "" || n < 0 {
-			return fmt.Errorf("config: QueueLimits (COMPUTE_QUEUE_LIMITS): %q=%d: want a queue name and a limit >= 0", q, n)
+			return invalid("COMPUTE_QUEUE_LIMITS", ": %q=%d: want a queue name and a limit >= 0", q, n)
 		}
 	}
 	if c.WebhookURL != "" {
 		// The rule a task's webhook_url follows.
 		if err := netguard.CheckEndpointURL(c.WebhookURL); err != nil {
-			return fmt.Errorf("config: WebhookURL (COMPUTE_WEBHOOK_URL): %w", err)
+			return invalid("COMPUTE_WEBHOOK_URL", ": %w", err)
 		}
 	}
 	if c.WebhookSecret != "" && !strings.HasPrefix(c.WebhookSecret, "whsec_") {
-		return fmt.Errorf("config: WebhookSecret (COMPUTE_WEBHOOK_SECRET) must start with whsec_ (Standard Webhooks)")
+		return invalid("COMPUTE_WEBHOOK_SECRET", "must start with whsec_ (Standard Webhooks)")
 	}
 	if c.WebhookRetryMin < time.Second {
-		return fmt.Errorf("config: WebhookRetryMin (COMPUTE_WEBHOOK_RETRY_MIN) must be at least 1s")
+		return invalid("COMPUTE_WEBHOOK_RETRY_MIN", "must be at least 1s")
 	}
 	if c.WebhookMaxAttempts < 1 || c.WebhookMaxAttempts > 100 {
-		return fmt.Errorf("config: WebhookMaxAttempts (COMPUTE_WEBHOOK_MAX_ATTEMPTS) must be between 1 and 100")
+		return invalid("COMPUTE_WEBHOOK_MAX_ATTEMPTS", "must be between 1 and 100")
 	}
 	if c.WebhookPerDestination < 1 || c.WebhookPerDestination > 100 {
-		return fmt.Errorf("config: WebhookPerDestination (COMPUTE_WEBHOOK_PER_DESTINATION) must be between 1 and 100")
+		return invalid("COMPUTE_WEBHOOK_PER_DESTINATION", "must be between 1 and 100")
 	}
 	if c.WebhookWindow < time.Minute {
-		return fmt.Errorf("config: WebhookWindow (COMPUTE_WEBHOOK_WINDOW) must be at least 1m")
+		return invalid("COMPUTE_WEBHOOK_WINDOW", "must be at least 1m")
 	}
 	if c.RedisURL != "" && !strings.HasPrefix(c.RedisURL, "redis://") && !strings.HasPrefix(c.RedisURL, "rediss://") {
-		return fmt.Errorf("config: RedisURL (REDIS_URL) must be a redis:// or rediss:// URL")
+		return invalid("REDIS_URL", "must be a redis:// or rediss:// URL")
 	}
 	if c.SSEKeepAlive < 10*time.Millisecond {
-		return fmt.Errorf("config: SSEKeepAlive (COMPUTE_SSE_KEEPALIVE) must be at least 10ms")
+		return invalid("COMPUTE_SSE_KEEPALIVE", "must be at least 10ms")
 	}
 	if err := c.validateLimits(); err != nil {
 		return err
@@ -292,12 +322,12 @@ func (c *Config) Validate() error {
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		return fmt.Errorf("config: LogLevel (COMPUTE_LOG_LEVEL) %q: want debug, info, warn or error", c.LogLevel)
+		return invalid("COMPUTE_LOG_LEVEL", "%q: want debug, info, warn or error", c.LogLevel)
 	}
 	switch c.LogFormat {
 	case "text", "json":
 	default:
-		return fmt.Errorf("config: LogFormat (COMPUTE_LOG_FORMAT) %q: want text or json", c.LogFormat)
+		return invalid("COMPUTE_LOG_FORMAT", "%q: want text or json", c.LogFormat)
 	}
 	return nil
 }
@@ -389,17 +419,17 @@ func ParseQueueLimits(v string) (map[string]int, error) {
 func (c *Config) validateLimits() error {
 	switch {
 	case c.SSEMaxStreamsPerKey < 1:
-		return fmt.Errorf("config: SSEMaxStreamsPerKey (COMPUTE_SSE_MAX_STREAMS_PER_KEY) must be at least 1")
+		return invalid("COMPUTE_SSE_MAX_STREAMS_PER_KEY", "must be at least 1")
 	case c.SSEMaxReplaysPerKey < 1:
-		return fmt.Errorf("config: SSEMaxReplaysPerKey (COMPUTE_SSE_MAX_REPLAYS_PER_KEY) must be at least 1")
+		return invalid("COMPUTE_SSE_MAX_REPLAYS_PER_KEY", "must be at least 1")
 	case c.EventRetention != 0 && c.EventRetention < time.Minute:
-		return fmt.Errorf("config: EventRetention (COMPUTE_EVENT_RETENTION) must be 0 (keep every event) or at least 1m")
+		return invalid("COMPUTE_EVENT_RETENTION", "must be 0 (keep every event) or at least 1m")
 	case c.HTTPWriteTimeout < time.Second:
-		return fmt.Errorf("config: HTTPWriteTimeout (COMPUTE_HTTP_WRITE_TIMEOUT) must be at least 1s")
+		return invalid("COMPUTE_HTTP_WRITE_TIMEOUT", "must be at least 1s")
 	case c.MaxPageBytes < 64<<10:
-		return fmt.Errorf("config: MaxPageBytes (COMPUTE_MAX_PAGE_BYTES) must be at least 65536")
+		return invalid("COMPUTE_MAX_PAGE_BYTES", "must be at least 65536")
 	case c.DBListConns < 1:
-		return fmt.Errorf("config: DBListConns (COMPUTE_DB_LIST_CONNS) must be at least 1")
+		return invalid("COMPUTE_DB_LIST_CONNS", "must be at least 1")
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"errors"
 	"net/netip"
 	"path/filepath"
 	"reflect"
@@ -175,8 +176,8 @@ func TestValidate(t *testing.T) {
 	tests := []struct {
 		name string
 		mut  func(c *config.Config)
-		// want are the parts the error must contain: the field's name
-		// (its Go name and/or its variable) and the value when shown.
+		// want are the parts the error must contain: the setting's
+		// variable first, then the value when shown.
 		want []string
 	}{
 		{name: "valid defaults", mut: func(*config.Config) {}},
@@ -186,29 +187,29 @@ func TestValidate(t *testing.T) {
 			c.LogLevel, c.LogFormat, c.ShutdownGrace = "error", "json", 0
 			c.Lease, c.QueueLimits = time.Second, map[string]int{"gpu": 2, "cpu": 0}
 		}},
-		{name: "addr without port", mut: func(c *config.Config) { c.Addr = "localhost" }, want: []string{"Addr", "COMPUTE_ADDR", `"localhost"`}},
-		{name: "addr empty", mut: func(c *config.Config) { c.Addr = "" }, want: []string{"Addr", "COMPUTE_ADDR"}},
-		{name: "data dir empty", mut: func(c *config.Config) { c.DataDir = "" }, want: []string{"DataDir", "COMPUTE_DATA_DIR"}},
+		{name: "addr without port", mut: func(c *config.Config) { c.Addr = "localhost" }, want: []string{"COMPUTE_ADDR", `"localhost"`}},
+		{name: "addr empty", mut: func(c *config.Config) { c.Addr = "" }, want: []string{"COMPUTE_ADDR"}},
+		{name: "data dir empty", mut: func(c *config.Config) { c.DataDir = "" }, want: []string{"COMPUTE_DATA_DIR"}},
 		{name: "database url not postgres", mut: func(c *config.Config) { c.DatabaseURL = "mysql://db/compute" }, want: []string{"DATABASE_URL"}},
 		{name: "database url a file path", mut: func(c *config.Config) { c.DatabaseURL = "/tmp/compute.db" }, want: []string{"DATABASE_URL"}},
 		{name: "api key too short", mut: func(c *config.Config) { c.APIKey = "0123456789abcde" }, want: []string{"COMPUTE_API_KEY", "16"}},
-		{name: "public url relative", mut: func(c *config.Config) { c.PublicURL = "/compute" }, want: []string{"PublicURL", "COMPUTE_PUBLIC_URL", `"/compute"`}},
-		{name: "public url not http", mut: func(c *config.Config) { c.PublicURL = "ftp://x.example" }, want: []string{"PublicURL", "COMPUTE_PUBLIC_URL"}},
-		{name: "public url without host", mut: func(c *config.Config) { c.PublicURL = "http://" }, want: []string{"PublicURL", "COMPUTE_PUBLIC_URL"}},
-		{name: "max body bytes too small", mut: func(c *config.Config) { c.MaxBodyBytes = 1023 }, want: []string{"MaxBodyBytes", "COMPUTE_MAX_BODY_BYTES", "1024"}},
-		{name: "workers negative", mut: func(c *config.Config) { c.Workers = -1 }, want: []string{"Workers", "COMPUTE_WORKERS"}},
-		{name: "workers too many", mut: func(c *config.Config) { c.Workers = 10001 }, want: []string{"Workers", "COMPUTE_WORKERS"}},
-		{name: "shutdown grace negative", mut: func(c *config.Config) { c.ShutdownGrace = -time.Second }, want: []string{"ShutdownGrace", "COMPUTE_SHUTDOWN_GRACE"}},
-		{name: "lease too short", mut: func(c *config.Config) { c.Lease = 999 * time.Millisecond }, want: []string{"Lease", "COMPUTE_LEASE", "1s"}},
-		{name: "negative resumes", mut: func(c *config.Config) { c.MaxResumes = -1 }, want: []string{"MaxResumes", "COMPUTE_MAX_RESUMES"}},
-		{name: "queue limit negative", mut: func(c *config.Config) { c.QueueLimits = map[string]int{"gpu": -1} }, want: []string{"QueueLimits", "COMPUTE_QUEUE_LIMITS", `"gpu"=-1`}},
-		{name: "queue limit without a name", mut: func(c *config.Config) { c.QueueLimits = map[string]int{"": 2} }, want: []string{"QueueLimits", "COMPUTE_QUEUE_LIMITS"}},
-		{name: "sse keep-alive too short", mut: func(c *config.Config) { c.SSEKeepAlive = time.Millisecond }, want: []string{"SSEKeepAlive", "COMPUTE_SSE_KEEPALIVE"}},
-		{name: "log level unknown", mut: func(c *config.Config) { c.LogLevel = "verbose" }, want: []string{"LogLevel", "COMPUTE_LOG_LEVEL", `"verbose"`}},
-		{name: "webhook url relative", mut: func(c *config.Config) { c.WebhookURL = "/hooks" }, want: []string{"WebhookURL", "COMPUTE_WEBHOOK_URL"}},
-		{name: "webhook url with credentials", mut: func(c *config.Config) { c.WebhookURL = "https://u:p@hooks.example/x" }, want: []string{"WebhookURL", "COMPUTE_WEBHOOK_URL", "credentials"}},
-		{name: "webhook per destination zero", mut: func(c *config.Config) { c.WebhookPerDestination = 0 }, want: []string{"WebhookPerDestination", "COMPUTE_WEBHOOK_PER_DESTINATION"}},
-		{name: "log format unknown", mut: func(c *config.Config) { c.LogFormat = "xml" }, want: []string{"LogFormat", "COMPUTE_LOG_FORMAT", `"xml"`}},
+		{name: "public url relative", mut: func(c *config.Config) { c.PublicURL = "/compute" }, want: []string{"COMPUTE_PUBLIC_URL", `"/compute"`}},
+		{name: "public url not http", mut: func(c *config.Config) { c.PublicURL = "ftp://x.example" }, want: []string{"COMPUTE_PUBLIC_URL"}},
+		{name: "public url without host", mut: func(c *config.Config) { c.PublicURL = "http://" }, want: []string{"COMPUTE_PUBLIC_URL"}},
+		{name: "max body bytes too small", mut: func(c *config.Config) { c.MaxBodyBytes = 1023 }, want: []string{"COMPUTE_MAX_BODY_BYTES", "1024"}},
+		{name: "workers negative", mut: func(c *config.Config) { c.Workers = -1 }, want: []string{"COMPUTE_WORKERS"}},
+		{name: "workers too many", mut: func(c *config.Config) { c.Workers = 10001 }, want: []string{"COMPUTE_WORKERS"}},
+		{name: "shutdown grace negative", mut: func(c *config.Config) { c.ShutdownGrace = -time.Second }, want: []string{"COMPUTE_SHUTDOWN_GRACE"}},
+		{name: "lease too short", mut: func(c *config.Config) { c.Lease = 999 * time.Millisecond }, want: []string{"COMPUTE_LEASE", "1s"}},
+		{name: "negative resumes", mut: func(c *config.Config) { c.MaxResumes = -1 }, want: []string{"COMPUTE_MAX_RESUMES"}},
+		{name: "queue limit negative", mut: func(c *config.Config) { c.QueueLimits = map[string]int{"gpu": -1} }, want: []string{"COMPUTE_QUEUE_LIMITS", `"gpu"=-1`}},
+		{name: "queue limit without a name", mut: func(c *config.Config) { c.QueueLimits = map[string]int{"": 2} }, want: []string{"COMPUTE_QUEUE_LIMITS"}},
+		{name: "sse keep-alive too short", mut: func(c *config.Config) { c.SSEKeepAlive = time.Millisecond }, want: []string{"COMPUTE_SSE_KEEPALIVE"}},
+		{name: "log level unknown", mut: func(c *config.Config) { c.LogLevel = "verbose" }, want: []string{"COMPUTE_LOG_LEVEL", `"verbose"`}},
+		{name: "webhook url relative", mut: func(c *config.Config) { c.WebhookURL = "/hooks" }, want: []string{"COMPUTE_WEBHOOK_URL"}},
+		{name: "webhook url with credentials", mut: func(c *config.Config) { c.WebhookURL = "https://u:p@hooks.example/x" }, want: []string{"COMPUTE_WEBHOOK_URL", "credentials"}},
+		{name: "webhook per destination zero", mut: func(c *config.Config) { c.WebhookPerDestination = 0 }, want: []string{"COMPUTE_WEBHOOK_PER_DESTINATION"}},
+		{name: "log format unknown", mut: func(c *config.Config) { c.LogFormat = "xml" }, want: []string{"COMPUTE_LOG_FORMAT", `"xml"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -229,6 +230,11 @@ func TestValidate(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("Validate() = %q, want it to contain %q", err, w)
 				}
+			}
+			// The setting as a user sets it, never the Go field's name.
+			var se *config.SettingError
+			if !errors.As(err, &se) || se.Setting != tt.want[0] || !strings.HasPrefix(err.Error(), "config: "+tt.want[0]) {
+				t.Errorf("Validate() = %q (%T), want a *config.SettingError that starts with config: %s", err, err, tt.want[0])
 			}
 		})
 	}
