@@ -170,7 +170,7 @@ func roleCmd(f *flags, stderr io.Writer, use, short string, workers, api bool) *
 				if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
 					return fmt.Errorf("listening on %s (%s): %w", cfg.Addr, setting(cmd, "COMPUTE_ADDR"), err)
 				}
-				cfg.Addr = ln.Addr().String() // the port, when it was 0
+				cfg.Addr = boundAddr(cfg.Addr, ln.Addr())
 			}
 			a, err := app.New(ctx, cfg, app.Options{Workers: workers, NoAPI: !api, Version: version}, log)
 			if err != nil {
@@ -185,6 +185,21 @@ func roleCmd(f *flags, stderr io.Writer, use, short string, workers, api bool) *
 	}
 	f.registerRole(cmd, api, workers)
 	return cmd
+}
+
+// boundAddr is the address a listener on written announces: written
+// itself, its host kept as the user wrote it (localhost stays localhost),
+// with the port the listener got when written asked for port 0.
+func boundAddr(written string, bound net.Addr) string {
+	host, port, err := net.SplitHostPort(written)
+	if err != nil || port != "0" {
+		return written
+	}
+	_, got, err := net.SplitHostPort(bound.String())
+	if err != nil {
+		return written
+	}
+	return net.JoinHostPort(host, got)
 }
 
 // openStore opens the configured database without building the API. Only

@@ -92,9 +92,26 @@ func callAPI(t *testing.T, base, key, method, path, body string) (int, []byte) {
 
 // TestServeGeneratesPNG is the README's first run: serve on SQLite, create
 // a generation task with curl's request, download the PNG it produced.
+// TestServeGeneratesPNG runs the README's walk-through. The artifact URL
+// keeps the host COMPUTE_ADDR names: localhost stays localhost (it used to
+// become 127.0.0.1, the address the name resolved to).
 func TestServeGeneratesPNG(t *testing.T) {
+	for _, host := range []string{"127.0.0.1", "localhost"} {
+		t.Run(host, func(t *testing.T) {
+			_, port, err := net.SplitHostPort(freeAddr(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			servePNG(t, net.JoinHostPort(host, port))
+		})
+	}
+}
+
+// servePNG serves on addr, generates a PNG and downloads it from the
+// artifact URL handed out, which must be under http://addr.
+func servePNG(t *testing.T, addr string) {
 	const key = "readme-key-0123456789"
-	dir, addr := t.TempDir(), freeAddr(t)
+	dir := t.TempDir()
 	t.Setenv("COMPUTE_API_KEY", key)
 	t.Setenv("COMPUTE_DATA_DIR", dir)
 	t.Setenv("COMPUTE_ADDR", addr)
@@ -134,7 +151,7 @@ func TestServeGeneratesPNG(t *testing.T) {
 		t.Fatalf("task ended %s: %s", res.Status, raw)
 	}
 	a := res.Result.Artifacts[0]
-	if !strings.HasPrefix(a.URL, base+"/api/v1/artifacts/") || a.ContentType != "image/png" {
+	if !strings.HasPrefix(a.URL, "http://"+addr+"/api/v1/artifacts/") || a.ContentType != "image/png" {
 		t.Fatalf("artifact %+v", a)
 	}
 	code, img := call("GET", strings.TrimPrefix(a.URL, base), "")
@@ -263,5 +280,22 @@ func TestConfigErrorsNameTheSettingAsGiven(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBoundAddr: the announced address keeps the host as written and takes
+// the bound port only for port 0.
+func TestBoundAddr(t *testing.T) {
+	bound := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 41234}
+	tests := []struct{ name, written, want string }{
+		{name: "name kept", written: "localhost:9000", want: "localhost:9000"},
+		{name: "port 0 with a name", written: "localhost:0", want: "localhost:41234"},
+		{name: "port 0 with an address", written: "127.0.0.1:0", want: "127.0.0.1:41234"},
+		{name: "every interface, port 0", written: ":0", want: ":41234"},
+	}
+	for _, tt := range tests {
+		if got := boundAddr(tt.written, bound); got != tt.want {
+			t.Errorf("%s: boundAddr(%q) = %q, want %q", tt.name, tt.written, got, tt.want)
+		}
 	}
 }
