@@ -16,12 +16,7 @@ type Column struct {
 // TableColumns lists a table's columns in their order, none when the
 // table does not exist. Package schema compares them with the models.
 func (s *Store) TableColumns(ctx context.Context, table string) ([]Column, error) {
-	q := `SELECT name, type, "notnull" <> 0, dflt_value IS NOT NULL FROM pragma_table_info($1) ORDER BY cid`
-	if s.d.name == DialectPostgres {
-		q = `SELECT column_name, data_type, is_nullable = 'NO', column_default IS NOT NULL
-FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position`
-	}
-	rows, err := s.r.QueryContext(ctx, q, table)
+	rows, err := s.r.QueryContext(ctx, s.d.columnsQuery, table)
 	if err != nil {
 		return nil, err
 	}

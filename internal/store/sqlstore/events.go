@@ -55,7 +55,7 @@ func insertEventsSQL(d dialect) string {
 	for i, c := range eventCols {
 		names[i], vals[i] = c.name, d.batchValue(c)
 	}
-	if !d.typed {
+	if !d.jsonBatches {
 		return `INSERT INTO task_events (` + strings.Join(names, ", ") + `) VALUES (` +
 			strings.TrimSuffix(strings.Repeat("?, ", len(names)), ", ") + `)`
 	}
@@ -71,27 +71,39 @@ func insertEventsSQL(d dialect) string {
 
 // writeEvents inserts a chunk of events and returns their ids by task id.
 func (s *Store) writeEvents(ctx context.Context, tx *txn, chunk []event.Event) (map[string]int64, error) {
+	if s.d.jsonBatches {
+		return s.writeEventsBatch(ctx, tx, chunk)
+	}
+	return s.writeEventsEach(ctx, tx, chunk)
+}
+
+// writeEventsEach runs the prepared INSERT once per event (SQLite).
+func (s *Store) writeEventsEach(ctx context.Context, tx *txn, chunk []event.Event) (map[string]int64, error) {
 	ids := make(map[string]int64, len(chunk))
-	if !s.d.typed {
-		st, err := tx.PrepareContext(ctx, s.sql.insertEvents)
+	st, err := tx.PrepareContext(ctx, s.sql.insertEvents)
+	if err != nil {
+		return nil, fmt.Errorf("inserting events: %w", err)
+	}
+	defer st.Close()
+	for _, e := range chunk {
+		r := newEventRow(e)
+		res, err := st.ExecContext(ctx, r.TaskID, r.TaskType, r.EventType, r.Status, r.TenantID, r.Body, r.CreatedAt)
 		if err != nil {
 			return nil, fmt.Errorf("inserting events: %w", err)
 		}
-		defer st.Close()
-		for _, e := range chunk {
-			r := newEventRow(e)
-			res, err := st.ExecContext(ctx, r.TaskID, r.TaskType, r.EventType, r.Status, r.TenantID, r.Body, r.CreatedAt)
-			if err != nil {
-				return nil, fmt.Errorf("inserting events: %w", err)
-			}
-			id, err := res.LastInsertId()
-			if err != nil {
-				return nil, fmt.Errorf("inserting events: %w", err)
-			}
-			ids[e.TaskID.String()] = id
+		id, err := res.LastInsertId()
+		if err != nil {
+			return nil, fmt.Errorf("inserting events: %w", err)
 		}
-		return ids, nil
+		ids[e.TaskID.String()] = id
 	}
+	return ids, nil
+}
+
+// writeEventsBatch inserts the chunk in one statement over a JSON array,
+// which also takes the event-order lock and sends the NOTIFY (PostgreSQL).
+func (s *Store) writeEventsBatch(ctx context.Context, tx *txn, chunk []event.Event) (map[string]int64, error) {
+	ids := make(map[string]int64, len(chunk))
 	batch := make([]eventRow, len(chunk))
 	for i, e := range chunk {
 		batch[i] = newEventRow(e)

@@ -47,7 +47,7 @@ func (s *Store) ListPlan(ctx context.Context, f store.ListFilter) (string, error
 // (its detail column), one line per node.
 func (s *Store) plan(ctx context.Context, q string, args []any) (string, error) {
 	explain := "EXPLAIN "
-	if !s.d.typed {
+	if s.d.name == DialectSQLite {
 		explain = "EXPLAIN QUERY PLAN "
 	}
 	rows, err := s.lists.QueryContext(ctx, explain+q, args...)

@@ -36,7 +36,7 @@ func (s *Store) noteFull(err error) {
 // reported full.
 func (s *Store) CheckWritable(ctx context.Context) error {
 	seen := false
-	if s.d.name == sqliteDialect.name {
+	if s.d.localFile {
 		var free uint64
 		if free, seen = freeBytes(filepath.Dir(s.dsn)); seen && free < minFreeBytes {
 			return fmt.Errorf("%w: %d bytes free beside %s", store.ErrFull, free, s.dsn)

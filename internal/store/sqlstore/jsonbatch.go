@@ -44,7 +44,7 @@ func batchType(pgType string) string {
 // batchValue returns how a statement refers to column c of the batch v:
 // with the cast back to a JSON type where the column is one.
 func (d dialect) batchValue(c batchCol) string {
-	if d.typed && (c.pgType == "jsonb" || c.pgType == "json") {
+	if d.castParams && (c.pgType == "jsonb" || c.pgType == "json") {
 		return "v." + c.name + "::" + c.pgType
 	}
 	return "v." + c.name

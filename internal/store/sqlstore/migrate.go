@@ -63,12 +63,8 @@ func (s *Store) provider(ctx context.Context) (*goose.Provider, map[int64]string
 	if err != nil {
 		return nil, nil, fmt.Errorf("collecting migrations: %w", err)
 	}
-	d := goose.DialectSQLite3
-	if s.d.name == "postgres" {
-		d = goose.DialectPostgres
-	}
 	opts := []goose.ProviderOption{goose.WithAllowOutofOrder(true)}
-	if s.d.name == "postgres" {
+	if s.d.migrationLock {
 		// Several processes may start at once on an empty database: one
 		// migrates, the others wait for it (SQLite's writer lock does this).
 		locker, err := s.migrationLocker(ctx)
@@ -77,7 +73,7 @@ func (s *Store) provider(ctx context.Context) (*goose.Provider, map[int64]string
 		}
 		opts = append(opts, goose.WithSessionLocker(locker))
 	}
-	p, err := goose.NewProvider(d, s.w.DB, fsys, opts...)
+	p, err := goose.NewProvider(s.d.goose, s.w.DB, fsys, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("preparing migrations: %w", err)
 	}

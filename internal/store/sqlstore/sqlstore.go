@@ -20,6 +20,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/computeserver/compute/internal/event"
@@ -41,10 +42,26 @@ type dialect struct {
 	// forUpdate locks a row read inside a transaction.
 	forUpdate string
 	caps      store.Capabilities
-	// typed is true on PostgreSQL: VALUES lists need explicit casts, and
-	// transitions and events are written as JSON batches (jsonbatch.go)
-	// instead of SQLite's prepared statement per row.
-	typed bool
+	// castParams: parameters in VALUES lists and JSON batches need
+	// explicit casts (PostgreSQL plans types before it sees values).
+	castParams bool
+	// jsonBatches: a batched write (transitions, events) is one statement
+	// over one JSON parameter, planned once, since every statement is a
+	// round trip (PostgreSQL, jsonbatch.go). Otherwise a statement
+	// prepared once per batch runs per row, which in process costs less
+	// than parsing JSON or a long VALUES list (SQLite).
+	jsonBatches bool
+	// localFile: the database is a file this process can see, so it can
+	// check the disk's free space (SQLite).
+	localFile bool
+	// goose is the migration tool's dialect; migrationLock: migrations
+	// take a session lock, since several processes may migrate at once
+	// (SQLite's single writer serialises them by itself).
+	goose         goose.Dialect
+	migrationLock bool
+	// columnsQuery lists a table's columns from the catalog: name, type,
+	// NOT NULL, has a default; $1 is the table.
+	columnsQuery string
 }
 
 // lockOf returns the clause that row-locks the rows of a table alias in a
@@ -59,20 +76,30 @@ func (d dialect) lockOf(alias string) string {
 // cast returns the placeholder ph, cast to the PostgreSQL type pgType where
 // the dialect needs it.
 func (d dialect) cast(ph, pgType string) string {
-	if d.typed {
+	if d.castParams {
 		return ph + "::" + pgType
 	}
 	return ph
 }
 
 var (
-	sqliteDialect = dialect{name: "sqlite"}
-	pgDialect     = dialect{
-		name:       "postgres",
-		skipLocked: " FOR UPDATE SKIP LOCKED",
-		forUpdate:  " FOR UPDATE",
-		caps:       store.Capabilities{SkipLocked: true, ListenNotify: true},
-		typed:      true,
+	sqliteDialect = dialect{
+		name:         DialectSQLite,
+		localFile:    true,
+		goose:        goose.DialectSQLite3,
+		columnsQuery: `SELECT name, type, "notnull" <> 0, dflt_value IS NOT NULL FROM pragma_table_info($1) ORDER BY cid`,
+	}
+	pgDialect = dialect{
+		name:          DialectPostgres,
+		skipLocked:    " FOR UPDATE SKIP LOCKED",
+		forUpdate:     " FOR UPDATE",
+		caps:          store.Capabilities{SkipLocked: true, ListenNotify: true},
+		castParams:    true,
+		jsonBatches:   true,
+		goose:         goose.DialectPostgres,
+		migrationLock: true,
+		columnsQuery: `SELECT column_name, data_type, is_nullable = 'NO', column_default IS NOT NULL
+FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position`,
 	}
 )
 

@@ -124,7 +124,7 @@ const maxBatch = 500
 func transitionSQL(d dialect) string {
 	const keys = 4 // id, from_status, from_attempt, from_updated_at
 	sets := make([]string, 0, len(transitionCols)-keys)
-	if !d.typed {
+	if !d.jsonBatches {
 		for _, c := range transitionCols[keys:] {
 			sets = append(sets, c.name+" = ?")
 		}
@@ -169,7 +169,7 @@ func (r transitionRow) sqliteArgs() []any {
 // ids of the rows it wrote.
 func (s *Store) updateTransitions(ctx context.Context, tx *txn, chunk []decided) (map[uuid.UUID]bool, error) {
 	written := make(map[uuid.UUID]bool, len(chunk))
-	if !s.d.typed {
+	if !s.d.jsonBatches {
 		st, err := tx.PrepareContext(ctx, s.sql.transition)
 		if err != nil {
 			return nil, fmt.Errorf("updating task status: %w", err)
