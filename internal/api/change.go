@@ -137,16 +137,16 @@ func (s *Server) update(ctx context.Context, in *patchInput) (*taskOutput, error
 }
 
 func (s *Server) cancel(ctx context.Context, in *idInput) (*taskOutput, error) {
-	return s.transition(ctx, in.TaskID, store.StatusChange{
+	return s.transition(ctx, in.TaskID, store.StatusChange{Change: task.Change{
 		To:  task.StatusCancelled,
 		Err: &task.Error{Message: "cancelled by request", Category: task.CategoryCancelled},
-	}, "only pending or executing tasks can be cancelled", func(e Engine, id uuid.UUID) { e.Cancel(id) })
+	}}, "only pending or executing tasks can be cancelled", func(e Engine, id uuid.UUID) { e.Cancel(id) })
 }
 
 func (s *Server) retry(ctx context.Context, in *idInput) (*taskOutput, error) {
-	return s.transition(ctx, in.TaskID, store.StatusChange{
+	return s.transition(ctx, in.TaskID, store.StatusChange{Change: task.Change{
 		To: task.StatusPending, From: []task.Status{task.StatusFailed, task.StatusCancelled}, ResetForRetry: true,
-	}, "only failed or cancelled tasks can be retried", func(e Engine, _ uuid.UUID) { e.Notify() })
+	}}, "only failed or cancelled tasks can be retried", func(e Engine, _ uuid.UUID) { e.Notify() })
 }
 
 // transition applies a user's status change c to the task rawID names,

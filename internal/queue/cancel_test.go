@@ -49,7 +49,7 @@ func testCancel(t *testing.T, dialect string) {
 			wait(t, started, "the processor to start")
 			h.waitStatus(id, task.StatusExecuting)
 
-			if _, _, err := h.st.SetStatus(h.ctx, store.StatusChange{TaskID: id, To: task.StatusCancelled, Scope: store.AdminScope}); err != nil {
+			if _, _, err := h.st.SetStatus(h.ctx, store.StatusChange{TaskID: id, Scope: store.AdminScope, Change: task.Change{To: task.StatusCancelled}}); err != nil {
 				t.Fatalf("SetStatus(cancelled): %v", err)
 			}
 			if !eng.Cancel(id) {
@@ -101,7 +101,7 @@ func testCancelByNotification(t *testing.T, dialect string) {
 	id := h.createProbe(probeFields{}, nil)
 	wait(t, started, "the processor to start")
 	h.waitStatus(id, task.StatusExecuting)
-	if _, _, err := h.st.SetStatus(h.ctx, store.StatusChange{TaskID: id, To: task.StatusCancelled, Scope: store.AdminScope}); err != nil {
+	if _, _, err := h.st.SetStatus(h.ctx, store.StatusChange{TaskID: id, Scope: store.AdminScope, Change: task.Change{To: task.StatusCancelled}}); err != nil {
 		t.Fatalf("SetStatus(cancelled): %v", err)
 	}
 	if cause := wait(t, ended, "the run to be cancelled"); cause == nil || !strings.Contains(cause.Error(), "cancelled") {
@@ -122,7 +122,7 @@ func testHeartbeatStopsLostRun(t *testing.T, dialect string) {
 	id := h.createProbe(probeFields{}, nil)
 	wait(t, started, "the processor to start")
 	h.waitStatus(id, task.StatusExecuting)
-	if _, _, err := h.st.SetStatus(h.ctx, store.StatusChange{TaskID: id, To: task.StatusCancelled, Scope: store.AdminScope}); err != nil {
+	if _, _, err := h.st.SetStatus(h.ctx, store.StatusChange{TaskID: id, Scope: store.AdminScope, Change: task.Change{To: task.StatusCancelled}}); err != nil {
 		t.Fatalf("SetStatus(cancelled): %v", err)
 	}
 	if cause := wait(t, ended, "the heartbeat to stop the run"); cause == nil || !strings.Contains(cause.Error(), "lease lost") {
@@ -166,7 +166,7 @@ func testCancelAfterZombieRun(t *testing.T, dialect string) {
 	}
 	cancel := func() {
 		t.Helper()
-		if _, _, err := h.st.SetStatus(h.ctx, store.StatusChange{TaskID: id, To: task.StatusCancelled, Scope: store.AdminScope}); err != nil {
+		if _, _, err := h.st.SetStatus(h.ctx, store.StatusChange{TaskID: id, Scope: store.AdminScope, Change: task.Change{To: task.StatusCancelled}}); err != nil {
 			t.Fatalf("SetStatus(cancelled): %v", err)
 		}
 	}
@@ -175,7 +175,7 @@ func testCancelAfterZombieRun(t *testing.T, dialect string) {
 		t.Fatal("Cancel of attempt 1 = false")
 	}
 	// The user retries the task; the same engine claims it again.
-	if _, _, err := h.st.SetStatus(h.ctx, store.StatusChange{TaskID: id, To: task.StatusPending, Scope: store.AdminScope, ResetForRetry: true}); err != nil {
+	if _, _, err := h.st.SetStatus(h.ctx, store.StatusChange{TaskID: id, Scope: store.AdminScope, Change: task.Change{To: task.StatusPending, ResetForRetry: true}}); err != nil {
 		t.Fatalf("SetStatus(pending): %v", err)
 	}
 	claims := cc.claims.Load()

@@ -24,7 +24,7 @@ import (
 // how the loss was noticed.
 func (e *Engine) rescueChange(t *task.Task, why string) store.StatusChange {
 	def, _ := e.reg.Lookup(t.Type)
-	c := store.StatusChange{Scope: store.AdminScope, Err: &task.Error{Category: task.CategoryLost}}
+	c := store.StatusChange{Scope: store.AdminScope, Change: task.Change{Err: &task.Error{Category: task.CategoryLost}}}
 	budget := max(e.cfg.MaxResumes, 0)
 	switch {
 	case def != nil && def.AtMostOnce:

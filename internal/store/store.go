@@ -284,42 +284,21 @@ type Patch struct {
 	Apply func(fields any) ([]registry.Column, error)
 }
 
-// StatusChange is one requested status transition.
+// StatusChange is one requested status transition: which task, who asks,
+// and the change itself, whose rules (what it checks, clears and sets)
+// live in task.Change. The store applies it to the task as stored and
+// writes the result, conditionally on the status and attempt it read.
 type StatusChange struct {
 	TaskID uuid.UUID
-	To     task.Status
 	// Scope limits which tasks an API caller can change.
 	Scope Scope
-	// Attempt, when > 0, makes the change conditional on the run that
-	// holds that attempt still owning the task.
-	Attempt int
-	// Result is stored on completion.
-	Result json.RawMessage
-	// Err, when set, is appended to the task's errors and becomes its
-	// error_message and error_category.
-	Err *task.Error
-	// RunAt sets when a re-queued task may run again.
-	RunAt *time.Time
-	// CountRetry increments retry_count (a failed attempt).
-	CountRetry bool
-	// CountResume increments resume_attempt_count and sets
-	// last_resume_attempt (a run lost with its worker, recovered).
-	CountResume bool
-	// Resume, on a change to pending, keeps service_task_id and sets
-	// is_resumed, so that the next run re-attaches to the external job.
-	Resume bool
-	// ResetForRetry clears result, error fields and progress (a user
-	// retry of a failed or cancelled task).
-	ResetForRetry bool
-	// From, when not empty, narrows the statuses the task may be in for
-	// the change (a user's retry comes from failed or cancelled only).
-	From []task.Status
 	// Known, when set, is the caller's copy of the task as its own last
 	// write left it (a run's record). FinishRuns may decide the change
 	// against it instead of reading the row, and then writes only if the
 	// row's status, attempt and updated_at still match it; otherwise it
 	// reads the row and decides again. The store does not modify Known.
 	Known *task.Task
+	task.Change
 }
 
 // ClaimParams parameterise ClaimTasks.

@@ -92,7 +92,7 @@ func (e *env) create(tenant string) *task.Task {
 // cancel cancels a pending task (one more event).
 func (e *env) cancel(id uuid.UUID) {
 	e.t.Helper()
-	if _, _, err := e.st.SetStatus(context.Background(), store.StatusChange{TaskID: id, To: task.StatusCancelled, Scope: store.AdminScope}); err != nil {
+	if _, _, err := e.st.SetStatus(context.Background(), store.StatusChange{TaskID: id, Scope: store.AdminScope, Change: task.Change{To: task.StatusCancelled}}); err != nil {
 		e.t.Errorf("SetStatus: %v", err)
 	}
 }

@@ -116,4 +116,7 @@ type Artifact struct {
 // Now returns the current time truncated to microseconds in UTC, the
 // precision both databases keep, so a value read back equals the one
 // written.
-func Now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+func Now() time.Time { return precise(time.Now()) }
+
+// precise returns t in UTC at Now's precision.
+func precise(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }

@@ -30,8 +30,8 @@ func TestFinishRunsRefusesASecondChangeOfATask(t *testing.T) {
 				t.Fatalf("ClaimTasks: %v, %d records", err, len(recs))
 			}
 			errs, err := s.FinishRuns(ctx, []store.StatusChange{
-				{TaskID: id, To: task.StatusPending, Attempt: 1, Known: recs[0].Task},
-				{TaskID: id, To: task.StatusCancelled},
+				{TaskID: id, Known: recs[0].Task, Change: task.Change{To: task.StatusPending, Attempt: 1}},
+				{TaskID: id, Change: task.Change{To: task.StatusCancelled}},
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -96,8 +96,8 @@ func TestFinishRunsLocksRowsBeforeTheEventLock(t *testing.T) {
 	finishCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	errs, err := s.FinishRuns(finishCtx, []store.StatusChange{
-		{TaskID: y, To: task.StatusCompleted, Attempt: 1, Known: known[y]},
-		{TaskID: x, To: task.StatusCompleted, Attempt: 1, Known: known[x]},
+		{TaskID: y, Known: known[y], Change: task.Change{To: task.StatusCompleted, Attempt: 1}},
+		{TaskID: x, Known: known[x], Change: task.Change{To: task.StatusCompleted, Attempt: 1}},
 	})
 	if err != nil || errs[0] != nil || errs[1] != nil {
 		t.Fatalf("FinishRuns: %v, %v", err, errs)
@@ -128,7 +128,8 @@ func TestFinishRunsWakesOnRequeue(t *testing.T) {
 				t.Fatalf("ClaimTasks: %v, %d records", err, len(recs))
 			}
 			notes := s.Subscribe(ctx)
-			errs, err := s.FinishRuns(ctx, []store.StatusChange{{TaskID: id, To: task.StatusPending, Attempt: 1, Known: recs[0].Task}})
+			errs, err := s.FinishRuns(ctx, []store.StatusChange{{TaskID: id, Known: recs[0].Task,
+				Change: task.Change{To: task.StatusPending, Attempt: 1}}})
 			if err != nil || errs[0] != nil {
 				t.Fatalf("FinishRuns: %v, %v", err, errs)
 			}

@@ -39,8 +39,8 @@ func TestFinishRunsRereadsRowsChangedMeanwhile(t *testing.T) {
 						t.Errorf("SetProgress: %v", err)
 					}
 				})
-				errs, err := s.FinishRuns(ctx, []store.StatusChange{{TaskID: id, To: task.StatusCompleted,
-					Attempt: 1, Result: json.RawMessage(`{"ok":true}`)}})
+				errs, err := s.FinishRuns(ctx, []store.StatusChange{{TaskID: id, Change: task.Change{
+					To: task.StatusCompleted, Attempt: 1, Result: json.RawMessage(`{"ok":true}`)}}})
 				if err != nil || errs[0] != nil {
 					t.Fatalf("FinishRuns: %v, %v", err, errs)
 				}
@@ -61,12 +61,12 @@ func TestFinishRunsRereadsRowsChangedMeanwhile(t *testing.T) {
 					t.Fatal(err)
 				}
 				s.SetAfterRead(func(string) {
-					if _, _, err := s.SetStatus(ctx, store.StatusChange{TaskID: id, To: task.StatusCancelled,
-						Scope: store.AdminScope}); err != nil {
+					if _, _, err := s.SetStatus(ctx, store.StatusChange{TaskID: id, Scope: store.AdminScope,
+						Change: task.Change{To: task.StatusCancelled}}); err != nil {
 						t.Errorf("SetStatus: %v", err)
 					}
 				})
-				errs, err := s.FinishRuns(ctx, []store.StatusChange{{TaskID: id, To: task.StatusCompleted, Attempt: 1}})
+				errs, err := s.FinishRuns(ctx, []store.StatusChange{{TaskID: id, Change: task.Change{To: task.StatusCompleted, Attempt: 1}}})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -102,7 +102,7 @@ func (s *Store) RescueRuns(ctx context.Context, p store.RescueParams) ([]*task.T
 		for _, t := range lost {
 			c := p.Decide(t)
 			c.TaskID, c.Attempt = t.ID, t.Attempt
-			d, err := decide(t, c, now)
+			d, err := decide(t, &c.Change, now)
 			if err != nil {
 				return err
 			}
@@ -149,7 +149,7 @@ func (s *Store) failStartTimeouts(ctx context.Context, tx *txn, now time.Time, l
 	}
 	ds := make([]decided, 0, len(tasks))
 	for _, t := range tasks {
-		d, err := decide(t, store.StatusChange{TaskID: t.ID, To: task.StatusFailed, Err: &task.Error{
+		d, err := decide(t, &task.Change{To: task.StatusFailed, Err: &task.Error{
 			Message:  fmt.Sprintf("not started within %d seconds of creation", t.StartTimeoutSeconds),
 			Category: task.CategoryStartTimeout,
 		}}, now)

@@ -54,7 +54,7 @@ func writable(t *testing.T, s *sqlstore.Store, id uuid.UUID) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	if _, _, err := s.SetStatus(ctx, store.StatusChange{TaskID: id, To: task.StatusCancelled, Scope: store.AdminScope}); err != nil {
+	if _, _, err := s.SetStatus(ctx, store.StatusChange{TaskID: id, Scope: store.AdminScope, Change: task.Change{To: task.StatusCancelled}}); err != nil {
 		t.Fatalf("SetStatus after the failed write: %v (a transaction was left open)", err)
 	}
 }

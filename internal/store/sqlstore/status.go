@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"math"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 
@@ -44,7 +43,7 @@ func (s *Store) SetStatus(ctx context.Context, c store.StatusChange) (*task.Task
 			return task.ErrNotFound
 		}
 		now := task.Now()
-		d, err := decide(t, c, now)
+		d, err := decide(t, &c.Change, now)
 		if err != nil {
 			return err
 		}
@@ -62,60 +61,6 @@ func (s *Store) SetStatus(ctx context.Context, c store.StatusChange) (*task.Task
 		return nil, nil, err
 	}
 	return out, &ev, nil
-}
-
-// applyChange mutates t as the status change describes.
-func applyChange(t *task.Task, c store.StatusChange, now time.Time) {
-	t.Status = c.To
-	t.UpdatedAt = now
-	if c.ResetForRetry {
-		// A user's retry: a fresh attempt budget; errors keep the history
-		// and started_at the first start.
-		t.Result, t.ErrorMessage, t.ErrorCategory = nil, "", ""
-		t.Progress, t.Stage, t.CompletedAt = 0, "", nil
-		t.RetryCount = 0
-	}
-	if c.Err != nil {
-		e := *c.Err
-		if e.At.IsZero() {
-			e.At = now
-		}
-		if e.Attempt == 0 {
-			e.Attempt = t.Attempt
-		}
-		t.Errors = append(t.Errors, e)
-		t.ErrorMessage, t.ErrorCategory = e.Message, e.Category
-	}
-	if c.CountRetry {
-		t.RetryCount++
-	}
-	if c.CountResume {
-		t.ResumeAttemptCount++
-		t.LastResumeAttempt = &now
-	}
-	switch {
-	case c.To == task.StatusPending:
-		// A fresh run, or one that re-attaches to the external job.
-		t.ExecutorInstance, t.LeaseExpiresAt = "", nil
-		if c.Resume {
-			t.IsResumed = true
-		} else {
-			t.IsResumed, t.ServiceTaskID = false, ""
-		}
-		t.RunAt = now
-		if c.RunAt != nil {
-			t.RunAt = dbTime(*c.RunAt)
-		}
-	case c.To.Terminal():
-		t.CompletedAt, t.LeaseExpiresAt = &now, nil
-	}
-	if c.To == task.StatusCompleted {
-		// Earlier attempts' errors stay in the errors list; the task's
-		// error fields describe its final state.
-		t.Progress = 100
-		t.Result = c.Result
-		t.ErrorMessage, t.ErrorCategory = "", ""
-	}
 }
 
 // claimOrder is the order ClaimTasks picks tasks in: priority DESC,

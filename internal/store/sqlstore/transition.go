@@ -28,18 +28,14 @@ type decided struct {
 	ev *event.Event
 }
 
-// decide checks change c against the loaded task t and, if allowed, applies
-// it to t. It returns the reason when the change is refused.
-func decide(t *task.Task, c store.StatusChange, now time.Time) (decided, error) {
-	if c.Attempt > 0 && (t.Attempt != c.Attempt || t.Status != task.StatusExecuting) {
-		return decided{}, fmt.Errorf("%w: task %s is %s at attempt %d, the run held attempt %d",
-			task.ErrStaleRun, t.ID, t.Status, t.Attempt, c.Attempt)
-	}
-	if !task.CanTransition(t.Status, c.To) || (len(c.From) > 0 && !slices.Contains(c.From, t.Status)) {
-		return decided{}, &task.TransitionError{From: t.Status, To: c.To}
-	}
+// decide applies change c to the loaded task t (task.Change.Apply, which
+// holds the rules) and returns it as a decided write; when c is refused it
+// returns the reason and t is unchanged.
+func decide(t *task.Task, c *task.Change, now time.Time) (decided, error) {
 	d := decided{t: t, from: t.Status, attempt: t.Attempt}
-	applyChange(t, c, now)
+	if err := c.Apply(t, now); err != nil {
+		return decided{}, err
+	}
 	return d, nil
 }
 
@@ -472,7 +468,7 @@ func decideAll(changes []store.StatusChange, tasks map[uuid.UUID]*task.Task, now
 			continue
 		}
 		version := t.UpdatedAt
-		d, err := decide(t, c, now)
+		d, err := decide(t, &changes[i].Change, now)
 		if err != nil {
 			errs[i] = err
 			continue

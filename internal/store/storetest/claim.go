@@ -229,7 +229,7 @@ func testRunWrites(t *testing.T, newEnv func(t *testing.T) *env) {
 	claimed := func(e *env) (rec *store.Record, stale, current int) {
 		r := e.createSink(nil)
 		first := e.claim(r.Task.ID, r.Task.QueueName)
-		e.setStatus(store.StatusChange{TaskID: r.Task.ID, To: task.StatusPending, Attempt: first.Task.Attempt})
+		e.setStatus(store.StatusChange{TaskID: r.Task.ID, Change: task.Change{To: task.StatusPending, Attempt: first.Task.Attempt}})
 		second := e.claim(r.Task.ID, r.Task.QueueName)
 		return second, first.Task.Attempt, second.Task.Attempt
 	}

@@ -29,11 +29,11 @@ func testListEvents(t *testing.T, newEnv func(t *testing.T) *env) {
 		if _, err := e.s.SetProgress(e.ctx, store.ProgressUpdate{TaskID: c.Task.ID, Attempt: c.Task.Attempt, Progress: 50, Lease: time.Minute, Emit: true}); err != nil {
 			t.Fatal(err)
 		}
-		e.setStatus(store.StatusChange{TaskID: c.Task.ID, To: task.StatusCompleted, Attempt: c.Task.Attempt, Result: resultJSON})
+		e.setStatus(store.StatusChange{TaskID: c.Task.ID, Change: task.Change{To: task.StatusCompleted, Attempt: c.Task.Attempt, Result: resultJSON}})
 		tasks = append(tasks, rec.Task)
 	}
 	cancelled := e.createEcho(func(t *task.Task) { t.OriginTenantID = "A" }).Task
-	e.setStatus(store.StatusChange{TaskID: cancelled.ID, To: task.StatusCancelled})
+	e.setStatus(store.StatusChange{TaskID: cancelled.ID, Change: task.Change{To: task.StatusCancelled}})
 	tasks = append(tasks, cancelled)
 
 	all := e.events(uuid.Nil)

@@ -73,8 +73,8 @@ func testListTasks(t *testing.T, newEnv func(t *testing.T) *env) {
 		k2 := mk(sink, 1, "B", "qb")
 		e1 := mk(ech, 2, "A", "qb")
 		e2 := mk(ech, 3, "B", "qa")
-		e.setStatus(store.StatusChange{TaskID: k2.ID, To: task.StatusCancelled})
-		e.setStatus(store.StatusChange{TaskID: e2.ID, To: task.StatusExecuting})
+		e.setStatus(store.StatusChange{TaskID: k2.ID, Change: task.Change{To: task.StatusCancelled}})
+		e.setStatus(store.StatusChange{TaskID: e2.ID, Change: task.Change{To: task.StatusExecuting}})
 
 		admin := store.AdminScope
 		cases := []struct {

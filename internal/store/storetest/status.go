@@ -29,7 +29,7 @@ func testSetStatus(t *testing.T, newEnv func(t *testing.T) *env) {
 				before := e.reach(from)
 				id := before.Task.ID
 				evs := e.events(id)
-				got, ev, err := e.s.SetStatus(e.ctx, store.StatusChange{TaskID: id, To: to, Scope: store.AdminScope})
+				got, ev, err := e.s.SetStatus(e.ctx, store.StatusChange{TaskID: id, Scope: store.AdminScope, Change: task.Change{To: to}})
 				if !allowed {
 					if !errors.Is(err, task.ErrIllegalTransition) {
 						t.Fatalf("SetStatus(%s): err = %v, want task.ErrIllegalTransition", name, err)
@@ -71,18 +71,18 @@ func testSetStatus(t *testing.T, newEnv func(t *testing.T) *env) {
 	t.Run("not found and scope", func(t *testing.T) {
 		t.Parallel()
 		e := e.in(t)
-		if _, _, err := e.s.SetStatus(e.ctx, store.StatusChange{TaskID: uuid.New(), To: task.StatusCancelled, Scope: store.AdminScope}); !errors.Is(err, task.ErrNotFound) {
+		if _, _, err := e.s.SetStatus(e.ctx, store.StatusChange{TaskID: uuid.New(), Scope: store.AdminScope, Change: task.Change{To: task.StatusCancelled}}); !errors.Is(err, task.ErrNotFound) {
 			t.Errorf("SetStatus(unknown id): err = %v, want task.ErrNotFound", err)
 		}
 		rec := e.createSink(func(t *task.Task) { t.OriginTenantID = "tenant-a" })
 		before := e.get(rec.Task.ID)
 		evs := e.events(rec.Task.ID)
-		_, _, err := e.s.SetStatus(e.ctx, store.StatusChange{TaskID: rec.Task.ID, To: task.StatusCancelled, Scope: store.Scope{TenantID: "tenant-b"}})
+		_, _, err := e.s.SetStatus(e.ctx, store.StatusChange{TaskID: rec.Task.ID, Scope: store.Scope{TenantID: "tenant-b"}, Change: task.Change{To: task.StatusCancelled}})
 		if !errors.Is(err, task.ErrNotFound) {
 			t.Errorf("SetStatus by another tenant: err = %v, want task.ErrNotFound", err)
 		}
 		e.assertUnchanged(before, evs)
-		if got, _ := e.setStatus(store.StatusChange{TaskID: rec.Task.ID, To: task.StatusCancelled, Scope: store.Scope{TenantID: "tenant-a"}}); got.Status != task.StatusCancelled {
+		if got, _ := e.setStatus(store.StatusChange{TaskID: rec.Task.ID, Scope: store.Scope{TenantID: "tenant-a"}, Change: task.Change{To: task.StatusCancelled}}); got.Status != task.StatusCancelled {
 			t.Errorf("SetStatus by its tenant: status %s", got.Status)
 		}
 	})
@@ -93,7 +93,7 @@ func testSetStatus(t *testing.T, newEnv func(t *testing.T) *env) {
 		rec := e.createSink(nil)
 		id, q := rec.Task.ID, rec.Task.QueueName
 		first := e.claim(id, q)
-		e.setStatus(store.StatusChange{TaskID: id, To: task.StatusPending, Attempt: first.Task.Attempt, CountRetry: true})
+		e.setStatus(store.StatusChange{TaskID: id, Change: task.Change{To: task.StatusPending, Attempt: first.Task.Attempt, CountRetry: true}})
 		second := e.claim(id, q)
 		if second.Task.Attempt != first.Task.Attempt+1 {
 			t.Fatalf("second claim has attempt %d, want %d", second.Task.Attempt, first.Task.Attempt+1)
@@ -101,8 +101,8 @@ func testSetStatus(t *testing.T, newEnv func(t *testing.T) *env) {
 		before := e.get(id)
 		evs := e.events(id)
 		for _, to := range []task.Status{task.StatusCompleted, task.StatusFailed, task.StatusPending, task.StatusCancelled} {
-			_, _, err := e.s.SetStatus(e.ctx, store.StatusChange{TaskID: id, To: to, Attempt: first.Task.Attempt,
-				Result: json.RawMessage(`{}`), Err: &task.Error{Message: "zombie", Category: task.CategoryProcessor}})
+			_, _, err := e.s.SetStatus(e.ctx, store.StatusChange{TaskID: id, Change: task.Change{To: to, Attempt: first.Task.Attempt, Result: json.RawMessage(`{}`),
+				Err: &task.Error{Message: "zombie", Category: task.CategoryProcessor}}})
 			if !errors.Is(err, task.ErrStaleRun) {
 				t.Errorf("SetStatus(%s) by the first run: err = %v, want task.ErrStaleRun", to, err)
 			}
@@ -110,9 +110,9 @@ func testSetStatus(t *testing.T, newEnv func(t *testing.T) *env) {
 		e.assertUnchanged(before, evs)
 
 		// The current run finishes; afterwards even it is stale.
-		e.setStatus(store.StatusChange{TaskID: id, To: task.StatusCompleted, Attempt: second.Task.Attempt, Result: resultJSON})
+		e.setStatus(store.StatusChange{TaskID: id, Change: task.Change{To: task.StatusCompleted, Attempt: second.Task.Attempt, Result: resultJSON}})
 		before, evs = e.get(id), e.events(id)
-		_, _, err := e.s.SetStatus(e.ctx, store.StatusChange{TaskID: id, To: task.StatusFailed, Attempt: second.Task.Attempt})
+		_, _, err := e.s.SetStatus(e.ctx, store.StatusChange{TaskID: id, Change: task.Change{To: task.StatusFailed, Attempt: second.Task.Attempt}})
 		if !errors.Is(err, task.ErrStaleRun) {
 			t.Errorf("SetStatus after completion by the run: err = %v, want task.ErrStaleRun", err)
 		}
@@ -128,7 +128,7 @@ func testSetStatus(t *testing.T, newEnv func(t *testing.T) *env) {
 			t.Fatal(err)
 		}
 		before := task.Now()
-		got, ev := e.setStatus(store.StatusChange{TaskID: c.Task.ID, To: task.StatusCompleted, Attempt: c.Task.Attempt, Result: resultJSON})
+		got, ev := e.setStatus(store.StatusChange{TaskID: c.Task.ID, Change: task.Change{To: task.StatusCompleted, Attempt: c.Task.Attempt, Result: resultJSON}})
 		stored := e.get(c.Task.ID).Task
 		equalTask(t, "returned task", got, stored)
 		if stored.Progress != 100 {
@@ -153,8 +153,8 @@ func testSetStatus(t *testing.T, newEnv func(t *testing.T) *env) {
 		rec := e.createSink(nil)
 		id, q := rec.Task.ID, rec.Task.QueueName
 		c := e.claim(id, q)
-		e.setStatus(store.StatusChange{TaskID: id, To: task.StatusPending, Attempt: c.Task.Attempt, CountRetry: true,
-			Err: &task.Error{Message: "first failure", Category: task.CategoryProcessor}})
+		e.setStatus(store.StatusChange{TaskID: id, Change: task.Change{To: task.StatusPending, Attempt: c.Task.Attempt, CountRetry: true,
+			Err: &task.Error{Message: "first failure", Category: task.CategoryProcessor}}})
 		st := e.get(id).Task
 		if len(st.Errors) != 1 || st.Errors[0].Message != "first failure" || st.Errors[0].Category != task.CategoryProcessor ||
 			st.Errors[0].Attempt != c.Task.Attempt || st.Errors[0].At.IsZero() {
@@ -169,8 +169,8 @@ func testSetStatus(t *testing.T, newEnv func(t *testing.T) *env) {
 
 		c = e.claim(id, q)
 		at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-		_, ev := e.setStatus(store.StatusChange{TaskID: id, To: task.StatusFailed, Attempt: c.Task.Attempt,
-			Err: &task.Error{Attempt: 9, Message: "second failure", Category: task.CategoryPermanent, At: at}})
+		_, ev := e.setStatus(store.StatusChange{TaskID: id, Change: task.Change{To: task.StatusFailed, Attempt: c.Task.Attempt,
+			Err: &task.Error{Attempt: 9, Message: "second failure", Category: task.CategoryPermanent, At: at}}})
 		st = e.get(id).Task
 		want := []task.Error{st.Errors[0], {Attempt: 9, Message: "second failure", Category: task.CategoryPermanent, At: at}}
 		equal(t, "errors", st.Errors, want)
@@ -183,7 +183,7 @@ func testSetStatus(t *testing.T, newEnv func(t *testing.T) *env) {
 		}
 
 		// A user retry clears the error fields but keeps the history.
-		e.setStatus(store.StatusChange{TaskID: id, To: task.StatusPending, ResetForRetry: true})
+		e.setStatus(store.StatusChange{TaskID: id, Change: task.Change{To: task.StatusPending, ResetForRetry: true}})
 		st = e.get(id).Task
 		if st.ErrorMessage != "" || st.ErrorCategory != "" || st.CompletedAt != nil || st.Progress != 0 || st.Result != nil || len(st.Errors) != 2 {
 			t.Errorf("after a retry: %+v", st)
@@ -196,7 +196,7 @@ func testSetStatus(t *testing.T, newEnv func(t *testing.T) *env) {
 		rec := e.createSink(nil)
 		c := e.claim(rec.Task.ID, rec.Task.QueueName)
 		later := task.Now().Add(time.Hour).In(zone)
-		e.setStatus(store.StatusChange{TaskID: c.Task.ID, To: task.StatusPending, Attempt: c.Task.Attempt, RunAt: &later})
+		e.setStatus(store.StatusChange{TaskID: c.Task.ID, Change: task.Change{To: task.StatusPending, Attempt: c.Task.Attempt, RunAt: &later}})
 		if got := e.get(c.Task.ID).Task.RunAt; !got.Equal(later) || got.Location() != time.UTC {
 			t.Errorf("run_at = %s, want %s in UTC", got, later)
 		}

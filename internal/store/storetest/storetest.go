@@ -198,9 +198,9 @@ func (e *env) reach(st task.Status) *store.Record {
 		e.claim(id, q)
 	case task.StatusCompleted:
 		c := e.claim(id, q)
-		e.setStatus(store.StatusChange{TaskID: id, To: st, Attempt: c.Task.Attempt, Result: json.RawMessage(`{"artifacts":[]}`)})
+		e.setStatus(store.StatusChange{TaskID: id, Change: task.Change{To: st, Attempt: c.Task.Attempt, Result: json.RawMessage(`{"artifacts":[]}`)}})
 	case task.StatusFailed, task.StatusCancelled:
-		e.setStatus(store.StatusChange{TaskID: id, To: st})
+		e.setStatus(store.StatusChange{TaskID: id, Change: task.Change{To: st}})
 	default:
 		e.t.Fatalf("reach: unknown status %q", st)
 	}

@@ -83,7 +83,7 @@ func testWebhooks(t *testing.T, newEnv func(t *testing.T) *env) {
 			if _, err := e.s.SetProgress(e.ctx, store.ProgressUpdate{TaskID: tk.ID, Attempt: c.Task.Attempt, Progress: 40, Lease: time.Minute, Emit: true}); err != nil {
 				t.Fatal(err)
 			}
-			e.setStatus(store.StatusChange{TaskID: tk.ID, To: task.StatusCompleted, Attempt: c.Task.Attempt, Result: resultJSON})
+			e.setStatus(store.StatusChange{TaskID: tk.ID, Change: task.Change{To: task.StatusCompleted, Attempt: c.Task.Attempt, Result: resultJSON}})
 		}
 		want := map[uuid.UUID][]string{
 			all.ID:        {"echo_status_update/pending", "echo_status_update/executing", "echo_status_update/completed"},
