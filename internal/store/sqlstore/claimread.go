@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/computeserver/compute/internal/event"
 	"github.com/computeserver/compute/internal/store"
@@ -19,20 +20,41 @@ import (
 // by the next claim. The writer, which every write of the server waits
 // for, is held for the writes alone.
 func (s *Store) claimReadFirst(ctx context.Context, p store.ClaimParams) ([]*store.Record, error) {
+	c, err := s.readClaim(ctx, p)
+	if err != nil || (len(c.recs) == 0 && c.overdue == 0) {
+		return nil, err
+	}
+	return s.writeClaim(ctx, p, &c)
+}
+
+// claiming is a read-first claim between its phases: what readClaim read,
+// which writeClaim claims.
+type claiming struct {
+	now time.Time
+	// recs are the due tasks read, with their type rows, and versions
+	// their updated_at as stored text.
+	recs     []*store.Record
+	versions []string
+	// overdue counts the tasks read whose start deadline has passed:
+	// they are not claimed but failed, in the claim's transaction.
+	overdue int
+}
+
+// readClaim is the read-first claim's first phase, from the read pool:
+// the due tasks, in claim order, and their type rows.
+func (s *Store) readClaim(ctx context.Context, p store.ClaimParams) (claiming, error) {
 	now := task.Now()
 	filter, args := claimFilter(p, []any{now, p.Limit})
 	rows, err := s.r.QueryContext(ctx, `SELECT `+baseColumns+`, updated_at || '', `+startable("$1")+` FROM tasks
 		WHERE status = 'pending' AND run_at <= $1`+filter+`
 		ORDER BY priority DESC, run_at, created_at LIMIT $2`, args...)
 	if err != nil {
-		return nil, fmt.Errorf("claiming tasks: %w", err)
+		return claiming{}, fmt.Errorf("claiming tasks: %w", err)
 	}
 	var (
 		tasks    []*task.Task
 		versions []string
-		// overdue counts the tasks read whose start deadline has passed:
-		// they are not claimed but failed, in the claim's transaction.
-		overdue int
+		overdue  int
 	)
 	for rows.Next() {
 		var (
@@ -42,28 +64,38 @@ func (s *Store) claimReadFirst(ctx context.Context, p store.ClaimParams) ([]*sto
 		t, err := scanTask(rows, &version, &ok)
 		if err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("claiming tasks: %w", err)
+			return claiming{}, fmt.Errorf("claiming tasks: %w", err)
 		}
 		if !ok {
 			overdue++
 			continue
 		}
+		if versions == nil {
+			// They go to the write phase: sized once, for the most rows
+			// the query returns.
+			tasks, versions = make([]*task.Task, 0, min(p.Limit, maxBatch)), make([]string, 0, min(p.Limit, maxBatch))
+		}
 		tasks, versions = append(tasks, t), append(versions, version)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("claiming tasks: %w", err)
+		return claiming{}, fmt.Errorf("claiming tasks: %w", err)
 	}
 	if len(tasks) == 0 && overdue == 0 {
-		return nil, nil
+		return claiming{}, nil
 	}
 	recs, err := s.attachFields(ctx, s.r, tasks)
 	if err != nil {
-		return nil, err
+		return claiming{}, err
 	}
-	if s.afterRead != nil {
-		s.afterRead("claim")
-	}
+	return claiming{now: now, recs: recs, versions: versions, overdue: overdue}, nil
+}
+
+// writeClaim is the read-first claim's second phase: in the write
+// transaction, it fails the overdue tasks and claims each task read that
+// is still pending with the updated_at that was read.
+func (s *Store) writeClaim(ctx context.Context, p store.ClaimParams, c *claiming) ([]*store.Record, error) {
+	now, recs, versions, overdue := c.now, c.recs, c.versions, c.overdue
 	// What the UPDATE will make of each task, and its event, are known
 	// before it runs: both are prepared outside the transaction.
 	lease := dbTime(now.Add(p.Lease))
@@ -80,7 +112,7 @@ func (s *Store) claimReadFirst(ctx context.Context, p store.ClaimParams) ([]*sto
 		evs[i] = event.New(t, event.KindStatus, now)
 	}
 	var claimed []*store.Record
-	err = s.inTx(ctx, func(tx *txn) error {
+	err := s.inTx(ctx, func(tx *txn) error {
 		claimed = claimed[:0]
 		st, err := tx.PrepareContext(ctx, `UPDATE tasks SET status = 'executing', executor_type = provider_type, executor_instance = ?,
 			started_at = COALESCE(started_at, ?), updated_at = ?, lease_expires_at = ?, attempt = attempt + 1

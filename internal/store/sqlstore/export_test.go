@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -14,10 +15,35 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return s.inTx(ctx, func(tx *txn) error { return fn(tx.Tx) })
 }
 
-// SetAfterRead makes FinishRuns (op "finish") and SQLite's claim (op
-// "claim") call f between their read of the rows and their transaction,
-// where another writer may change them.
-func (s *Store) SetAfterRead(f func(op string)) { s.afterRead = f }
+// FinishRunsAround is FinishRuns with between called after its read
+// phase and before its write transaction, where another writer may change
+// the rows it read.
+func (s *Store) FinishRunsAround(ctx context.Context, changes []store.StatusChange, between func()) ([]error, error) {
+	f, err := s.readFinish(ctx, changes)
+	if err != nil {
+		return nil, err
+	}
+	between()
+	return s.writeFinish(ctx, &f)
+}
+
+// ClaimReadFirstAround is SQLite's claim (claimReadFirst, which ClaimTasks
+// uses without queue limits) with between called after its read phase and
+// before its write transaction. It fails on a store that claims otherwise.
+func (s *Store) ClaimReadFirstAround(ctx context.Context, p store.ClaimParams, between func()) ([]*store.Record, error) {
+	if s.d.caps.SkipLocked {
+		return nil, errors.New("this store claims in one statement, not read first")
+	}
+	c, err := s.readClaim(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	between()
+	if len(c.recs) == 0 && c.overdue == 0 {
+		return nil, nil
+	}
+	return s.writeClaim(ctx, p, &c)
+}
 
 // EventOrderLock is the advisory lock key of the event-order lock.
 const EventOrderLock = eventOrderLock

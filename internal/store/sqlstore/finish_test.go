@@ -30,7 +30,8 @@ func TestFinishRunsRereadsRowsChangedMeanwhile(t *testing.T) {
 				if err != nil || len(recs) != 1 {
 					t.Fatalf("ClaimTasks: %v, %d records", err, len(recs))
 				}
-				s.SetAfterRead(func(string) {
+				errs, err := s.FinishRunsAround(ctx, []store.StatusChange{{TaskID: id, Change: task.Change{
+					To: task.StatusCompleted, Attempt: 1, Result: json.RawMessage(`{"ok":true}`)}}}, func() {
 					// updated_at must move for the version check to see the
 					// change: wait out the clock's microsecond.
 					time.Sleep(2 * time.Millisecond)
@@ -39,8 +40,6 @@ func TestFinishRunsRereadsRowsChangedMeanwhile(t *testing.T) {
 						t.Errorf("SetProgress: %v", err)
 					}
 				})
-				errs, err := s.FinishRuns(ctx, []store.StatusChange{{TaskID: id, Change: task.Change{
-					To: task.StatusCompleted, Attempt: 1, Result: json.RawMessage(`{"ok":true}`)}}})
 				if err != nil || errs[0] != nil {
 					t.Fatalf("FinishRuns: %v, %v", err, errs)
 				}
@@ -60,13 +59,13 @@ func TestFinishRunsRereadsRowsChangedMeanwhile(t *testing.T) {
 				if _, err := s.ClaimTasks(ctx, store.ClaimParams{Worker: "w", Limit: 1, Lease: time.Minute}); err != nil {
 					t.Fatal(err)
 				}
-				s.SetAfterRead(func(string) {
+				errs, err := s.FinishRunsAround(ctx, []store.StatusChange{{TaskID: id, Change: task.Change{
+					To: task.StatusCompleted, Attempt: 1}}}, func() {
 					if _, _, err := s.SetStatus(ctx, store.StatusChange{TaskID: id, Scope: store.AdminScope,
 						Change: task.Change{To: task.StatusCancelled}}); err != nil {
 						t.Errorf("SetStatus: %v", err)
 					}
 				})
-				errs, err := s.FinishRuns(ctx, []store.StatusChange{{TaskID: id, Change: task.Change{To: task.StatusCompleted, Attempt: 1}}})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -95,18 +94,13 @@ func TestSQLiteClaimSkipsTasksChangedMeanwhile(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
 	s, id := newEchoStore(t, "sqlite")
-	s.SetAfterRead(func(op string) {
-		if op != "claim" {
-			return
-		}
-		s.SetAfterRead(nil)
+	recs, err := s.ClaimReadFirstAround(ctx, store.ClaimParams{Worker: "w", Limit: 1, Lease: time.Minute}, func() {
 		time.Sleep(2 * time.Millisecond) // let updated_at move
 		prio := 7
 		if _, err := s.UpdateTask(ctx, id, store.AdminScope, store.Patch{Priority: &prio}); err != nil {
 			t.Errorf("UpdateTask: %v", err)
 		}
 	})
-	recs, err := s.ClaimTasks(ctx, store.ClaimParams{Worker: "w", Limit: 1, Lease: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -144,10 +144,6 @@ type Store struct {
 
 	// sql holds the batch statements built for the dialect at Open.
 	sql statements
-	// afterRead, set only by tests, runs between the read and the write
-	// transaction of FinishRuns (op "finish") and of SQLite's claim
-	// ("claim").
-	afterRead func(op string)
 
 	// ckpt checkpoints SQLite's WAL beside the writer; ckptWake tells it
 	// that a transaction committed.

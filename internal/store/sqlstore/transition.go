@@ -326,25 +326,51 @@ func (s *Store) loadTasks(ctx context.Context, q querier, ids []uuid.UUID, scope
 // *task.TransitionError) or nil when it was written.
 //
 // The rows are read (unless the change carries its Known copy) and the
-// changes decided before the transaction, from the read pool, so the
-// writer (SQLite's only one; on PostgreSQL the event-order lock) is held
-// only for the writes. Those are conditional on each row's status, attempt
-// and updated_at as read: a row that another writer changed meanwhile is
-// not written, and is read again under lock and decided afresh in the same
-// transaction, as is every change the first reading refused. The events of
-// both passes are inserted last, after every row lock is taken.
+// changes decided before the transaction, from the read pool
+// (readFinish), so the writer (SQLite's only one; on PostgreSQL the
+// event-order lock) is held only for the writes (writeFinish). Those are
+// conditional on each row's status, attempt and updated_at as read: a row
+// that another writer changed in between is not written, and is read
+// again under lock and decided afresh in the same transaction, as is every
+// change the first reading refused. The events of both passes are
+// inserted last, after every row lock is taken.
 func (s *Store) FinishRuns(ctx context.Context, changes []store.StatusChange) ([]error, error) {
 	if len(changes) == 0 {
 		return nil, nil
 	}
+	f, err := s.readFinish(ctx, changes)
+	if err != nil {
+		return nil, err
+	}
+	return s.writeFinish(ctx, &f)
+}
+
+// finishing is a FinishRuns batch between its phases: what readFinish read
+// and decided, which writeFinish writes.
+type finishing struct {
+	// errs is the refusal of each change so far.
+	errs []error
+	// uniq are the changes of distinct tasks, at[j] the index of uniq[j]
+	// in the batch.
+	uniq []store.StatusChange
+	at   []int
+	// first are the changes decided from the rows as read, at now.
+	first []indexedDecision
+	now   time.Time
+}
+
+// readFinish is FinishRuns' first phase, outside any transaction: it
+// refuses a second change of a task, reads the rows of the changes that
+// carry no Known copy from the read pool, and decides each change against
+// its row (or copy), versioned by the updated_at it was decided from.
+func (s *Store) readFinish(ctx context.Context, changes []store.StatusChange) (finishing, error) {
 	errs := make([]error, len(changes))
 	// A task changed twice in one batch: the second change is refused
 	// here, once, whatever the passes below make of the first.
-	var (
-		uniq []store.StatusChange
-		at   []int
-		ids  []uuid.UUID
-	)
+	// uniq and at go to the write phase: sized once, as they outlive
+	// this call.
+	uniq, at := make([]store.StatusChange, 0, len(changes)), make([]int, 0, len(changes))
+	var ids []uuid.UUID
 	seen := make(map[uuid.UUID]bool, len(changes))
 	for i, c := range changes {
 		if seen[c.TaskID] {
@@ -361,7 +387,7 @@ func (s *Store) FinishRuns(ctx context.Context, changes []store.StatusChange) ([
 	if len(ids) > 0 {
 		var err error
 		if read, err = s.loadTasks(ctx, s.r, ids, store.AdminScope, ""); err != nil {
-			return nil, err
+			return finishing{}, err
 		}
 	}
 	for _, c := range uniq {
@@ -371,15 +397,21 @@ func (s *Store) FinishRuns(ctx context.Context, changes []store.StatusChange) ([
 			read[c.TaskID] = &k
 		}
 	}
-	if s.afterRead != nil {
-		s.afterRead("finish")
-	}
 	now := task.Now()
 	first, _ := decideAll(uniq, read, now, true)
 	for i := range first {
 		ev := event.New(first[i].d.t, event.KindStatus, now)
 		first[i].d.ev = &ev
 	}
+	return finishing{errs: errs, uniq: uniq, at: at, first: first, now: now}, nil
+}
+
+// writeFinish is FinishRuns' second phase, in one transaction: it writes
+// the changes readFinish decided, conditionally on the rows being as they
+// were read, reads the others again under lock and decides them afresh,
+// writes those, and inserts the events of both.
+func (s *Store) writeFinish(ctx context.Context, f *finishing) ([]error, error) {
+	errs, uniq, at, first, now := f.errs, f.uniq, f.at, f.first, f.now
 	err := s.inTx(ctx, func(tx *txn) error {
 		for _, i := range at {
 			errs[i] = nil
