@@ -11,7 +11,8 @@ import (
 	"github.com/computeserver/compute/internal/task"
 )
 
-// CreateTasks implements store.Store with multi-row INSERTs: the base rows,
+// CreateTasks inserts many new tasks (without idempotency keys) and their
+// events in one transaction, for bulk loads (benchmarks, tests), with multi-row INSERTs: the base rows,
 // each type's rows and the events, chunk by chunk, in one transaction.
 func (s *Store) CreateTasks(ctx context.Context, recs []*store.Record) error {
 	if len(recs) == 0 {

@@ -3,6 +3,8 @@ package sqlstore
 import (
 	"strconv"
 	"strings"
+
+	"github.com/google/uuid"
 )
 
 // params collects a statement's parameters in order and writes their
@@ -44,4 +46,13 @@ func inList[T ~string](p *params, column string, values []T) string {
 		vs[i] = string(v)
 	}
 	return column + " IN (" + p.list(vs...) + ")"
+}
+
+// uuidList binds the ids as text and returns their placeholders.
+func uuidList(p *params, ids []uuid.UUID) string {
+	vs := make([]any, len(ids))
+	for i, id := range ids {
+		vs[i] = id.String()
+	}
+	return p.list(vs...)
 }

@@ -452,16 +452,4 @@ func (tx *txn) sent(n store.Notification) {
 	}
 }
 
-// placeholders returns "$from, $from+1, …" for n values.
-func placeholders(from, n int) string {
-	var b strings.Builder
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		fmt.Fprintf(&b, "$%d", from+i)
-	}
-	return b.String()
-}
-
 func quote(ident string) string { return `"` + ident + `"` }

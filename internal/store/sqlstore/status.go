@@ -84,17 +84,16 @@ const ownedBy = `id = $1 AND attempt = $2 AND status = 'executing'`
 // SaveFields implements store.Store.
 func (s *Store) SaveFields(ctx context.Context, id uuid.UUID, attempt int, def *registry.Definition, fields any) error {
 	sets := make([]string, len(def.Columns))
-	args := []any{id.String(), attempt}
+	p := params{vals: []any{id.String(), attempt}} // $1 and $2 of ownedBy
 	for i, c := range def.Columns {
 		v, err := columnValue(fields, c)
 		if err != nil {
 			return err
 		}
-		args = append(args, v)
-		sets[i] = fmt.Sprintf("%s = $%d", quote(c.Name), len(args))
+		sets[i] = quote(c.Name) + " = " + p.add(v)
 	}
 	res, err := s.w.ExecContext(ctx, `UPDATE `+quote(def.Table)+` SET `+strings.Join(sets, ", ")+
-		` WHERE id = $1 AND EXISTS (SELECT 1 FROM tasks WHERE `+ownedBy+`)`, args...)
+		` WHERE id = $1 AND EXISTS (SELECT 1 FROM tasks WHERE `+ownedBy+`)`, p.vals...)
 	if err != nil {
 		return fmt.Errorf("saving %s fields: %w", def.Name, err)
 	}

@@ -164,32 +164,44 @@ func (r transitionRow) sqliteArgs() []any {
 // updateTransitions writes one chunk of decided changes and returns the
 // ids of the rows it wrote.
 func (s *Store) updateTransitions(ctx context.Context, tx *txn, chunk []decided) (map[uuid.UUID]bool, error) {
+	if s.d.jsonBatches {
+		return s.updateTransitionsBatch(ctx, tx, chunk)
+	}
+	return s.updateTransitionsEach(ctx, tx, chunk)
+}
+
+// updateTransitionsEach runs the prepared UPDATE once per change (SQLite).
+func (s *Store) updateTransitionsEach(ctx context.Context, tx *txn, chunk []decided) (map[uuid.UUID]bool, error) {
 	written := make(map[uuid.UUID]bool, len(chunk))
-	if !s.d.jsonBatches {
-		st, err := tx.PrepareContext(ctx, s.sql.transition)
+	st, err := tx.PrepareContext(ctx, s.sql.transition)
+	if err != nil {
+		return nil, fmt.Errorf("updating task status: %w", err)
+	}
+	defer st.Close()
+	for _, d := range chunk {
+		row, err := newTransitionRow(d)
+		if err != nil {
+			return nil, err
+		}
+		res, err := st.ExecContext(ctx, row.sqliteArgs()...)
 		if err != nil {
 			return nil, fmt.Errorf("updating task status: %w", err)
 		}
-		defer st.Close()
-		for _, d := range chunk {
-			row, err := newTransitionRow(d)
-			if err != nil {
-				return nil, err
-			}
-			res, err := st.ExecContext(ctx, row.sqliteArgs()...)
-			if err != nil {
-				return nil, fmt.Errorf("updating task status: %w", err)
-			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return nil, fmt.Errorf("updating task status: %w", err)
-			}
-			if n == 1 {
-				written[d.t.ID] = true
-			}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return nil, fmt.Errorf("updating task status: %w", err)
 		}
-		return written, nil
+		if n == 1 {
+			written[d.t.ID] = true
+		}
 	}
+	return written, nil
+}
+
+// updateTransitionsBatch writes the chunk in one statement over a JSON
+// array, locking the rows in id order first (PostgreSQL).
+func (s *Store) updateTransitionsBatch(ctx context.Context, tx *txn, chunk []decided) (map[uuid.UUID]bool, error) {
+	written := make(map[uuid.UUID]bool, len(chunk))
 	batch := make([]transitionRow, len(chunk))
 	for i, d := range chunk {
 		var err error
@@ -296,16 +308,12 @@ func (s *Store) loadTasks(ctx context.Context, q querier, ids []uuid.UUID, scope
 	out := make(map[uuid.UUID]*task.Task, len(ids))
 	for start := 0; start < len(ids); start += maxBatch {
 		chunk := ids[start:min(start+maxBatch, len(ids))]
-		args := make([]any, len(chunk))
-		for i, id := range chunk {
-			args[i] = id.String()
-		}
-		where := `id IN (` + placeholders(1, len(args)) + `)`
+		var p params
+		where := `id IN (` + uuidList(&p, chunk) + `)`
 		if !scope.Admin {
-			args = append(args, scope.TenantID)
-			where += fmt.Sprintf(` AND origin_tenant_id = $%d`, len(args))
+			where += ` AND origin_tenant_id = ` + p.add(scope.TenantID)
 		}
-		rows, err := q.QueryContext(ctx, `SELECT `+baseColumns+` FROM tasks WHERE `+where+` ORDER BY id`+lock, args...)
+		rows, err := q.QueryContext(ctx, `SELECT `+baseColumns+` FROM tasks WHERE `+where+` ORDER BY id`+lock, p.vals...)
 		if err != nil {
 			return nil, fmt.Errorf("loading tasks: %w", err)
 		}
