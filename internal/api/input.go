@@ -152,8 +152,10 @@ func bodyTextError(body []byte) *huma.ErrorDetail {
 // checkBody is the huma middleware (after authentication) that reads the
 // body of operations that take one, answers 400 when it cannot be read
 // whole (a connection that ends before Content-Length, a malformed chunked
-// encoding), 422 when its text is not storable, and hands the bytes on to
-// huma. Bodies over the operation's limit are left to huma's 413.
+// encoding), 415 when it has a content coding, 413 at once when its
+// declared length is over the limit, 422 when its text is not storable,
+// and hands the bytes on to huma. Streamed (chunked) bodies over the
+// operation's limit are left to huma's 413.
 func (s *Server) checkBody(ctx huma.Context, next func(huma.Context)) {
 	op := ctx.Operation()
 	if op.RequestBody == nil {
@@ -164,6 +166,17 @@ func (s *Server) checkBody(ctx huma.Context, next func(huma.Context)) {
 	limit := op.MaxBodyBytes
 	if limit <= 0 {
 		limit = s.cfg.MaxBodyBytes
+	}
+	if d := encodingError(r.Header); d != nil {
+		ctx.SetHeader("Accept-Encoding", "identity")
+		_ = huma.WriteErr(s.api, ctx, http.StatusUnsupportedMediaType, "the request body must not be encoded: only identity is accepted", d)
+		return
+	}
+	if r.ContentLength > limit {
+		// Refused before reading: the body may never come.
+		_ = huma.WriteErr(s.api, ctx, http.StatusRequestEntityTooLarge,
+			"the declared Content-Length "+strconv.FormatInt(r.ContentLength, 10)+" is over the limit of "+strconv.FormatInt(limit, 10)+" bytes")
+		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
@@ -187,6 +200,20 @@ func (s *Server) checkBody(ctx huma.Context, next func(huma.Context)) {
 		return
 	}
 	next(ctx)
+}
+
+// encodingError refuses a body with a content coding (RFC 9110 §8.4):
+// the API reads identity bodies only, so a compressed body cannot
+// outgrow the body limit once decoded.
+func encodingError(h http.Header) *huma.ErrorDetail {
+	for _, v := range h.Values("Content-Encoding") {
+		for _, c := range strings.Split(v, ",") {
+			if c = strings.TrimSpace(c); c != "" && !strings.EqualFold(c, "identity") {
+				return &huma.ErrorDetail{Location: "header.Content-Encoding", Message: "content coding not supported; send the body unencoded", Value: capText(v, maxValue)}
+			}
+		}
+	}
+	return nil
 }
 
 // humaContext lets bodyContext embed huma.Context without its field's
