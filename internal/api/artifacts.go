@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
-	"github.com/google/uuid"
 
 	"github.com/computeserver/compute/internal/artifact"
 	"github.com/computeserver/compute/internal/task"
@@ -48,8 +47,8 @@ func (s *Server) serveArtifact(w http.ResponseWriter, r *http.Request) {
 		notFound()
 		return
 	}
-	id, err := uuid.Parse(rawID)
-	if err != nil {
+	id, ok := canonicalUUID(rawID)
+	if !ok {
 		notFound()
 		return
 	}

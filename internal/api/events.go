@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
-	"github.com/google/uuid"
 
 	"github.com/computeserver/compute/internal/event"
 	"github.com/computeserver/compute/internal/stream"
@@ -118,8 +117,8 @@ func (s *Server) serveTaskEvents(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id, err := uuid.Parse(r.PathValue("task_id"))
-	if err != nil {
+	id, ok := canonicalUUID(r.PathValue("task_id"))
+	if !ok {
 		writeProblem(w, http.StatusNotFound, "task not found", nil)
 		return
 	}

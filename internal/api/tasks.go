@@ -139,17 +139,29 @@ func quoteName(s string) string {
 	return `"` + s + `"`
 }
 
-// load returns a task visible to the caller, or a 404 problem.
 // parseTaskID parses a task id from a path; a malformed one names no task
 // (404).
 func parseTaskID(rawID string) (uuid.UUID, error) {
-	id, err := uuid.Parse(rawID)
-	if err != nil {
+	id, ok := canonicalUUID(rawID)
+	if !ok {
 		return uuid.Nil, huma.Error404NotFound("task not found: " + quoteName(rawID) + " is not a task id")
 	}
 	return id, nil
 }
 
+// canonicalUUID parses a UUID written only as the API writes one:
+// lowercase 8-4-4-4-12 hex. Other spellings uuid.Parse accepts (upper
+// case, braces, urn:uuid:, no dashes) name no resource, so each resource
+// has one URL.
+func canonicalUUID(raw string) (uuid.UUID, bool) {
+	id, err := uuid.Parse(raw)
+	if err != nil || id.String() != raw {
+		return uuid.Nil, false
+	}
+	return id, true
+}
+
+// load returns a task visible to the caller, or a 404 problem.
 func (s *Server) load(ctx context.Context, rawID string) (*store.Record, error) {
 	id, err := parseTaskID(rawID)
 	if err != nil {
