@@ -2,7 +2,9 @@ package api
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -72,5 +74,59 @@ func (s *Server) serveArtifact(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", info.ContentType)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "private, max-age=3600")
-	http.ServeContent(w, r, "", time.Time{}, f)
+	pw := &problemWriter{ResponseWriter: w}
+	http.ServeContent(pw, r, "", time.Time{}, f)
+	pw.finish(s.log, key)
+}
+
+// problemWriter turns the text/plain errors http.ServeContent writes (416
+// for an unsatisfiable or malformed Range, 412 for a failed If-Match, 500
+// when the file cannot be read) into problems, keeping the headers it set
+// for them (Content-Range on a 416, RFC 9110 §15.5.17). Other answers pass
+// through.
+type problemWriter struct {
+	http.ResponseWriter
+	status int
+	text   strings.Builder
+}
+
+// WriteHeader holds back an error status until finish.
+func (p *problemWriter) WriteHeader(code int) {
+	if code < http.StatusBadRequest {
+		p.ResponseWriter.WriteHeader(code)
+		return
+	}
+	p.status = code
+}
+
+// Write passes content through and keeps an error's text.
+func (p *problemWriter) Write(b []byte) (int, error) {
+	if p.status == 0 {
+		return p.ResponseWriter.Write(b)
+	}
+	if p.text.Len() < maxMessage {
+		p.text.Write(b)
+	}
+	return len(b), nil
+}
+
+// Unwrap gives http.ResponseController the underlying writer.
+func (p *problemWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }
+
+// finish writes the held-back error, if any, as a problem.
+func (p *problemWriter) finish(log *slog.Logger, key string) {
+	text := strings.TrimSpace(p.text.String())
+	switch p.status {
+	case 0:
+		return
+	case http.StatusRequestedRangeNotSatisfiable:
+		text = "the Range cannot be served: " + text
+	case http.StatusPreconditionFailed:
+		text = "a precondition (If-Match or If-Unmodified-Since) failed"
+	default:
+		log.Error("serving artifact", "key", key, "status", p.status, "error", text)
+		text = "internal error"
+	}
+	p.ResponseWriter.Header().Del("Content-Length")
+	writeProblem(p.ResponseWriter, p.status, text, nil)
 }
