@@ -232,3 +232,15 @@ func TestProblemsCapRejectedValues(t *testing.T) {
 		})
 	}
 }
+
+// A firehose filter that is not valid UTF-8 is a 422 on both databases,
+// not a stream that closes at once.
+func TestFirehoseInvalidTenantText(t *testing.T) {
+	t.Parallel()
+	forEachDB(t, func(t *testing.T, e *env) {
+		for _, q := range []string{"origin_tenant_id=%ff", "origin_tenant_id=a%00b", "task_type=%ff", "status=%ff"} {
+			name := strings.SplitN(q, "=", 2)[0]
+			problemAt(t, e.do("GET", "/api/v1/events?"+q, nil), 422, "query."+name)
+		}
+	})
+}
