@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"reflect"
+	"slices"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
@@ -38,9 +39,10 @@ func (s *Server) registerChangeRoutes() {
 	tags := []string{"Tasks"}
 	huma.Register(s.api, huma.Operation{
 		OperationID: "update-task", Method: http.MethodPatch, Path: "/api/v1/tasks/{task_id}", Tags: tags,
-		Summary:     "Update a pending task",
-		Description: "Accepts the base updatable fields and the fields the task's type allows to change. Only pending tasks can be updated (409 otherwise).",
-		Security:    bearer, MaxBodyBytes: s.cfg.MaxBodyBytes,
+		Summary: "Update a pending task",
+		Description: "Accepts the base updatable fields and the fields the task's type allows to change. Only pending tasks can be updated (409 otherwise). " +
+			"An absent field is left unchanged. `null` clears `webhook_url` (the server's default URL applies) and `webhook_events` (all status changes are sent); for any other field `null` is a 422.",
+		Security: bearer, MaxBodyBytes: s.cfg.MaxBodyBytes,
 		// Huma checks only that the body is an object; the handler validates
 		// it against the schema of the task's own type, which gives precise
 		// errors. The document shows the union (set below).
@@ -102,10 +104,14 @@ func (s *Server) update(ctx context.Context, in *patchInput) (*taskOutput, error
 	if len(res.Errors) > 0 {
 		return nil, validationError(res)
 	}
+	if errs := nullErrors(obj); len(errs) > 0 {
+		return nil, huma.Error422UnprocessableEntity("validation failed", errs...)
+	}
 	var base updateBase
 	if err := json.Unmarshal(in.Body, &base); err != nil {
 		return nil, huma.Error422UnprocessableEntity("validation failed: " + err.Error())
 	}
+	clearNulls(obj, &base)
 	if base.WebhookURL != nil && *base.WebhookURL != "" {
 		if err := checkWebhookURL(*base.WebhookURL); err != nil {
 			return nil, s.problem(err, "task")
@@ -134,6 +140,43 @@ func (s *Server) update(ctx context.Context, in *patchInput) (*taskOutput, error
 		s.deps.Engine.Notify()
 	}
 	return s.output(updated, http.StatusOK)
+}
+
+// clearable are the PATCH fields that null clears: a task may have no
+// webhook_url of its own (the server's COMPUTE_WEBHOOK_URL applies) and
+// no webhook_events (the default events apply). Every other field has no
+// unset state, and null for it is a 422 (omit a field to leave it as it
+// is).
+var clearable = map[string]bool{"webhook_url": true, "webhook_events": true}
+
+// nullErrors locates the fields of a PATCH body that are null but cannot
+// be cleared, in name order.
+func nullErrors(obj map[string]any) []error {
+	var names []string
+	for k, v := range obj {
+		if v == nil && !clearable[k] {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	errs := make([]error, len(names))
+	for i, k := range names {
+		errs[i] = &huma.ErrorDetail{Location: "body." + k, Message: "cannot be null: omit the field to leave it unchanged"}
+	}
+	return errs
+}
+
+// clearNulls turns the clearable fields sent as null into their empty
+// values, which the store writes.
+func clearNulls(obj map[string]any, base *updateBase) {
+	if v, ok := obj["webhook_url"]; ok && v == nil {
+		none := ""
+		base.WebhookURL = &none
+	}
+	if v, ok := obj["webhook_events"]; ok && v == nil {
+		none := []string{}
+		base.WebhookEvents = &none
+	}
 }
 
 func (s *Server) cancel(ctx context.Context, in *idInput) (*taskOutput, error) {

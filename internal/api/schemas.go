@@ -35,13 +35,15 @@ type createBase struct {
 }
 
 // updateBase is the part of every PATCH body that is not the type's own.
+// An absent field is left unchanged; null clears webhook_url and
+// webhook_events and is a 422 for every other field (see clearable).
 type updateBase struct {
 	Priority      *int       `json:"priority,omitempty" minimum:"-1000" maximum:"1000"`
 	QueueName     *string    `json:"queue_name,omitempty" maxLength:"64" pattern:"^[A-Za-z0-9_.:-]+$"`
 	RunAt         *time.Time `json:"run_at,omitempty"`
 	MaxAttempts   *int       `json:"max_attempts,omitempty" minimum:"1" maximum:"100"`
-	WebhookURL    *string    `json:"webhook_url,omitempty" maxLength:"2048" format:"uri"`
-	WebhookEvents *[]string  `json:"webhook_events,omitempty" minItems:"1" maxItems:"6" enum:"pending,executing,completed,failed,cancelled,progress" doc:"Which events the webhook receives from now on: list at least one event (an empty list is refused)."`
+	WebhookURL    *string    `json:"webhook_url,omitempty" maxLength:"2048" format:"uri" doc:"HTTP(S) URL that receives this task's events; null clears it (the server's default URL applies)."`
+	WebhookEvents *[]string  `json:"webhook_events,omitempty" minItems:"1" maxItems:"6" enum:"pending,executing,completed,failed,cancelled,progress" doc:"Which events the webhook receives from now on: list at least one event (an empty list is refused); null clears the list (every status change is sent, as when it is left out at create)."`
 }
 
 // typeSchemas are the named schemas of one task type.
