@@ -24,9 +24,13 @@ func (s *Server) registerArtifactRoutes() {
 		Security:    bearer,
 		Parameters:  []*huma.Param{{Name: "key", In: "path", Required: true, Schema: &huma.Schema{Type: huma.TypeString}}},
 		Responses: map[string]*huma.Response{
-			"200": {Description: "The file.", Content: map[string]*huma.MediaType{"application/octet-stream": {Schema: &huma.Schema{Type: huma.TypeString, Format: "binary"}}}},
+			"200": {Description: "The whole file, served with the artifact's own media type (its `content_type`, e.g. `image/png`).",
+				Content: map[string]*huma.MediaType{"*/*": {Schema: &huma.Schema{Type: huma.TypeString, Format: "binary"}}}},
+			"206": {Description: "The requested range of the file, with `Content-Range`.",
+				Content: map[string]*huma.MediaType{"*/*": {Schema: &huma.Schema{Type: huma.TypeString, Format: "binary"}}}},
 			"401": {Description: "Missing or invalid API key."},
 			"404": {Description: "No such artifact."},
+			"416": {Description: "The Range cannot be satisfied; `Content-Range: bytes */<size>` gives the file's size."},
 		},
 	})
 	s.mux.HandleFunc("GET /api/v1/artifacts/{key...}", s.serveArtifact)

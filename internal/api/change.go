@@ -48,7 +48,7 @@ func (s *Server) registerChangeRoutes() {
 		// errors. The document shows the union (set below).
 		RequestBody: &huma.RequestBody{Required: true, Content: jsonBody(&huma.Schema{Type: huma.TypeObject})},
 		Responses:   map[string]*huma.Response{"200": {Description: "The updated task.", Content: jsonBody(s.publicUnion)}},
-		Errors:      []int{400, 401, 404, 409, 413, 422},
+		Errors:      []int{400, 401, 404, 409, 413, 415, 422},
 	}, s.update)
 	if item := s.api.OpenAPI().Paths["/api/v1/tasks/{task_id}"]; item != nil && item.Patch != nil {
 		item.Patch.RequestBody.Content = jsonBody(s.updateUnion)

@@ -194,26 +194,33 @@ func withoutDefault(s *huma.Schema) *huma.Schema {
 }
 
 // finishDocument makes the last corrections the document needs once every
-// route is registered: path task ids are described as uuids, and
-// components nothing refers to are removed.
+// route is registered: path task ids are described as uuids and delivery
+// ids as int64s, and components nothing refers to are removed.
 func (s *Server) finishDocument() {
 	doc := s.api.OpenAPI()
+	one := 1.0
+	idSchemas := map[string]huma.Schema{
+		"task_id": {Type: huma.TypeString, Format: "uuid"},
+		"id":      {Type: huma.TypeInteger, Format: "int64", Minimum: &one},
+	}
 	for _, item := range doc.Paths {
 		for _, op := range []*huma.Operation{item.Get, item.Put, item.Post, item.Delete, item.Patch} {
 			if op == nil {
 				continue
 			}
 			for i, p := range op.Parameters {
-				if p.In == "path" && p.Name == "task_id" && p.Schema != nil && p.Schema.Format != "uuid" {
-					// A copy: huma validates with the original, and a
-					// malformed id stays a 404 (the task does not exist),
-					// not a 422.
-					c := *p
-					sc := *p.Schema
-					sc.Format = "uuid"
-					c.Schema = &sc
-					op.Parameters[i] = &c
+				want, ok := idSchemas[p.Name]
+				if p.In != "path" || !ok || p.Schema == nil || p.Schema.Format == want.Format {
+					continue
 				}
+				// A copy: huma validates with the original, and a
+				// malformed id stays a 404 (nothing has that id), not a
+				// 422.
+				c := *p
+				sc := *p.Schema
+				sc.Type, sc.Format, sc.Minimum = want.Type, want.Format, want.Minimum
+				c.Schema = &sc
+				op.Parameters[i] = &c
 			}
 		}
 	}

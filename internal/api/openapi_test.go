@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"regexp"
 	"slices"
@@ -325,4 +326,49 @@ func TestResponsesHaveNoNullArrays(t *testing.T) {
 			t.Errorf("artifact %v lacks its url, size or seed", a)
 		}
 	})
+}
+
+// The document and the routes agree: the redelivery id is an int64, 415
+// is declared where bodies are read, the artifact is any media type, and
+// an unknown schema name is a 404 problem.
+func TestOpenAPIAgreesWithRoutes(t *testing.T) {
+	t.Parallel()
+	e := start(t, "sqlite")
+	doc := e.must(200, "GET", "/openapi.json", nil)
+	paths := doc["paths"].(map[string]any)
+	op := func(path, method string) map[string]any {
+		t.Helper()
+		m, _ := paths[path].(map[string]any)[method].(map[string]any)
+		if m == nil {
+			t.Fatalf("no %s %s", method, path)
+		}
+		return m
+	}
+	redeliver := op("/api/v1/webhooks/deliveries/{id}/redeliver", "post")
+	p := redeliver["parameters"].([]any)[0].(map[string]any)["schema"].(map[string]any)
+	if p["type"] != "integer" || p["format"] != "int64" {
+		t.Errorf("redeliver id schema %v, want integer int64", p)
+	}
+	problemAt(t, e.do("POST", "/api/v1/webhooks/deliveries/abc/redeliver", nil), 404, "")
+	for _, o := range []map[string]any{op("/api/v1/tasks/", "post"), op("/api/v1/tasks/echo", "post"), op("/api/v1/tasks/{task_id}", "patch")} {
+		if _, ok := o["responses"].(map[string]any)["415"]; !ok {
+			t.Errorf("%s declares no 415", o["operationId"])
+		}
+	}
+	art := op("/api/v1/artifacts/{key}", "get")["responses"].(map[string]any)
+	if _, ok := art["200"].(map[string]any)["content"].(map[string]any)["*/*"]; !ok {
+		t.Errorf("artifact 200 content %v, want */*", art["200"])
+	}
+	if _, ok := art["416"]; !ok {
+		t.Errorf("artifact declares no 416")
+	}
+	problemAt(t, e.do("GET", "/schemas/Task.json", nil), 404, "")
+	problemAt(t, e.do("GET", "/schemas/NoSuchThing", nil), 404, "")
+	schemas := doc["components"].(map[string]any)["schemas"].(map[string]any)
+	for name := range schemas {
+		if r := e.do("GET", "/schemas/"+name+".json", nil); r.status != 200 || bytes.Equal(bytes.TrimSpace(r.body), []byte("null")) {
+			t.Errorf("/schemas/%s.json: status %d %s", name, r.status, r.body)
+		}
+		break
+	}
 }

@@ -17,7 +17,7 @@ import (
 func (s *Server) route(w http.ResponseWriter, r *http.Request) bool {
 	h, pattern := s.mux.Handler(r)
 	if pattern != "" {
-		if !exactMatch(pattern, r.URL.Path) {
+		if !exactMatch(pattern, r.URL.Path) || !s.knownSchema(r.URL.Path) {
 			s.notFound(w, r)
 			return false
 		}
@@ -58,6 +58,21 @@ func exactMatch(pattern, urlPath string) bool {
 		clean += "/"
 	}
 	return clean == p || clean+"/" == p
+}
+
+// schemasPrefix is where huma serves the document's component schemas
+// one by one (/schemas/TaskCreate.json).
+const schemasPrefix = "/schemas/"
+
+// knownSchema reports whether a path outside schemasPrefix, or one that
+// names a component schema of the document: huma would answer an unknown
+// name with 200 and null.
+func (s *Server) knownSchema(urlPath string) bool {
+	name, ok := strings.CutPrefix(urlPath, schemasPrefix)
+	if !ok {
+		return true
+	}
+	return s.api.OpenAPI().Components.Schemas.Map()[strings.TrimSuffix(name, ".json")] != nil
 }
 
 // methodNotAllowed answers 405 with the methods that really serve the path

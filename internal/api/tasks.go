@@ -65,7 +65,7 @@ func (s *Server) registerTaskRoutes() {
 		Security:    bearer, MaxBodyBytes: s.cfg.MaxBodyBytes, DefaultStatus: http.StatusCreated,
 		RequestBody: &huma.RequestBody{Required: true, Content: jsonBody(s.createCheck)},
 		Responses:   taskResponses("200", "201"),
-		Errors:      []int{400, 401, 409, 413, 422},
+		Errors:      []int{400, 401, 409, 413, 415, 422},
 	}, func(ctx context.Context, in *createInput) (*taskOutput, error) {
 		return s.create(ctx, nil, in)
 	})
@@ -84,7 +84,7 @@ func (s *Server) registerTaskRoutes() {
 				"200": {Description: "The existing task for this Idempotency-Key.", Content: jsonBody(ts.publicRef)},
 				"201": {Description: "The new task.", Content: jsonBody(ts.publicRef)},
 			},
-			Errors: []int{400, 401, 409, 413, 422},
+			Errors: []int{400, 401, 409, 413, 415, 422},
 		}, func(ctx context.Context, in *createInput) (*taskOutput, error) {
 			return s.create(ctx, ts, in)
 		})
