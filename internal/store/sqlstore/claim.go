@@ -92,7 +92,7 @@ func (s *Store) claimLimited(ctx context.Context, tx *txn, p store.ClaimParams, 
 	running := map[string]int{}
 	if len(limited) > 0 {
 		var p params
-		rows, err := tx.QueryContext(ctx, `SELECT queue_name, COUNT(*) FROM tasks WHERE status = 'executing'
+		rows, err := tx.QueryContext(ctx, `SELECT queue_name, COUNT(*) FROM tasks`+s.d.indexedBy("tasks_executing_queue")+` WHERE status = 'executing'
 			AND `+inList(&p, "queue_name", limited)+` GROUP BY queue_name`, p.vals...)
 		if err != nil {
 			return nil, fmt.Errorf("counting running tasks: %w", err)
@@ -157,7 +157,7 @@ func (s *Store) claimWhere(ctx context.Context, tx *txn, p store.ClaimParams, no
 	// IN (subquery), PostgreSQL may rescan the subquery for each row it
 	// updates; a rescan skips the rows this statement has already updated
 	// and locks the next ones, so the claim took every due task, not Limit.
-	q := `WITH picked AS MATERIALIZED (SELECT id FROM tasks WHERE status = 'pending' AND run_at <= $2 AND ` + startable("$2") + filter + `
+	q := `WITH picked AS MATERIALIZED (SELECT id FROM tasks` + s.d.indexedBy("tasks_claim") + ` WHERE status = 'pending' AND run_at <= $2 AND ` + startable("$2") + filter + `
 			ORDER BY priority DESC, run_at, created_at LIMIT $4` + s.d.skipLocked + `)
 		UPDATE tasks SET status = 'executing', executor_type = provider_type, executor_instance = $1, started_at = COALESCE(started_at, $2),
 		updated_at = $2, lease_expires_at = $3, attempt = attempt + 1

@@ -45,7 +45,7 @@ type claiming struct {
 func (s *Store) readClaim(ctx context.Context, p store.ClaimParams) (claiming, error) {
 	now := task.Now()
 	filter, args := claimFilter(p, []any{now, p.Limit})
-	rows, err := s.r.QueryContext(ctx, `SELECT `+baseColumns+`, updated_at || '', `+startable("$1")+` FROM tasks
+	rows, err := s.r.QueryContext(ctx, `SELECT `+baseColumns+`, updated_at || '', `+startable("$1")+` FROM tasks`+s.d.indexedBy("tasks_claim")+`
 		WHERE status = 'pending' AND run_at <= $1`+filter+`
 		ORDER BY priority DESC, run_at, created_at LIMIT $2`, args...)
 	if err != nil {

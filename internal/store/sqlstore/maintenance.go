@@ -61,12 +61,13 @@ func (s *Store) ExtendLeases(ctx context.Context, runs []store.RunRef, lease tim
 	return lost, nil
 }
 
-// lockWhere loads up to limit tasks matching where under a row lock that
+// lockWhere loads up to limit tasks matching where, through index (see
+// indexedBy), under a row lock that
 // other maintainers skip (SKIP LOCKED on PostgreSQL), so every node can run
 // maintenance at once without two handling the same task.
-func (s *Store) lockWhere(ctx context.Context, tx *txn, where, order string, limit int, args ...any) ([]*task.Task, error) {
+func (s *Store) lockWhere(ctx context.Context, tx *txn, index, where, order string, limit int, args ...any) ([]*task.Task, error) {
 	p := params{vals: args}
-	rows, err := tx.QueryContext(ctx, `SELECT `+baseColumns+` FROM tasks WHERE `+where+` ORDER BY `+order+
+	rows, err := tx.QueryContext(ctx, `SELECT `+baseColumns+` FROM tasks`+s.d.indexedBy(index)+` WHERE `+where+` ORDER BY `+order+
 		` LIMIT `+p.add(limit)+s.d.skipLocked, p.vals...)
 	if err != nil {
 		return nil, err
@@ -91,9 +92,9 @@ func (s *Store) RescueRuns(ctx context.Context, p store.RescueParams) ([]*task.T
 			err  error
 		)
 		if p.Instance != "" {
-			lost, err = s.lockWhere(ctx, tx, `status = 'executing' AND executor_instance = $1`, `id`, p.Limit, p.Instance)
+			lost, err = s.lockWhere(ctx, tx, "tasks_lease", `status = 'executing' AND executor_instance = $1`, `id`, p.Limit, p.Instance)
 		} else {
-			lost, err = s.lockWhere(ctx, tx, `status = 'executing' AND lease_expires_at < $1`, `lease_expires_at`, p.Limit, now)
+			lost, err = s.lockWhere(ctx, tx, "tasks_lease", `status = 'executing' AND lease_expires_at < $1`, `lease_expires_at`, p.Limit, now)
 		}
 		if err != nil {
 			return fmt.Errorf("finding lost runs: %w", err)
@@ -143,7 +144,7 @@ func (s *Store) failStartTimeouts(ctx context.Context, tx *txn, now time.Time, l
 	if limit <= 0 {
 		limit = 500
 	}
-	tasks, err := s.lockWhere(ctx, tx, overdue, `start_deadline`, limit, now)
+	tasks, err := s.lockWhere(ctx, tx, "tasks_start_deadline", overdue, `start_deadline`, limit, now)
 	if err != nil {
 		return 0, fmt.Errorf("finding overdue tasks: %w", err)
 	}

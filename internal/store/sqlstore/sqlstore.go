@@ -51,6 +51,8 @@ type dialect struct {
 	// prepared once per batch runs per row, which in process costs less
 	// than parsing JSON or a long VALUES list (SQLite).
 	jsonBatches bool
+	// namesIndexes: the engine's queries name their index (indexedBy).
+	namesIndexes bool
 	// localFile: the database is a file this process can see, so it can
 	// check the disk's free space (SQLite).
 	localFile bool
@@ -73,6 +75,19 @@ func (d dialect) lockOf(alias string) string {
 	return " FOR UPDATE OF " + alias
 }
 
+// indexedBy names the index a query of the engine must use, where the
+// dialect's planner needs to be told (SQLite): without statistics it
+// prefers an index with an equality on status, such as the task list's
+// (status, created_at), to the engine's partial indexes, and sorts every
+// pending or executing task for each claim and sweep. PostgreSQL plans
+// from statistics and gets nothing.
+func (d dialect) indexedBy(index string) string {
+	if !d.namesIndexes {
+		return ""
+	}
+	return " INDEXED BY " + index
+}
+
 // cast returns the placeholder ph, cast to the PostgreSQL type pgType where
 // the dialect needs it.
 func (d dialect) cast(ph, pgType string) string {
@@ -85,6 +100,7 @@ func (d dialect) cast(ph, pgType string) string {
 var (
 	sqliteDialect = dialect{
 		name:         DialectSQLite,
+		namesIndexes: true,
 		localFile:    true,
 		goose:        goose.DialectSQLite3,
 		columnsQuery: `SELECT name, type, "notnull" <> 0, dflt_value IS NOT NULL FROM pragma_table_info($1) ORDER BY cid`,
