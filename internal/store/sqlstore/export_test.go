@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/computeserver/compute/internal/store"
+	"github.com/computeserver/compute/internal/task"
 )
 
 // InTx exposes inTx to the package's external tests.
@@ -101,3 +102,28 @@ func (s *Store) plan(ctx context.Context, q string, args []any) (string, error) 
 
 // PoolStats are the writers' and the list pool's connection statistics.
 func (s *Store) PoolStats() (writers, lists sql.DBStats) { return s.w.Stats(), s.lists.Stats() }
+
+// EnginePlans are the query plans of the engine's reads of the tasks
+// table: the read-first claim and the sweeps (lease, start deadline, a
+// previous incarnation's tasks).
+func (s *Store) EnginePlans(ctx context.Context) (map[string]string, error) {
+	now := task.Now()
+	qs := map[string]struct {
+		q    string
+		args []any
+	}{
+		"claim":          {s.d.claimReadSQL(""), []any{now, 100}},
+		"lease sweep":    {s.d.lockWhereSQL(leaseIndex, leaseExpired, "lease_expires_at", "$2"), []any{now, 100}},
+		"start deadline": {s.d.lockWhereSQL(startDeadlineIndex, overdue, "start_deadline", "$2"), []any{now, 100}},
+		"instance":       {s.d.lockWhereSQL(leaseIndex, byInstance, "id", "$2"), []any{"x", 100}},
+	}
+	out := map[string]string{}
+	for name, q := range qs {
+		p, err := s.plan(ctx, q.q, q.args)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out[name] = p
+	}
+	return out, nil
+}

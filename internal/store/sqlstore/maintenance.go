@@ -61,14 +61,27 @@ func (s *Store) ExtendLeases(ctx context.Context, runs []store.RunRef, lease tim
 	return lost, nil
 }
 
+// The sweeps' conditions and their indexes (lockWhere).
+const (
+	byInstance         = `status = 'executing' AND executor_instance = $1`
+	leaseExpired       = `status = 'executing' AND lease_expires_at < $1`
+	leaseIndex         = "tasks_lease"
+	startDeadlineIndex = "tasks_start_deadline"
+)
+
+// lockWhereSQL is lockWhere's SELECT; limit is its placeholder.
+func (d dialect) lockWhereSQL(index, where, order, limit string) string {
+	return `SELECT ` + baseColumns + ` FROM tasks` + d.indexedBy(index) + ` WHERE ` + where + ` ORDER BY ` + order +
+		` LIMIT ` + limit + d.skipLocked
+}
+
 // lockWhere loads up to limit tasks matching where, through index (see
 // indexedBy), under a row lock that
 // other maintainers skip (SKIP LOCKED on PostgreSQL), so every node can run
 // maintenance at once without two handling the same task.
 func (s *Store) lockWhere(ctx context.Context, tx *txn, index, where, order string, limit int, args ...any) ([]*task.Task, error) {
 	p := params{vals: args}
-	rows, err := tx.QueryContext(ctx, `SELECT `+baseColumns+` FROM tasks`+s.d.indexedBy(index)+` WHERE `+where+` ORDER BY `+order+
-		` LIMIT `+p.add(limit)+s.d.skipLocked, p.vals...)
+	rows, err := tx.QueryContext(ctx, s.d.lockWhereSQL(index, where, order, p.add(limit)), p.vals...)
 	if err != nil {
 		return nil, err
 	}
@@ -92,9 +105,9 @@ func (s *Store) RescueRuns(ctx context.Context, p store.RescueParams) ([]*task.T
 			err  error
 		)
 		if p.Instance != "" {
-			lost, err = s.lockWhere(ctx, tx, "tasks_lease", `status = 'executing' AND executor_instance = $1`, `id`, p.Limit, p.Instance)
+			lost, err = s.lockWhere(ctx, tx, leaseIndex, byInstance, `id`, p.Limit, p.Instance)
 		} else {
-			lost, err = s.lockWhere(ctx, tx, "tasks_lease", `status = 'executing' AND lease_expires_at < $1`, `lease_expires_at`, p.Limit, now)
+			lost, err = s.lockWhere(ctx, tx, leaseIndex, leaseExpired, `lease_expires_at`, p.Limit, now)
 		}
 		if err != nil {
 			return fmt.Errorf("finding lost runs: %w", err)
@@ -144,7 +157,7 @@ func (s *Store) failStartTimeouts(ctx context.Context, tx *txn, now time.Time, l
 	if limit <= 0 {
 		limit = 500
 	}
-	tasks, err := s.lockWhere(ctx, tx, "tasks_start_deadline", overdue, `start_deadline`, limit, now)
+	tasks, err := s.lockWhere(ctx, tx, startDeadlineIndex, overdue, `start_deadline`, limit, now)
 	if err != nil {
 		return 0, fmt.Errorf("finding overdue tasks: %w", err)
 	}

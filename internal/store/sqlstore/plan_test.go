@@ -151,3 +151,47 @@ func TestTaskListUsesIndexes(t *testing.T) {
 		})
 	}
 }
+
+// TestEngineQueriesUseTheirIndexes checks that the engine's reads of the
+// tasks table go through their partial indexes on a freshly migrated
+// database, as the server runs it (SQLite is never ANALYZEd): without
+// statistics SQLite preferred the task list's (status, created_at) index
+// and sorted every pending or executing task on every claim and sweep,
+// which cut SQLite's throughput from ~15.5k to ~9k tasks/s.
+func TestEngineQueriesUseTheirIndexes(t *testing.T) {
+	t.Parallel()
+	want := map[string]string{
+		"claim": "tasks_claim", "lease sweep": "tasks_lease", "start deadline": "tasks_start_deadline",
+	}
+	for _, dialect := range testdb.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			reg := registry.New()
+			reg.MustRegister(echo.Type())
+			plans, err := testdb.Open(t, dialect, reg).EnginePlans(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, plan := range plans {
+				if dialect == "postgres" {
+					// PostgreSQL plans from statistics, which an empty
+					// table does not have; that the statement plans is
+					// what is checked here.
+					if plan == "" {
+						t.Errorf("%s: no plan", name)
+					}
+					continue
+				}
+				if name == "instance" {
+					// A restart's recovery reads its own executing tasks
+					// through the lease index and sorts them by id.
+					if !strings.Contains(plan, "USING INDEX tasks_lease") {
+						t.Errorf("instance: not through tasks_lease:\n%s", plan)
+					}
+					continue
+				}
+				usesIndex(t, dialect, name, plan, want[name])
+			}
+		})
+	}
+}
