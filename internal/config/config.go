@@ -42,8 +42,9 @@ type Config struct {
 	// Workers is how many tasks this process runs at once
 	// (COMPUTE_WORKERS, default 8).
 	Workers int
-	// AutoMigrate applies migrations at serve start (COMPUTE_AUTO_MIGRATE,
-	// default true).
+	// AutoMigrate applies pending migrations when a role (serve, api,
+	// worker) or an apikey command starts (COMPUTE_AUTO_MIGRATE, default
+	// true).
 	AutoMigrate bool
 	// AllowPrivateURLs lets tasks fetch inputs from loopback and private
 	// addresses (COMPUTE_ALLOW_PRIVATE_URLS, default false).
