@@ -30,7 +30,7 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 # bench measures the queue and the API against River in one run (SQLite and
-# PostgreSQL at COMPUTE_TEST_DATABASE_URL's server); about 8 minutes. The
+# PostgreSQL at COMPUTE_TEST_DATABASE_URL's server); 5 to 10 minutes. The
 # results and settings are described in docs/performance.md.
 bench:
 	cd bench && $(GO) run ./cmd/computebench -json results/latest.json \
