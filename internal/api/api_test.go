@@ -354,6 +354,10 @@ func TestHealthAndOpenAPI(t *testing.T) {
 		if s["create"] == nil || s["public"] == nil || s["update"] == nil {
 			t.Errorf("type %v lacks schemas", m["name"])
 		}
+		def, _ := e.app.Registry.Lookup(m["name"].(string))
+		if amo, ok := m["at_most_once"].(bool); !ok || def == nil || amo != def.AtMostOnce {
+			t.Errorf("type %v: at_most_once = %v, want %v", m["name"], m["at_most_once"], def != nil && def.AtMostOnce)
+		}
 	}
 	problemAt(t, e.do("GET", "/api/v1/task-types", nil, "Authorization", ""), 401, "")
 }

@@ -16,6 +16,7 @@ type taskTypeInfo struct {
 	DefaultQueue    string        `json:"default_queue"`
 	MaxAttempts     int           `json:"max_attempts"`
 	TimeoutSeconds  int           `json:"timeout_seconds"`
+	AtMostOnce      bool          `json:"at_most_once" doc:"A task of this type never runs twice: when its worker dies mid-run it fails with category lost instead of being recovered."`
 	Routes          []string      `json:"routes"`
 	Schemas         typeSchemaSet `json:"schemas"`
 }
@@ -53,7 +54,7 @@ func (s *Server) registerTypesRoute() {
 			out.Body.Types = append(out.Body.Types, taskTypeInfo{
 				Name: d.Name, Title: d.Title, Description: d.Description,
 				DefaultProvider: d.DefaultProvider, Providers: append([]string{}, d.Providers...), DefaultQueue: d.DefaultQueue,
-				MaxAttempts: d.MaxAttempts, TimeoutSeconds: int(d.Timeout.Seconds()),
+				MaxAttempts: d.MaxAttempts, TimeoutSeconds: int(d.Timeout.Seconds()), AtMostOnce: d.AtMostOnce,
 				Routes:  []string{"POST /api/v1/tasks/" + d.Name, "GET /api/v1/tasks/" + d.Name + "/{task_id}"},
 				Schemas: typeSchemaSet{Create: set[0], Public: set[1], Update: set[2]},
 			})
