@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/computeserver/compute/bench/internal/cpustat"
 	"github.com/computeserver/compute/internal/event"
 	"github.com/computeserver/compute/internal/task"
 )
@@ -119,7 +120,7 @@ func floorRunSQLite(ctx context.Context, env *dbEnv, o *options, d sqliteFloorDe
 		}
 		return tx.Commit()
 	}
-	cpu0 := sampleCPU()
+	cpu0 := cpustat.Now()
 	for done := 0; done < o.n; {
 		now := time.Now().UTC()
 		// As the store does, per-row claims read their candidates before
@@ -162,8 +163,8 @@ func floorRunSQLite(ctx context.Context, env *dbEnv, o *options, d sqliteFloorDe
 		}
 		done += n
 	}
-	cpu1 := sampleCPU()
-	if !cpu0.processOK || !cpu1.processOK {
+	cpu1 := cpustat.Now()
+	if !cpu0.ProcessOK || !cpu1.ProcessOK {
 		return 0, 0, fmt.Errorf("this process's CPU time is not readable")
 	}
 	var completed, events int
@@ -175,7 +176,7 @@ func floorRunSQLite(ctx context.Context, env *dbEnv, o *options, d sqliteFloorDe
 		return 0, 0, fmt.Errorf("check: %d of %d completed, %d events (want %d)", completed, o.n, events, 2*o.n)
 	}
 	n := float64(o.n)
-	return (cpu1.processSeconds - cpu0.processSeconds) / n * 1e6, writer.Seconds() / n * 1e6, nil
+	return (cpu1.ProcessSeconds - cpu0.ProcessSeconds) / n * 1e6, writer.Seconds() / n * 1e6, nil
 }
 
 // nextAttempt is rows as a claim leaves them: one attempt further.

@@ -17,6 +17,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humago"
 
+	"github.com/computeserver/compute/bench/internal/cpustat"
 	"github.com/computeserver/compute/internal/app"
 	"github.com/computeserver/compute/internal/config"
 	"github.com/computeserver/compute/internal/registry"
@@ -40,7 +41,7 @@ type httpResult struct {
 	Check      string  `json:"check,omitempty"`
 	// CPU is how busy the machine and this process (server and load
 	// generator) were.
-	CPU cpuUse `json:"cpu"`
+	CPU cpustat.Use `json:"cpu"`
 }
 
 // Servers the HTTP load is driven against.
@@ -81,7 +82,7 @@ func drive(ctx context.Context, hc *http.Client, url, key string, clients int, d
 		wg       sync.WaitGroup
 	)
 	body := []byte(createBody)
-	cpu0 := sampleCPU()
+	cpu0 := cpustat.Now()
 	start := time.Now()
 	deadline := start.Add(dur)
 	for range clients {
@@ -127,7 +128,7 @@ func drive(ctx context.Context, hc *http.Client, url, key string, clients int, d
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	res.CPU = cpuBetween(cpu0, sampleCPU())
+	res.CPU = cpustat.Between(cpu0, cpustat.Now())
 	sorted := sortedCopy(lats)
 	res.Seconds = elapsed.Seconds()
 	res.Requests = len(sorted)

@@ -24,6 +24,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/computeserver/compute/bench/internal/cpustat"
 )
 
 // options are the command's flags.
@@ -288,7 +290,7 @@ func run(ctx context.Context, o *options) (*report, error) {
 			logf("the machine is busy (the rest uses %.0f%% CPU); measuring %s anyway", other, phase)
 		}
 		rep.OthersCPU["before "+phase] = other
-		rep.LoadAverages["before "+phase] = load1()
+		rep.LoadAverages["before "+phase] = cpustat.Load1()
 	}
 	base, err := os.MkdirTemp(o.dir, "computebench-")
 	if err != nil {
@@ -414,7 +416,7 @@ func run(ctx context.Context, o *options) (*report, error) {
 		}
 	}
 
-	rep.LoadAverages["end"] = load1()
+	rep.LoadAverages["end"] = cpustat.Load1()
 	rep.Targets = evaluateTargets(rep, o)
 	rep.Seconds = time.Since(started).Seconds()
 	if ctx.Err() != nil {

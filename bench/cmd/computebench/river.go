@@ -17,6 +17,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
 
+	"github.com/computeserver/compute/bench/internal/cpustat"
 	"github.com/computeserver/compute/bench/probe"
 )
 
@@ -205,7 +206,7 @@ func riverThroughput[TTx any](ctx context.Context, r *riverDB[TTx], kind string,
 	})
 	defer cancel()
 	stopProfile := o.profile(fmt.Sprintf("throughput-river-%s-%d", kind, run))
-	cpu0 := sampleCPU()
+	cpu0 := cpustat.Now()
 	start = time.Now()
 	if err := client.Start(ctx); err != nil {
 		stopProfile()
@@ -225,7 +226,7 @@ wait:
 		}
 	}
 	elapsed := time.Since(start)
-	res.CPU = cpuBetween(cpu0, sampleCPU())
+	res.CPU = cpustat.Between(cpu0, cpustat.Now())
 	stopProfile()
 	stopCtx, stopCancel := context.WithTimeout(context.Background(), 30*time.Second)
 	_ = client.Stop(stopCtx)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/computeserver/compute/bench/internal/cpustat"
 	"github.com/computeserver/compute/internal/queue"
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/store"
@@ -31,7 +32,7 @@ type throughputResult struct {
 	Settings    string  `json:"settings"`
 	Check       string  `json:"check"`
 	// CPU is how busy the machine and this process were while working.
-	CPU cpuUse `json:"cpu"`
+	CPU cpustat.Use `json:"cpu"`
 	// Engine is what the compute engine's claims and completions looked
 	// like (ours only).
 	Engine *engineStats `json:"engine,omitempty"`
@@ -127,7 +128,7 @@ func runOursThroughput(ctx context.Context, env *dbEnv, kind string, o *options,
 	cs := newCountingStore(st, o.n)
 	eng := queue.New(cfg, cs, reg, nil, nil)
 	stopProfile = o.profile(fmt.Sprintf("throughput-compute-%s-%d", kind, run))
-	cpu0 := sampleCPU()
+	cpu0 := cpustat.Now()
 	start = time.Now()
 	if err := eng.Start(ctx); err != nil {
 		stopProfile()
@@ -139,7 +140,7 @@ func runOursThroughput(ctx context.Context, env *dbEnv, kind string, o *options,
 	case <-ctx.Done():
 	}
 	elapsed := time.Since(start)
-	res.CPU = cpuBetween(cpu0, sampleCPU())
+	res.CPU = cpustat.Between(cpu0, cpustat.Now())
 	stopProfile()
 	eng.Stop()
 	got := cs.completed.Load()
