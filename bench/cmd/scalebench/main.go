@@ -7,6 +7,9 @@
 // p50/p99/max in milliseconds as markdown (and JSON with -json).
 //
 //	cd bench && go run ./cmd/scalebench -json results/scale.json
+//
+// With -phase storm it measures admin creates over HTTP during a replay
+// storm of tenant event streams instead (storm.go).
 package main
 
 import (
@@ -49,6 +52,9 @@ type options struct {
 	pageSize, keep int
 	// baseline re-measures without the list_indexes migration's indexes.
 	baseline bool
+	// phase is "scale" (the store's reads) or "storm" (storm.go).
+	phase string
+	storm stormOptions
 }
 
 // result is one query's latencies on one database.
@@ -89,7 +95,9 @@ func main() {
 	fs.IntVar(&o.n, "n", 500, "measured runs of each query")
 	fs.IntVar(&o.pageSize, "page", 500, "events per replay page (the relay's page size)")
 	fs.IntVar(&o.keep, "keep", 0, "1: keep the databases")
-	fs.BoolVar(&o.baseline, "baseline", false, "then drop the indexes of migration list_indexes and measure again (n/10 runs), for the ratio")
+	fs.BoolVar(&o.baseline, "baseline", false, "then drop the indexes of migration list_indexes and measure again (n/10 runs, or the storm again), for the ratio")
+	fs.StringVar(&o.phase, "phase", "scale", "scale: the store's list and replay reads; storm: admin creates over HTTP during a replay storm (storm.go)")
+	o.storm.flags(fs)
 	_ = fs.Parse(os.Args[1:])
 	for _, d := range strings.Split(*dbs, ",") {
 		if d = strings.TrimSpace(d); d != "" {
@@ -98,30 +106,56 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var err error
+	switch o.phase {
+	case "storm":
+		err = runStorm(ctx, o)
+	case "scale":
+		err = runScale(ctx, o)
+	default:
+		fmt.Fprintf(os.Stderr, "scalebench: -phase %q: want scale or storm\n", o.phase)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "scalebench:", err)
+		os.Exit(1)
+	}
+}
+
+func runScale(ctx context.Context, o *options) error {
+	reports, errs := perDB(ctx, o, runDB)
+	fmt.Print(markdown(o, reports))
+	errs = append(errs, saveJSON(o, map[string]any{"tasks": o.tasks, "failed": o.failed, "events": o.events,
+		"event_tasks": o.eventTasks, "tenants": o.tenants, "n": o.n, "page": o.pageSize}, reports))
+	return errors.Join(errs...)
+}
+
+// perDB runs run on each database of -db in turn; it returns the reports
+// of those that finished and the errors of the others.
+func perDB[R any](ctx context.Context, o *options, run func(context.Context, *options, string) (R, error)) ([]R, []error) {
 	var (
-		reports []dbReport
+		reports []R
 		errs    []error
 	)
-	for _, d := range o.dbs {
-		rep, err := runDB(ctx, o, d)
+	for _, kind := range o.dbs {
+		rep, err := run(ctx, o, kind)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", d, err))
+			errs = append(errs, fmt.Errorf("%s: %w", kind, err))
 			continue
 		}
 		reports = append(reports, rep)
 	}
-	fmt.Print(markdown(o, reports))
-	if o.json != "" {
-		if err := writeJSON(o.json, map[string]any{"started": time.Now().UTC(), "command": "scalebench " + strings.Join(os.Args[1:], " "),
-			"settings":  map[string]any{"tasks": o.tasks, "failed": o.failed, "events": o.events, "event_tasks": o.eventTasks, "tenants": o.tenants, "n": o.n, "page": o.pageSize},
-			"databases": reports}); err != nil {
-			errs = append(errs, err)
-		}
+	return reports, errs
+}
+
+// saveJSON writes the reports to -json, when given, with the command line
+// and the settings.
+func saveJSON(o *options, settings, reports any) error {
+	if o.json == "" {
+		return nil
 	}
-	if err := errors.Join(errs...); err != nil {
-		fmt.Fprintln(os.Stderr, "scalebench:", err)
-		os.Exit(1)
-	}
+	return writeJSON(o.json, map[string]any{"started": time.Now().UTC(), "command": "scalebench " + strings.Join(os.Args[1:], " "),
+		"settings": settings, "databases": reports})
 }
 
 func logf(format string, a ...any) {
@@ -138,10 +172,11 @@ func fresh(ctx context.Context, o *options, kind string) (string, func(), error)
 		if err != nil {
 			return "", nil, err
 		}
+		// The server's file name in its data directory (storm.go).
 		if o.keep == 1 {
-			return filepath.Join(dir, "scale.db"), func() {}, nil
+			return filepath.Join(dir, "compute.db"), func() {}, nil
 		}
-		return filepath.Join(dir, "scale.db"), func() { _ = os.RemoveAll(dir) }, nil
+		return filepath.Join(dir, "compute.db"), func() { _ = os.RemoveAll(dir) }, nil
 	}
 	schema := "bench_scale_" + suffix
 	db, err := sql.Open("pgx", o.pgURL)
@@ -193,31 +228,9 @@ func runDB(ctx context.Context, o *options, kind string) (dbReport, error) {
 	}
 	defer raw.Close()
 
-	began := time.Now()
-	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	span := 30 * 24 * time.Hour
-	step := span / time.Duration(o.tasks)
-	logf("%s: seeding %d completed and %d failed tasks, %d events", kind, o.tasks, o.failed, o.events)
-	if err := seed.InsertTasks(ctx, raw, kind, seed.Tasks{Batch: 1, N: o.tasks, Status: "completed", Tenants: o.tenants, Queues: 5, Start: start, Step: step}); err != nil {
+	if rep.SeedSeconds, err = seedLog(ctx, raw, kind, seedSizes{tasks: o.tasks, failed: o.failed, events: o.events, eventTasks: o.eventTasks, tenants: o.tenants}); err != nil {
 		return rep, err
 	}
-	if err := seed.InsertTasks(ctx, raw, kind, seed.Tasks{Batch: 2, N: o.failed, Status: "failed", Tenants: o.tenants, Queues: 5, Start: start, Step: span / time.Duration(o.failed)}); err != nil {
-		return rep, err
-	}
-	if err := seed.InsertEvents(ctx, raw, kind, seed.Events{Batch: 1, Tasks: o.eventTasks, Tenants: o.tenants, N: o.events, Start: start, Step: span / time.Duration(o.events)}); err != nil {
-		return rep, err
-	}
-	if err := seed.Analyze(ctx, raw); err != nil {
-		return rep, err
-	}
-	if kind == "postgres" {
-		// What autovacuum does after a bulk load: the visibility map.
-		if _, err := raw.ExecContext(ctx, `VACUUM tasks, task_events`); err != nil {
-			return rep, err
-		}
-	}
-	rep.SeedSeconds = time.Since(began).Seconds()
-	logf("%s: seeded in %.0fs", kind, rep.SeedSeconds)
 
 	failedList := func(i int) (int, error) {
 		p, err := st.ListTasks(ctx, store.ListFilter{Scope: store.AdminScope, Statuses: []task.Status{task.StatusFailed}, Limit: 50})
@@ -275,13 +288,7 @@ func runDB(ctx context.Context, o *options, kind string) (dbReport, error) {
 	}
 	logf("%s: one tenant's full replay: %d events in %.0fms", kind, rep.FullReplayEvents, rep.FullReplayMS)
 	if o.baseline {
-		for _, ix := range []string{"tasks_status_created", "tasks_type_created", "tasks_queue_created", "tasks_tenant_status_created",
-			"task_events_tenant", "task_events_type", "task_events_status"} {
-			if _, err := raw.ExecContext(ctx, `DROP INDEX `+ix); err != nil {
-				return rep, err
-			}
-		}
-		if err := seed.Analyze(ctx, raw); err != nil {
+		if err := dropListIndexes(ctx, raw); err != nil {
 			return rep, err
 		}
 		if err := run(max(o.n/10, 10), " — without the list_indexes indexes"); err != nil {
@@ -293,6 +300,56 @@ func runDB(ctx context.Context, o *options, kind string) (dbReport, error) {
 		logf("%s: one tenant's full replay without the indexes: %.0fms", kind, rep.BaselineFullReplayMS)
 	}
 	return rep, nil
+}
+
+// seedSizes is what seedLog inserts.
+type seedSizes struct {
+	tasks, failed, events, eventTasks, tenants int
+}
+
+// seedLog fills a migrated database: completed and failed echo tasks over
+// 30 days, events on the first eventTasks of the completed ones, then the
+// planner's statistics. It returns the seconds it took.
+func seedLog(ctx context.Context, raw *sql.DB, kind string, n seedSizes) (float64, error) {
+	began := time.Now()
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	span := 30 * 24 * time.Hour
+	logf("%s: seeding %d completed and %d failed tasks, %d events", kind, n.tasks, n.failed, n.events)
+	if err := seed.InsertTasks(ctx, raw, kind, seed.Tasks{Batch: 1, N: n.tasks, Status: "completed", Tenants: n.tenants, Queues: 5, Start: start, Step: span / time.Duration(n.tasks)}); err != nil {
+		return 0, err
+	}
+	if n.failed > 0 {
+		if err := seed.InsertTasks(ctx, raw, kind, seed.Tasks{Batch: 2, N: n.failed, Status: "failed", Tenants: n.tenants, Queues: 5, Start: start, Step: span / time.Duration(n.failed)}); err != nil {
+			return 0, err
+		}
+	}
+	if err := seed.InsertEvents(ctx, raw, kind, seed.Events{Batch: 1, Tasks: n.eventTasks, Tenants: n.tenants, N: n.events, Start: start, Step: span / time.Duration(n.events)}); err != nil {
+		return 0, err
+	}
+	if err := seed.Analyze(ctx, raw); err != nil {
+		return 0, err
+	}
+	if kind == "postgres" {
+		// What autovacuum does after a bulk load: the visibility map.
+		if _, err := raw.ExecContext(ctx, `VACUUM tasks, task_events`); err != nil {
+			return 0, fmt.Errorf("vacuum: %w", err)
+		}
+	}
+	secs := time.Since(began).Seconds()
+	logf("%s: seeded in %.0fs", kind, secs)
+	return secs, nil
+}
+
+// dropListIndexes drops the indexes of migration list_indexes on tasks
+// and task_events and refreshes the statistics (the -baseline runs).
+func dropListIndexes(ctx context.Context, raw *sql.DB) error {
+	for _, ix := range []string{"tasks_status_created", "tasks_type_created", "tasks_queue_created", "tasks_tenant_status_created",
+		"task_events_tenant", "task_events_type", "task_events_status"} {
+		if _, err := raw.ExecContext(ctx, `DROP INDEX `+ix); err != nil {
+			return fmt.Errorf("dropping %s: %w", ix, err)
+		}
+	}
+	return seed.Analyze(ctx, raw)
 }
 
 // openRaw opens a plain handle for seeding (the store's SQLite pragmas).
@@ -334,8 +391,16 @@ func measure(ctx context.Context, n int, fn func(int) (int, error)) (result, err
 		rows = r
 	}
 	slices.Sort(d)
-	pct := func(p float64) float64 { return d[min(len(d)-1, int(p*float64(len(d))))] }
-	return result{Samples: n, Rows: rows, P50MS: pct(0.50), P99MS: pct(0.99), MaxMS: d[len(d)-1]}, nil
+	return result{Samples: n, Rows: rows, P50MS: pct(d, 0.50), P99MS: pct(d, 0.99), MaxMS: d[len(d)-1]}, nil
+}
+
+// pct is the p-quantile (0 < p < 1) of sorted samples; 0 when there are
+// none.
+func pct(sorted []float64, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(p*float64(len(sorted))))]
 }
 
 func markdown(o *options, reps []dbReport) string {
