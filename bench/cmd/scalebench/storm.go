@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,6 +41,10 @@ type stormOptions struct {
 	// profile, when set, is where the measured run during the storm
 	// writes a CPU profile (of the first database's first storm).
 	profile string
+	// rounds is how many alone/storm pairs the indexed case measures.
+	rounds int
+	// oneKey also runs the storm with every stream on one tenant's key.
+	oneKey bool
 }
 
 func (s *stormOptions) flags(fs *flag.FlagSet) {
@@ -46,6 +52,8 @@ func (s *stormOptions) flags(fs *flag.FlagSet) {
 	fs.IntVar(&s.clients, "storm-clients", 16, "storm: concurrent admin create clients")
 	fs.DurationVar(&s.duration, "storm-duration", 10*time.Second, "storm: measured time of each create run")
 	fs.DurationVar(&s.warmup, "storm-warmup", 2*time.Second, "storm: unmeasured creates (and streams) before each measured run")
+	fs.IntVar(&s.rounds, "storm-rounds", 1, "storm: alone/storm pairs measured with every index; the table shows the pair of the median ratio")
+	fs.BoolVar(&s.oneKey, "storm-one-key", false, "storm: then run it again with every stream on the first tenant's key (the per-key replay limit's case)")
 	fs.StringVar(&s.profile, "storm-cpuprofile", "", "storm: write a CPU profile of the first measured run during the storm to this file")
 	fs.DurationVar(&s.connTimeout, "storm-conn-timeout", 60*time.Second, "storm: longest a stream connection may stay open before it is counted as an error")
 }
@@ -57,6 +65,11 @@ type stormRun struct {
 	Streams streamRun `json:"streams"`
 	// Ratio is the create rate during the storm over the rate alone.
 	Ratio float64 `json:"ratio"`
+}
+
+// created is the number of 201s of the run, warm-ups included.
+func (r stormRun) created() int {
+	return r.Alone.Created + r.Alone.Warm + r.Storm.Created + r.Storm.Warm
 }
 
 // stormReport is what one database's storm measured.
@@ -71,6 +84,12 @@ type stormReport struct {
 	// list_indexes indexes.
 	Indexed  stormRun  `json:"with_indexes"`
 	Baseline *stormRun `json:"without_list_indexes,omitempty"`
+	// IndexedRounds are every round of Indexed (-storm-rounds), which is
+	// the one of the median ratio.
+	IndexedRounds []stormRun `json:"with_indexes_rounds,omitempty"`
+	// OneKey (-storm-one-key) is with every index, every stream on the
+	// first tenant's key.
+	OneKey *stormRun `json:"one_key,omitempty"`
 	// Check compares the tasks stored with the 201s counted.
 	Check string `json:"check"`
 }
@@ -80,7 +99,7 @@ func runStorm(ctx context.Context, o *options) error {
 	reports, errs := perDB(ctx, o, runStormDB)
 	fmt.Print(stormMarkdown(o, reports))
 	errs = append(errs, saveJSON(o, map[string]any{"events": o.storm.events, "tenants": o.tenants, "create_clients": o.storm.clients,
-		"seconds": o.storm.duration.Seconds(), "warmup_seconds": o.storm.warmup.Seconds(), "load1_at_start": load}, reports))
+		"seconds": o.storm.duration.Seconds(), "one_key": o.storm.oneKey, "rounds": o.storm.rounds, "warmup_seconds": o.storm.warmup.Seconds(), "load1_at_start": load}, reports))
 	return errors.Join(errs...)
 }
 
@@ -108,33 +127,68 @@ func runStormDB(ctx context.Context, o *options, kind string) (stormReport, erro
 	if err != nil {
 		return rep, err
 	}
-	run := func(label string) (stormRun, error) {
+	// run measures rounds pairs on one server; it returns the pair of
+	// the median ratio, and every pair.
+	run := func(label string, streams []tenantLog, rounds int) (stormRun, []stormRun, error) {
 		srv, err := startServer(ctx, kind, dsn)
 		if err != nil {
-			return stormRun{}, err
+			return stormRun{}, nil, err
 		}
-		r, runErr := measureStorm(ctx, o, srv.base, adminKey, tenants)
-		stopErr := srv.stop()
-		logf("%s%s: creates alone %.0f/s (p50 %.1f ms, p99 %.1f ms); during the storm %.0f/s (p50 %.1f ms, p99 %.1f ms): %.2f×; "+
-			"%d replays caught up, %.0f events/s, %d answered 429, %d errors",
-			kind, label, r.Alone.PerSec, r.Alone.P50MS, r.Alone.P99MS, r.Storm.PerSec, r.Storm.P50MS, r.Storm.P99MS, r.Ratio,
-			r.Streams.CaughtUp, r.Streams.EventsPerSec, r.Streams.TooMany, r.Streams.Errors)
-		return r, errors.Join(runErr, stopErr)
+		var (
+			all    []stormRun
+			runErr error
+		)
+		for i := range rounds {
+			r, err := measureStorm(ctx, o, srv.base, adminKey, streams)
+			if runErr = err; err != nil {
+				break
+			}
+			logf("%s%s, round %d: creates alone %.0f/s (p50 %.1f ms, p99 %.1f ms); during the storm %.0f/s (p50 %.1f ms, p99 %.1f ms): %.2f×; "+
+				"%d replays caught up, %.0f events/s, %d answered 429, %d errors",
+				kind, label, i+1, r.Alone.PerSec, r.Alone.P50MS, r.Alone.P99MS, r.Storm.PerSec, r.Storm.P50MS, r.Storm.P99MS, r.Ratio,
+				r.Streams.CaughtUp, r.Streams.EventsPerSec, r.Streams.TooMany, r.Streams.Errors)
+			all = append(all, r)
+		}
+		if err := errors.Join(runErr, srv.stop()); err != nil {
+			return stormRun{}, all, err
+		}
+		byRatio := slices.Clone(all)
+		slices.SortFunc(byRatio, func(a, b stormRun) int { return cmp.Compare(a.Ratio, b.Ratio) })
+		return byRatio[len(byRatio)/2], all, nil
 	}
-	if rep.Indexed, err = run(""); err != nil {
+	var all []stormRun
+	if rep.Indexed, all, err = run("", tenants, max(o.storm.rounds, 1)); err != nil {
 		return rep, err
 	}
-	created := rep.Indexed.Alone.Created + rep.Indexed.Alone.Warm + rep.Indexed.Storm.Created + rep.Indexed.Storm.Warm
+	created := 0
+	for _, r := range all {
+		created += r.created()
+	}
+	if len(all) > 1 {
+		rep.IndexedRounds = all
+	}
+	if o.storm.oneKey && len(tenants) > 0 {
+		one := make([]tenantLog, len(tenants))
+		for i := range one {
+			one[i] = tenants[0]
+		}
+		r, _, err := run(" with one key", one, 1)
+		if err != nil {
+			return rep, err
+		}
+		rep.OneKey = &r
+		created += r.created()
+	}
 	if o.baseline {
 		if err := dropListIndexes(ctx, raw); err != nil {
 			return rep, err
 		}
-		b, err := run(" without the list_indexes indexes")
+		b, _, err := run(" without the list_indexes indexes", tenants, 1)
 		if err != nil {
 			return rep, err
 		}
 		rep.Baseline = &b
-		created += b.Alone.Created + b.Alone.Warm + b.Storm.Created + b.Storm.Warm
+		created += b.created()
 	}
 	var stored int
 	if err := raw.QueryRowContext(ctx, `SELECT COUNT(*) FROM tasks`).Scan(&stored); err != nil {
@@ -255,6 +309,9 @@ func stormMarkdown(o *options, reps []stormReport) string {
 	}
 	for _, r := range reps {
 		row(r.DB, "all", r.Indexed)
+		if r.OneKey != nil {
+			row(r.DB, "all; every stream on one key", *r.OneKey)
+		}
 		if r.Baseline != nil {
 			row(r.DB, "without list_indexes", *r.Baseline)
 		}
