@@ -285,7 +285,7 @@ func run(ctx context.Context, o *options) (*report, error) {
 		if o.quietCPU <= 0 {
 			return
 		}
-		other, ok := waitQuiet(ctx, o.quietCPU, o.quietWait)
+		other, ok := cpustat.WaitQuiet(ctx, o.quietCPU, o.quietWait, logf)
 		if !ok {
 			logf("the machine is busy (the rest uses %.0f%% CPU); measuring %s anyway", other, phase)
 		}

@@ -41,6 +41,9 @@ type stormOptions struct {
 	// profile, when set, is where the measured run during the storm
 	// writes a CPU profile (of the first database's first storm).
 	profile string
+	// quietWait is how long each pair waits for the rest of the machine
+	// to use under 25 % of one CPU.
+	quietWait time.Duration
 	// rounds is how many alone/storm pairs the indexed case measures.
 	rounds int
 	// oneKey also runs the storm with every stream on one tenant's key.
@@ -52,6 +55,7 @@ func (s *stormOptions) flags(fs *flag.FlagSet) {
 	fs.IntVar(&s.clients, "storm-clients", 16, "storm: concurrent admin create clients")
 	fs.DurationVar(&s.duration, "storm-duration", 10*time.Second, "storm: measured time of each create run")
 	fs.DurationVar(&s.warmup, "storm-warmup", 2*time.Second, "storm: unmeasured creates (and streams) before each measured run")
+	fs.DurationVar(&s.quietWait, "storm-quiet-wait", 20*time.Second, "storm: longest wait before each pair for the rest of the machine to use under 25% of one CPU")
 	fs.IntVar(&s.rounds, "storm-rounds", 1, "storm: alone/storm pairs measured with every index; the table shows the pair of the median ratio")
 	fs.BoolVar(&s.oneKey, "storm-one-key", false, "storm: then run it again with every stream on the first tenant's key (the per-key replay limit's case)")
 	fs.StringVar(&s.profile, "storm-cpuprofile", "", "storm: write a CPU profile of the first measured run during the storm to this file")
@@ -65,6 +69,9 @@ type stormRun struct {
 	Streams streamRun `json:"streams"`
 	// Ratio is the create rate during the storm over the rate alone.
 	Ratio float64 `json:"ratio"`
+	// OtherCPUBeforePct is what the rest of the machine used just
+	// before the pair, in percent of one CPU.
+	OtherCPUBeforePct float64 `json:"other_cpu_before_pct"`
 }
 
 // created is the number of 201s of the run, warm-ups included.
@@ -139,7 +146,11 @@ func runStormDB(ctx context.Context, o *options, kind string) (stormReport, erro
 			runErr error
 		)
 		for i := range rounds {
+			// The machine is shared: start each pair when the rest of it
+			// is quiet (or say it was not).
+			other, _ := cpustat.WaitQuiet(ctx, 25, o.storm.quietWait, logf)
 			r, err := measureStorm(ctx, o, srv.base, adminKey, streams)
+			r.OtherCPUBeforePct = other
 			if runErr = err; err != nil {
 				break
 			}

@@ -5,6 +5,7 @@
 package cpustat
 
 import (
+	"context"
 	"os"
 	"strconv"
 	"strings"
@@ -91,4 +92,40 @@ func Between(a, b Sample) Use {
 	}
 	u.OtherPct = max(0, u.MachinePct-u.ProcessPct)
 	return u
+}
+
+// OthersCPU measures, over window, how much CPU the rest of the machine
+// uses (everything but this process), in percent of one CPU.
+func OthersCPU(ctx context.Context, window time.Duration) float64 {
+	a := Now()
+	select {
+	case <-ctx.Done():
+	case <-time.After(window):
+	}
+	return Between(a, Now()).OtherPct
+}
+
+// WaitQuiet waits up to limit for the rest of the machine to use less than
+// threshold percent of one CPU, so a phase does not start while another
+// job is using the CPUs. The load average is no help here: it still counts
+// this program's own previous phase for minutes. It says why it waits
+// through logf, and returns the last measurement and whether the machine
+// was quiet.
+func WaitQuiet(ctx context.Context, threshold float64, limit time.Duration, logf func(format string, a ...any)) (float64, bool) {
+	deadline := time.Now().Add(limit)
+	for {
+		other := OthersCPU(ctx, 2*time.Second)
+		if other < threshold {
+			return other, true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return other, false
+		}
+		logf("waiting for a quiet machine: the rest of the machine uses %.0f%% CPU (≥ %.0f%%)", other, threshold)
+		select {
+		case <-ctx.Done():
+			return other, false
+		case <-time.After(3 * time.Second):
+		}
+	}
 }
