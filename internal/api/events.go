@@ -42,7 +42,7 @@ func (s *Server) registerEventRoutes() {
 				Content: map[string]*huma.MediaType{"text/event-stream": {Schema: body}}},
 			"401": {Description: "Missing or invalid API key."},
 			"422": {Description: "A bad filter or position."},
-			"429": {Description: "The key holds as many open streams (`COMPUTE_SSE_MAX_STREAMS_PER_KEY`), or as many replaying ones (`COMPUTE_SSE_MAX_REPLAYS_PER_KEY`), as it may; retry after `Retry-After` seconds."},
+			"429": {Description: "The key holds as many open streams (`COMPUTE_SSE_MAX_STREAMS_PER_KEY`), or as many replaying ones (`COMPUTE_SSE_MAX_REPLAYS_PER_KEY`), as it may, or the server has as many streams replaying the log as it allows (`COMPUTE_SSE_MAX_REPLAYS`); retry after `Retry-After` seconds."},
 			"503": {Description: "This process does not serve event streams."},
 		}
 	}
@@ -198,7 +198,7 @@ func nonEmpty(values []string) []string {
 // or (taskStream) the task's terminal event has been sent; endIfQuiet ends
 // it at once if there is nothing to replay. A key holds at most
 // MaxStreamsPerKey streams, and at most MaxReplaysPerKey firehose streams
-// replaying the log (a task's own replay is one indexed read and not
+// replaying the log (MaxReplays for every key together) (a task's own replay is one indexed read and not
 // counted); over either, the answer is 429.
 func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, p principal, f stream.Filter, after int64, taskStream, endIfQuiet bool) {
 	relay := s.deps.Events
@@ -216,7 +216,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, p principal
 	endReplay := func() {}
 	if !taskStream && after >= 0 {
 		if endReplay, ok = s.streams.replay(p.keyID); !ok {
-			writeTooMany(w, "this API key has too many event streams replaying the log")
+			writeTooMany(w, "too many event streams are replaying the log, of this API key or of this server")
 			return
 		}
 		defer endReplay()

@@ -40,6 +40,12 @@ type Config struct {
 	// replay the log from the database at once (default 4); one more is
 	// answered 429.
 	MaxReplaysPerKey int
+	// MaxReplays bounds the firehose streams of every key together that
+	// replay the log at once on this process (default 8); one more is
+	// answered 429. Replays are CPU-bound: with one key per tenant only
+	// this bound keeps a reconnect storm from taking the CPU that creates
+	// need.
+	MaxReplays int
 	// MaxPageBytes bounds the encoded items of one task-list page
 	// (default 4 MiB); the page ends early and its cursor continues it.
 	MaxPageBytes int
@@ -99,6 +105,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.MaxReplaysPerKey <= 0 {
 		cfg.MaxReplaysPerKey = 4
 	}
+	if cfg.MaxReplays <= 0 {
+		cfg.MaxReplays = 8
+	}
 	if cfg.MaxPageBytes <= 0 {
 		cfg.MaxPageBytes = 4 << 20
 	}
@@ -108,7 +117,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, deps: deps, log: log, mux: http.NewServeMux(), types: map[string]*typeSchemas{}}
 	s.keys = newKeyCache(deps.Store, cfg.KeyCacheTTL)
-	s.streams = newStreamLimits(cfg.MaxStreamsPerKey, cfg.MaxReplaysPerKey)
+	s.streams = newStreamLimits(cfg.MaxStreamsPerKey, cfg.MaxReplaysPerKey, cfg.MaxReplays)
 	installErrors()
 	configureHuma()
 

@@ -9,17 +9,21 @@ import (
 // streamLimits bounds, per API key and process, the event streams held
 // open and the streams replaying the log from the database, so that one
 // client's reconnect storm cannot take every connection of the database's
-// read pool and the process's memory from the others.
+// read pool and the process's memory from the others; and, for every key
+// together, the streams replaying at once, so that a storm spread over
+// many keys cannot take the process's CPU from creates.
 type streamLimits struct {
-	maxStreams, maxReplays int
+	maxStreams, maxReplays, maxReplaysAll int
 
-	mu      sync.Mutex
-	streams map[string]int
-	replays map[string]int
+	mu         sync.Mutex
+	streams    map[string]int
+	replays    map[string]int
+	replaysAll int
 }
 
-func newStreamLimits(maxStreams, maxReplays int) *streamLimits {
-	return &streamLimits{maxStreams: maxStreams, maxReplays: maxReplays, streams: map[string]int{}, replays: map[string]int{}}
+func newStreamLimits(maxStreams, maxReplays, maxReplaysAll int) *streamLimits {
+	return &streamLimits{maxStreams: maxStreams, maxReplays: maxReplays, maxReplaysAll: maxReplaysAll,
+		streams: map[string]int{}, replays: map[string]int{}}
 }
 
 // acquire takes one of key's slots in counts (bounded by limit); release
@@ -48,9 +52,29 @@ func (l *streamLimits) stream(key string) (func(), bool) {
 	return l.acquire(l.streams, l.maxStreams, key)
 }
 
-// replay takes one of key's replay slots.
+// replay takes one of key's replay slots and one of the process's.
 func (l *streamLimits) replay(key string) (func(), bool) {
-	return l.acquire(l.replays, l.maxReplays, key)
+	l.mu.Lock()
+	if l.replaysAll >= l.maxReplaysAll {
+		l.mu.Unlock()
+		return nil, false
+	}
+	l.replaysAll++
+	l.mu.Unlock()
+	release, ok := l.acquire(l.replays, l.maxReplays, key)
+	var once sync.Once
+	all := func() {
+		once.Do(func() {
+			l.mu.Lock()
+			l.replaysAll--
+			l.mu.Unlock()
+		})
+	}
+	if !ok {
+		all()
+		return nil, false
+	}
+	return func() { release(); all() }, true
 }
 
 // streamRetryAfter is the Retry-After, in seconds, of a stream refused for

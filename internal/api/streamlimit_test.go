@@ -54,43 +54,8 @@ func TestStreamLimitsPerKey(t *testing.T) {
 	for _, dialect := range testdb.Dialects {
 		t.Run(dialect, func(t *testing.T) {
 			t.Parallel()
-			reg := registry.New()
-			reg.MustRegister(echo.Type())
-			st := testdb.Open(t, dialect, reg)
-			log := &gatedLog{EventLog: st, tenant: "acme", entered: make(chan struct{}, 1), gate: make(chan struct{})}
-			relay := stream.New(stream.Config{}, log, nil, st, testdb.Logger(t))
-			if err := relay.Start(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-			srv, err := api.New(api.Config{MaxStreamsPerKey: 2, MaxReplaysPerKey: 1}, api.Deps{
-				Store: st, Registry: reg, Events: relay, Logger: testdb.Logger(t),
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-			go func() { _ = hs.Serve(ln) }()
-			t.Cleanup(func() {
-				relay.Stop() // ends the streams
-				_ = hs.Close()
-			})
-			base := "http://" + ln.Addr().String()
-			key := func(tenant string) string {
-				k := apikey.Generate()
-				if err := st.CreateAPIKey(t.Context(), store.APIKey{ID: uuid.New(), Hash: apikey.Hash(k),
-					Prefix: apikey.Display(k), TenantID: tenant, CreatedAt: time.Now()}); err != nil {
-					t.Fatal(err)
-				}
-				return "Bearer " + k
-			}
+			log, key, open, base := limitedServer(t, dialect, api.Config{MaxStreamsPerKey: 2, MaxReplaysPerKey: 1})
 			acme, other := key("acme"), key("other")
-			open := func(auth string, hdr ...string) (*sseStream, int, string) {
-				return openStreamAt(t, base, "/api/v1/events", append([]string{"Authorization", auth}, hdr...)...)
-			}
 			refused := func(what string, status int, body string, s *sseStream) {
 				t.Helper()
 				if s != nil {
@@ -169,5 +134,87 @@ func waitAccepted(t *testing.T, open func() (*sseStream, int, string)) {
 			t.Fatalf("status %d (%s), want a stream once a slot is free", status, body)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// limitedServer serves the API with cfg on a loopback port, over a store
+// whose replays of tenant "acme" from id 0 wait at log's gate. It returns
+// the base URL, a function making a key of a tenant, and a function
+// opening a firehose stream.
+func limitedServer(t *testing.T, dialect string, cfg api.Config) (log *gatedLog, key func(tenant string) string, open func(auth string, hdr ...string) (*sseStream, int, string), base string) {
+	t.Helper()
+	reg := registry.New()
+	reg.MustRegister(echo.Type())
+	st := testdb.Open(t, dialect, reg)
+	log = &gatedLog{EventLog: st, tenant: "acme", entered: make(chan struct{}, 1), gate: make(chan struct{})}
+	relay := stream.New(stream.Config{}, log, nil, st, testdb.Logger(t))
+	if err := relay.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := api.New(cfg, api.Deps{
+		Store: st, Registry: reg, Events: relay, Logger: testdb.Logger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() {
+		relay.Stop() // ends the streams
+		_ = hs.Close()
+	})
+	base = "http://" + ln.Addr().String()
+	key = func(tenant string) string {
+		k := apikey.Generate()
+		if err := st.CreateAPIKey(t.Context(), store.APIKey{ID: uuid.New(), Hash: apikey.Hash(k),
+			Prefix: apikey.Display(k), TenantID: tenant, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		return "Bearer " + k
+	}
+	open = func(auth string, hdr ...string) (*sseStream, int, string) {
+		return openStreamAt(t, base, "/api/v1/events", append([]string{"Authorization", auth}, hdr...)...)
+	}
+	return log, key, open, base
+}
+
+// TestReplayLimitPerServer: replays are bounded for every key together,
+// so a storm spread over many keys (one per tenant) cannot take the
+// process's CPU from creates; the slot frees once the replay catches up.
+func TestReplayLimitPerServer(t *testing.T) {
+	t.Parallel()
+	for _, dialect := range testdb.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			log, key, open, _ := limitedServer(t, dialect, api.Config{MaxReplaysPerKey: 4, MaxReplays: 1})
+			acme, other := key("acme"), key("other")
+			replaying, status, body := open(acme, "Last-Event-ID", "0")
+			if status != http.StatusOK {
+				t.Fatalf("first replay: status %d (%s)", status, body)
+			}
+			select {
+			case <-log.entered:
+			case <-time.After(15 * time.Second):
+				t.Fatal("the first stream never started its replay")
+			}
+			if s, status, body := open(other, "Last-Event-ID", "0"); status != http.StatusTooManyRequests {
+				if s != nil {
+					s.close()
+				}
+				t.Fatalf("another key's replay while the server's one slot is taken: status %d (%s), want 429", status, body)
+			}
+			if s, status, body := open(other); status != http.StatusOK {
+				t.Errorf("a live stream (no replay) of another key: status %d (%s), want 200", status, body)
+			} else {
+				s.close()
+			}
+			close(log.gate)
+			waitAccepted(t, func() (*sseStream, int, string) { return open(other, "Last-Event-ID", "0") })
+			replaying.close()
+		})
 	}
 }

@@ -184,7 +184,8 @@ func (a *App) build(ctx context.Context, opts Options) error {
 	if !opts.NoAPI {
 		a.API, err = api.New(api.Config{
 			MaxBodyBytes: cfg.MaxBodyBytes, Version: opts.Version,
-			MaxStreamsPerKey: cfg.SSEMaxStreamsPerKey, MaxReplaysPerKey: cfg.SSEMaxReplaysPerKey, MaxPageBytes: cfg.MaxPageBytes,
+			MaxStreamsPerKey: cfg.SSEMaxStreamsPerKey, MaxReplaysPerKey: cfg.SSEMaxReplaysPerKey,
+			MaxReplays: cfg.SSEMaxReplays, MaxPageBytes: cfg.MaxPageBytes,
 		}, api.Deps{
 			Store: st, Registry: a.Registry, Artifacts: a.Artifacts, Engine: eng, Logger: a.log, Events: a.Events.Relay,
 		})

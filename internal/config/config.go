@@ -113,6 +113,10 @@ type Config struct {
 	// replaying the log from the database at once on this process; one
 	// more is answered 429 (COMPUTE_SSE_MAX_REPLAYS_PER_KEY, default 4).
 	SSEMaxReplaysPerKey int
+	// SSEMaxReplays bounds the streams of every key together that may be
+	// replaying the log at once on this process; one more is answered 429
+	// (COMPUTE_SSE_MAX_REPLAYS, default 8).
+	SSEMaxReplays int
 	// EventRetention deletes events older than this, in small batches,
 	// in processes that run workers (COMPUTE_EVENT_RETENTION, e.g. 720h;
 	// default 0: keep every event).
@@ -159,6 +163,7 @@ func Default() Config {
 		WebhookPerDestination: 2,
 		SSEMaxStreamsPerKey:   16,
 		SSEMaxReplaysPerKey:   4,
+		SSEMaxReplays:         8,
 		HTTPWriteTimeout:      60 * time.Second,
 		MaxPageBytes:          4 << 20,
 		DBListConns:           4,
@@ -202,6 +207,7 @@ func FromEnv() (Config, error) {
 	parse("COMPUTE_SSE_KEEPALIVE", func(v string) (err error) { c.SSEKeepAlive, err = time.ParseDuration(v); return })
 	parse("COMPUTE_SSE_MAX_STREAMS_PER_KEY", func(v string) (err error) { c.SSEMaxStreamsPerKey, err = strconv.Atoi(v); return })
 	parse("COMPUTE_SSE_MAX_REPLAYS_PER_KEY", func(v string) (err error) { c.SSEMaxReplaysPerKey, err = strconv.Atoi(v); return })
+	parse("COMPUTE_SSE_MAX_REPLAYS", func(v string) (err error) { c.SSEMaxReplays, err = strconv.Atoi(v); return })
 	parse("COMPUTE_EVENT_RETENTION", func(v string) (err error) { c.EventRetention, err = time.ParseDuration(v); return })
 	parse("COMPUTE_HTTP_WRITE_TIMEOUT", func(v string) (err error) { c.HTTPWriteTimeout, err = time.ParseDuration(v); return })
 	parse("COMPUTE_MAX_PAGE_BYTES", func(v string) (err error) { c.MaxPageBytes, err = strconv.Atoi(v); return })
@@ -423,6 +429,8 @@ func (c *Config) validateLimits() error {
 		return invalid("COMPUTE_SSE_MAX_STREAMS_PER_KEY", "must be at least 1")
 	case c.SSEMaxReplaysPerKey < 1:
 		return invalid("COMPUTE_SSE_MAX_REPLAYS_PER_KEY", "must be at least 1")
+	case c.SSEMaxReplays < 1:
+		return invalid("COMPUTE_SSE_MAX_REPLAYS", "must be at least 1")
 	case c.EventRetention != 0 && c.EventRetention < time.Minute:
 		return invalid("COMPUTE_EVENT_RETENTION", "must be 0 (keep every event) or at least 1m")
 	case c.HTTPWriteTimeout < time.Second:

@@ -54,6 +54,7 @@ func TestDefault(t *testing.T) {
 		WebhookPerDestination: 2,
 		SSEMaxStreamsPerKey:   16,
 		SSEMaxReplaysPerKey:   4,
+		SSEMaxReplays:         8,
 		HTTPWriteTimeout:      60 * time.Second,
 		MaxPageBytes:          4 << 20,
 		DBListConns:           4,
