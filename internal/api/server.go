@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"reflect"
+	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -41,7 +42,7 @@ type Config struct {
 	// answered 429.
 	MaxReplaysPerKey int
 	// MaxReplays bounds the firehose streams of every key together that
-	// replay the log at once on this process (default 8); one more is
+	// replay the log at once on this process (default GOMAXPROCS); one more is
 	// answered 429. Replays are CPU-bound: with one key per tenant only
 	// this bound keeps a reconnect storm from taking the CPU that creates
 	// need.
@@ -106,7 +107,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		cfg.MaxReplaysPerKey = 4
 	}
 	if cfg.MaxReplays <= 0 {
-		cfg.MaxReplays = 8
+		cfg.MaxReplays = runtime.GOMAXPROCS(0)
 	}
 	if cfg.MaxPageBytes <= 0 {
 		cfg.MaxPageBytes = 4 << 20

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -115,7 +116,8 @@ type Config struct {
 	SSEMaxReplaysPerKey int
 	// SSEMaxReplays bounds the streams of every key together that may be
 	// replaying the log at once on this process; one more is answered 429
-	// (COMPUTE_SSE_MAX_REPLAYS, default 8).
+	// (COMPUTE_SSE_MAX_REPLAYS, default the CPUs the process may use,
+	// GOMAXPROCS: a replay keeps a CPU busy while it reads).
 	SSEMaxReplays int
 	// EventRetention deletes events older than this, in small batches,
 	// in processes that run workers (COMPUTE_EVENT_RETENTION, e.g. 720h;
@@ -163,7 +165,7 @@ func Default() Config {
 		WebhookPerDestination: 2,
 		SSEMaxStreamsPerKey:   16,
 		SSEMaxReplaysPerKey:   4,
-		SSEMaxReplays:         8,
+		SSEMaxReplays:         runtime.GOMAXPROCS(0),
 		HTTPWriteTimeout:      60 * time.Second,
 		MaxPageBytes:          4 << 20,
 		DBListConns:           4,

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -54,7 +55,7 @@ func TestDefault(t *testing.T) {
 		WebhookPerDestination: 2,
 		SSEMaxStreamsPerKey:   16,
 		SSEMaxReplaysPerKey:   4,
-		SSEMaxReplays:         8,
+		SSEMaxReplays:         runtime.GOMAXPROCS(0),
 		HTTPWriteTimeout:      60 * time.Second,
 		MaxPageBytes:          4 << 20,
 		DBListConns:           4,
