@@ -58,24 +58,9 @@ func TestStreamLimitsPerKey(t *testing.T) {
 			acme, other := key("acme"), key("other")
 			refused := func(what string, status int, body string, s *sseStream) {
 				t.Helper()
-				if s != nil {
-					s.close()
-					t.Fatalf("%s: got a stream, want 429", what)
-				}
-				if status != http.StatusTooManyRequests {
-					t.Fatalf("%s: status %d (%s), want 429", what, status, body)
-				}
+				wantRefused(t, what, status, body, s)
 			}
-
-			replaying, status, body := open(acme, "Last-Event-ID", "0")
-			if status != http.StatusOK {
-				t.Fatalf("first replay: status %d (%s)", status, body)
-			}
-			select {
-			case <-log.entered:
-			case <-time.After(15 * time.Second):
-				t.Fatal("the first stream never started its replay")
-			}
+			replaying := startGatedReplay(t, log, open, acme)
 			s, status, body := open(acme, "Last-Event-ID", "0")
 			refused("a second concurrent replay of one key", status, body, s)
 			live, status, body := open(acme)
@@ -192,21 +177,9 @@ func TestReplayLimitPerServer(t *testing.T) {
 			t.Parallel()
 			log, key, open, _ := limitedServer(t, dialect, api.Config{MaxReplaysPerKey: 4, MaxReplays: 1})
 			acme, other := key("acme"), key("other")
-			replaying, status, body := open(acme, "Last-Event-ID", "0")
-			if status != http.StatusOK {
-				t.Fatalf("first replay: status %d (%s)", status, body)
-			}
-			select {
-			case <-log.entered:
-			case <-time.After(15 * time.Second):
-				t.Fatal("the first stream never started its replay")
-			}
-			if s, status, body := open(other, "Last-Event-ID", "0"); status != http.StatusTooManyRequests {
-				if s != nil {
-					s.close()
-				}
-				t.Fatalf("another key's replay while the server's one slot is taken: status %d (%s), want 429", status, body)
-			}
+			replaying := startGatedReplay(t, log, open, acme)
+			s, status, body := open(other, "Last-Event-ID", "0")
+			wantRefused(t, "another key's replay while the server's one slot is taken", status, body, s)
 			if s, status, body := open(other); status != http.StatusOK {
 				t.Errorf("a live stream (no replay) of another key: status %d (%s), want 200", status, body)
 			} else {
@@ -217,4 +190,32 @@ func TestReplayLimitPerServer(t *testing.T) {
 			replaying.close()
 		})
 	}
+}
+
+// wantRefused fails unless a stream was refused with 429.
+func wantRefused(t *testing.T, what string, status int, body string, s *sseStream) {
+	t.Helper()
+	if s != nil {
+		s.close()
+		t.Fatalf("%s: got a stream, want 429", what)
+	}
+	if status != http.StatusTooManyRequests {
+		t.Fatalf("%s: status %d (%s), want 429", what, status, body)
+	}
+}
+
+// startGatedReplay opens a replay of tenant acme's events from id 0 with
+// auth and returns it once it waits at log's gate, holding its slots.
+func startGatedReplay(t *testing.T, log *gatedLog, open func(auth string, hdr ...string) (*sseStream, int, string), auth string) *sseStream {
+	t.Helper()
+	replaying, status, body := open(auth, "Last-Event-ID", "0")
+	if status != http.StatusOK {
+		t.Fatalf("first replay: status %d (%s)", status, body)
+	}
+	select {
+	case <-log.entered:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the first stream never started its replay")
+	}
+	return replaying
 }
