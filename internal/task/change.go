@@ -59,8 +59,19 @@ func (c *Change) Check(t *Task) error {
 }
 
 // Apply checks c against t (see Check) and, when allowed, changes t as c
-// describes at time now; when refused it returns the reason and leaves t
-// as it was. The rules:
+// describes at time now (c.Delta, applied with Delta.ApplyTo); when
+// refused it returns the reason and leaves t as it was.
+func (c *Change) Apply(t *Task, now time.Time) error {
+	if err := c.Check(t); err != nil {
+		return err
+	}
+	c.Delta(t.Attempt, now).ApplyTo(t)
+	return nil
+}
+
+// Delta is what c writes when applied at time now to a task at attempt
+// attempt (which an appended error records when c.Err names none). The
+// rules:
 //
 //   - every change sets the status and updated_at;
 //   - ResetForRetry clears result, error message and category, progress,
@@ -76,16 +87,12 @@ func (c *Change) Check(t *Task) error {
 //     lease;
 //   - completion sets progress to 100, stores Result and clears the error
 //     message and category (earlier attempts' errors stay in errors).
-func (c *Change) Apply(t *Task, now time.Time) error {
-	if err := c.Check(t); err != nil {
-		return err
-	}
-	t.Status = c.To
-	t.UpdatedAt = now
+func (c *Change) Delta(attempt int, now time.Time) Delta {
+	d := Delta{Status: c.To, At: now}
 	if c.ResetForRetry {
-		t.Result, t.ErrorMessage, t.ErrorCategory = nil, "", ""
-		t.Progress, t.Stage, t.CompletedAt = 0, "", nil
-		t.RetryCount = 0
+		d.Result, d.ErrorMessage, d.ErrorCategory = Set[json.RawMessage](nil), Set(""), Set("")
+		d.Progress, d.Stage, d.CompletedAt = Set(0.0), Set(""), Set[*time.Time](nil)
+		d.RetryCount = Set(0)
 	}
 	if c.Err != nil {
 		e := *c.Err
@@ -93,38 +100,110 @@ func (c *Change) Apply(t *Task, now time.Time) error {
 			e.At = now
 		}
 		if e.Attempt == 0 {
-			e.Attempt = t.Attempt
+			e.Attempt = attempt
 		}
-		t.Errors = append(t.Errors, e)
-		t.ErrorMessage, t.ErrorCategory = e.Message, e.Category
+		d.AppendError = &e
+		d.ErrorMessage, d.ErrorCategory = Set(e.Message), Set(e.Category)
 	}
 	if c.CountRetry {
-		t.RetryCount++
+		d.AddRetries = 1
 	}
 	if c.CountResume {
-		t.ResumeAttemptCount++
-		t.LastResumeAttempt = &now
+		d.AddResumes = 1
 	}
 	switch {
 	case c.To == StatusPending:
 		// A fresh run, or one that re-attaches to the external job.
-		t.ExecutorInstance, t.LeaseExpiresAt = "", nil
-		if c.Resume {
-			t.IsResumed = true
-		} else {
-			t.IsResumed, t.ServiceTaskID = false, ""
+		d.ExecutorInstance, d.LeaseExpiresAt = Set(""), Set[*time.Time](nil)
+		d.IsResumed = Set(c.Resume)
+		if !c.Resume {
+			d.ServiceTaskID = Set("")
 		}
-		t.RunAt = now
+		d.RunAt = Set(now)
 		if c.RunAt != nil {
-			t.RunAt = precise(*c.RunAt)
+			d.RunAt = Set(precise(*c.RunAt))
 		}
 	case c.To.Terminal():
-		t.CompletedAt, t.LeaseExpiresAt = &now, nil
+		d.CompletedAt, d.LeaseExpiresAt = Set(&now), Set[*time.Time](nil)
 	}
 	if c.To == StatusCompleted {
-		t.Progress = 100
-		t.Result = c.Result
-		t.ErrorMessage, t.ErrorCategory = "", ""
+		d.Progress = Set(100.0)
+		d.Result = Set(c.Result)
+		d.ErrorMessage, d.ErrorCategory = Set(""), Set("")
 	}
-	return nil
+	return d
+}
+
+// Delta is what a status change writes, as differences from the task: a
+// field whose Set is true replaces the task's value, the counts add to
+// it, an error is appended, and everything else is kept. The store turns
+// a Delta into one conditional UPDATE without reading the row first;
+// ApplyTo makes the same change to a task in memory.
+type Delta struct {
+	// Status and At (updated_at) are always written.
+	Status Status
+	At     time.Time
+
+	Result                      Opt[json.RawMessage]
+	ErrorMessage, ErrorCategory Opt[string]
+	Progress                    Opt[float64]
+	Stage                       Opt[string]
+	CompletedAt                 Opt[*time.Time]
+	LeaseExpiresAt              Opt[*time.Time]
+	ExecutorInstance            Opt[string]
+	RunAt                       Opt[time.Time]
+	IsResumed                   Opt[bool]
+	ServiceTaskID               Opt[string]
+	// RetryCount, when set, replaces retry_count before AddRetries adds
+	// to it.
+	RetryCount Opt[int]
+	AddRetries int
+	// AddResumes adds to resume_attempt_count and, when > 0, sets
+	// last_resume_attempt to At.
+	AddResumes int
+	// AppendError, when set, is appended to errors.
+	AppendError *Error
+}
+
+// Opt is a value a Delta may write: V replaces the task's value when Set
+// is true.
+type Opt[T any] struct {
+	V   T
+	Set bool
+}
+
+// Set returns an Opt that writes v.
+func Set[T any](v T) Opt[T] { return Opt[T]{V: v, Set: true} }
+
+// to writes o into *dst when o is set.
+func (o Opt[T]) to(dst *T) {
+	if o.Set {
+		*dst = o.V
+	}
+}
+
+// ApplyTo makes the change d describes to t.
+func (d Delta) ApplyTo(t *Task) {
+	t.Status, t.UpdatedAt = d.Status, d.At
+	d.Result.to(&t.Result)
+	d.ErrorMessage.to(&t.ErrorMessage)
+	d.ErrorCategory.to(&t.ErrorCategory)
+	d.Progress.to(&t.Progress)
+	d.Stage.to(&t.Stage)
+	d.CompletedAt.to(&t.CompletedAt)
+	d.LeaseExpiresAt.to(&t.LeaseExpiresAt)
+	d.ExecutorInstance.to(&t.ExecutorInstance)
+	d.RunAt.to(&t.RunAt)
+	d.IsResumed.to(&t.IsResumed)
+	d.ServiceTaskID.to(&t.ServiceTaskID)
+	d.RetryCount.to(&t.RetryCount)
+	t.RetryCount += d.AddRetries
+	if d.AddResumes > 0 {
+		t.ResumeAttemptCount += d.AddResumes
+		at := d.At
+		t.LastResumeAttempt = &at
+	}
+	if d.AppendError != nil {
+		t.Errors = append(t.Errors, *d.AppendError)
+	}
 }
