@@ -125,7 +125,7 @@ func safeProcess(ctx context.Context, rec *store.Record, env registry.Runtime, r
 // nothing (its task was cancelled or taken over).
 func (e *Engine) outcomeOf(rec *store.Record, result *task.Result, err error, runCtx, taskCtx context.Context) (*store.StatusChange, string) {
 	t := rec.Task
-	base := store.StatusChange{TaskID: t.ID, Scope: store.AdminScope, Known: t, Change: task.Change{Attempt: t.Attempt}}
+	base := store.StatusChange{TaskID: t.ID, Scope: store.AdminScope, Change: task.Change{Attempt: t.Attempt}}
 	cause := context.Cause(taskCtx)
 	switch {
 	case errors.Is(cause, errCancelled):

@@ -172,9 +172,11 @@ type Queue interface {
 	// runs that no longer own their task (rescued, cancelled, finished).
 	ExtendLeases(ctx context.Context, runs []RunRef, lease time.Duration) (lost []RunRef, err error)
 
-	// FinishRuns applies many status changes in one transaction, each
-	// with SetStatus's rules; errs[i] is nil when changes[i] was written,
-	// else why it was refused.
+	// FinishRuns writes the outcomes of runs in one transaction: each
+	// change (which must name its run's attempt, with admin scope) is
+	// written as its delta (task.Change.Delta) if the task is still
+	// executing at that attempt, without reading the row first. errs[i]
+	// is nil when changes[i] was written, else why it was refused.
 	FinishRuns(ctx context.Context, changes []StatusChange) (errs []error, err error)
 
 	// RescueRuns hands each executing task whose lease has expired (or,
@@ -286,18 +288,12 @@ type Patch struct {
 
 // StatusChange is one requested status transition: which task, who asks,
 // and the change itself, whose rules (what it checks, clears and sets)
-// live in task.Change. The store applies it to the task as stored and
-// writes the result, conditionally on the status and attempt it read.
+// live in task.Change. The store writes its delta (task.Change.Delta),
+// conditionally on the status and attempt the change was checked against.
 type StatusChange struct {
 	TaskID uuid.UUID
 	// Scope limits which tasks an API caller can change.
 	Scope Scope
-	// Known, when set, is the caller's copy of the task as its own last
-	// write left it (a run's record). FinishRuns may decide the change
-	// against it instead of reading the row, and then writes only if the
-	// row's status, attempt and updated_at still match it; otherwise it
-	// reads the row and decides again. The store does not modify Known.
-	Known *task.Task
 	task.Change
 }
 

@@ -22,9 +22,45 @@ retry_count, max_attempts, is_resumed, resume_attempt_count, last_resume_attempt
 start_timeout_seconds, webhook_url, webhook_events, result, attempt, lease_expires_at,
 idempotency_key, request_hash, entity_id`
 
+// eventColumns are the columns of `tasks` a task's events are made from
+// (event.New), in the order scanEventTask reads them.
+const eventColumns = `id, task_type, status, progress, stage, queue_name, origin_instance, origin_zone,
+origin_tenant_id, started_at, completed_at, error_message, error_category, retry_count, attempt,
+webhook_url, webhook_events, entity_id`
+
+// scanEventTask reads a row of eventColumns into a task that has only
+// those fields.
+func scanEventTask(s rowScanner) (*task.Task, error) {
+	var (
+		t                  task.Task
+		id, status, events string
+		started, completed sql.NullTime
+	)
+	if err := s.Scan(&id, &t.Type, &status, &t.Progress, &t.Stage, &t.QueueName, &t.OriginInstance, &t.OriginZone,
+		&t.OriginTenantID, &started, &completed, &t.ErrorMessage, &t.ErrorCategory, &t.RetryCount, &t.Attempt,
+		&t.WebhookURL, &events, &t.EntityID); err != nil {
+		return nil, err
+	}
+	var err error
+	if t.ID, err = uuid.Parse(id); err != nil {
+		return nil, fmt.Errorf("task id %q: %w", id, err)
+	}
+	t.Status = task.Status(status)
+	t.StartedAt, t.CompletedAt = timePtr(started), timePtr(completed)
+	if events != "[]" {
+		if err := json.Unmarshal([]byte(events), &t.WebhookEvents); err != nil {
+			return nil, fmt.Errorf("task %s webhook_events: %w", id, err)
+		}
+	}
+	return &t, nil
+}
+
 // prefixed returns baseColumns qualified with a table alias.
-func prefixed(alias string) string {
-	cols := strings.Split(baseColumns, ",")
+func prefixed(alias string) string { return qualified(baseColumns, alias) }
+
+// qualified returns the column list cols qualified with a table alias.
+func qualified(columns, alias string) string {
+	cols := strings.Split(columns, ",")
 	for i, c := range cols {
 		cols[i] = alias + "." + strings.TrimSpace(c)
 	}

@@ -49,7 +49,7 @@ func newEventRow(e event.Event) eventRow {
 
 // insertEventsSQL is the INSERT of writeEvents for dialect d: on
 // PostgreSQL one statement per batch, passed as JSON in $1; on SQLite one
-// prepared statement run per event (see transitionSQL).
+// prepared statement run per event (see changeSQL).
 func insertEventsSQL(d dialect) string {
 	names, vals := make([]string, len(eventCols)), make([]string, len(eventCols))
 	for i, c := range eventCols {

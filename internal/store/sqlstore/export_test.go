@@ -16,18 +16,6 @@ func (s *Store) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return s.inTx(ctx, func(tx *txn) error { return fn(tx.Tx) })
 }
 
-// FinishRunsAround is FinishRuns with between called after its read
-// phase and before its write transaction, where another writer may change
-// the rows it read.
-func (s *Store) FinishRunsAround(ctx context.Context, changes []store.StatusChange, between func()) ([]error, error) {
-	f, err := s.readFinish(ctx, changes)
-	if err != nil {
-		return nil, err
-	}
-	between()
-	return s.writeFinish(ctx, &f)
-}
-
 // ClaimReadFirstAround is SQLite's claim (claimReadFirst, which ClaimTasks
 // uses without queue limits) with between called after its read phase and
 // before its write transaction. It fails on a store that claims otherwise.

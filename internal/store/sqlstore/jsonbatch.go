@@ -10,7 +10,7 @@ import (
 // The statement's text is then the same for every batch size, so pgx
 // prepares it once per connection, instead of a VALUES list with thousands
 // of placeholders planned afresh for every batch. (SQLite, in process, runs
-// a statement per row prepared once per batch instead: see transitionSQL.)
+// a statement per row prepared once per batch instead: see changeSQL.)
 
 // batchCol is a column of a JSON batch, with its PostgreSQL type.
 type batchCol struct{ name, pgType string }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/computeserver/compute/internal/event"
 	"github.com/computeserver/compute/internal/store"
 	"github.com/computeserver/compute/internal/task"
 )
@@ -112,22 +111,12 @@ func (s *Store) RescueRuns(ctx context.Context, p store.RescueParams) ([]*task.T
 		if err != nil {
 			return fmt.Errorf("finding lost runs: %w", err)
 		}
-		ds := make([]decided, 0, len(lost))
-		for _, t := range lost {
-			c := p.Decide(t)
-			c.TaskID, c.Attempt = t.ID, t.Attempt
-			d, err := decide(t, &c.Change, now)
-			if err != nil {
-				return err
-			}
-			ds = append(ds, d)
+		changes := make([]task.Change, len(lost))
+		for i, t := range lost {
+			changes[i] = p.Decide(t).Change
+			changes[i].Attempt = t.Attempt
 		}
-		_, refused, err := s.writeTransitions(ctx, tx, ds, event.KindStatus, now)
-		for _, d := range ds {
-			if !refused[d.t.ID] {
-				out = append(out, d.t)
-			}
-		}
+		out, _, err = s.changeLocked(ctx, tx, lost, changes, now)
 		return err
 	})
 	if err != nil {
@@ -161,17 +150,13 @@ func (s *Store) failStartTimeouts(ctx context.Context, tx *txn, now time.Time, l
 	if err != nil {
 		return 0, fmt.Errorf("finding overdue tasks: %w", err)
 	}
-	ds := make([]decided, 0, len(tasks))
-	for _, t := range tasks {
-		d, err := decide(t, &task.Change{To: task.StatusFailed, Err: &task.Error{
+	changes := make([]task.Change, len(tasks))
+	for i, t := range tasks {
+		changes[i] = task.Change{To: task.StatusFailed, Err: &task.Error{
 			Message:  fmt.Sprintf("not started within %d seconds of creation", t.StartTimeoutSeconds),
 			Category: task.CategoryStartTimeout,
-		}}, now)
-		if err != nil {
-			return 0, err
-		}
-		ds = append(ds, d)
+		}}
 	}
-	_, refused, err := s.writeTransitions(ctx, tx, ds, event.KindStatus, now)
-	return len(ds) - len(refused), err
+	failed, _, err := s.changeLocked(ctx, tx, tasks, changes, now)
+	return len(failed), err
 }

@@ -71,18 +71,20 @@ func (s *Store) Subscribe(ctx context.Context) <-chan store.Notification {
 	return ch
 }
 
-// notificationsFor returns what other processes must hear about decided
-// changes: a wake-up for work that became pending, a cancel for a task
-// cancelled while it executed.
-func notificationsFor(ds []decided) []store.Notification {
+// notificationsFor returns what other processes must hear about the
+// written changes among cs: a wake-up for work that became pending, a
+// cancel for a task whose run was stopped.
+func notificationsFor(cs []conditional, written map[uuid.UUID]*task.Task) []store.Notification {
 	var out []store.Notification
 	wake := false
-	for _, d := range ds {
+	for _, c := range cs {
+		t := written[c.id]
 		switch {
-		case d.t.Status == task.StatusPending:
+		case t == nil:
+		case t.Status == task.StatusPending:
 			wake = true
-		case d.t.Status == task.StatusCancelled && d.from == task.StatusExecuting:
-			out = append(out, store.Notification{Kind: store.NotifyCancel, TaskID: d.t.ID})
+		case t.Status == task.StatusCancelled && c.from == task.StatusExecuting:
+			out = append(out, store.Notification{Kind: store.NotifyCancel, TaskID: t.ID})
 		}
 	}
 	if wake {

@@ -51,6 +51,9 @@ type dialect struct {
 	// prepared once per batch runs per row, which in process costs less
 	// than parsing JSON or a long VALUES list (SQLite).
 	jsonBatches bool
+	// jsonAppend appends a JSON value (the second %s) to a JSON array
+	// column (the first).
+	jsonAppend string
 	// namesIndexes: the engine's queries name their index (indexedBy).
 	namesIndexes bool
 	// localFile: the database is a file this process can see, so it can
@@ -102,6 +105,7 @@ var (
 		name:         DialectSQLite,
 		namesIndexes: true,
 		localFile:    true,
+		jsonAppend:   `json_insert(%s, '$[#]', json(%s))`,
 		goose:        goose.DialectSQLite3,
 		columnsQuery: `SELECT name, type, "notnull" <> 0, dflt_value IS NOT NULL FROM pragma_table_info($1) ORDER BY cid`,
 	}
@@ -112,6 +116,7 @@ var (
 		caps:          store.Capabilities{SkipLocked: true, ListenNotify: true},
 		castParams:    true,
 		jsonBatches:   true,
+		jsonAppend:    `%s || jsonb_build_array(%s)`,
 		goose:         goose.DialectPostgres,
 		migrationLock: true,
 		columnsQuery: `SELECT column_name, data_type, is_nullable = 'NO', column_default IS NOT NULL
@@ -173,13 +178,16 @@ type Store struct {
 }
 
 // statements are the batch statements whose text depends only on the
-// dialect, built once.
+// dialect, built once (or once per shape).
 type statements struct {
-	transition, insertEvents string
+	insertEvents string
+	// changes holds the status-change statements, built per shape as
+	// they are first needed (changeSQL).
+	changes *changeStatements
 }
 
 func newStatements(d dialect) statements {
-	return statements{transition: transitionSQL(d), insertEvents: insertEventsSQL(d)}
+	return statements{insertEvents: insertEventsSQL(d), changes: &changeStatements{}}
 }
 
 // Option configures a Store.

@@ -24,10 +24,10 @@ func jsonText(v any) (string, error) {
 	return string(b), err
 }
 
-// SetStatus implements store.Store. The row is read under a lock (FOR UPDATE
-// on PostgreSQL; SQLite's single writer serialises transactions), the
-// transition is decided, and the UPDATE is conditional on the status and
-// attempt that were read, so a refused change writes nothing.
+// SetStatus implements store.Store. The row is read under a lock (FOR
+// UPDATE on PostgreSQL; SQLite's single writer serialises transactions),
+// the change is checked against it, and its delta is written on condition
+// of the status and attempt that were read (changeLocked).
 func (s *Store) SetStatus(ctx context.Context, c store.StatusChange) (*task.Task, *event.Event, error) {
 	var (
 		out *task.Task
@@ -42,19 +42,11 @@ func (s *Store) SetStatus(ctx context.Context, c store.StatusChange) (*task.Task
 		if t == nil {
 			return task.ErrNotFound
 		}
-		now := task.Now()
-		d, err := decide(t, &c.Change, now)
+		written, evs, err := s.changeLocked(ctx, tx, []*task.Task{t}, []task.Change{c.Change}, task.Now())
 		if err != nil {
 			return err
 		}
-		evs, refused, err := s.writeTransitions(ctx, tx, []decided{d}, event.KindStatus, now)
-		if err != nil {
-			return err
-		}
-		if refused[t.ID] {
-			return &task.TransitionError{From: d.from, To: c.To}
-		}
-		out, ev = t, evs[0]
+		out, ev = written[0], evs[0]
 		return nil
 	})
 	if err != nil {

@@ -2,9 +2,12 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -14,286 +17,360 @@ import (
 	"github.com/computeserver/compute/internal/task"
 )
 
-// decided is a status change that has been checked against the task's
-// current row and applied to t in memory; writeTransitions makes it durable
-// on condition that the row still has status from and attempt attempt, and,
-// when version is set (a row read outside the transaction), that its
-// updated_at is still version.
-type decided struct {
-	t       *task.Task
+// A status change is written as its task.Delta: only the columns the
+// change sets, the counts added to and the error appended in the UPDATE
+// itself, conditionally on the row still having the status and attempt
+// the change was made for. The store reads nothing first and decides
+// nothing: the rules are task.Change's. The UPDATE returns the rows as
+// written, from which the changes' events are made.
+
+// conditional is a change to write: delta, if the row still has status
+// from and attempt attempt.
+type conditional struct {
+	id      uuid.UUID
 	from    task.Status
 	attempt int
-	version *time.Time
-	// ev, when set, is the change's event, built ahead of the write.
-	ev *event.Event
+	delta   task.Delta
 }
 
-// decide applies change c to the loaded task t (task.Change.Apply, which
-// holds the rules) and returns it as a decided write; when c is refused it
-// returns the reason and t is unchanged.
-func decide(t *task.Task, c *task.Change, now time.Time) (decided, error) {
-	d := decided{t: t, from: t.Status, attempt: t.Attempt}
-	if err := c.Apply(t, now); err != nil {
-		return decided{}, err
+// deltaCol is a column a delta may write: its name in the batch and type
+// (batchCol), the task column, and its value for a delta (ok false when
+// the delta keeps the column). expr, when set, is the SET expression with
+// %s standing for the value; otherwise the value replaces the column.
+type deltaCol struct {
+	batchCol
+	column string
+	expr   func(d dialect) string
+	value  func(d *task.Delta) (v any, ok bool)
+}
+
+// opt returns the value of o for a batch, converted by conv.
+func opt[T any](o task.Opt[T], conv func(T) any) (any, bool) {
+	if !o.Set {
+		return nil, false
 	}
-	return d, nil
+	return conv(o.V), true
 }
 
-// transitionCols are the columns of a transition batch: the row's id, the
-// status and attempt it must still have (and updated_at, when the change
-// was decided from a row read outside the transaction), then the columns a
-// transition may change.
-var transitionCols = []batchCol{
-	{"id", "uuid"}, {"from_status", "text"}, {"from_attempt", "integer"}, {"from_updated_at", "timestamptz"},
-	{"status", "text"}, {"updated_at", "timestamptz"}, {"started_at", "timestamptz"},
-	{"completed_at", "timestamptz"}, {"run_at", "timestamptz"}, {"executor_instance", "text"},
-	{"lease_expires_at", "timestamptz"}, {"errors", "jsonb"}, {"error_message", "text"},
-	{"error_category", "text"}, {"retry_count", "integer"}, {"result", "jsonb"},
-	{"progress", "double precision"}, {"stage", "text"}, {"is_resumed", "boolean"},
-	{"resume_attempt_count", "integer"}, {"last_resume_attempt", "timestamptz"},
-	{"service_task_id", "text"},
-}
+func same[T any](v T) any { return v }
 
-// transitionRow is one decided change in a transition batch; its JSON
-// names are transitionCols.
-type transitionRow struct {
-	ID                 string  `json:"id"`
-	FromStatus         string  `json:"from_status"`
-	FromAttempt        int     `json:"from_attempt"`
-	FromUpdatedAt      *string `json:"from_updated_at"`
-	Status             string  `json:"status"`
-	UpdatedAt          string  `json:"updated_at"`
-	StartedAt          *string `json:"started_at"`
-	CompletedAt        *string `json:"completed_at"`
-	RunAt              string  `json:"run_at"`
-	ExecutorInstance   string  `json:"executor_instance"`
-	LeaseExpiresAt     *string `json:"lease_expires_at"`
-	Errors             string  `json:"errors"`
-	ErrorMessage       string  `json:"error_message"`
-	ErrorCategory      string  `json:"error_category"`
-	RetryCount         int     `json:"retry_count"`
-	Result             *string `json:"result"`
-	Progress           float64 `json:"progress"`
-	Stage              string  `json:"stage"`
-	IsResumed          bool    `json:"is_resumed"`
-	ResumeAttemptCount int     `json:"resume_attempt_count"`
-	LastResumeAttempt  *string `json:"last_resume_attempt"`
-	ServiceTaskID      string  `json:"service_task_id"`
-}
-
-func newTransitionRow(d decided) (transitionRow, error) {
-	t := d.t
-	errs, err := jsonText(nonNil(t.Errors))
-	if err != nil {
-		return transitionRow{}, err
+func optTime(t *time.Time) any {
+	if t == nil {
+		return nil
 	}
-	var result *string
-	if len(t.Result) > 0 {
-		r := string(t.Result)
-		result = &r
-	}
-	return transitionRow{
-		ID: t.ID.String(), FromStatus: string(d.from), FromAttempt: d.attempt, FromUpdatedAt: batchTimePtr(d.version),
-		Status: string(t.Status), UpdatedAt: batchTime(t.UpdatedAt), StartedAt: batchTimePtr(t.StartedAt),
-		CompletedAt: batchTimePtr(t.CompletedAt), RunAt: batchTime(t.RunAt), ExecutorInstance: t.ExecutorInstance,
-		LeaseExpiresAt: batchTimePtr(t.LeaseExpiresAt), Errors: errs, ErrorMessage: t.ErrorMessage,
-		ErrorCategory: t.ErrorCategory, RetryCount: t.RetryCount, Result: result,
-		Progress: t.Progress, Stage: t.Stage, IsResumed: t.IsResumed,
-		ResumeAttemptCount: t.ResumeAttemptCount, LastResumeAttempt: batchTimePtr(t.LastResumeAttempt),
-		ServiceTaskID: t.ServiceTaskID,
-	}, nil
+	return batchTime(*t)
 }
 
-// maxBatch bounds the rows of one batch statement or IN list (SQLite allows
-// 32766 parameters, PostgreSQL 65535; JSON batches are kept to the same
-// size).
-const maxBatch = 500
-
-// transitionSQL is the UPDATE of writeTransitions for dialect d. On
-// PostgreSQL it writes a whole batch, passed as JSON in $1; the id list
-// repeated as an array lets the planner look the rows up by primary key
-// (it estimates json_to_recordset at 100 rows and would otherwise hash-join
-// against a scan of the table). On SQLite, in process, a statement per row
-// prepared once per batch costs less than either a long VALUES list or
-// JSON: its parameters are the columns from status on, then id,
-// from_status, from_attempt and from_updated_at (twice).
-func transitionSQL(d dialect) string {
-	const keys = 4 // id, from_status, from_attempt, from_updated_at
-	sets := make([]string, 0, len(transitionCols)-keys)
-	if !d.jsonBatches {
-		for _, c := range transitionCols[keys:] {
-			sets = append(sets, c.name+" = ?")
+// deltaCols are the columns a delta may write, in the order of a change
+// statement's SET list (status and updated_at always come first).
+var deltaCols = []deltaCol{
+	{batchCol{"new_status", "text"}, "status", nil, func(d *task.Delta) (any, bool) { return string(d.Status), true }},
+	{batchCol{"new_updated_at", "timestamptz"}, "updated_at", nil, func(d *task.Delta) (any, bool) { return batchTime(d.At), true }},
+	{batchCol{"new_result", "jsonb"}, "result", nil, func(d *task.Delta) (any, bool) {
+		return opt(d.Result, func(r json.RawMessage) any {
+			if r == nil {
+				return nil
+			}
+			return string(r)
+		})
+	}},
+	{batchCol{"new_error_message", "text"}, "error_message", nil, func(d *task.Delta) (any, bool) { return opt(d.ErrorMessage, same) }},
+	{batchCol{"new_error_category", "text"}, "error_category", nil, func(d *task.Delta) (any, bool) { return opt(d.ErrorCategory, same) }},
+	{batchCol{"new_progress", "double precision"}, "progress", nil, func(d *task.Delta) (any, bool) { return opt(d.Progress, same) }},
+	{batchCol{"new_stage", "text"}, "stage", nil, func(d *task.Delta) (any, bool) { return opt(d.Stage, same) }},
+	{batchCol{"new_completed_at", "timestamptz"}, "completed_at", nil, func(d *task.Delta) (any, bool) { return opt(d.CompletedAt, optTime) }},
+	{batchCol{"new_lease_expires_at", "timestamptz"}, "lease_expires_at", nil, func(d *task.Delta) (any, bool) { return opt(d.LeaseExpiresAt, optTime) }},
+	{batchCol{"new_executor_instance", "text"}, "executor_instance", nil, func(d *task.Delta) (any, bool) { return opt(d.ExecutorInstance, same) }},
+	{batchCol{"new_run_at", "timestamptz"}, "run_at", nil, func(d *task.Delta) (any, bool) {
+		return opt(d.RunAt, func(t time.Time) any { return batchTime(t) })
+	}},
+	{batchCol{"new_is_resumed", "boolean"}, "is_resumed", nil, func(d *task.Delta) (any, bool) { return opt(d.IsResumed, same) }},
+	{batchCol{"new_service_task_id", "text"}, "service_task_id", nil, func(d *task.Delta) (any, bool) { return opt(d.ServiceTaskID, same) }},
+	{batchCol{"new_retry_count", "integer"}, "retry_count", nil, func(d *task.Delta) (any, bool) {
+		return opt(d.RetryCount, func(n int) any { return n + d.AddRetries })
+	}},
+	{batchCol{"add_retries", "integer"}, "retry_count", func(dialect) string { return "tasks.retry_count + %s" }, func(d *task.Delta) (any, bool) {
+		return d.AddRetries, !d.RetryCount.Set && d.AddRetries != 0
+	}},
+	{batchCol{"add_resumes", "integer"}, "resume_attempt_count", func(dialect) string { return "tasks.resume_attempt_count + %s" }, func(d *task.Delta) (any, bool) {
+		return d.AddResumes, d.AddResumes != 0
+	}},
+	{batchCol{"new_last_resume_attempt", "timestamptz"}, "last_resume_attempt", nil, func(d *task.Delta) (any, bool) {
+		return batchTime(d.At), d.AddResumes > 0
+	}},
+	{batchCol{"add_error", "jsonb"}, "errors", func(d dialect) string { return fmt.Sprintf(d.jsonAppend, "tasks.errors", "%s") }, func(d *task.Delta) (any, bool) {
+		if d.AppendError == nil {
+			return nil, false
 		}
-		return `UPDATE tasks SET ` + strings.Join(sets, ", ") + `
-			WHERE id = ? AND status = ? AND attempt = ? AND (? IS NULL OR updated_at = ?)`
-	}
-	for _, c := range transitionCols[keys:] {
-		sets = append(sets, c.name+" = "+d.batchValue(c))
-	}
-	// The rows are locked in id order first, as every multi-row writer
-	// does (see ExtendLeases), so that writers cannot deadlock.
-	return `WITH v AS MATERIALIZED (SELECT * FROM ` + d.jsonRows("$1", transitionCols) + `),
-		owned AS MATERIALIZED (SELECT t.id FROM tasks t JOIN v ON t.id = v.id
-			AND t.status = v.from_status AND t.attempt = v.from_attempt
-			AND (v.from_updated_at IS NULL OR t.updated_at = v.from_updated_at)
-			WHERE t.id = ANY (ARRAY(SELECT id FROM v)) ORDER BY t.id FOR UPDATE OF t)
-		UPDATE tasks SET ` + strings.Join(sets, ", ") + `
-		FROM v WHERE tasks.id = v.id AND tasks.id IN (SELECT id FROM owned)
-		RETURNING tasks.id`
-}
-
-// sqliteArgs are the parameters of SQLite's per-row transitionSQL, from
-// the same row the PostgreSQL batch carries: times as the text SQLite
-// stores for them, JSON documents as text.
-func (r transitionRow) sqliteArgs() []any {
-	opt := func(p *string) any {
-		if p == nil {
-			return nil
-		}
-		return *p
-	}
-	return []any{r.Status, r.UpdatedAt, opt(r.StartedAt),
-		opt(r.CompletedAt), r.RunAt, r.ExecutorInstance,
-		opt(r.LeaseExpiresAt), r.Errors, r.ErrorMessage,
-		r.ErrorCategory, r.RetryCount, opt(r.Result),
-		r.Progress, r.Stage, r.IsResumed,
-		r.ResumeAttemptCount, opt(r.LastResumeAttempt), r.ServiceTaskID,
-		r.ID, r.FromStatus, r.FromAttempt, opt(r.FromUpdatedAt), opt(r.FromUpdatedAt)}
-}
-
-// updateTransitions writes one chunk of decided changes and returns the
-// ids of the rows it wrote.
-func (s *Store) updateTransitions(ctx context.Context, tx *txn, chunk []decided) (map[uuid.UUID]bool, error) {
-	if s.d.jsonBatches {
-		return s.updateTransitionsBatch(ctx, tx, chunk)
-	}
-	return s.updateTransitionsEach(ctx, tx, chunk)
-}
-
-// updateTransitionsEach runs the prepared UPDATE once per change (SQLite).
-func (s *Store) updateTransitionsEach(ctx context.Context, tx *txn, chunk []decided) (map[uuid.UUID]bool, error) {
-	written := make(map[uuid.UUID]bool, len(chunk))
-	st, err := tx.PrepareContext(ctx, s.sql.transition)
-	if err != nil {
-		return nil, fmt.Errorf("updating task status: %w", err)
-	}
-	defer st.Close()
-	for _, d := range chunk {
-		row, err := newTransitionRow(d)
+		s, err := jsonText(d.AppendError)
 		if err != nil {
-			return nil, err
+			// A task.Error is strings, an int and a time: it always encodes.
+			panic("sqlstore: encoding a task error: " + err.Error())
 		}
-		res, err := st.ExecContext(ctx, row.sqliteArgs()...)
-		if err != nil {
-			return nil, fmt.Errorf("updating task status: %w", err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return nil, fmt.Errorf("updating task status: %w", err)
-		}
-		if n == 1 {
-			written[d.t.ID] = true
-		}
-	}
-	return written, nil
+		return s, true
+	}},
 }
 
-// updateTransitionsBatch writes the chunk in one statement over a JSON
-// array, locking the rows in id order first (PostgreSQL).
-func (s *Store) updateTransitionsBatch(ctx context.Context, tx *txn, chunk []decided) (map[uuid.UUID]bool, error) {
-	written := make(map[uuid.UUID]bool, len(chunk))
-	batch := make([]transitionRow, len(chunk))
-	for i, d := range chunk {
-		var err error
-		if batch[i], err = newTransitionRow(d); err != nil {
-			return nil, err
+// shape is the set of deltaCols a delta writes, one bit each; changes of
+// one shape share a statement.
+type shape uint32
+
+func shapeOf(d *task.Delta) shape {
+	var sh shape
+	for i := range deltaCols {
+		if _, ok := deltaCols[i].value(d); ok {
+			sh |= 1 << i
 		}
 	}
-	param, err := jsonText(batch)
-	if err != nil {
-		return nil, err
-	}
-	r, err := tx.QueryContext(ctx, s.sql.transition, param)
-	if err != nil {
-		return nil, fmt.Errorf("updating task status: %w", err)
-	}
-	defer r.Close()
-	for r.Next() {
-		var id string
-		if err := r.Scan(&id); err != nil {
-			return nil, fmt.Errorf("updating task status: %w", err)
-		}
-		u, _ := uuid.Parse(id)
-		written[u] = true
-	}
-	if err := r.Err(); err != nil {
-		return nil, fmt.Errorf("updating task status: %w", err)
-	}
-	return written, nil
+	return sh
 }
 
-// writeTransitions writes decided changes (updateDecided) and then their
-// events. It returns the events, in the order of ds, of the changes that
-// were written; a change whose row moved meanwhile (which the callers' row
-// locks prevent) is reported in refused.
-func (s *Store) writeTransitions(ctx context.Context, tx *txn, ds []decided, kind string, now time.Time) (evs []event.Event, refused map[uuid.UUID]bool, err error) {
-	written, err := s.updateDecided(ctx, tx, ds)
-	if err != nil {
-		return nil, nil, err
-	}
-	refused = map[uuid.UUID]bool{}
-	for _, d := range ds {
-		if !written[d.t.ID] {
-			refused[d.t.ID] = true
-		}
-	}
-	evs, err = s.insertEvents(ctx, tx, eventsOf(ds, written, kind, now))
-	return evs, refused, err
-}
-
-// updateDecided writes decided changes (on PostgreSQL one UPDATE per chunk,
-// on SQLite one prepared UPDATE per row), conditional on each row's status
-// and attempt (and version), queues the notifications the written ones
-// call for (a wake-up for re-queued tasks, a cancel for stopped runs), and
-// returns the ids it wrote. It takes row locks, so a transaction calls it before
-// it inserts events: the event-order lock is always taken after a
-// writer's row locks, never before (see eventOrderLock).
-func (s *Store) updateDecided(ctx context.Context, tx *txn, ds []decided) (map[uuid.UUID]bool, error) {
-	written := make(map[uuid.UUID]bool, len(ds))
-	for start := 0; start < len(ds); start += maxBatch {
-		chunk := ds[start:min(start+maxBatch, len(ds))]
-		w, err := s.updateTransitions(ctx, tx, chunk)
-		if err != nil {
-			return nil, err
-		}
-		for id := range w {
-			written[id] = true
-		}
-	}
-	var done []decided
-	for _, d := range ds {
-		if written[d.t.ID] {
-			done = append(done, d)
-		}
-	}
-	tx.notify(notificationsFor(done)...)
-	return written, nil
-}
-
-// eventsOf returns the events of the written changes among ds, in order:
-// the one built ahead of the write where there is one.
-func eventsOf(ds []decided, written map[uuid.UUID]bool, kind string, now time.Time) []event.Event {
-	out := make([]event.Event, 0, len(ds))
-	for _, d := range ds {
-		switch {
-		case !written[d.t.ID]:
-		case d.ev != nil:
-			out = append(out, *d.ev)
-		default:
-			out = append(out, event.New(d.t, kind, now))
+// cols returns the columns of sh, in deltaCols order.
+func (sh shape) cols() []deltaCol {
+	var out []deltaCol
+	for i, c := range deltaCols {
+		if sh&(1<<i) != 0 {
+			out = append(out, c)
 		}
 	}
 	return out
+}
+
+// changeStatements caches each shape's statement text.
+type changeStatements struct{ m sync.Map } // changeKey → string
+
+// changeKey names a change statement: the shape it writes and whether it
+// returns whole rows (baseColumns) or only what events need (eventColumns).
+type changeKey struct {
+	sh    shape
+	whole bool
+}
+
+// columns are the columns a change statement returns.
+func (k changeKey) columns() string {
+	if k.whole {
+		return baseColumns
+	}
+	return eventColumns
+}
+
+// changeSQL returns the statement that writes changes of key's shape. On
+// SQLite, in process, it writes one row, prepared once per batch: its
+// parameters are the shape's values, then the id and the status and
+// attempt the row must have. On PostgreSQL it writes a whole batch,
+// passed as JSON in $1, locking the rows in id order first, as every
+// multi-row writer does (see ExtendLeases), so that writers cannot
+// deadlock; the id list repeated as an array lets the planner look the
+// rows up by primary key (it estimates json_to_recordset at 100 rows and
+// would otherwise hash-join against a scan of the table); it returns the
+// rows written, whole or their eventColumns.
+func (s *Store) changeSQL(key changeKey) string {
+	if q, ok := s.sql.changes.m.Load(key); ok {
+		return q.(string)
+	}
+	cols := key.sh.cols()
+	sets := make([]string, len(cols))
+	var q string
+	if !s.d.jsonBatches {
+		for i, c := range cols {
+			sets[i] = c.column + " = " + c.set(s.d, "?")
+		}
+		q = `UPDATE tasks SET ` + strings.Join(sets, ", ") + `
+			WHERE id = ? AND status = ? AND attempt = ?`
+	} else {
+		batch := append([]batchCol{{"id", "uuid"}, {"from_status", "text"}, {"from_attempt", "integer"}}, batchColsOf(cols)...)
+		for i, c := range cols {
+			sets[i] = c.column + " = " + c.set(s.d, s.d.batchValue(c.batchCol))
+		}
+		q = `WITH v AS MATERIALIZED (SELECT * FROM ` + s.d.jsonRows("$1", batch) + `),
+		owned AS MATERIALIZED (SELECT t.id FROM tasks t JOIN v ON t.id = v.id
+			AND t.status = v.from_status AND t.attempt = v.from_attempt
+			WHERE t.id = ANY (ARRAY(SELECT id FROM v)) ORDER BY t.id FOR UPDATE OF t)
+		UPDATE tasks SET ` + strings.Join(sets, ", ") + `
+		FROM v WHERE tasks.id = v.id AND tasks.id IN (SELECT id FROM owned)
+		RETURNING ` + qualified(key.columns(), "tasks")
+	}
+	s.sql.changes.m.Store(key, q)
+	return q
+}
+
+// set is c's SET expression over value.
+func (c deltaCol) set(d dialect, value string) string {
+	if c.expr == nil {
+		return value
+	}
+	return fmt.Sprintf(c.expr(d), value)
+}
+
+func batchColsOf(cols []deltaCol) []batchCol {
+	out := make([]batchCol, len(cols))
+	for i, c := range cols {
+		out[i] = c.batchCol
+	}
+	return out
+}
+
+// writeChanges writes cs (on PostgreSQL one statement per shape and
+// chunk, on SQLite one prepared statement per row), each conditional on
+// its row's status and attempt, queues the notifications the written ones
+// call for (a wake-up for re-queued tasks, a cancel for stopped runs),
+// and returns the rows written, as they are now, by id: whole, or only
+// their eventColumns. It takes row
+// locks, so a transaction calls it before it inserts events: the
+// event-order lock is always taken after a writer's row locks, never
+// before (see eventOrderLock).
+func (s *Store) writeChanges(ctx context.Context, tx *txn, cs []conditional, whole bool) (map[uuid.UUID]*task.Task, error) {
+	written := make(map[uuid.UUID]*task.Task, len(cs))
+	var order []shape
+	byShape := map[shape][]conditional{}
+	for _, c := range cs {
+		sh := shapeOf(&c.delta)
+		if _, ok := byShape[sh]; !ok {
+			order = append(order, sh)
+		}
+		byShape[sh] = append(byShape[sh], c)
+	}
+	for _, sh := range order {
+		group := byShape[sh]
+		for start := 0; start < len(group); start += maxBatch {
+			chunk := group[start:min(start+maxBatch, len(group))]
+			key := changeKey{sh: sh, whole: whole}
+			var err error
+			if s.d.jsonBatches {
+				err = s.writeBatch(ctx, tx, key, chunk, written)
+			} else {
+				err = s.writeEach(ctx, tx, key, chunk, written)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("updating task status: %w", err)
+			}
+		}
+	}
+	tx.notify(notificationsFor(cs, written)...)
+	return written, nil
+}
+
+// writeEach runs the shape's prepared statement once per change, then
+// reads the rows it wrote in one SELECT (SQLite: the transaction holds the
+// only writer, so they are as written; this costs less than RETURNING per
+// row).
+func (s *Store) writeEach(ctx context.Context, tx *txn, key changeKey, chunk []conditional, written map[uuid.UUID]*task.Task) error {
+	st, err := tx.PrepareContext(ctx, s.changeSQL(key))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	cols := key.sh.cols()
+	args := make([]any, 0, len(cols)+3)
+	ids := make([]uuid.UUID, 0, len(chunk))
+	for _, c := range chunk {
+		args = args[:0]
+		for _, col := range cols {
+			v, _ := col.value(&c.delta)
+			args = append(args, v)
+		}
+		args = append(args, c.id.String(), string(c.from), c.attempt)
+		res, err := st.ExecContext(ctx, args...)
+		if err != nil {
+			return classify(err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return classify(err)
+		} else if n == 1 {
+			ids = append(ids, c.id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	var p params
+	rows, err := tx.QueryContext(ctx, `SELECT `+key.columns()+` FROM tasks WHERE id IN (`+uuidList(&p, ids)+`)`, p.vals...)
+	if err != nil {
+		return err
+	}
+	return scanWritten(rows, key.whole, written)
+}
+
+// scanWritten reads the rows a change statement returned into written
+// and closes rows.
+func scanWritten(rows *sql.Rows, whole bool, written map[uuid.UUID]*task.Task) error {
+	defer rows.Close()
+	scan := scanEventTask
+	if whole {
+		scan = func(r rowScanner) (*task.Task, error) { return scanTask(r) }
+	}
+	for rows.Next() {
+		t, err := scan(rows)
+		if err != nil {
+			return classify(err)
+		}
+		written[t.ID] = t
+	}
+	return classify(rows.Err())
+}
+
+// writeBatch writes a chunk of one shape in one statement over a JSON
+// array (PostgreSQL).
+func (s *Store) writeBatch(ctx context.Context, tx *txn, key changeKey, chunk []conditional, written map[uuid.UUID]*task.Task) error {
+	cols := key.sh.cols()
+	batch := make([]map[string]any, len(chunk))
+	for i, c := range chunk {
+		row := make(map[string]any, len(cols)+3)
+		row["id"], row["from_status"], row["from_attempt"] = c.id.String(), string(c.from), c.attempt
+		for _, col := range cols {
+			row[col.name], _ = col.value(&c.delta)
+		}
+		batch[i] = row
+	}
+	param, err := jsonText(batch)
+	if err != nil {
+		return err
+	}
+	rows, err := tx.QueryContext(ctx, s.changeSQL(key), param)
+	if err != nil {
+		return err
+	}
+	return scanWritten(rows, key.whole, written)
+}
+
+// eventsOf returns the events of the written changes among cs, in order.
+func eventsOf(cs []conditional, written map[uuid.UUID]*task.Task, kind string, now time.Time) []event.Event {
+	out := make([]event.Event, 0, len(cs))
+	for _, c := range cs {
+		if t := written[c.id]; t != nil {
+			out = append(out, event.New(t, kind, now))
+		}
+	}
+	return out
+}
+
+// changeLocked checks changes[i] against tasks[i], a row tx has locked
+// (so as it is), and writes them with their events. It returns the
+// tasks as written, in order; a refused change is the error, and nothing
+// is written.
+func (s *Store) changeLocked(ctx context.Context, tx *txn, tasks []*task.Task, changes []task.Change, now time.Time) ([]*task.Task, []event.Event, error) {
+	cs := make([]conditional, 0, len(tasks))
+	for i, t := range tasks {
+		if err := changes[i].Check(t); err != nil {
+			return nil, nil, err
+		}
+		cs = append(cs, conditional{id: t.ID, from: t.Status, attempt: t.Attempt, delta: changes[i].Delta(t.Attempt, now)})
+	}
+	written, err := s.writeChanges(ctx, tx, cs, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := make([]*task.Task, 0, len(cs))
+	for i, c := range cs {
+		t := written[c.id]
+		if t == nil {
+			// The row is locked: only a bug gets here.
+			return nil, nil, &task.TransitionError{From: c.from, To: changes[i].To}
+		}
+		out = append(out, t)
+	}
+	evs, err := s.insertEvents(ctx, tx, eventsOf(cs, written, event.KindStatus, now))
+	return out, evs, err
 }
 
 // lockTasks loads the tasks with the given ids under a row lock
@@ -328,153 +405,64 @@ func (s *Store) loadTasks(ctx context.Context, q querier, ids []uuid.UUID, scope
 	return out, nil
 }
 
-// FinishRuns implements store.Store: many status changes in one
-// transaction. errs[i] is the
-// refusal of changes[i] (task.ErrNotFound, task.ErrStaleRun or a
-// *task.TransitionError) or nil when it was written.
-//
-// The rows are read (unless the change carries its Known copy) and the
-// changes decided before the transaction, from the read pool
-// (readFinish), so the writer (SQLite's only one; on PostgreSQL the
-// event-order lock) is held only for the writes (writeFinish). Those are
-// conditional on each row's status, attempt and updated_at as read: a row
-// that another writer changed in between is not written, and is read
-// again under lock and decided afresh in the same transaction, as is every
-// change the first reading refused. The events of both passes are
-// inserted last, after every row lock is taken.
+// maxBatch bounds the rows of one batch statement or IN list (SQLite allows
+// 32766 parameters, PostgreSQL 65535; JSON batches are kept to the same
+// size).
+const maxBatch = 500
+
+// FinishRuns implements store.Store: the changes of runs, each written as
+// its delta in one transaction, on condition that the task is still
+// executing at the change's attempt; River's JobSetStateIfRunningMany is
+// the model. Nothing is read first: only a change that was not written
+// has its row read, to say why (task.ErrNotFound, task.ErrStaleRun or a
+// *task.TransitionError).
 func (s *Store) FinishRuns(ctx context.Context, changes []store.StatusChange) ([]error, error) {
 	if len(changes) == 0 {
 		return nil, nil
 	}
-	f, err := s.readFinish(ctx, changes)
-	if err != nil {
-		return nil, err
-	}
-	return s.writeFinish(ctx, &f)
-}
-
-// finishing is a FinishRuns batch between its phases: what readFinish read
-// and decided, which writeFinish writes.
-type finishing struct {
-	// errs is the refusal of each change so far.
-	errs []error
-	// uniq are the changes of distinct tasks, at[j] the index of uniq[j]
-	// in the batch.
-	uniq []store.StatusChange
-	at   []int
-	// first are the changes decided from the rows as read, at now.
-	first []indexedDecision
-	now   time.Time
-}
-
-// readFinish is FinishRuns' first phase, outside any transaction: it
-// refuses a second change of a task, reads the rows of the changes that
-// carry no Known copy from the read pool, and decides each change against
-// its row (or copy), versioned by the updated_at it was decided from.
-func (s *Store) readFinish(ctx context.Context, changes []store.StatusChange) (finishing, error) {
 	errs := make([]error, len(changes))
-	// A task changed twice in one batch: the second change is refused
-	// here, once, whatever the passes below make of the first.
-	// uniq and at go to the write phase: sized once, as they outlive
-	// this call.
-	uniq, at := make([]store.StatusChange, 0, len(changes)), make([]int, 0, len(changes))
-	var ids []uuid.UUID
+	now := task.Now()
+	cs := make([]conditional, 0, len(changes))
+	at := make([]int, 0, len(changes)) // at[j] is the index of cs[j]
+	var unwritable []int               // changes no executing row accepts
 	seen := make(map[uuid.UUID]bool, len(changes))
-	for i, c := range changes {
-		if seen[c.TaskID] {
+	for i := range changes {
+		c := &changes[i]
+		switch {
+		case seen[c.TaskID]:
 			errs[i] = fmt.Errorf("%w: task %s changed twice in one batch", task.ErrStaleRun, c.TaskID)
+			continue
+		case c.Attempt <= 0 || !c.Scope.Admin:
+			errs[i] = fmt.Errorf("finishing runs: the change of task %s does not come from a run (attempt %d, admin scope %t)",
+				c.TaskID, c.Attempt, c.Scope.Admin)
 			continue
 		}
 		seen[c.TaskID] = true
-		uniq, at = append(uniq, c), append(at, i)
-		if c.Known == nil || c.Known.ID != c.TaskID {
-			ids = append(ids, c.TaskID)
+		if c.Check(&task.Task{ID: c.TaskID, Status: task.StatusExecuting, Attempt: c.Attempt}) != nil {
+			unwritable = append(unwritable, i)
+			continue
 		}
+		cs = append(cs, conditional{id: c.TaskID, from: task.StatusExecuting, attempt: c.Attempt, delta: c.Delta(c.Attempt, now)})
+		at = append(at, i)
 	}
-	read := map[uuid.UUID]*task.Task{}
-	if len(ids) > 0 {
-		var err error
-		if read, err = s.loadTasks(ctx, s.r, ids, store.AdminScope, ""); err != nil {
-			return finishing{}, err
-		}
-	}
-	for _, c := range uniq {
-		if c.Known != nil && c.Known.ID == c.TaskID {
-			k := *c.Known
-			k.Errors = slices.Clone(c.Known.Errors)
-			read[c.TaskID] = &k
-		}
-	}
-	now := task.Now()
-	first, _ := decideAll(uniq, read, now, true)
-	for i := range first {
-		ev := event.New(first[i].d.t, event.KindStatus, now)
-		first[i].d.ev = &ev
-	}
-	return finishing{errs: errs, uniq: uniq, at: at, first: first, now: now}, nil
-}
-
-// writeFinish is FinishRuns' second phase, in one transaction: it writes
-// the changes readFinish decided, conditionally on the rows being as they
-// were read, reads the others again under lock and decides them afresh,
-// writes those, and inserts the events of both.
-func (s *Store) writeFinish(ctx context.Context, f *finishing) ([]error, error) {
-	errs, uniq, at, first, now := f.errs, f.uniq, f.at, f.first, f.now
 	err := s.inTx(ctx, func(tx *txn) error {
 		for _, i := range at {
 			errs[i] = nil
 		}
-		ds := make([]decided, 0, len(first))
-		for _, fd := range first {
-			ds = append(ds, fd.d)
-		}
-		written, err := s.updateDecided(ctx, tx, ds)
+		written, err := s.writeChanges(ctx, tx, cs, false)
 		if err != nil {
 			return err
 		}
-		evs := eventsOf(ds, written, event.KindStatus, now)
-		done := make([]bool, len(uniq))
-		for _, fd := range first {
-			done[fd.i] = written[fd.d.t.ID]
-		}
-		var again []store.StatusChange
-		var againAt []int
-		for j, c := range uniq {
-			if !done[j] {
-				again, againAt = append(again, c), append(againAt, at[j])
+		refused := slices.Clone(unwritable)
+		for j, c := range cs {
+			if written[c.id] == nil {
+				refused = append(refused, at[j])
 			}
 		}
-		if len(again) > 0 {
-			againIDs := make([]uuid.UUID, len(again))
-			for j, c := range again {
-				againIDs[j] = c.TaskID
-			}
-			locked, err := s.lockTasks(ctx, tx, againIDs, store.AdminScope)
-			if err != nil {
-				return err
-			}
-			// The rows may have been written after the first now.
-			later := task.Now()
-			second, refusals := decideAll(again, locked, later, false)
-			for j, e := range refusals {
-				errs[againAt[j]] = e
-			}
-			ds2 := make([]decided, 0, len(second))
-			for _, fd := range second {
-				ds2 = append(ds2, fd.d)
-			}
-			written2, err := s.updateDecided(ctx, tx, ds2)
-			if err != nil {
-				return err
-			}
-			for _, fd := range second {
-				if !written2[fd.d.t.ID] {
-					errs[againAt[fd.i]] = &task.TransitionError{From: fd.d.from, To: fd.d.t.Status}
-				}
-			}
-			evs = append(evs, eventsOf(ds2, written2, event.KindStatus, later)...)
+		if err := s.whyRefused(ctx, tx, changes, refused, errs); err != nil {
+			return err
 		}
-		_, err = s.insertEvents(ctx, tx, evs)
+		_, err = s.insertEvents(ctx, tx, eventsOf(cs, written, event.KindStatus, now))
 		return err
 	})
 	if err != nil {
@@ -483,41 +471,34 @@ func (s *Store) writeFinish(ctx context.Context, f *finishing) ([]error, error) 
 	return errs, nil
 }
 
-// indexedDecision is a decided change and the index of its change.
-type indexedDecision struct {
-	d decided
-	i int
-}
-
-// decideAll decides each change against its task in tasks (which it
-// changes). It returns the allowed changes and, per change, the refusal
-// (nil for the allowed ones). With versioned, each decision is made
-// conditional on the updated_at it was decided from.
-func decideAll(changes []store.StatusChange, tasks map[uuid.UUID]*task.Task, now time.Time, versioned bool) ([]indexedDecision, []error) {
-	var ds []indexedDecision
-	errs := make([]error, len(changes))
-	seen := make(map[uuid.UUID]bool, len(changes))
-	for i, c := range changes {
-		t := tasks[c.TaskID]
+// whyRefused sets errs[i], for each i in refused, to why changes[i] was
+// not written, from its row as it is now.
+func (s *Store) whyRefused(ctx context.Context, tx *txn, changes []store.StatusChange, refused []int, errs []error) error {
+	if len(refused) == 0 {
+		return nil
+	}
+	ids := make([]uuid.UUID, len(refused))
+	for j, i := range refused {
+		ids[j] = changes[i].TaskID
+	}
+	rows, err := s.loadTasks(ctx, tx, ids, store.AdminScope, "")
+	if err != nil {
+		return err
+	}
+	for _, i := range refused {
+		c := &changes[i]
+		t := rows[c.TaskID]
 		switch {
 		case t == nil:
 			errs[i] = task.ErrNotFound
-			continue
-		case seen[c.TaskID]:
-			errs[i] = fmt.Errorf("%w: task %s changed twice in one batch", task.ErrStaleRun, c.TaskID)
-			continue
+		default:
+			errs[i] = c.Check(t)
+			if errs[i] == nil {
+				// The run's attempt has passed and come back: only a
+				// bug in the attempt counter gets here.
+				errs[i] = fmt.Errorf("%w: task %s moved while its run finished", task.ErrStaleRun, c.TaskID)
+			}
 		}
-		version := t.UpdatedAt
-		d, err := decide(t, &changes[i].Change, now)
-		if err != nil {
-			errs[i] = err
-			continue
-		}
-		if versioned {
-			d.version = &version
-		}
-		seen[c.TaskID] = true
-		ds = append(ds, indexedDecision{d: d, i: i})
 	}
-	return ds, errs
+	return nil
 }
