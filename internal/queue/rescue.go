@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -54,9 +55,18 @@ func (e *Engine) rescueExpired(ctx context.Context) {
 		e.log.Info("rescue deferred: the database failed recently", "since", since.Round(time.Millisecond))
 		return
 	}
-	rescued, err := e.store.RescueRuns(ctx, store.RescueParams{Decide: func(t *task.Task) store.StatusChange {
-		return e.rescueChange(t, fmt.Sprintf("worker %s stopped renewing its lease", t.ExecutorInstance))
-	}})
+	// A rescue that waited long for the database (SQLite's lock held
+	// through an outage) changes nothing: the workers whose leases it
+	// would take waited too, and are renewing them now.
+	rescued, err := e.store.RescueRuns(ctx, store.RescueParams{StartBy: time.Now().Add(e.cfg.Lease / 4),
+		Decide: func(t *task.Task) store.StatusChange {
+			return e.rescueChange(t, fmt.Sprintf("worker %s stopped renewing its lease", t.ExecutorInstance))
+		}})
+	if errors.Is(err, store.ErrRescueLate) {
+		e.storeFailed()
+		e.log.Info("rescue deferred: the database was slow to answer")
+		return
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			e.storeFailed()

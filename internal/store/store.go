@@ -326,7 +326,16 @@ type RescueParams struct {
 	Decide func(t *task.Task) StatusChange
 	// Limit bounds the tasks handled in one call (default 500).
 	Limit int
+	// StartBy, when set, is when the rescue's transaction must have
+	// started: one that starts later changes nothing and returns
+	// ErrRescueLate. A database that kept the rescuer waiting kept the
+	// other workers from renewing their leases too.
+	StartBy time.Time
 }
+
+// ErrRescueLate is RescueRuns' answer when its transaction started after
+// RescueParams.StartBy.
+var ErrRescueLate = errors.New("the rescue started late: the database was unavailable")
 
 // Notification kinds.
 const (

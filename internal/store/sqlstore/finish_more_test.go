@@ -138,3 +138,35 @@ func TestFinishRunsWakesOnRequeue(t *testing.T) {
 		})
 	}
 }
+
+// TestRescueRunsStartedLateChangesNothing checks that a rescue whose
+// transaction starts after its StartBy (the database kept it waiting,
+// and so the workers whose leases expired meanwhile) takes no task.
+func TestRescueRunsStartedLateChangesNothing(t *testing.T) {
+	t.Parallel()
+	for _, dialect := range testdb.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			s, id := newEchoStore(t, dialect)
+			if _, err := s.ClaimTasks(ctx, store.ClaimParams{Worker: "w", Limit: 1, Lease: time.Millisecond}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(5 * time.Millisecond) // the lease expires
+			decide := func(t *task.Task) store.StatusChange {
+				return store.StatusChange{Change: task.Change{To: task.StatusPending, CountResume: true}}
+			}
+			rescued, err := s.RescueRuns(ctx, store.RescueParams{Decide: decide, StartBy: time.Now().Add(-time.Second)})
+			if !errors.Is(err, store.ErrRescueLate) || len(rescued) != 0 {
+				t.Fatalf("RescueRuns started late: %d rescued, %v; want none and ErrRescueLate", len(rescued), err)
+			}
+			if rec, err := s.GetTask(ctx, id, store.AdminScope); err != nil || rec.Task.Status != task.StatusExecuting {
+				t.Fatalf("task after a late rescue: %v, %+v; want it still executing", err, rec)
+			}
+			rescued, err = s.RescueRuns(ctx, store.RescueParams{Decide: decide, StartBy: time.Now().Add(time.Minute)})
+			if err != nil || len(rescued) != 1 || rescued[0].Status != task.StatusPending {
+				t.Fatalf("RescueRuns in time: %v, %+v; want the task re-queued", err, rescued)
+			}
+		})
+	}
+}

@@ -99,6 +99,9 @@ func (s *Store) RescueRuns(ctx context.Context, p store.RescueParams) ([]*task.T
 	err := s.inTx(ctx, func(tx *txn) error {
 		out = out[:0]
 		now := task.Now()
+		if !p.StartBy.IsZero() && now.After(p.StartBy) {
+			return store.ErrRescueLate
+		}
 		var (
 			lost []*task.Task
 			err  error
