@@ -23,6 +23,8 @@ type Stats struct {
 	// queued ones in execution order.
 	Running string   `json:"running"`
 	Pending []string `json:"pending"`
+	// Clients are the clientIds with an open websocket, sorted.
+	Clients []string `json:"clients"`
 	// MaxConcurrent is the largest number of prompts ever executing at the
 	// same time (ComfyUI's single worker makes it 1, §1.7).
 	MaxConcurrent int `json:"max_concurrent"`
@@ -95,6 +97,7 @@ func (s *Server) Stats() Stats {
 func (s *Server) statsLocked() Stats {
 	st := s.stats.clone()
 	st.Running, st.Pending = "", nil
+	st.Clients = slices.Sorted(maps.Keys(s.sockets))
 	if s.st != nil {
 		if s.st.running != nil {
 			st.Running = s.st.running.item.id
