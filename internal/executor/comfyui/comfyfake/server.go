@@ -142,6 +142,7 @@ type Server struct {
 	lifeMu     sync.Mutex
 	addr       string
 	httpServer *http.Server
+	ln         net.Listener
 	stopWorker context.CancelFunc
 	workerDone chan struct{}
 	closed     bool
@@ -226,7 +227,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("comfyfake: listening on %s: %w", s.addr, err)
 	}
-	s.addr = ln.Addr().String()
+	s.addr, s.ln = ln.Addr().String(), ln
 	s.files.dropTemp()
 	s.startWorkerLocked()
 	s.httpServer = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second}
@@ -264,7 +265,10 @@ func (s *Server) killLocked() {
 	}
 	s.stopWorkerLocked()
 	_ = s.httpServer.Close()
-	s.httpServer = nil
+	// Serve may not have registered the listener with the server yet, so
+	// Close alone could leave it accepting for a moment: close it here.
+	_ = s.ln.Close()
+	s.httpServer, s.ln = nil, nil
 }
 
 // startWorkerLocked gives the server an empty state and a prompt worker;
