@@ -117,7 +117,7 @@ func TestClientChosenPromptIDAndNumbers(t *testing.T) {
 	numbers := []float64{}
 	for _, body := range []map[string]any{
 		{"prompt": emptyGraph(2, 2, 0, "a"), "prompt_id": "mine-1"},
-		{"prompt": emptyGraph(2, 2, 0, "a"), "prompt_id": "mine-1"},
+		{"prompt": emptyGraph(2, 2, 0, "a"), "prompt_id": "mine-1", "extra_data": map[string]any{"api_key_comfy_org": "secret", "keep": 1}},
 		{"prompt": emptyGraph(2, 2, 0, "a"), "front": true},
 		{"prompt": emptyGraph(2, 2, 0, "a"), "number": 12.5},
 	} {
@@ -139,8 +139,13 @@ func TestClientChosenPromptIDAndNumbers(t *testing.T) {
 	if n := s.Stats().Submissions["mine-1"]; n != 2 {
 		t.Errorf("submissions of mine-1 = %d, want 2", n)
 	}
-	if h := history(t, base, "mine-1"); h == nil || h["status"].(map[string]any)["status_str"] != "success" {
-		t.Errorf("history of mine-1 = %v", h)
+	h := history(t, base, "mine-1")
+	if h == nil || h["status"].(map[string]any)["status_str"] != "success" {
+		t.Fatalf("history of mine-1 = %v", h)
+	}
+	// §1.3: the second run's entry replaced the first; credentials are stripped.
+	if extra := h["prompt"].([]any)[3]; !reflect.DeepEqual(extra, map[string]any{"keep": 1.0}) {
+		t.Errorf("history extra_data = %v, want the key stripped", extra)
 	}
 }
 

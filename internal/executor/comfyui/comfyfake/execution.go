@@ -182,7 +182,15 @@ func (x *execution) finishLocked() {
 			meta[id] = map[string]any{"node_id": id, "display_node": id, "parent_node": nil, "real_node_id": id}
 		}
 	}
-	entry := &historyEntry{id: x.item.id, item: x.item, outputs: outputs, meta: meta, success: x.success, messages: x.messages,
+	// task_done strips the Comfy.org credentials from extra_data (§1.3).
+	stored := *x.item
+	stored.extra = map[string]any{}
+	for k, v := range x.item.extra {
+		if k != "auth_token_comfy_org" && k != "api_key_comfy_org" {
+			stored.extra[k] = v
+		}
+	}
+	entry := &historyEntry{id: x.item.id, item: &stored, outputs: outputs, meta: meta, success: x.success, messages: x.messages,
 		visibleAt: time.Now().Add(s.faults.HistoryDelay)}
 	s.writeHistoryLocked(entry)
 	st.running = nil

@@ -152,7 +152,14 @@ func (s *Server) enqueueLocked(it *queueItem) {
 func (s *Server) deleteLocked(id string) bool {
 	for i, it := range s.st.pending {
 		if it.id == id {
-			s.st.pending = append(s.st.pending[:i], s.st.pending[i+1:]...)
+			if len(s.st.pending) == 1 {
+				// The last pending item goes through wipe_queue, which
+				// broadcasts a status of its own before the usual one.
+				s.st.pending = nil
+				s.sendStatusLocked()
+			} else {
+				s.st.pending = append(s.st.pending[:i], s.st.pending[i+1:]...)
+			}
 			s.sendStatusLocked()
 			return true
 		}
@@ -204,9 +211,6 @@ func (s *Server) historyJSON(now time.Time, maxItems, offset *int) []byte {
 		if i < off {
 			continue
 		}
-		if maxItems != nil && n >= *maxItems {
-			break
-		}
 		if n > 0 {
 			buf.WriteByte(',')
 		}
@@ -216,6 +220,9 @@ func (s *Server) historyJSON(now time.Time, maxItems, offset *int) []byte {
 		buf.WriteByte(':')
 		buf.Write(val)
 		n++
+		if maxItems != nil && n >= *maxItems { // checked after adding, as get_history does
+			break
+		}
 	}
 	buf.WriteByte('}')
 	return buf.Bytes()

@@ -47,8 +47,9 @@ type Interrupt struct {
 	// Running is the prompt executing when it arrived ("" when idle).
 	Running string `json:"running"`
 	// Applied says whether it interrupted Running.
-	Applied bool      `json:"applied"`
-	At      time.Time `json:"at"`
+	Applied bool `json:"applied"`
+	// At is when it arrived.
+	At time.Time `json:"at"`
 }
 
 // Delete is one id of a POST /queue {"delete":[…]}.
@@ -56,8 +57,9 @@ type Delete struct {
 	PromptID string `json:"prompt_id"`
 	// Removed says whether the id was pending (only pending prompts can be
 	// deleted, §1.1).
-	Removed bool      `json:"removed"`
-	At      time.Time `json:"at"`
+	Removed bool `json:"removed"`
+	// At is when it arrived.
+	At time.Time `json:"at"`
 }
 
 // Upload is one accepted POST /upload/image.
@@ -68,10 +70,12 @@ type Upload struct {
 	Name      string `json:"name"`
 	Subfolder string `json:"subfolder"`
 	Type      string `json:"type"`
-	Size      int    `json:"size"`
+	// Size is the file's length in bytes.
+	Size int `json:"size"`
 	// Reused says an identical file already had the name.
-	Reused bool      `json:"reused"`
-	At     time.Time `json:"at"`
+	Reused bool `json:"reused"`
+	// At is when it arrived.
+	At time.Time `json:"at"`
 }
 
 func newStats() Stats { return Stats{Submissions: map[string]int{}} }
