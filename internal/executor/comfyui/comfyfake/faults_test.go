@@ -252,3 +252,19 @@ func TestOptionsValidate(t *testing.T) {
 		}
 	}
 }
+
+// A cycle of links passes validation and fails at execution, without
+// hanging or crashing the fake.
+func TestLinkCycleFailsAtExecution(t *testing.T) {
+	t.Parallel()
+	s := StartT(t, Options{})
+	id := submit(t, s.URL(), map[string]any{"prompt": map[string]any{
+		"1": map[string]any{"class_type": "ImageInvert", "inputs": map[string]any{"image": []any{"2", 0}}},
+		"2": map[string]any{"class_type": "ImageInvert", "inputs": map[string]any{"image": []any{"1", 0}}},
+		"3": map[string]any{"class_type": "SaveImage", "inputs": map[string]any{"images": []any{"2", 0}, "filename_prefix": "c"}},
+	}})
+	waitFor(t, s, "the cycle to fail", func(st Stats) bool { return len(st.Finished) == 1 })
+	if status := history(t, s.URL(), id)["status"].(map[string]any); status["status_str"] != "error" {
+		t.Errorf("history status = %v", status)
+	}
+}

@@ -127,9 +127,15 @@ func unavailable(w http.ResponseWriter) {
 
 // postPrompt is server.py post_prompt (§1.2).
 func (s *Server) postPrompt(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxUploadSize) // aiohttp's client_max_size (§1.1)
 	var body map[string]json.RawMessage
 	if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body == nil {
 		s.reject()
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			return
+		}
 		internalError(w)
 		return
 	}

@@ -178,6 +178,9 @@ func (s *Server) validateInputs(g *graph, id string, done map[string]validated) 
 	if v, ok := done[id]; ok {
 		return v, nil
 	}
+	// A provisional verdict ends the recursion on a cycle of links (which
+	// then fails at execution, as ComfyUI's cycle check does).
+	done[id] = validated{ok: true}
 	n := g.nodes[id]
 	class := s.catalog[n.classType]
 	var reasons []promptError
