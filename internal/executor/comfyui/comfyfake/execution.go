@@ -86,6 +86,21 @@ func (x *execution) setProgress(id string, value, max pyFloat, state string) {
 	x.sendProgressState()
 }
 
+// hold waits for Server.Resume when the server is paused (resume not nil).
+func (x *execution) hold(resume chan struct{}) error {
+	if resume == nil {
+		return nil
+	}
+	select {
+	case <-x.done:
+		return errKilled
+	case <-x.rp.interrupt:
+		return errInterrupted
+	case <-resume:
+		return nil
+	}
+}
+
 // pause waits d, returning early on an interrupt or a Kill.
 func (x *execution) pause(d time.Duration) error {
 	select {
@@ -258,10 +273,14 @@ func (x *execution) node(id string) error {
 		s.st.lastNode = &last
 	}
 	x.toClient("executing", map[string]any{"node": id, "display_node": id, "prompt_id": x.item.id})
-	faults := s.faults
+	faults, resume := s.faults, s.resume
 	x.unlock()
 
-	args, err := x.inputs(id)
+	err := x.hold(resume)
+	var args map[string]any
+	if err == nil {
+		args, err = x.inputs(id)
+	}
 	if err == nil {
 		err = x.pause(s.opts.NodeDelay)
 	}

@@ -345,3 +345,28 @@ func TestProgressSteps(t *testing.T) {
 		t.Errorf("progress values %v, want 1 2 3", values)
 	}
 }
+
+// Pause holds a prompt at its first node until Resume; MaxQueued counts
+// running plus pending.
+func TestPauseResume(t *testing.T) {
+	t.Parallel()
+	s := StartT(t, Options{})
+	base := s.URL()
+	s.Pause()
+	ws := dial(t, base, "g")
+	read(t, ws)
+	a := submit(t, base, map[string]any{"prompt": emptyGraph(2, 2, 0, "g"), "client_id": "g"})
+	if m := readUntil(t, ws, "executing"); m.Data["node"] != "1" {
+		t.Fatalf("executing = %v", m.Data)
+	}
+	b := submit(t, base, map[string]any{"prompt": emptyGraph(3, 2, 0, "g")})
+	st := s.Stats()
+	if st.Running != a || !reflect.DeepEqual(st.Pending, []string{b}) || len(st.Finished) != 0 || st.MaxQueued != 2 {
+		t.Fatalf("while paused: %+v", st)
+	}
+	s.Resume()
+	waitFor(t, s, "both", func(st Stats) bool { return len(st.Finished) == 2 })
+	if st := s.Stats(); st.MaxQueued != 2 || st.MaxConcurrent != 1 {
+		t.Errorf("max queued %d, max concurrent %d", st.MaxQueued, st.MaxConcurrent)
+	}
+}

@@ -44,8 +44,8 @@ func invertImage(src *image.NRGBA) *image.NRGBA {
 // blurImage is ImageBlur: a separable Gaussian of the given radius and
 // sigma with reflected edges (comfy_extras/nodes_post_processing.py Blur).
 func blurImage(src *image.NRGBA, radius int, sigma float64) *image.NRGBA {
-	if radius <= 0 {
-		return src
+	if radius <= 0 || uniform(src) {
+		return src // a normalised kernel leaves a constant image as it is
 	}
 	kernel := make([]float64, 2*radius+1)
 	var sum float64
@@ -58,33 +58,53 @@ func blurImage(src *image.NRGBA, radius int, sigma float64) *image.NRGBA {
 		kernel[i] /= sum
 	}
 	w, h := src.Rect.Dx(), src.Rect.Dy()
-	pass := func(in *image.NRGBA, horizontal bool) *image.NRGBA {
-		out := image.NewNRGBA(in.Rect)
-		for y := 0; y < h; y++ {
-			for x := 0; x < w; x++ {
-				var acc [3]float64
-				for k, kv := range kernel {
-					sx, sy := x, y
-					if horizontal {
-						sx = reflectIndex(x+k-radius, w)
-					} else {
-						sy = reflectIndex(y+k-radius, h)
-					}
-					o := sy*in.Stride + sx*4
-					acc[0] += kv * float64(in.Pix[o])
-					acc[1] += kv * float64(in.Pix[o+1])
-					acc[2] += kv * float64(in.Pix[o+2])
-				}
-				o := y*out.Stride + x*4
-				out.Pix[o] = clamp8(acc[0])
-				out.Pix[o+1] = clamp8(acc[1])
-				out.Pix[o+2] = clamp8(acc[2])
-				out.Pix[o+3] = 255
+	// blurLine convolves n pixels read from in at offsets start+i*step
+	// into out at the same offsets.
+	blurLine := func(in, out []uint8, start, step, n int, line [][3]float64) {
+		for i := 0; i < n; i++ {
+			o := start + i*step
+			line[i] = [3]float64{float64(in[o]), float64(in[o+1]), float64(in[o+2])}
+		}
+		for i := 0; i < n; i++ {
+			var r, g, b float64
+			for k, kv := range kernel {
+				p := line[reflectIndex(i+k-radius, n)]
+				r += kv * p[0]
+				g += kv * p[1]
+				b += kv * p[2]
+			}
+			o := start + i*step
+			out[o], out[o+1], out[o+2], out[o+3] = clamp8(r), clamp8(g), clamp8(b), 255
+		}
+	}
+	tmp := image.NewNRGBA(src.Rect)
+	dst := image.NewNRGBA(src.Rect)
+	line := make([][3]float64, max(w, h))
+	for y := 0; y < h; y++ {
+		blurLine(src.Pix, tmp.Pix, y*src.Stride, 4, w, line)
+	}
+	for x := 0; x < w; x++ {
+		blurLine(tmp.Pix, dst.Pix, x*4, tmp.Stride, h, line)
+	}
+	return dst
+}
+
+// uniform reports whether every pixel of img has the same colour.
+func uniform(img *image.NRGBA) bool {
+	w, h := img.Rect.Dx(), img.Rect.Dy()
+	if w == 0 || h == 0 {
+		return true
+	}
+	first := img.Pix[0:4]
+	for y := 0; y < h; y++ {
+		row := img.Pix[y*img.Stride : y*img.Stride+4*w]
+		for i := 0; i < len(row); i += 4 {
+			if row[i] != first[0] || row[i+1] != first[1] || row[i+2] != first[2] || row[i+3] != first[3] {
+				return false
 			}
 		}
-		return out
 	}
-	return pass(pass(src, true), false)
+	return true
 }
 
 // reflectIndex maps an index outside [0,n) back inside like torch's 'reflect'
@@ -143,9 +163,18 @@ func scaleImage(src *image.NRGBA, method string, width, height int, crop string)
 	default: // bicubic, lanczos
 		scaler = xdraw.CatmullRom
 	}
-	dst := image.NewNRGBA(image.Rect(0, 0, width, height))
-	scaler.Scale(dst, dst.Rect, src, from, xdraw.Src, nil)
-	return dst
+	if uniform(src) {
+		// Every interpolation of a constant image is that constant (the
+		// weights sum to 1): skip the arithmetic, which is slow under -race.
+		c := src.Pix[0:3]
+		return solidImage(width, height, int64(c[0])<<16|int64(c[1])<<8|int64(c[2]))
+	}
+	// x/image/draw's fast paths write *image.RGBA; the images are opaque,
+	// so its bytes are the NRGBA bytes.
+	opaque := &image.RGBA{Pix: src.Pix, Stride: src.Stride, Rect: src.Rect}
+	dst := image.NewRGBA(image.Rect(0, 0, width, height))
+	scaler.Scale(dst, dst.Rect, opaque, from, xdraw.Src, nil)
+	return &image.NRGBA{Pix: dst.Pix, Stride: dst.Stride, Rect: dst.Rect}
 }
 
 // decodeImage reads an uploaded file as LoadImage does: any format the

@@ -38,6 +38,7 @@ type exception struct {
 	oom          bool
 }
 
+// Error is Python's "Type: message".
 func (e *exception) Error() string { return e.typ + ": " + e.message }
 
 // oomTips is what ComfyUI appends to an out-of-memory exception's message

@@ -140,6 +140,7 @@ func (s *Server) enqueueLocked(it *queueItem) {
 	st.pending = append(st.pending, nil)
 	copy(st.pending[i+1:], st.pending[i:])
 	st.pending[i] = it
+	s.stats.MaxQueued = max(s.stats.MaxQueued, st.remaining())
 	s.sendStatusLocked()
 	select {
 	case st.wake <- struct{}{}:

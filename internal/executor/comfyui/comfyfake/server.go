@@ -160,6 +160,8 @@ type Server struct {
 	// executing counts prompts between the worker taking them and their
 	// end, to measure Stats.MaxConcurrent rather than assume it.
 	executing int
+	// resume is nil unless Pause holds nodes; Resume closes it.
+	resume chan struct{}
 }
 
 // New returns a server that is not listening yet; call Start.
@@ -393,4 +395,26 @@ func (s *Server) File(dir, name string) ([]byte, bool) {
 		return nil, false
 	}
 	return s.files.get(key)
+}
+
+// Pause holds every node that is about to execute (after its "executing"
+// message, so the prompt is visibly running) until Resume. It lets a test
+// keep a prompt running, or queued behind one, for exactly as long as it
+// needs. Interrupts and Kill still end a held prompt.
+func (s *Server) Pause() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.resume == nil {
+		s.resume = make(chan struct{})
+	}
+}
+
+// Resume releases the nodes Pause holds.
+func (s *Server) Resume() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.resume != nil {
+		close(s.resume)
+		s.resume = nil
+	}
 }

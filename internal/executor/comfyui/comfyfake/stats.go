@@ -28,6 +28,10 @@ type Stats struct {
 	// MaxConcurrent is the largest number of prompts ever executing at the
 	// same time (ComfyUI's single worker makes it 1, §1.7).
 	MaxConcurrent int `json:"max_concurrent"`
+	// MaxQueued is the largest number of prompts ever in the server at once,
+	// running plus pending: what a client that respects a server's slot
+	// count keeps at or below the slots.
+	MaxQueued int `json:"max_queued"`
 	// Interrupts are the POST /interrupt calls received.
 	Interrupts []Interrupt `json:"interrupts"`
 	// Deletes are the ids POST /queue {"delete"} asked to remove; Clears
