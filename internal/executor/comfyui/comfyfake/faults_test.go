@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"image/color"
 	"net/http"
 	"strings"
 	"syscall"
@@ -266,5 +267,24 @@ func TestLinkCycleFailsAtExecution(t *testing.T) {
 	waitFor(t, s, "the cycle to fail", func(st Stats) bool { return len(st.Finished) == 1 })
 	if status := history(t, s.URL(), id)["status"].(map[string]any); status["status_str"] != "error" {
 		t.Errorf("history status = %v", status)
+	}
+}
+
+// LoadImage checks an upload's declared size against MaxPixels before
+// decoding it.
+func TestLoadImageTooLarge(t *testing.T) {
+	t.Parallel()
+	s := StartT(t, Options{MaxPixels: 100})
+	base := s.URL()
+	_, up := upload(t, base, "big.png", pngOf(t, 20, 20, func(int, int) color.NRGBA { return color.NRGBA{A: 255} }), nil)
+	id := submit(t, base, map[string]any{"prompt": map[string]any{
+		"1": map[string]any{"class_type": "LoadImage", "inputs": map[string]any{"image": up["name"]}},
+		"2": map[string]any{"class_type": "SaveImage", "inputs": map[string]any{"images": []any{"1", 0}, "filename_prefix": "big"}},
+	}})
+	waitFor(t, s, "the load to fail", func(st Stats) bool { return len(st.Finished) == 1 })
+	msgs := history(t, base, id)["status"].(map[string]any)["messages"].([]any)
+	last := msgs[len(msgs)-1].([]any)
+	if last[0] != "execution_error" || last[1].(map[string]any)["exception_type"] != "torch.OutOfMemoryError" {
+		t.Errorf("last message = %v", last)
 	}
 }

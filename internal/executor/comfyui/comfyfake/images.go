@@ -152,7 +152,9 @@ func scaleImage(src *image.NRGBA, method string, width, height int, crop string)
 		} else if oldAspect < newAspect {
 			y = int(math.Round((float64(sh) - float64(sh)*(oldAspect/newAspect)) / 2))
 		}
-		from = image.Rect(src.Rect.Min.X+x, src.Rect.Min.Y+y, src.Rect.Max.X-x, src.Rect.Max.Y-y)
+		if r := image.Rect(src.Rect.Min.X+x, src.Rect.Min.Y+y, src.Rect.Max.X-x, src.Rect.Max.Y-y); !r.Empty() {
+			from = r
+		}
 	}
 	var scaler xdraw.Interpolator
 	switch method {

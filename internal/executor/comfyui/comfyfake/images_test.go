@@ -53,6 +53,10 @@ func TestImageOperations(t *testing.T) {
 			t.Errorf("%s: red left %d right %d", tt.name, l, r)
 		}
 	}
+	// A crop that would leave nothing uses the whole image instead.
+	if got := scaleImage(halves, "nearest-exact", 1, 100, "center"); got.Rect != image.Rect(0, 0, 1, 100) {
+		t.Errorf("extreme crop: %v", got.Rect)
+	}
 	if uniform(halves) || !uniform(solidImage(3, 3, 5)) {
 		t.Error("uniform is wrong")
 	}

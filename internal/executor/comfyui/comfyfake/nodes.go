@@ -1,6 +1,7 @@
 package comfyfake
 
 import (
+	"bytes"
 	"fmt"
 	"image"
 	"math/rand/v2"
@@ -218,6 +219,12 @@ func runLoadImage(rc *runContext, in map[string]any) ([]value, uiOutput, error) 
 	data, ok := rc.s.files.get(annotated(name, dirInput))
 	if !ok {
 		return nil, nil, &exception{typ: "FileNotFoundError", message: fmt.Sprintf("[Errno 2] No such file or directory: '%s'", name)}
+	}
+	// Check the size before decoding, so a small file cannot claim a huge picture.
+	if cfg, _, err := image.DecodeConfig(bytes.NewReader(data)); err == nil {
+		if err := rc.checkPixels(cfg.Width, cfg.Height, 1); err != nil {
+			return nil, nil, err
+		}
 	}
 	img, err := decodeImage(data)
 	if err != nil {
