@@ -12,6 +12,23 @@
 // Every behaviour's comment names the section of executors.md it comes
 // from; where the ComfyUI source (Comfy-Org/ComfyUI v0.3.64, the snapshot
 // that section cites) is more precise than the reference, the comment says so.
+//
+// Where the fake departs from the reference, on purpose or by omission:
+//   - A LoadImage of a file not in input/ fails validation with
+//     custom_validation_failed ("image - Invalid image file: x.png"), as
+//     nodes.py LoadImage.VALIDATE_INPUTS makes it; §1.2 and §1.4 say
+//     value_not_in_list, which the source only gives for other lists
+//     (ImageScale's upscale_method, for one).
+//   - Closing a socket unregisters whatever socket holds its clientId, so a
+//     replaced socket closed late silences its replacement: server.py's
+//     websocket_handler does this; §1.6 only says "replaces".
+//   - Not served: binary preview frames, progress text, /upload/mask,
+//     /models, /embeddings, /extensions, /view_metadata, and /view's
+//     preview= and channel= (the file is returned as stored).
+//   - execution_error's traceback and the image entries of current_inputs
+//     are placeholders; a cycle of links fails as a KeyError, not
+//     ComfyUI's dependency-cycle error; "area" and "lanczos" scale
+//     bilinearly and bicubically.
 package comfyfake
 
 import (
