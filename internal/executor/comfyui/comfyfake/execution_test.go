@@ -370,3 +370,24 @@ func TestPauseResume(t *testing.T) {
 		t.Errorf("max queued %d, max concurrent %d", st.MaxQueued, st.MaxConcurrent)
 	}
 }
+
+// §1.6 with server.py's detail: a second socket with the same clientId
+// replaces the first, and closing the first afterwards unregisters the
+// second: while it stays open, no message can reach it (Clients is what
+// sends go to).
+func TestReplacedSocketClosedLateSilencesReplacement(t *testing.T) {
+	t.Parallel()
+	s := StartT(t, Options{})
+	base := s.URL()
+	old := dial(t, base, "x")
+	read(t, old)
+	replacement := dial(t, base, "x")
+	read(t, replacement)
+	if got := s.Stats().Clients; !reflect.DeepEqual(got, []string{"x"}) {
+		t.Fatalf("clients = %v", got)
+	}
+	_ = old.CloseNow()
+	waitFor(t, s, "x to be unregistered", func(st Stats) bool { return len(st.Clients) == 0 })
+	dial(t, base, "x")
+	waitFor(t, s, "a fresh x", func(st Stats) bool { return reflect.DeepEqual(st.Clients, []string{"x"}) })
+}
