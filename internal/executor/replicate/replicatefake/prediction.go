@@ -25,7 +25,7 @@ type prediction struct {
 	ctx      context.Context
 	stop     context.CancelFunc
 	advance  chan struct{}
-	wake     chan struct{} // the webhook sender has events
+	hook     *fakekit.Sender // nil without a webhook
 
 	// Guarded by Fake.mu.
 	status      string
@@ -35,15 +35,6 @@ type prediction struct {
 	createdAt   time.Time
 	startedAt   time.Time
 	completedAt time.Time
-	outbox      []event
-	hookSeq     int
-}
-
-// event is a webhook waiting to be sent, with the object as it was when
-// the event happened.
-type event struct {
-	name string
-	body []byte
 }
 
 func stamp(t time.Time) any {
@@ -176,8 +167,10 @@ func (f *Fake) create(w http.ResponseWriter, r *http.Request, model, deployment 
 	p := &prediction{
 		create: rec, base: fakekit.BaseURL(r), input: body.Input, webhook: body.Webhook,
 		filter: body.WebhookEventsFilter, ctx: ctx, stop: stop,
-		advance: make(chan struct{}, 1), wake: make(chan struct{}, 1),
-		status: StatusStarting, createdAt: now,
+		advance: make(chan struct{}, 1), status: StatusStarting, createdAt: now,
+	}
+	if p.webhook != "" {
+		p.hook = f.newSender(p)
 	}
 	if cancelAfter > 0 {
 		p.deadline = now.Add(cancelAfter)
@@ -189,9 +182,12 @@ func (f *Fake) create(w http.ResponseWriter, r *http.Request, model, deployment 
 	// (the fake's reading of "immediately on prediction start").
 	f.emitLocked(p, EventStart)
 	f.wg.Add(1)
-	if p.webhook != "" {
+	if p.hook != nil {
 		f.wg.Add(1)
-		go f.deliver(p)
+		go func() {
+			defer f.wg.Done()
+			p.hook.Run(f.ctx)
+		}()
 	}
 	f.mu.Unlock()
 	f.changes.Notify()
