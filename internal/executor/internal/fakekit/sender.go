@@ -190,3 +190,16 @@ func (s *Sender) send(ctx context.Context, c Callback, id string) bool {
 	}
 	return false
 }
+
+// Finish ends the job without a terminal callback, as when a service loses
+// it: Run returns once the callbacks already queued are out.
+func (s *Sender) Finish() {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.finished = true
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
