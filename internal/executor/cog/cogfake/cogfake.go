@@ -16,8 +16,6 @@ package cogfake
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -121,20 +119,9 @@ type Request struct {
 	At time.Time
 }
 
-// Delivery is one recorded webhook attempt.
-type Delivery struct {
-	// PredictionID, Event and Status (the body's status) say what was sent.
-	PredictionID, Event, Status string
-	// Attempt counts from 1; Code is the receiver's answer (0 on error).
-	Attempt, Code int
-	// Err is the transport error, if any.
-	Err string
-	// Header and Body are what was sent.
-	Header http.Header
-	Body   []byte
-	// At is when it was sent.
-	At time.Time
-}
+// Delivery is one recorded webhook attempt: ID is the prediction's id,
+// Status the one in the body.
+type Delivery = fakekit.Delivery
 
 // Fake is a Cog container's HTTP API as an http.Handler. Create it with
 // New and Close it when done.
@@ -154,9 +141,9 @@ type Fake struct {
 	setupGo     chan struct{} // FinishSetup
 	setupStop   context.CancelFunc
 	preds       map[string]*prediction // in flight only
-	requests    []Request
-	cancels     []string
-	deliveries  []Delivery
+	requests    fakekit.Journal[Request]
+	cancels     fakekit.Journal[string]
+	deliveries  fakekit.Journal[Delivery]
 	restarts    int
 }
 
@@ -214,22 +201,19 @@ func (f *Fake) Close() {
 // Server is a Fake served on a loopback port.
 type Server struct {
 	*Fake
-	// URL is the container's base URL (http://127.0.0.1:port).
-	URL string
-	srv *httptest.Server
+	// Served.URL is the container's base URL (http://127.0.0.1:port).
+	fakekit.Served
 }
 
 // NewServer starts a Fake on a loopback port.
 func NewServer(cfg Config) *Server {
 	f := New(cfg)
-	srv := httptest.NewServer(f)
-	return &Server{Fake: f, URL: srv.URL, srv: srv}
+	return &Server{Fake: f, Served: fakekit.Serve(f)}
 }
 
 // Close stops the server and the fake.
 func (s *Server) Close() {
-	s.srv.CloseClientConnections()
-	s.srv.Close()
+	s.Shutdown()
 	s.Fake.Close()
 }
 
@@ -297,32 +281,22 @@ func (f *Fake) WaitHealth(ctx context.Context, state string) error {
 
 // Requests returns every prediction request received, in order.
 func (f *Fake) Requests() []Request {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.requests)
+	return f.requests.All()
 }
 
 // Cancels returns the ids of every cancel request received, in order.
 func (f *Fake) Cancels() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.cancels)
+	return f.cancels.All()
 }
 
 // Deliveries returns every webhook attempt, in order.
 func (f *Fake) Deliveries() []Delivery {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.deliveries)
+	return f.deliveries.All()
 }
 
 // WaitDeliveries blocks until n webhook attempts were made, or ctx ends.
 func (f *Fake) WaitDeliveries(ctx context.Context, n int) error {
-	return f.changes.Until(ctx, func() bool {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		return len(f.deliveries) >= n
-	})
+	return f.deliveries.WaitLen(ctx, n)
 }
 
 // Status returns the status of prediction id while it is in flight, and
@@ -350,15 +324,7 @@ func (f *Fake) Advance(id string) bool {
 	f.mu.Lock()
 	p, ok := f.preds[id]
 	f.mu.Unlock()
-	if !ok {
-		return false
-	}
-	select {
-	case p.advance <- struct{}{}:
-		return true
-	default:
-		return false
-	}
+	return ok && fakekit.Nudge(p.advance)
 }
 
 // ServeHTTP routes the §3.2 table.

@@ -75,9 +75,7 @@ func (f *Fake) predict(w http.ResponseWriter, r *http.Request, pathID string) {
 	rec := Request{Method: r.Method, ID: pathID, Body: raw, Header: r.Header.Clone(), At: time.Now()}
 	record := func(code int) {
 		rec.Code = code
-		f.mu.Lock()
-		f.requests = append(f.requests, rec)
-		f.mu.Unlock()
+		f.requests.Add(rec)
 	}
 	var body predictBody
 	if err != nil || json.Unmarshal(raw, &body) != nil {
@@ -236,7 +234,7 @@ func (f *Fake) viewLocked(p *prediction) map[string]any {
 // 404 otherwise (§3.2).
 func (f *Fake) cancel(w http.ResponseWriter, id string) {
 	f.mu.Lock()
-	f.cancels = append(f.cancels, id)
+	f.cancels.Add(id)
 	p, ok := f.preds[id]
 	if ok {
 		f.finishLocked(p, StatusCanceled, "")
@@ -318,24 +316,11 @@ func (f *Fake) finishLocked(p *prediction, status, errMsg string) {
 	close(p.done)
 }
 
-// render makes the default output: num_outputs PNGs of width × height as
-// data URLs.
+// render makes the default output (fakekit.Outputs) as data URLs.
 func render(p *prediction) any {
-	var in struct {
-		Width      int `json:"width"`
-		Height     int `json:"height"`
-		NumOutputs int `json:"num_outputs"`
-	}
-	_ = json.Unmarshal(p.input, &in) // odd fields fall back to defaults
-	w, h := in.Width, in.Height
-	if w <= 0 || h <= 0 || w > 2048 || h > 2048 {
-		w, h = 64, 64
-	}
-	n := min(max(in.NumOutputs, 1), 4)
-	urls := make([]string, n)
-	for i := range n {
-		data := fakekit.PNG(w, h, fmt.Sprintf("%s/%d/%s", p.id, i, p.input))
-		urls[i] = "data:image/png;base64," + base64.StdEncoding.EncodeToString(data)
+	var urls []string
+	for _, data := range fakekit.Outputs(p.id, p.input) {
+		urls = append(urls, "data:image/png;base64,"+base64.StdEncoding.EncodeToString(data))
 	}
 	return urls
 }
@@ -366,17 +351,8 @@ func (f *Fake) newSender(p *prediction) *fakekit.Sender {
 			return h
 		},
 		Client: f.cfg.Client,
-		Record: func(a fakekit.Attempt) {
-			var obj struct{ Status string }
-			_ = json.Unmarshal(a.Body, &obj) // the fake's own JSON
-			f.mu.Lock()
-			f.deliveries = append(f.deliveries, Delivery{
-				PredictionID: p.id, Event: a.Event, Status: obj.Status, Attempt: a.Attempt, Code: a.Code,
-				Err: a.Err, Header: a.Header, Body: a.Body, At: a.At,
-			})
-			f.mu.Unlock()
-			f.changes.Notify()
-		},
+		JobID:  p.id,
+		Record: f.deliveries.Add,
 	}
 }
 

@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,6 +75,11 @@ type Config struct {
 	IgnoreCancel bool
 	// Outcome decides how a request ends; nil uses DefaultOutcome.
 	Outcome func(Submission) Outcome
+	// MaxSide caps the side of the images rendered (default 256): a
+	// larger requested size is rendered scaled down, keeping its aspect
+	// ratio, and the output lists the size rendered. fal's default
+	// landscape_4_3 is 1024 × 768, costly to render for every test.
+	MaxSide int
 }
 
 // Outcome is how a request ends. The zero value is a success with the
@@ -152,8 +156,8 @@ type Fake struct {
 	seq         int
 	jobs        map[string]*job
 	order       []*job
-	submissions []Submission
-	cancels     []Cancel
+	submissions fakekit.Journal[Submission]
+	cancels     fakekit.Journal[Cancel]
 	polls       map[string]int
 	failNext    []int
 }
@@ -175,6 +179,9 @@ func New(cfg Config) *Fake {
 	if cfg.Outcome == nil {
 		cfg.Outcome = DefaultOutcome
 	}
+	if cfg.MaxSide == 0 {
+		cfg.MaxSide = 256
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	return &Fake{
 		cfg: cfg, files: fakekit.NewFiles("/files/"), ctx: ctx, stop: stop,
@@ -192,23 +199,20 @@ func (f *Fake) Close() {
 // Server is a Fake served on a loopback port.
 type Server struct {
 	*Fake
-	// URL is the base URL (http://127.0.0.1:port), the fake's
+	// Served.URL is the base URL (http://127.0.0.1:port), the fake's
 	// https://queue.fal.run.
-	URL string
-	srv *httptest.Server
+	fakekit.Served
 }
 
 // NewServer starts a Fake on a loopback port.
 func NewServer(cfg Config) *Server {
 	f := New(cfg)
-	srv := httptest.NewServer(f)
-	return &Server{Fake: f, URL: srv.URL, srv: srv}
+	return &Server{Fake: f, Served: fakekit.Serve(f)}
 }
 
 // Close stops the server and the fake.
 func (s *Server) Close() {
-	s.srv.CloseClientConnections()
-	s.srv.Close()
+	s.Shutdown()
 	s.Fake.Close()
 }
 
@@ -225,16 +229,12 @@ func (f *Fake) FailNext(n, code int) {
 
 // Submissions returns every submit received, in order.
 func (f *Fake) Submissions() []Submission {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.submissions)
+	return f.submissions.All()
 }
 
 // Cancels returns every cancel received, in order.
 func (f *Fake) Cancels() []Cancel {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.cancels)
+	return f.cancels.All()
 }
 
 // Polls returns how many status requests request id received.
@@ -267,15 +267,7 @@ func (f *Fake) Advance(id string) bool {
 	f.mu.Lock()
 	j, ok := f.jobs[id]
 	f.mu.Unlock()
-	if !ok {
-		return false
-	}
-	select {
-	case j.advance <- struct{}{}:
-		return true
-	default:
-		return false
-	}
+	return ok && fakekit.Nudge(j.advance)
 }
 
 // Downloads returns how often the output file at url was fetched.

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"image/png"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/computeserver/compute/internal/executor/fal/falfake"
+	"github.com/computeserver/compute/internal/executor/internal/fakekit"
 )
 
 func TestMain(m *testing.M) {
@@ -23,44 +23,13 @@ func TestMain(m *testing.M) {
 
 const key = "key-id:key-secret"
 
-// call is one HTTP exchange with the fake.
-type call struct {
-	code   int
-	header http.Header
-	body   []byte
-}
-
-func (c call) json(t *testing.T) map[string]any {
+// do makes one request, with the fal key auth when not empty.
+func do(t *testing.T, method, url, auth, body string, header ...string) fakekit.Call {
 	t.Helper()
-	var v map[string]any
-	if err := json.Unmarshal(c.body, &v); err != nil {
-		t.Fatalf("body %q is not a JSON object: %v", c.body, err)
-	}
-	return v
-}
-
-func do(t *testing.T, method, url, auth, body string, header ...string) call {
-	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if auth != "" {
-		req.Header.Set("Authorization", "Key "+auth)
+		header = append(header, "Authorization", "Key "+auth)
 	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return call{resp.StatusCode, resp.Header, data}
+	return fakekit.Do(t, method, url, body, header...)
 }
 
 func start(t *testing.T, cfg falfake.Config) *falfake.Server {
@@ -74,10 +43,10 @@ func start(t *testing.T, cfg falfake.Config) *falfake.Server {
 func submit(t *testing.T, s *falfake.Server, model, input string, header ...string) map[string]any {
 	t.Helper()
 	c := do(t, http.MethodPost, s.URL+"/"+model, key, input, header...)
-	if c.code != http.StatusOK {
-		t.Fatalf("submit: %d %s", c.code, c.body)
+	if c.Code != http.StatusOK {
+		t.Fatalf("submit: %d %s", c.Code, c.Body)
 	}
-	return c.json(t)
+	return c.JSON(t)
 }
 
 func wait(t *testing.T, s *falfake.Server, id, status string) {
@@ -101,13 +70,13 @@ func TestAuthorization(t *testing.T) {
 		{"configured key", key, http.StatusOK},
 	} {
 		c := do(t, http.MethodPost, s.URL+"/fal-ai/flux/dev", tc.auth, `{"prompt":"x"}`)
-		if c.code != tc.want {
-			t.Errorf("%s: got %d %s, want %d", tc.name, c.code, c.body, tc.want)
+		if c.Code != tc.want {
+			t.Errorf("%s: got %d %s, want %d", tc.name, c.Code, c.Body, tc.want)
 		}
 	}
 	c := do(t, http.MethodPost, s.URL+"/fal-ai/flux/dev", "", `{}`, "Authorization", "Bearer "+key)
-	if c.code != http.StatusUnauthorized {
-		t.Errorf("a Bearer token: got %d, want 401", c.code)
+	if c.Code != http.StatusUnauthorized {
+		t.Errorf("a Bearer token: got %d, want 401", c.Code)
 	}
 }
 
@@ -126,12 +95,12 @@ func TestSubmitURLsDropTheSubpath(t *testing.T) {
 			t.Errorf("submit %s = %v, want %v", k, sub[k], v)
 		}
 	}
-	if c := do(t, http.MethodGet, base+"/status", key, ""); c.code != http.StatusAccepted {
-		t.Errorf("status at the returned URL: %d %s", c.code, c.body)
+	if c := do(t, http.MethodGet, base+"/status", key, ""); c.Code != http.StatusAccepted {
+		t.Errorf("status at the returned URL: %d %s", c.Code, c.Body)
 	}
 	// §2.1: the subpath is used to submit, never to poll.
-	if c := do(t, http.MethodGet, s.URL+"/fal-ai/flux/dev/requests/"+id+"/status", key, ""); c.code != http.StatusNotFound {
-		t.Errorf("status with the subpath: got %d, want 404", c.code)
+	if c := do(t, http.MethodGet, s.URL+"/fal-ai/flux/dev/requests/"+id+"/status", key, ""); c.Code != http.StatusNotFound {
+		t.Errorf("status with the subpath: got %d, want 404", c.Code)
 	}
 	// Namespaced apps keep their prefix.
 	ns := submit(t, s, "workflows/owner/flow", `{"prompt":"x"}`)
@@ -150,9 +119,9 @@ func TestProgressionQueuedRunningCompleted(t *testing.T) {
 	statusURL := s.URL + "/fal-ai/flux/requests/" + id + "/status"
 
 	c := do(t, http.MethodGet, statusURL, key, "")
-	v := c.json(t)
-	if c.code != http.StatusAccepted || v["status"] != "IN_QUEUE" || v["queue_position"] != 0.0 {
-		t.Errorf("queued status: %d %v", c.code, v)
+	v := c.JSON(t)
+	if c.Code != http.StatusAccepted || v["status"] != "IN_QUEUE" || v["queue_position"] != 0.0 {
+		t.Errorf("queued status: %d %v", c.Code, v)
 	}
 	if l, ok := v["logs"]; !ok || l != nil {
 		t.Errorf("logs must be present and null without ?logs=1, got %v (present %v)", l, ok)
@@ -167,10 +136,10 @@ func TestProgressionQueuedRunningCompleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	c = do(t, http.MethodGet, statusURL+"?logs=1", key, "")
-	v = c.json(t)
+	v = c.JSON(t)
 	logs, _ := v["logs"].([]any)
-	if c.code != http.StatusAccepted || v["status"] != "IN_PROGRESS" || len(logs) != 1 {
-		t.Fatalf("running status: %d %v", c.code, v)
+	if c.Code != http.StatusAccepted || v["status"] != "IN_PROGRESS" || len(logs) != 1 {
+		t.Fatalf("running status: %d %v", c.Code, v)
 	}
 	entry, _ := logs[0].(map[string]any)
 	if entry["message"] != "step 1/2" || entry["level"] != "INFO" || entry["source"] != "USER" || entry["timestamp"] == "" {
@@ -184,10 +153,10 @@ func TestProgressionQueuedRunningCompleted(t *testing.T) {
 	s.Advance(id)
 	wait(t, s, id, falfake.StatusCompleted)
 	c = do(t, http.MethodGet, statusURL+"?logs=1", key, "")
-	v = c.json(t)
+	v = c.JSON(t)
 	metrics, _ := v["metrics"].(map[string]any)
-	if c.code != http.StatusOK || v["status"] != "COMPLETED" || metrics["inference_time"] == nil {
-		t.Errorf("completed status: %d %v", c.code, v)
+	if c.Code != http.StatusOK || v["status"] != "COMPLETED" || metrics["inference_time"] == nil {
+		t.Errorf("completed status: %d %v", c.Code, v)
 	}
 	if _, ok := v["error"]; ok {
 		t.Errorf("a success has no error: %v", v)
@@ -206,7 +175,7 @@ func TestQueuePositionFallsAsRunnersFree(t *testing.T) {
 	}
 	wait(t, s, ids[0], falfake.StatusInProgress)
 	position := func(id string) any {
-		return do(t, http.MethodGet, s.URL+"/fal-ai/flux/requests/"+id+"/status", key, "").json(t)["queue_position"]
+		return do(t, http.MethodGet, s.URL+"/fal-ai/flux/requests/"+id+"/status", key, "").JSON(t)["queue_position"]
 	}
 	if p1, p2 := position(ids[1]), position(ids[2]); p1 != 0.0 || p2 != 1.0 {
 		t.Errorf("positions while the first runs: %v, %v; want 0, 1", p1, p2)
@@ -240,8 +209,8 @@ func TestResultWhileRunning(t *testing.T) {
 			if want == 0 {
 				want = http.StatusAccepted
 			}
-			if c.code != want || !strings.Contains(string(c.body), tc.want) {
-				t.Errorf("got %d %s, want %d with %s", c.code, c.body, want, tc.want)
+			if c.Code != want || !strings.Contains(string(c.Body), tc.want) {
+				t.Errorf("got %d %s, want %d with %s", c.Code, c.Body, want, tc.want)
 			}
 		})
 	}
@@ -254,8 +223,8 @@ func TestCompletedResultHasPNGImages(t *testing.T) {
 	id := sub["request_id"].(string)
 	wait(t, s, id, falfake.StatusCompleted)
 	c := do(t, http.MethodGet, sub["response_url"].(string), key, "")
-	if c.code != http.StatusOK || c.header.Get("x-fal-request-id") != id {
-		t.Fatalf("result: %d %v %s", c.code, c.header, c.body)
+	if c.Code != http.StatusOK || c.Header.Get("x-fal-request-id") != id {
+		t.Fatalf("result: %d %v %s", c.Code, c.Header, c.Body)
 	}
 	var out struct {
 		Images []struct {
@@ -267,11 +236,11 @@ func TestCompletedResultHasPNGImages(t *testing.T) {
 		HasNSFWConcepts []bool `json:"has_nsfw_concepts"`
 		Prompt          string
 	}
-	if err := json.Unmarshal(c.body, &out); err != nil {
+	if err := json.Unmarshal(c.Body, &out); err != nil {
 		t.Fatal(err)
 	}
 	if len(out.Images) != 2 || out.Seed != 42 || out.Prompt != "a cat" || len(out.HasNSFWConcepts) != 2 {
-		t.Fatalf("output = %s", c.body)
+		t.Fatalf("output = %s", c.Body)
 	}
 	var first []byte
 	for i, img := range out.Images {
@@ -279,10 +248,10 @@ func TestCompletedResultHasPNGImages(t *testing.T) {
 			t.Errorf("image %d content_type %q", i, img.ContentType)
 		}
 		got := do(t, http.MethodGet, img.URL, "", "")
-		if got.code != http.StatusOK || got.header.Get("Content-Type") != "image/png" {
-			t.Fatalf("image %d: %d %v", i, got.code, got.header)
+		if got.Code != http.StatusOK || got.Header.Get("Content-Type") != "image/png" {
+			t.Fatalf("image %d: %d %v", i, got.Code, got.Header)
 		}
-		decoded, err := png.Decode(bytes.NewReader(got.body))
+		decoded, err := png.Decode(bytes.NewReader(got.Body))
 		if err != nil {
 			t.Fatalf("image %d is not a PNG: %v", i, err)
 		}
@@ -290,8 +259,8 @@ func TestCompletedResultHasPNGImages(t *testing.T) {
 			t.Errorf("image %d is %v, listed %dx%d", i, b, out.Images[i].Width, out.Images[i].Height)
 		}
 		if i == 0 {
-			first = got.body
-		} else if bytes.Equal(first, got.body) {
+			first = got.Body
+		} else if bytes.Equal(first, got.Body) {
 			t.Error("the two images are identical")
 		}
 		if s.Downloads(img.URL) != 1 {
@@ -324,12 +293,12 @@ func TestErrorsSurfaceAtTheResult(t *testing.T) {
 		id := sub["request_id"].(string)
 		wait(t, s, id, falfake.StatusCompleted)
 		st := do(t, http.MethodGet, sub["status_url"].(string), key, "")
-		if v := st.json(t); st.code != http.StatusOK || v["status"] != "COMPLETED" || v["error"] != tc.statusError {
-			t.Errorf("%s: status %d %v (no FAILED status in fal)", tc.name, st.code, v)
+		if v := st.JSON(t); st.Code != http.StatusOK || v["status"] != "COMPLETED" || v["error"] != tc.statusError {
+			t.Errorf("%s: status %d %v (no FAILED status in fal)", tc.name, st.Code, v)
 		}
 		c := do(t, http.MethodGet, sub["response_url"].(string), key, "")
-		if c.code != tc.code || strings.TrimSpace(string(c.body)) != tc.body || c.header.Get("x-fal-error-type") != tc.errorType {
-			t.Errorf("%s: result %d %v %s", tc.name, c.code, c.header.Get("x-fal-error-type"), c.body)
+		if c.Code != tc.code || strings.TrimSpace(string(c.Body)) != tc.body || c.Header.Get("x-fal-error-type") != tc.errorType {
+			t.Errorf("%s: result %d %v %s", tc.name, c.Code, c.Header.Get("x-fal-error-type"), c.Body)
 		}
 	}
 }
@@ -343,18 +312,18 @@ func TestCancel(t *testing.T) {
 		sub := submit(t, s, "fal-ai/flux/dev", `{"prompt":"x"}`)
 		id := sub["request_id"].(string)
 		c := do(t, http.MethodPut, cancelURL(s, id), key, "")
-		if c.code != http.StatusAccepted || c.json(t)["status"] != "CANCELLATION_REQUESTED" {
-			t.Fatalf("cancel: %d %s", c.code, c.body)
+		if c.Code != http.StatusAccepted || c.JSON(t)["status"] != "CANCELLATION_REQUESTED" {
+			t.Fatalf("cancel: %d %s", c.Code, c.Body)
 		}
 		if st := s.Status(id); st != falfake.StatusCompleted {
 			t.Fatalf("status after cancel = %s", st)
 		}
-		st := do(t, http.MethodGet, sub["status_url"].(string), key, "").json(t)
+		st := do(t, http.MethodGet, sub["status_url"].(string), key, "").JSON(t)
 		if _, ran := st["metrics"]; ran {
 			t.Errorf("a cancelled queued request reports metrics: %v", st)
 		}
-		if r := do(t, http.MethodGet, sub["response_url"].(string), key, ""); r.code != http.StatusBadRequest {
-			t.Errorf("result of a cancelled request: %d %s", r.code, r.body)
+		if r := do(t, http.MethodGet, sub["response_url"].(string), key, ""); r.Code != http.StatusBadRequest {
+			t.Errorf("result of a cancelled request: %d %s", r.Code, r.Body)
 		}
 	})
 	t.Run("running ends when the app honours it", func(t *testing.T) {
@@ -363,12 +332,12 @@ func TestCancel(t *testing.T) {
 		sub := submit(t, s, "fal-ai/flux/dev", `{"prompt":"x"}`)
 		id := sub["request_id"].(string)
 		wait(t, s, id, falfake.StatusInProgress)
-		if c := do(t, http.MethodPut, cancelURL(s, id), key, ""); c.code != http.StatusAccepted {
-			t.Fatalf("cancel: %d %s", c.code, c.body)
+		if c := do(t, http.MethodPut, cancelURL(s, id), key, ""); c.Code != http.StatusAccepted {
+			t.Fatalf("cancel: %d %s", c.Code, c.Body)
 		}
 		wait(t, s, id, falfake.StatusCompleted)
-		if r := do(t, http.MethodGet, sub["response_url"].(string), key, ""); r.code != http.StatusBadRequest || !strings.Contains(string(r.body), "cancelled") {
-			t.Errorf("result: %d %s", r.code, r.body)
+		if r := do(t, http.MethodGet, sub["response_url"].(string), key, ""); r.Code != http.StatusBadRequest || !strings.Contains(string(r.Body), "cancelled") {
+			t.Errorf("result: %d %s", r.Code, r.Body)
 		}
 	})
 	t.Run("running finishes when the app ignores it", func(t *testing.T) {
@@ -377,16 +346,16 @@ func TestCancel(t *testing.T) {
 		sub := submit(t, s, "fal-ai/flux/dev", `{"prompt":"x","image_size":{"width":8,"height":8}}`)
 		id := sub["request_id"].(string)
 		wait(t, s, id, falfake.StatusInProgress)
-		if c := do(t, http.MethodPut, cancelURL(s, id), key, ""); c.code != http.StatusAccepted {
-			t.Fatalf("cancel: %d", c.code)
+		if c := do(t, http.MethodPut, cancelURL(s, id), key, ""); c.Code != http.StatusAccepted {
+			t.Fatalf("cancel: %d", c.Code)
 		}
 		if st := s.Status(id); st != falfake.StatusInProgress {
 			t.Fatalf("status = %s, want still running", st)
 		}
 		s.Advance(id)
 		wait(t, s, id, falfake.StatusCompleted)
-		if r := do(t, http.MethodGet, sub["response_url"].(string), key, ""); r.code != http.StatusOK {
-			t.Errorf("result: %d %s", r.code, r.body)
+		if r := do(t, http.MethodGet, sub["response_url"].(string), key, ""); r.Code != http.StatusOK {
+			t.Errorf("result: %d %s", r.Code, r.Body)
 		}
 	})
 	t.Run("done and unknown", func(t *testing.T) {
@@ -394,11 +363,11 @@ func TestCancel(t *testing.T) {
 		s := start(t, falfake.Config{})
 		id := submit(t, s, "fal-ai/flux/dev", `{"prompt":"x","image_size":{"width":8,"height":8}}`)["request_id"].(string)
 		wait(t, s, id, falfake.StatusCompleted)
-		if c := do(t, http.MethodPut, cancelURL(s, id), key, ""); c.code != http.StatusBadRequest || c.json(t)["status"] != "ALREADY_COMPLETED" {
-			t.Errorf("cancel when done: %d %s", c.code, c.body)
+		if c := do(t, http.MethodPut, cancelURL(s, id), key, ""); c.Code != http.StatusBadRequest || c.JSON(t)["status"] != "ALREADY_COMPLETED" {
+			t.Errorf("cancel when done: %d %s", c.Code, c.Body)
 		}
-		if c := do(t, http.MethodPut, cancelURL(s, "nope"), key, ""); c.code != http.StatusNotFound || c.json(t)["status"] != "NOT_FOUND" {
-			t.Errorf("cancel unknown: %d %s", c.code, c.body)
+		if c := do(t, http.MethodPut, cancelURL(s, "nope"), key, ""); c.Code != http.StatusNotFound || c.JSON(t)["status"] != "NOT_FOUND" {
+			t.Errorf("cancel unknown: %d %s", c.Code, c.Body)
 		}
 		got := s.Cancels()
 		if len(got) != 2 || got[0].Outcome != "ALREADY_COMPLETED" || got[1].ID != "nope" {
@@ -424,11 +393,11 @@ func TestRequestTimeoutIsAStartDeadline(t *testing.T) {
 		t.Errorf("the started request is %s after its start deadline passed", st)
 	}
 	c := do(t, http.MethodGet, queued["response_url"].(string), key, "")
-	if c.code != http.StatusGatewayTimeout || c.header.Get("X-Fal-Request-Timeout-Type") != "user" {
-		t.Errorf("result: %d %v %s", c.code, c.header, c.body)
+	if c.Code != http.StatusGatewayTimeout || c.Header.Get("X-Fal-Request-Timeout-Type") != "user" {
+		t.Errorf("result: %d %v %s", c.Code, c.Header, c.Body)
 	}
-	if c := do(t, http.MethodPost, s.URL+"/fal-ai/flux/dev", key, `{}`, "X-Fal-Request-Timeout", "soon"); c.code != http.StatusBadRequest {
-		t.Errorf("a bad timeout header: %d", c.code)
+	if c := do(t, http.MethodPost, s.URL+"/fal-ai/flux/dev", key, `{}`, "X-Fal-Request-Timeout", "soon"); c.Code != http.StatusBadRequest {
+		t.Errorf("a bad timeout header: %d", c.Code)
 	}
 }
 
@@ -437,17 +406,17 @@ func TestPerKeyConcurrencyLimit(t *testing.T) {
 	s := start(t, falfake.Config{MaxConcurrentPerKey: 1, QueueTime: falfake.Forever})
 	id := submit(t, s, "fal-ai/flux/dev", `{"prompt":"x","image_size":{"width":8,"height":8}}`)["request_id"].(string)
 	c := do(t, http.MethodPost, s.URL+"/fal-ai/flux/dev", key, `{"prompt":"x"}`)
-	if c.code != http.StatusTooManyRequests || !strings.Contains(c.json(t)["detail"].(string), "limit") {
-		t.Errorf("second submit: %d %s", c.code, c.body)
+	if c.Code != http.StatusTooManyRequests || !strings.Contains(c.JSON(t)["detail"].(string), "limit") {
+		t.Errorf("second submit: %d %s", c.Code, c.Body)
 	}
-	if c := do(t, http.MethodPost, s.URL+"/fal-ai/flux/dev", "other:key", `{"prompt":"x"}`); c.code != http.StatusOK {
-		t.Errorf("another key: %d", c.code)
+	if c := do(t, http.MethodPost, s.URL+"/fal-ai/flux/dev", "other:key", `{"prompt":"x"}`); c.Code != http.StatusOK {
+		t.Errorf("another key: %d", c.Code)
 	}
 	s.Advance(id)
 	s.Advance(id)
 	wait(t, s, id, falfake.StatusCompleted)
-	if c := do(t, http.MethodPost, s.URL+"/fal-ai/flux/dev", key, `{"prompt":"x"}`); c.code != http.StatusOK {
-		t.Errorf("after the first completed: %d %s", c.code, c.body)
+	if c := do(t, http.MethodPost, s.URL+"/fal-ai/flux/dev", key, `{"prompt":"x"}`); c.Code != http.StatusOK {
+		t.Errorf("after the first completed: %d %s", c.Code, c.Body)
 	}
 }
 
@@ -475,21 +444,21 @@ func TestOutputsAndResultsExpire(t *testing.T) {
 		"X-Fal-Object-Lifecycle-Preference", `{"expiration_duration_seconds": 0.1}`)
 	wait(t, s, sub["request_id"].(string), falfake.StatusCompleted)
 	c := do(t, http.MethodGet, sub["response_url"].(string), key, "")
-	if c.code != http.StatusOK {
-		t.Fatalf("result: %d %s", c.code, c.body)
+	if c.Code != http.StatusOK {
+		t.Fatalf("result: %d %s", c.Code, c.Body)
 	}
 	var out struct{ Images []struct{ URL string } }
-	if err := json.Unmarshal(c.body, &out); err != nil || len(out.Images) != 1 {
-		t.Fatalf("output %s: %v", c.body, err)
+	if err := json.Unmarshal(c.Body, &out); err != nil || len(out.Images) != 1 {
+		t.Fatalf("output %s: %v", c.Body, err)
 	}
-	if got := do(t, http.MethodGet, out.Images[0].URL, "", ""); got.code != http.StatusOK {
-		t.Fatalf("fresh image: %d", got.code)
+	if got := do(t, http.MethodGet, out.Images[0].URL, "", ""); got.Code != http.StatusOK {
+		t.Fatalf("fresh image: %d", got.Code)
 	}
 	eventually(t, "the image URL expiring", func() bool {
-		return do(t, http.MethodGet, out.Images[0].URL, "", "").code == http.StatusNotFound
+		return do(t, http.MethodGet, out.Images[0].URL, "", "").Code == http.StatusNotFound
 	})
 	eventually(t, "the result expiring", func() bool {
-		return do(t, http.MethodGet, sub["response_url"].(string), key, "").code == http.StatusNotFound
+		return do(t, http.MethodGet, sub["response_url"].(string), key, "").Code == http.StatusNotFound
 	})
 }
 
@@ -499,14 +468,14 @@ func TestInjectedSubmitFailures(t *testing.T) {
 	s.FailNext(1, http.StatusBadGateway)
 	s.FailNext(1, http.StatusTooManyRequests)
 	c := do(t, http.MethodPost, s.URL+"/fal-ai/flux/dev", key, `{"prompt":"x"}`)
-	if c.code != http.StatusBadGateway || c.header.Get("x-fal-request-id") != "" || !strings.Contains(string(c.body), "nginx") {
-		t.Errorf("ingress 502: %d %v %s", c.code, c.header, c.body)
+	if c.Code != http.StatusBadGateway || c.Header.Get("x-fal-request-id") != "" || !strings.Contains(string(c.Body), "nginx") {
+		t.Errorf("ingress 502: %d %v %s", c.Code, c.Header, c.Body)
 	}
-	if c := do(t, http.MethodPost, s.URL+"/fal-ai/flux/dev", key, `{"prompt":"x"}`); c.code != http.StatusTooManyRequests {
-		t.Errorf("429: %d", c.code)
+	if c := do(t, http.MethodPost, s.URL+"/fal-ai/flux/dev", key, `{"prompt":"x"}`); c.Code != http.StatusTooManyRequests {
+		t.Errorf("429: %d", c.Code)
 	}
-	if c := do(t, http.MethodPost, s.URL+"/fal-ai/flux/dev", key, `{"prompt":"x","image_size":{"width":8,"height":8}}`); c.code != http.StatusOK {
-		t.Errorf("after the injected failures: %d", c.code)
+	if c := do(t, http.MethodPost, s.URL+"/fal-ai/flux/dev", key, `{"prompt":"x","image_size":{"width":8,"height":8}}`); c.Code != http.StatusOK {
+		t.Errorf("after the injected failures: %d", c.Code)
 	}
 	subs := s.Submissions()
 	if len(subs) != 3 || subs[0].Code != 502 || subs[0].ID != "" || subs[2].ID == "" {
@@ -559,5 +528,25 @@ func TestStatusStream(t *testing.T) {
 	}
 	if got := strings.Join(statuses, ","); got != "IN_QUEUE,IN_PROGRESS,COMPLETED" {
 		t.Errorf("streamed statuses %s", got)
+	}
+}
+
+func TestLargeImagesAreScaledToMaxSide(t *testing.T) {
+	t.Parallel()
+	s := start(t, falfake.Config{MaxSide: 64})
+	sub := submit(t, s, "fal-ai/flux/dev", `{"prompt":"x","image_size":"landscape_16_9"}`)
+	wait(t, s, sub["request_id"].(string), falfake.StatusCompleted)
+	var out struct {
+		Images []struct {
+			URL           string
+			Width, Height int
+		}
+	}
+	if err := json.Unmarshal(do(t, http.MethodGet, sub["response_url"].(string), key, "").Body, &out); err != nil || len(out.Images) != 1 {
+		t.Fatalf("output: %v", err)
+	}
+	img, err := png.Decode(bytes.NewReader(do(t, http.MethodGet, out.Images[0].URL, "", "").Body))
+	if err != nil || img.Bounds().Dx() != 64 || img.Bounds().Dy() != 36 || out.Images[0].Width != 64 || out.Images[0].Height != 36 {
+		t.Errorf("1024×576 capped at 64: listed %dx%d, file %v (%v)", out.Images[0].Width, out.Images[0].Height, img.Bounds(), err)
 	}
 }

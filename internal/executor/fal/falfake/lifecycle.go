@@ -212,6 +212,9 @@ func (f *Fake) render(j *job) []any {
 	} else if json.Unmarshal(in.ImageSize, &custom) == nil && custom.Width > 0 && custom.Height > 0 {
 		size = [2]int{custom.Width, custom.Height}
 	}
+	if longest := max(size[0], size[1]); longest > f.cfg.MaxSide {
+		size = [2]int{max(1, size[0]*f.cfg.MaxSide/longest), max(1, size[1]*f.cfg.MaxSide/longest)}
+	}
 	n := min(max(in.NumImages, 1), 4)
 	images := make([]any, n)
 	for i := range n {

@@ -65,9 +65,7 @@ func (f *Fake) submit(w http.ResponseWriter, r *http.Request, key string, segs [
 	}
 	refuse := func(code int, v any) {
 		sub.Code = code
-		f.mu.Lock()
-		f.submissions = append(f.submissions, sub)
-		f.mu.Unlock()
+		f.submissions.Add(sub)
 		fakekit.WriteJSON(w, code, v)
 	}
 	app, ok := appOf(segs)
@@ -113,7 +111,7 @@ func (f *Fake) submit(w http.ResponseWriter, r *http.Request, key string, segs [
 	}
 	f.jobs[sub.ID] = j
 	f.order = append(f.order, j)
-	f.submissions = append(f.submissions, sub)
+	f.submissions.Add(sub)
 	view := f.viewLocked(j, false)
 	f.wg.Add(1)
 	f.mu.Unlock()
@@ -128,9 +126,7 @@ func (f *Fake) submit(w http.ResponseWriter, r *http.Request, key string, segs [
 // injected answers a failure queued by FailNext.
 func (f *Fake) injected(w http.ResponseWriter, sub *Submission, code int) {
 	sub.Code = code
-	f.mu.Lock()
-	f.submissions = append(f.submissions, *sub)
-	f.mu.Unlock()
+	f.submissions.Add(*sub)
 	switch code {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 		// §2.3: an "ingress" error has no x-fal-request-id and an nginx body.
@@ -331,7 +327,7 @@ func (f *Fake) cancel(w http.ResponseWriter, app, id string) {
 			j.stop()
 		}
 	}
-	f.cancels = append(f.cancels, rec)
+	f.cancels.Add(rec)
 	f.mu.Unlock()
 	f.changes.Notify()
 	fakekit.WriteJSON(w, rec.Code, map[string]string{"status": rec.Outcome})

@@ -49,7 +49,8 @@ func PNG(w, h int, seed string) []byte {
 		}
 	}
 	var buf bytes.Buffer
-	_ = png.Encode(&buf, img) // writing to a bytes.Buffer cannot fail
+	enc := png.Encoder{CompressionLevel: png.BestSpeed}
+	_ = enc.Encode(&buf, img) // writing to a bytes.Buffer cannot fail
 	return buf.Bytes()
 }
 

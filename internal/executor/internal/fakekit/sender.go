@@ -2,6 +2,7 @@ package fakekit
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"slices"
@@ -20,8 +21,10 @@ type Callback struct {
 	Terminal bool
 }
 
-// Attempt is one recorded delivery attempt.
-type Attempt struct {
+// Delivery is one recorded webhook attempt.
+type Delivery struct {
+	// ID is the job's id (a prediction id); Status the status in the body.
+	ID, Status string
 	// Event is the callback's event; MessageID its id, the same on every
 	// attempt and duplicate of one callback.
 	Event, MessageID string
@@ -63,8 +66,10 @@ type Sender struct {
 	Header func(messageID string, at time.Time, body []byte) http.Header
 	// Client posts the callbacks.
 	Client *http.Client
+	// JobID fills Delivery.ID.
+	JobID string
 	// Record is called after every attempt.
-	Record func(Attempt)
+	Record func(Delivery)
 
 	once     sync.Once
 	mu       sync.Mutex
@@ -172,7 +177,12 @@ func (s *Sender) send(ctx context.Context, c Callback, id string) bool {
 			h = s.Header(id, at, c.Body)
 		}
 		code, err := Post(ctx, s.Client, s.URL, h, c.Body)
-		a := Attempt{Event: c.Event, MessageID: id, Attempt: attempt, Code: code, Header: h, Body: c.Body, At: at}
+		var obj struct{ Status string }
+		_ = json.Unmarshal(c.Body, &obj) // a body without a status leaves it empty
+		a := Delivery{
+			ID: s.JobID, Status: obj.Status, Event: c.Event, MessageID: id, Attempt: attempt, Code: code,
+			Header: h, Body: c.Body, At: at,
+		}
 		if err != nil {
 			a.Err = err.Error()
 		}

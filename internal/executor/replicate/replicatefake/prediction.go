@@ -103,9 +103,7 @@ func (f *Fake) create(w http.ResponseWriter, r *http.Request, model, deployment 
 	rec := Create{Path: r.URL.Path, Model: model, Body: raw, Header: r.Header.Clone(), At: now}
 	refuse := func(code int, title, detail string) {
 		rec.Code = code
-		f.mu.Lock()
-		f.creates = append(f.creates, rec)
-		f.mu.Unlock()
+		f.creates.Add(rec)
 		problem(w, code, title, detail)
 	}
 	var body createBody
@@ -177,7 +175,7 @@ func (f *Fake) create(w http.ResponseWriter, r *http.Request, model, deployment 
 	}
 	f.preds[rec.ID] = p
 	f.order = append(f.order, p)
-	f.creates = append(f.creates, rec)
+	f.creates.Add(rec)
 	// §3.1 Webhooks: "start" is sent when the prediction is created ⚠
 	// (the fake's reading of "immediately on prediction start").
 	f.emitLocked(p, EventStart)
@@ -256,7 +254,7 @@ func (f *Fake) list(w http.ResponseWriter, _ *http.Request) {
 // the object (§3.1 cancel); a terminal one is answered unchanged.
 func (f *Fake) cancel(w http.ResponseWriter, _ *http.Request, id string) {
 	f.mu.Lock()
-	f.cancels = append(f.cancels, id)
+	f.cancels.Add(id)
 	p, ok := f.preds[id]
 	if !ok {
 		f.mu.Unlock()
@@ -358,24 +356,12 @@ func (f *Fake) phase(p *prediction, d time.Duration, deadline <-chan time.Time, 
 	return true
 }
 
-// render makes the default output: num_outputs PNGs of width × height,
-// served by the fake until the retention ends.
+// render makes the default output (fakekit.Outputs) as URLs served by
+// the fake until the retention ends.
 func (f *Fake) render(p *prediction) any {
-	var in struct {
-		Width      int `json:"width"`
-		Height     int `json:"height"`
-		NumOutputs int `json:"num_outputs"`
-	}
-	_ = json.Unmarshal(p.input, &in) // odd fields fall back to defaults
-	w, h := in.Width, in.Height
-	if w <= 0 || h <= 0 || w > 2048 || h > 2048 {
-		w, h = 64, 64
-	}
-	n := min(max(in.NumOutputs, 1), 4)
-	urls := make([]string, n)
-	for i := range n {
-		data := fakekit.PNG(w, h, fmt.Sprintf("%s/%d/%s", p.create.ID, i, p.input))
-		urls[i] = p.base + f.files.Put(data, "image/png", ".png", f.cfg.Retention)
+	var urls []string
+	for _, data := range fakekit.Outputs(p.create.ID, p.input) {
+		urls = append(urls, p.base+f.files.Put(data, "image/png", ".png", f.cfg.Retention))
 	}
 	return urls
 }

@@ -19,8 +19,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"net/http/httptest"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -126,20 +124,9 @@ type Create struct {
 	At time.Time
 }
 
-// Delivery is one recorded webhook attempt.
-type Delivery struct {
-	// PredictionID, Event and Status (the body's status) say what was sent.
-	PredictionID, Event, Status string
-	// Attempt counts from 1; Code is the receiver's answer (0 on error).
-	Attempt, Code int
-	// Err is the transport error, if any.
-	Err string
-	// Header and Body are what was sent.
-	Header http.Header
-	Body   []byte
-	// At is when it was sent.
-	At time.Time
-}
+// Delivery is one recorded webhook attempt: ID is the prediction's id,
+// Status the one in the body.
+type Delivery = fakekit.Delivery
 
 // Fake is the Replicate API as an http.Handler. Create it with New and
 // Close it when done.
@@ -156,10 +143,10 @@ type Fake struct {
 	seq         int
 	preds       map[string]*prediction
 	order       []*prediction
-	creates     []Create
+	creates     fakekit.Journal[Create]
 	createTimes []time.Time
-	cancels     []string
-	deliveries  []Delivery
+	cancels     fakekit.Journal[string]
+	deliveries  fakekit.Journal[Delivery]
 	polls       map[string]int
 }
 
@@ -211,10 +198,9 @@ func (f *Fake) Close() {
 // Server is a Fake served on a loopback port.
 type Server struct {
 	*Fake
-	// URL is the base URL, the fake's https://api.replicate.com (routes
+	// Served.URL is the base URL, the fake's https://api.replicate.com (routes
 	// start with /v1).
-	URL string
-	srv *httptest.Server
+	fakekit.Served
 }
 
 // NewServer starts a Fake on a loopback port.
@@ -223,14 +209,12 @@ func NewServer(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv := httptest.NewServer(f)
-	return &Server{Fake: f, URL: srv.URL, srv: srv}, nil
+	return &Server{Fake: f, Served: fakekit.Serve(f)}, nil
 }
 
 // Close stops the server and the fake.
 func (s *Server) Close() {
-	s.srv.CloseClientConnections()
-	s.srv.Close()
+	s.Shutdown()
 	s.Fake.Close()
 }
 
@@ -239,23 +223,17 @@ func (f *Fake) Secret() string { return f.cfg.WebhookSecret }
 
 // Creates returns every create request received, in order.
 func (f *Fake) Creates() []Create {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.creates)
+	return f.creates.All()
 }
 
 // Cancels returns the ids of every cancel request received, in order.
 func (f *Fake) Cancels() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.cancels)
+	return f.cancels.All()
 }
 
 // Deliveries returns every webhook attempt, in order.
 func (f *Fake) Deliveries() []Delivery {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.deliveries)
+	return f.deliveries.All()
 }
 
 // Polls returns how many GETs prediction id received.
@@ -282,11 +260,7 @@ func (f *Fake) WaitStatus(ctx context.Context, id, status string) error {
 
 // WaitDeliveries blocks until n webhook attempts were made, or ctx ends.
 func (f *Fake) WaitDeliveries(ctx context.Context, n int) error {
-	return f.changes.Until(ctx, func() bool {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		return len(f.deliveries) >= n
-	})
+	return f.deliveries.WaitLen(ctx, n)
 }
 
 // Advance ends prediction id's current step now: a starting prediction
@@ -297,15 +271,7 @@ func (f *Fake) Advance(id string) bool {
 	f.mu.Lock()
 	p, ok := f.preds[id]
 	f.mu.Unlock()
-	if !ok {
-		return false
-	}
-	select {
-	case p.advance <- struct{}{}:
-		return true
-	default:
-		return false
-	}
+	return ok && fakekit.Nudge(p.advance)
 }
 
 // ServeHTTP routes the §3.1 operations and the output files.

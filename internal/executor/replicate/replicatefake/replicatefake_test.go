@@ -5,18 +5,16 @@ import (
 	"context"
 	"encoding/json"
 	"image/png"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 	"go.uber.org/goleak"
 
+	"github.com/computeserver/compute/internal/executor/internal/fakekit"
 	"github.com/computeserver/compute/internal/executor/replicate/replicatefake"
 )
 
@@ -41,43 +39,23 @@ type prediction struct {
 	URLs                                     map[string]string
 }
 
-type call struct {
-	code   int
-	header http.Header
-	body   []byte
-}
-
-func (c call) prediction(t *testing.T) prediction {
+// decode reads a prediction object from a response.
+func decode(t *testing.T, c fakekit.Call) prediction {
 	t.Helper()
 	var p prediction
-	if err := json.Unmarshal(c.body, &p); err != nil {
-		t.Fatalf("body %q: %v", c.body, err)
+	if err := json.Unmarshal(c.Body, &p); err != nil {
+		t.Fatalf("body %q: %v", c.Body, err)
 	}
 	return p
 }
 
-func do(t *testing.T, method, url, auth, body string, header ...string) call {
+// do makes one request, with the Bearer token when not empty.
+func do(t *testing.T, method, url, auth, body string, header ...string) fakekit.Call {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if auth != "" {
-		req.Header.Set("Authorization", "Bearer "+auth)
+		header = append(header, "Authorization", "Bearer "+auth)
 	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return call{resp.StatusCode, resp.Header, data}
+	return fakekit.Do(t, method, url, body, header...)
 }
 
 func start(t *testing.T, cfg replicatefake.Config) *replicatefake.Server {
@@ -95,19 +73,19 @@ const version = "5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15cca
 func create(t *testing.T, s *replicatefake.Server, body string, header ...string) prediction {
 	t.Helper()
 	c := do(t, http.MethodPost, s.URL+"/v1/predictions", token, body, header...)
-	if c.code != http.StatusCreated {
-		t.Fatalf("create: %d %s", c.code, c.body)
+	if c.Code != http.StatusCreated {
+		t.Fatalf("create: %d %s", c.Code, c.Body)
 	}
-	return c.prediction(t)
+	return decode(t, c)
 }
 
 func get(t *testing.T, s *replicatefake.Server, id string) prediction {
 	t.Helper()
 	c := do(t, http.MethodGet, s.URL+"/v1/predictions/"+id, token, "")
-	if c.code != http.StatusOK {
-		t.Fatalf("get: %d %s", c.code, c.body)
+	if c.Code != http.StatusOK {
+		t.Fatalf("get: %d %s", c.Code, c.Body)
 	}
-	return c.prediction(t)
+	return decode(t, c)
 }
 
 func wait(t *testing.T, s *replicatefake.Server, id, status string) {
@@ -128,12 +106,12 @@ func TestAuthorization(t *testing.T) {
 			Title, Detail string
 			Status        int
 		}
-		if err := json.Unmarshal(c.body, &p); err != nil || c.code != http.StatusUnauthorized || p.Status != 401 || p.Detail == "" {
-			t.Errorf("token %q: %d %s", auth, c.code, c.body)
+		if err := json.Unmarshal(c.Body, &p); err != nil || c.Code != http.StatusUnauthorized || p.Status != 401 || p.Detail == "" {
+			t.Errorf("token %q: %d %s", auth, c.Code, c.Body)
 		}
 	}
-	if c := do(t, http.MethodGet, s.URL+"/v1/predictions", token, ""); c.code != http.StatusOK {
-		t.Errorf("with the token: %d", c.code)
+	if c := do(t, http.MethodGet, s.URL+"/v1/predictions", token, ""); c.Code != http.StatusOK {
+		t.Errorf("with the token: %d", c.Code)
 	}
 }
 
@@ -147,29 +125,29 @@ func TestCreateRoutesAndValidation(t *testing.T) {
 		t.Errorf("created = %+v", p)
 	}
 	c := do(t, http.MethodPost, s.URL+"/v1/models/black-forest-labs/flux-schnell/predictions", token, `{"input":{"prompt":"x"}}`)
-	if m := c.prediction(t); c.code != http.StatusCreated || m.Model != "black-forest-labs/flux-schnell" || m.Version != "hidden" {
-		t.Errorf("by model: %d %+v", c.code, m)
+	if m := decode(t, c); c.Code != http.StatusCreated || m.Model != "black-forest-labs/flux-schnell" || m.Version != "hidden" {
+		t.Errorf("by model: %d %+v", c.Code, m)
 	}
-	if c.header.Get("Location") != s.URL+"/v1/predictions/"+c.prediction(t).ID {
-		t.Errorf("Location = %q", c.header.Get("Location"))
+	if c.Header.Get("Location") != s.URL+"/v1/predictions/"+decode(t, c).ID {
+		t.Errorf("Location = %q", c.Header.Get("Location"))
 	}
 	c = do(t, http.MethodPost, s.URL+"/v1/deployments/acme/sdxl/predictions", token, `{"input":{}}`)
-	if d := c.prediction(t); c.code != http.StatusCreated || d.Model != "acme/sdxl" {
-		t.Errorf("by deployment: %d %+v", c.code, d)
+	if d := decode(t, c); c.Code != http.StatusCreated || d.Model != "acme/sdxl" {
+		t.Errorf("by deployment: %d %+v", c.Code, d)
 	}
 	for _, tc := range []struct{ name, body string }{
 		{"no version", `{"input":{"prompt":"x"}}`},
 		{"no input", `{"version":"` + version + `"}`},
 		{"unknown webhook event", `{"version":"v","input":{},"webhook":"http://x","webhook_events_filter":["done"]}`},
 	} {
-		if c := do(t, http.MethodPost, s.URL+"/v1/predictions", token, tc.body); c.code != http.StatusUnprocessableEntity {
-			t.Errorf("%s: %d %s", tc.name, c.code, c.body)
+		if c := do(t, http.MethodPost, s.URL+"/v1/predictions", token, tc.body); c.Code != http.StatusUnprocessableEntity {
+			t.Errorf("%s: %d %s", tc.name, c.Code, c.Body)
 		}
 	}
 	list := do(t, http.MethodGet, s.URL+"/v1/predictions", token, "")
 	var page struct{ Results []prediction }
-	if err := json.Unmarshal(list.body, &page); err != nil || len(page.Results) != 3 || page.Results[2].ID != p.ID {
-		t.Errorf("list (newest first): %s", list.body)
+	if err := json.Unmarshal(list.Body, &page); err != nil || len(page.Results) != 3 || page.Results[2].ID != p.ID {
+		t.Errorf("list (newest first): %s", list.Body)
 	}
 	if got := s.Creates(); len(got) != 6 || got[3].Code != http.StatusUnprocessableEntity || got[0].ID != p.ID {
 		t.Errorf("recorded creates = %d, first %+v", len(got), got[0])
@@ -206,9 +184,9 @@ func TestLifecycleWithLogsMetricsAndOutputs(t *testing.T) {
 	}
 	for _, u := range done.Output {
 		c := do(t, http.MethodGet, u, "", "")
-		img, err := png.Decode(bytes.NewReader(c.body))
-		if c.code != http.StatusOK || c.header.Get("Content-Type") != "image/png" || err != nil || img.Bounds().Dx() != 24 || img.Bounds().Dy() != 16 {
-			t.Errorf("output %s: %d %v %v", u, c.code, c.header.Get("Content-Type"), err)
+		img, err := png.Decode(bytes.NewReader(c.Body))
+		if c.Code != http.StatusOK || c.Header.Get("Content-Type") != "image/png" || err != nil || img.Bounds().Dx() != 24 || img.Bounds().Dy() != 16 {
+			t.Errorf("output %s: %d %v %v", u, c.Code, c.Header.Get("Content-Type"), err)
 		}
 	}
 	if s.Polls(p.ID) < 3 {
@@ -234,14 +212,14 @@ func TestCancel(t *testing.T) {
 	p := create(t, s, `{"version":"v","input":{}}`)
 	wait(t, s, p.ID, "processing")
 	c := do(t, http.MethodPost, s.URL+"/v1/predictions/"+p.ID+"/cancel", token, "")
-	if got := c.prediction(t); c.code != http.StatusOK || got.Status != "canceled" || got.CompletedAt == nil {
-		t.Errorf("cancel: %d %+v", c.code, got)
+	if got := decode(t, c); c.Code != http.StatusOK || got.Status != "canceled" || got.CompletedAt == nil {
+		t.Errorf("cancel: %d %+v", c.Code, got)
 	}
-	if got := do(t, http.MethodPost, s.URL+"/v1/predictions/"+p.ID+"/cancel", token, "").prediction(t); got.Status != "canceled" {
+	if got := decode(t, do(t, http.MethodPost, s.URL+"/v1/predictions/"+p.ID+"/cancel", token, "")); got.Status != "canceled" {
 		t.Errorf("second cancel: %+v", got)
 	}
-	if c := do(t, http.MethodPost, s.URL+"/v1/predictions/nope/cancel", token, ""); c.code != http.StatusNotFound {
-		t.Errorf("unknown: %d", c.code)
+	if c := do(t, http.MethodPost, s.URL+"/v1/predictions/nope/cancel", token, ""); c.Code != http.StatusNotFound {
+		t.Errorf("unknown: %d", c.Code)
 	}
 	if got := s.Cancels(); len(got) != 3 || got[0] != p.ID {
 		t.Errorf("recorded cancels = %v", got)
@@ -256,11 +234,11 @@ func TestPreferWait(t *testing.T) {
 	}
 	slow := start(t, replicatefake.Config{StartTime: replicatefake.Forever, MaxWait: 30 * time.Millisecond})
 	c := do(t, http.MethodPost, slow.URL+"/v1/predictions", token, `{"version":"v","input":{}}`, "Prefer", "wait=5")
-	if p := c.prediction(t); c.code != http.StatusCreated || p.Status != "starting" || c.header.Get("Location") != p.URLs["get"] {
-		t.Errorf("not finished within the wait: %d %+v %v", c.code, p, c.header)
+	if p := decode(t, c); c.Code != http.StatusCreated || p.Status != "starting" || c.Header.Get("Location") != p.URLs["get"] {
+		t.Errorf("not finished within the wait: %d %+v %v", c.Code, p, c.Header)
 	}
-	if c := do(t, http.MethodPost, slow.URL+"/v1/predictions", token, `{"version":"v","input":{}}`, "Prefer", "wait=0"); c.code != http.StatusBadRequest {
-		t.Errorf("wait=0: %d", c.code)
+	if c := do(t, http.MethodPost, slow.URL+"/v1/predictions", token, `{"version":"v","input":{}}`, "Prefer", "wait=0"); c.Code != http.StatusBadRequest {
+		t.Errorf("wait=0: %d", c.Code)
 	}
 }
 
@@ -289,8 +267,8 @@ func TestCancelAfter(t *testing.T) {
 		})
 	}
 	s := start(t, replicatefake.Config{})
-	if c := do(t, http.MethodPost, s.URL+"/v1/predictions", token, `{"version":"v","input":{}}`, "Cancel-After", "soon"); c.code != http.StatusBadRequest {
-		t.Errorf("bad Cancel-After: %d", c.code)
+	if c := do(t, http.MethodPost, s.URL+"/v1/predictions", token, `{"version":"v","input":{}}`, "Cancel-After", "soon"); c.Code != http.StatusBadRequest {
+		t.Errorf("bad Cancel-After: %d", c.Code)
 	}
 }
 
@@ -300,15 +278,15 @@ func TestCreateRateLimit(t *testing.T) {
 	create(t, s, `{"version":"v","input":{}}`)
 	create(t, s, `{"version":"v","input":{}}`)
 	c := do(t, http.MethodPost, s.URL+"/v1/predictions", token, `{"version":"v","input":{}}`)
-	after, err := strconv.Atoi(c.header.Get("Retry-After"))
+	after, err := strconv.Atoi(c.Header.Get("Retry-After"))
 	var body struct{ Detail string }
-	_ = json.Unmarshal(c.body, &body)
-	if c.code != http.StatusTooManyRequests || err != nil || after < 1 || after > 60 ||
+	_ = json.Unmarshal(c.Body, &body)
+	if c.Code != http.StatusTooManyRequests || err != nil || after < 1 || after > 60 ||
 		body.Detail != "Request was throttled. Your rate limit resets in ~"+strconv.Itoa(after)+"s." {
-		t.Errorf("third create: %d Retry-After %q %s", c.code, c.header.Get("Retry-After"), c.body)
+		t.Errorf("third create: %d Retry-After %q %s", c.Code, c.Header.Get("Retry-After"), c.Body)
 	}
-	if c := do(t, http.MethodGet, s.URL+"/v1/predictions", token, ""); c.code != http.StatusOK {
-		t.Errorf("reads are not limited by creates: %d", c.code)
+	if c := do(t, http.MethodGet, s.URL+"/v1/predictions", token, ""); c.Code != http.StatusOK {
+		t.Errorf("reads are not limited by creates: %d", c.Code)
 	}
 }
 
@@ -319,8 +297,8 @@ func TestRetentionRemovesData(t *testing.T) {
 	if p.Status != "succeeded" || p.DataRemoved || len(p.Output) != 1 {
 		t.Fatalf("fresh = %+v", p)
 	}
-	if c := do(t, http.MethodGet, p.Output[0], "", ""); c.code != http.StatusOK {
-		t.Fatalf("fresh output: %d", c.code)
+	if c := do(t, http.MethodGet, p.Output[0], "", ""); c.Code != http.StatusOK {
+		t.Fatalf("fresh output: %d", c.Code)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
@@ -334,37 +312,9 @@ func TestRetentionRemovesData(t *testing.T) {
 	if got := get(t, s, p.ID); got.Output != nil || len(got.Input) != 0 || got.Logs != "" || got.Status != "succeeded" {
 		t.Errorf("removed = %+v", got)
 	}
-	if c := do(t, http.MethodGet, p.Output[0], "", ""); c.code != http.StatusNotFound {
-		t.Errorf("removed output: %d", c.code)
+	if c := do(t, http.MethodGet, p.Output[0], "", ""); c.Code != http.StatusNotFound {
+		t.Errorf("removed output: %d", c.Code)
 	}
-}
-
-// receiver is a webhook endpoint that records what it gets.
-type receiver struct {
-	*httptest.Server
-	mu     sync.Mutex
-	got    []http.Header
-	bodies [][]byte
-	answer func(n int, body []byte) int
-}
-
-func newReceiver(t *testing.T, answer func(n int, body []byte) int) *receiver {
-	rc := &receiver{answer: answer}
-	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		rc.mu.Lock()
-		rc.got = append(rc.got, r.Header.Clone())
-		rc.bodies = append(rc.bodies, body)
-		n := len(rc.got)
-		rc.mu.Unlock()
-		code := http.StatusOK
-		if rc.answer != nil {
-			code = rc.answer(n, body)
-		}
-		w.WriteHeader(code)
-	}))
-	t.Cleanup(rc.Close)
-	return rc
 }
 
 // waitTerminalDelivery waits until the fake has delivered (or given up on)
@@ -389,7 +339,7 @@ func events(ds []replicatefake.Delivery) string {
 
 func TestWebhooksAreSignedAndOrdered(t *testing.T) {
 	t.Parallel()
-	rc := newReceiver(t, nil)
+	rc := fakekit.NewReceiver(t, nil)
 	s := start(t, replicatefake.Config{LogLines: 2, WebhookThrottle: time.Nanosecond})
 	p := create(t, s, `{"version":"v","input":{"width":8,"height":8},"webhook":"`+rc.URL+`"}`)
 	ds := deliveries(t, s, 5)
@@ -397,7 +347,7 @@ func TestWebhooksAreSignedAndOrdered(t *testing.T) {
 		t.Errorf("events = %s", got)
 	}
 	var secret struct{ Key string }
-	_ = json.Unmarshal(do(t, http.MethodGet, s.URL+"/v1/webhooks/default/secret", token, "").body, &secret)
+	_ = json.Unmarshal(do(t, http.MethodGet, s.URL+"/v1/webhooks/default/secret", token, "").Body, &secret)
 	if secret.Key != s.Secret() || !strings.HasPrefix(secret.Key, "whsec_") {
 		t.Fatalf("secret endpoint %q vs %q", secret.Key, s.Secret())
 	}
@@ -405,14 +355,13 @@ func TestWebhooksAreSignedAndOrdered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	if len(rc.got) != 5 {
-		t.Fatalf("receiver got %d", len(rc.got))
+	headers, bodies := rc.Got()
+	if len(headers) != 5 {
+		t.Fatalf("receiver got %d", len(headers))
 	}
 	ids := map[string]bool{}
-	for i, h := range rc.got {
-		if err := verifier.Verify(rc.bodies[i], h); err != nil {
+	for i, h := range headers {
+		if err := verifier.Verify(bodies[i], h); err != nil {
 			t.Errorf("delivery %d does not verify: %v", i, err)
 		}
 		ids[h.Get("webhook-id")] = true
@@ -421,7 +370,7 @@ func TestWebhooksAreSignedAndOrdered(t *testing.T) {
 		t.Errorf("webhook ids not unique per message: %v", ids)
 	}
 	var last prediction
-	_ = json.Unmarshal(rc.bodies[4], &last)
+	_ = json.Unmarshal(bodies[4], &last)
 	if last.ID != p.ID || last.Status != "succeeded" || len(last.Output) != 1 || last.Logs != "step 1/2\nstep 2/2\n" {
 		t.Errorf("completed body = %+v", last)
 	}
@@ -429,7 +378,7 @@ func TestWebhooksAreSignedAndOrdered(t *testing.T) {
 
 func TestWebhookFilterAndThrottle(t *testing.T) {
 	t.Parallel()
-	rc := newReceiver(t, nil)
+	rc := fakekit.NewReceiver(t, nil)
 	t.Run("filter", func(t *testing.T) {
 		s := start(t, replicatefake.Config{LogLines: 2})
 		create(t, s, `{"version":"v","input":{"width":8,"height":8},"webhook":"`+rc.URL+`","webhook_events_filter":["completed"]}`)
@@ -462,7 +411,7 @@ func TestWebhookFilterAndThrottle(t *testing.T) {
 
 func TestCompletedWebhookRetriesAndDuplicates(t *testing.T) {
 	t.Parallel()
-	rc := newReceiver(t, func(n int, body []byte) int {
+	rc := fakekit.NewReceiver(t, func(n int, body []byte) int {
 		if bytes.Contains(body, []byte(`"status":"succeeded"`)) && n <= 2 {
 			return http.StatusInternalServerError
 		}

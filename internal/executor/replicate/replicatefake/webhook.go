@@ -28,17 +28,8 @@ func (f *Fake) newSender(p *prediction) *fakekit.Sender {
 			return h
 		},
 		Client: f.cfg.Client,
-		Record: func(a fakekit.Attempt) {
-			var obj struct{ Status string }
-			_ = json.Unmarshal(a.Body, &obj) // the fake's own JSON
-			f.mu.Lock()
-			f.deliveries = append(f.deliveries, Delivery{
-				PredictionID: p.create.ID, Event: a.Event, Status: obj.Status, Attempt: a.Attempt, Code: a.Code,
-				Err: a.Err, Header: a.Header, Body: a.Body, At: a.At,
-			})
-			f.mu.Unlock()
-			f.changes.Notify()
-		},
+		JobID:  p.create.ID,
+		Record: f.deliveries.Add,
 	}
 }
 
