@@ -54,13 +54,7 @@ func ctx5(t *testing.T) context.Context {
 	return ctx
 }
 
-func events(ds []cogfake.Delivery) string {
-	var names []string
-	for _, d := range ds {
-		names = append(names, d.Event+":"+d.Status)
-	}
-	return strings.Join(names, ",")
-}
+var events = fakekit.Events
 
 func TestHealthCheckStates(t *testing.T) {
 	t.Parallel()

@@ -358,9 +358,7 @@ func (f *Fake) newSender(p *prediction) *fakekit.Sender {
 
 // emitLocked queues webhook event name with the object as it is now.
 func (f *Fake) emitLocked(p *prediction, name string) {
-	if p.hook == nil {
-		return
+	if p.hook != nil {
+		p.hook.EmitObject(name, f.viewLocked(p))
 	}
-	body, _ := json.Marshal(f.viewLocked(p)) // maps of plain values always encode
-	p.hook.Emit(fakekit.Callback{Event: name, Body: body, Terminal: name == EventCompleted})
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -98,6 +99,23 @@ func (s *Sender) Emit(c Callback) {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// EmitObject queues event with v encoded as its body; "completed" is the
+// terminal event (§3.1, §3.2: the Replicate and Cog event set).
+func (s *Sender) EmitObject(event string, v any) {
+	body, _ := json.Marshal(v) // the fakes' objects are maps of plain values
+	s.Emit(Callback{Event: event, Body: body, Terminal: event == "completed"})
+}
+
+// Events lists deliveries as "event:status" joined by commas, for tests
+// to compare in one line.
+func Events(ds []Delivery) string {
+	names := make([]string, len(ds))
+	for i, d := range ds {
+		names[i] = d.Event + ":" + d.Status
+	}
+	return strings.Join(names, ",")
 }
 
 // Run delivers callbacks until the terminal one is out (or filtered out)

@@ -329,13 +329,7 @@ func deliveries(t *testing.T, s *replicatefake.Server, n int) []replicatefake.De
 	return s.Deliveries()
 }
 
-func events(ds []replicatefake.Delivery) string {
-	var names []string
-	for _, d := range ds {
-		names = append(names, d.Event+":"+d.Status)
-	}
-	return strings.Join(names, ",")
-}
+var events = fakekit.Events
 
 func TestWebhooksAreSignedAndOrdered(t *testing.T) {
 	t.Parallel()

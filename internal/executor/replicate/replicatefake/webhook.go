@@ -1,7 +1,6 @@
 package replicatefake
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
@@ -36,9 +35,7 @@ func (f *Fake) newSender(p *prediction) *fakekit.Sender {
 // emitLocked queues webhook event name for p with the object as it is now
 // (§3.1 Webhooks: the body is the full prediction object).
 func (f *Fake) emitLocked(p *prediction, name string) {
-	if p.hook == nil {
-		return
+	if p.hook != nil {
+		p.hook.EmitObject(name, f.viewLocked(p))
 	}
-	body, _ := json.Marshal(f.viewLocked(p)) // maps of plain values always encode
-	p.hook.Emit(fakekit.Callback{Event: name, Body: body, Terminal: name == EventCompleted})
 }
