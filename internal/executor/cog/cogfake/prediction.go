@@ -253,6 +253,10 @@ func (f *Fake) cancel(w http.ResponseWriter, id string) {
 func (f *Fake) run(p *prediction) {
 	defer f.wg.Done()
 	f.mu.Lock()
+	if p.lost || p.status != StatusStarting {
+		f.mu.Unlock()
+		return // lost in a restart or canceled before it started
+	}
 	p.status, p.startedAt = StatusProcessing, time.Now()
 	f.emitLocked(p, EventStart)
 	f.mu.Unlock()
