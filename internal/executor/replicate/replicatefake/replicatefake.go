@@ -15,7 +15,6 @@ package replicatefake
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"math"
 	"net/http"
@@ -50,7 +49,7 @@ const Forever = fakekit.Forever
 
 // DefaultSecret is the webhook signing secret when Config.WebhookSecret is
 // empty.
-var DefaultSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("replicatefake-webhook-secret-32b"))
+const DefaultSecret = "whsec_cmVwbGljYXRlZmFrZS13ZWJob29rLXNlY3JldC0zMmI=" // base64 of "replicatefake-webhook-secret-32b"
 
 // Config sets the fake's behaviour. The zero value accepts any token and
 // runs predictions at once.
