@@ -190,7 +190,7 @@ func (f *Fake) startLocked(id string, body predictBody) *prediction {
 	p := &prediction{
 		id: id, input: body.Input, webhook: body.Webhook, filter: body.WebhookEventsFilter,
 		ctx: ctx, stop: stop, hookStop: hookStop,
-		advance: make(chan struct{}, 1), done: make(chan struct{}),
+		advance: fakekit.NewAdvance(), done: make(chan struct{}),
 		status: StatusStarting, createdAt: time.Now(),
 	}
 	f.preds[id] = p

@@ -106,7 +106,7 @@ func (f *Fake) submit(w http.ResponseWriter, r *http.Request, key string, segs [
 	ctx, stop := context.WithCancel(f.ctx)
 	j := &job{
 		sub: sub, app: app, base: fakekit.BaseURL(r), timeout: timeout, mediaTTL: f.mediaTTL(r.Header),
-		ctx: ctx, stop: stop, advance: make(chan struct{}, 1), started: make(chan struct{}),
+		ctx: ctx, stop: stop, advance: fakekit.NewAdvance(), started: make(chan struct{}),
 		status: StatusInQueue, seq: f.seq,
 	}
 	f.jobs[sub.ID] = j

@@ -43,7 +43,12 @@ func (j *Journal[T]) WaitLen(ctx context.Context, n int) error {
 }
 
 // Nudge sends on a job's advance channel without blocking and reports
-// whether it did (false when a step is already pending).
+// NewAdvance returns a channel for Nudge and Phase. Advances accumulate
+// (up to 64), so a test may end several steps in a row without waiting
+// for the job to take each one.
+func NewAdvance() chan struct{} { return make(chan struct{}, 64) }
+
+// whether it did (false when 64 steps are already pending).
 func Nudge(advance chan struct{}) bool {
 	select {
 	case advance <- struct{}{}:

@@ -165,7 +165,7 @@ func (f *Fake) create(w http.ResponseWriter, r *http.Request, model, deployment 
 	p := &prediction{
 		create: rec, base: fakekit.BaseURL(r), input: body.Input, webhook: body.Webhook,
 		filter: body.WebhookEventsFilter, ctx: ctx, stop: stop,
-		advance: make(chan struct{}, 1), status: StatusStarting, createdAt: now,
+		advance: fakekit.NewAdvance(), status: StatusStarting, createdAt: now,
 	}
 	if p.webhook != "" {
 		p.hook = f.newSender(p)
