@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/store"
 	"github.com/computeserver/compute/internal/task"
 )
@@ -36,7 +37,7 @@ func (e *Engine) rescueChange(t *task.Task, why string) store.StatusChange {
 		c.Err.Message = fmt.Sprintf("%s; recovered %d times already (the limit is %d)", why, t.ResumeAttemptCount, budget)
 	default:
 		c.To, c.CountResume = task.StatusPending, true
-		c.Resume = def != nil && def.Resumable() && t.ServiceTaskID != ""
+		c.Resume = def != nil && resumable(def, t)
 		verb := "re-queued"
 		if c.Resume {
 			verb = "resumed"
@@ -107,4 +108,11 @@ func (e *Engine) logRescued(msg string, rescued []*task.Task) {
 	if len(rescued) > 0 {
 		e.log.Warn(msg, "resumed", resumed, "requeued", requeued, "failed", failed)
 	}
+}
+
+// resumable reports whether a lost run of t can be resumed: its processor
+// can re-attach, and the run left something to re-attach to, an external
+// id or an executor handle.
+func resumable(def *registry.Definition, t *task.Task) bool {
+	return def.Resumable() && (t.ServiceTaskID != "" || len(t.ExecutorHandle) > 0)
 }

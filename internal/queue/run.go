@@ -53,7 +53,7 @@ func (e *Engine) run(parent context.Context, rec *store.Record) {
 	runCtx, cancelTimeout := context.WithTimeout(ctx, runTimeout(rec))
 	defer cancelTimeout()
 
-	resume := t.IsResumed && t.ServiceTaskID != "" && rec.Def.Resumable()
+	resume := t.IsResumed && resumable(rec.Def, t)
 	result, err := safeProcess(runCtx, rec, env, resume)
 	env.endProgress()
 	change, what := e.outcomeOf(rec, result, err, runCtx, ctx)
@@ -151,11 +151,17 @@ func (e *Engine) outcomeOf(rec *store.Record, result *task.Result, err error, ru
 		return &base, "released at shutdown"
 	}
 	category, retryable := task.CategoryProcessor, !task.IsPermanent(err)
+	// An error that carries its category (an executor's) keeps it; it is
+	// retried when both it and the processor allow.
+	c, r, classified := task.ClassifiedAs(err)
+	if classified {
+		category, retryable = c, r && retryable
+	}
 	switch {
 	case errors.Is(runCtx.Err(), context.DeadlineExceeded) && taskCtx.Err() == nil:
 		category, retryable = task.CategoryTimeout, false
 		err = fmt.Errorf("execution timed out after %s: %w", runTimeout(rec), err)
-	case !retryable:
+	case !retryable && !classified:
 		category = task.CategoryPermanent
 	}
 	now := task.Now()

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -130,6 +131,15 @@ func (r *runtime) SetServiceTaskID(ctx context.Context, id string) error {
 		return err
 	}
 	r.rec.Task.ServiceTaskID = id
+	return nil
+}
+
+// SetExecutorHandle implements registry.Runtime.
+func (r *runtime) SetExecutorHandle(ctx context.Context, handle json.RawMessage, externalID string) error {
+	if err := r.e.store.SetExecutorHandle(ctx, r.rec.Task.ID, r.rec.Task.Attempt, handle, externalID); err != nil {
+		return err
+	}
+	r.rec.Task.ExecutorHandle, r.rec.Task.ServiceTaskID = handle, externalID
 	return nil
 }
 

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"io/fs"
 	"reflect"
 	"time"
@@ -165,6 +166,10 @@ type Runtime interface {
 	SaveFields(ctx context.Context) error
 	// SetServiceTaskID records the external job id (for resume).
 	SetServiceTaskID(ctx context.Context, id string) error
+	// SetExecutorHandle records the handle of the job the run's executor
+	// started (JSON) and its external id, which also becomes the task's
+	// service_task_id (for resume).
+	SetExecutorHandle(ctx context.Context, handle json.RawMessage, externalID string) error
 	// PutArtifact stores an output file of this task and returns its
 	// descriptor with a download URL.
 	PutArtifact(ctx context.Context, name, contentType string, data []byte) (task.Artifact, error)

@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -668,6 +669,9 @@ func (r *recordingRuntime) Progress(_ context.Context, p float64, _ string) erro
 }
 func (r *recordingRuntime) SaveFields(context.Context) error               { return nil }
 func (r *recordingRuntime) SetServiceTaskID(context.Context, string) error { return nil }
+func (r *recordingRuntime) SetExecutorHandle(context.Context, json.RawMessage, string) error {
+	return nil
+}
 func (r *recordingRuntime) PutArtifact(context.Context, string, string, []byte) (task.Artifact, error) {
 	return task.Artifact{}, nil
 }

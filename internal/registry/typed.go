@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"reflect"
@@ -71,6 +72,16 @@ func (j *Job[M]) SaveFields(ctx context.Context) error { return j.env.SaveFields
 // SetServiceTaskID records the id of the job in the external service.
 func (j *Job[M]) SetServiceTaskID(ctx context.Context, id string) error {
 	return j.env.SetServiceTaskID(ctx, id)
+}
+
+// SetExecutorHandle records the handle of the job the task's executor
+// started, and its external id as service_task_id.
+func (j *Job[M]) SetExecutorHandle(ctx context.Context, handle json.RawMessage, externalID string) error {
+	if err := j.env.SetExecutorHandle(ctx, handle, externalID); err != nil {
+		return err
+	}
+	j.Task.ExecutorHandle, j.Task.ServiceTaskID = handle, externalID
+	return nil
 }
 
 // PutArtifact stores an output file and returns its descriptor.

@@ -206,6 +206,11 @@ type Queue interface {
 	// SetServiceTaskID records the external job id; conditional on the
 	// attempt.
 	SetServiceTaskID(ctx context.Context, id uuid.UUID, attempt int, serviceTaskID string) error
+
+	// SetExecutorHandle records the handle of the job the run's executor
+	// started (JSON) and its external id as service_task_id; conditional
+	// on the attempt.
+	SetExecutorHandle(ctx context.Context, id uuid.UUID, attempt int, handle json.RawMessage, serviceTaskID string) error
 }
 
 // Deliveries is the webhook deliverer's view of the store.

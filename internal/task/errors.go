@@ -74,3 +74,24 @@ func (e *RetryAfterError) Unwrap() error { return e.Err }
 func RetryAfter(err error, d time.Duration) error {
 	return &RetryAfterError{Err: err, After: d}
 }
+
+// Classified is implemented by errors that carry their own category and
+// retry decision (package executor's errors do). The engine records the
+// category of the outermost one in the chain.
+type Classified interface {
+	error
+	// ErrorCategory is the task error category, e.g. "provider_error".
+	ErrorCategory() string
+	// Retryable reports whether another attempt may succeed.
+	Retryable() bool
+}
+
+// ClassifiedAs returns the category and retry decision of the first
+// Classified error in err's chain; ok is false when there is none.
+func ClassifiedAs(err error) (category string, retryable, ok bool) {
+	var c Classified
+	if !errors.As(err, &c) {
+		return "", false, false
+	}
+	return c.ErrorCategory(), c.Retryable(), true
+}

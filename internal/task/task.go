@@ -38,6 +38,11 @@ type Task struct {
 	// backend sends its generation's id), echoed as entity_id in every
 	// event and webhook body; empty means the task's own id.
 	EntityID string `json:"entity_id,omitempty"`
+	// ExecutorHandle is the handle of the job the task's executor started
+	// (package executor's Handle as JSON), saved the moment the job was
+	// submitted so a recovered run re-attaches to it. It is internal
+	// bookkeeping, not part of the public representation.
+	ExecutorHandle json.RawMessage `json:"-"`
 
 	Errors        []Error `json:"errors"`
 	ErrorMessage  string  `json:"error_message,omitempty"`
@@ -88,6 +93,12 @@ const (
 	CategoryCancelled    = "cancelled"
 	CategoryLost         = "lost"
 	CategoryInvalidInput = "invalid_input"
+	// The categories of executor failures (package executor classifies
+	// them; see docs/executors.md for which are retried).
+	CategoryProviderUnavailable = "provider_unavailable"
+	CategoryProviderError       = "provider_error"
+	CategorySafetyBlocked       = "safety_blocked"
+	CategoryRateLimited         = "rate_limited"
 )
 
 // Result is what a processor returns on success; it is stored as the task's

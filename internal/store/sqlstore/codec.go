@@ -20,7 +20,7 @@ origin_instance, origin_zone, origin_tenant_id, created_at, updated_at, started_
 run_at, executor_type, executor_instance, service_task_id, errors, error_message, error_category,
 retry_count, max_attempts, is_resumed, resume_attempt_count, last_resume_attempt, timeout_seconds,
 start_timeout_seconds, webhook_url, webhook_events, result, attempt, lease_expires_at,
-idempotency_key, request_hash, entity_id`
+idempotency_key, request_hash, entity_id, executor_handle`
 
 // eventColumns are the columns of `tasks` a task's events are made from
 // (event.New), in the order scanEventTask reads them.
@@ -89,14 +89,14 @@ func scanTask(s rowScanner, extra ...any) (*task.Task, error) {
 		t                                     task.Task
 		id, status, errs, events              string
 		started, completed, lastResume, lease sql.NullTime
-		result, idem                          sql.NullString
+		result, idem, handle                  sql.NullString
 	)
 	dest := []any{&id, &t.Type, &status, &t.Progress, &t.Stage, &t.ProviderType, &t.QueueName, &t.Priority,
 		&t.OriginInstance, &t.OriginZone, &t.OriginTenantID, &t.CreatedAt, &t.UpdatedAt, &started, &completed,
 		&t.RunAt, &t.ExecutorType, &t.ExecutorInstance, &t.ServiceTaskID, &errs, &t.ErrorMessage, &t.ErrorCategory,
 		&t.RetryCount, &t.MaxAttempts, &t.IsResumed, &t.ResumeAttemptCount, &lastResume, &t.TimeoutSeconds,
 		&t.StartTimeoutSeconds, &t.WebhookURL, &events, &result, &t.Attempt, &lease,
-		&idem, &t.RequestHash, &t.EntityID}
+		&idem, &t.RequestHash, &t.EntityID, &handle}
 	if err := s.Scan(append(dest, extra...)...); err != nil {
 		return nil, err
 	}
@@ -121,6 +121,9 @@ func scanTask(s rowScanner, extra ...any) (*task.Task, error) {
 		t.Result = json.RawMessage(result.String)
 	}
 	t.IdempotencyKey = idem.String
+	if handle.Valid {
+		t.ExecutorHandle = json.RawMessage(handle.String)
+	}
 	return &t, nil
 }
 
@@ -142,7 +145,7 @@ func baseValues(t *task.Task) ([]any, error) {
 		dbTime(t.RunAt), t.ExecutorType, t.ExecutorInstance, t.ServiceTaskID, string(errs), t.ErrorMessage, t.ErrorCategory,
 		t.RetryCount, t.MaxAttempts, t.IsResumed, t.ResumeAttemptCount, nullTime(t.LastResumeAttempt), t.TimeoutSeconds,
 		t.StartTimeoutSeconds, t.WebhookURL, string(events), nullJSON(t.Result), t.Attempt, nullTime(t.LeaseExpiresAt),
-		nullString(t.IdempotencyKey), t.RequestHash, t.EntityID, nullTime(startDeadline(t))}, nil
+		nullString(t.IdempotencyKey), t.RequestHash, t.EntityID, nullJSON(t.ExecutorHandle), nullTime(startDeadline(t))}, nil
 }
 
 // startDeadline is when a task that has not started must fail, if ever.

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"encoding/json"
 	"errors"
 	"slices"
 	"sync"
@@ -325,6 +326,44 @@ func testRunWrites(t *testing.T, newEnv func(t *testing.T) *env) {
 		}
 		if err := e.s.SetServiceTaskID(e.ctx, uuid.New(), 1, "x"); !errors.Is(err, task.ErrStaleRun) && !errors.Is(err, task.ErrNotFound) {
 			t.Errorf("SetServiceTaskID(unknown id): err = %v", err)
+		}
+	})
+
+	t.Run("SetExecutorHandle", func(t *testing.T) {
+		t.Parallel()
+		e := e.in(t)
+		rec, stale, current := claimed(e)
+		id := rec.Task.ID
+		if len(rec.Task.ExecutorHandle) != 0 {
+			t.Fatalf("a new task has handle %s", rec.Task.ExecutorHandle)
+		}
+		before, evs := e.get(id), e.events(id)
+		zombie := json.RawMessage(`{"executor":"mock","external_id":"zombie","version":1}`)
+		if err := e.s.SetExecutorHandle(e.ctx, id, stale, zombie, "zombie"); !errors.Is(err, task.ErrStaleRun) {
+			t.Errorf("SetExecutorHandle by a stale run: err = %v, want task.ErrStaleRun", err)
+		}
+		e.assertUnchanged(before, evs)
+		h := json.RawMessage(`{"executor":"gpu","server":"http://gpu-1:8188","external_id":"p-1","version":1,"state":{"n":[1,2]}}`)
+		if err := e.s.SetExecutorHandle(e.ctx, id, current, h, "p-1"); err != nil {
+			t.Fatalf("SetExecutorHandle: %v", err)
+		}
+		got := e.get(id).Task
+		if !jsonEqual(got.ExecutorHandle, h) || got.ServiceTaskID != "p-1" {
+			t.Errorf("after saving: handle %s, service_task_id %q; want %s, p-1", got.ExecutorHandle, got.ServiceTaskID, h)
+		}
+		if n := len(e.events(id)); n != len(evs) {
+			t.Errorf("saving a handle wrote %d events", n-len(evs))
+		}
+		// A claim hands the saved handle to the next run.
+		e.setStatus(store.StatusChange{TaskID: id, Change: task.Change{To: task.StatusPending, Attempt: current}})
+		if next := e.claim(id, rec.Task.QueueName); !jsonEqual(next.Task.ExecutorHandle, h) {
+			t.Errorf("claimed run got handle %s, want %s", next.Task.ExecutorHandle, h)
+		}
+		if err := e.s.SetExecutorHandle(e.ctx, id, current+1, json.RawMessage(`{"broken`), "x"); err == nil {
+			t.Error("SetExecutorHandle accepted a handle that is not JSON")
+		}
+		if err := e.s.SetExecutorHandle(e.ctx, uuid.New(), 1, h, "x"); !errors.Is(err, task.ErrStaleRun) && !errors.Is(err, task.ErrNotFound) {
+			t.Errorf("SetExecutorHandle(unknown id): err = %v", err)
 		}
 	})
 }

@@ -34,7 +34,8 @@ type Runtime struct {
 	TaskID uuid.UUID
 
 	// ProgressErr, SaveErr, ServiceErr and PutErr, when set, are returned
-	// by Progress, SaveFields, SetServiceTaskID and PutArtifact.
+	// by Progress, SaveFields, SetServiceTaskID (and SetExecutorHandle)
+	// and PutArtifact.
 	ProgressErr, SaveErr, ServiceErr, PutErr error
 
 	mu         sync.Mutex
@@ -42,6 +43,7 @@ type Runtime struct {
 	progress   []ProgressCall
 	saved      [][]byte
 	serviceIDs []string
+	handles    []json.RawMessage
 	artifacts  []task.Artifact
 }
 
@@ -115,6 +117,26 @@ func (r *Runtime) SetServiceTaskID(_ context.Context, id string) error {
 	}
 	r.serviceIDs = append(r.serviceIDs, id)
 	return nil
+}
+
+// SetExecutorHandle implements registry.Runtime: it records the handle
+// and, like the store, the external id as a service task id.
+func (r *Runtime) SetExecutorHandle(_ context.Context, handle json.RawMessage, externalID string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ServiceErr != nil {
+		return r.ServiceErr
+	}
+	r.handles = append(r.handles, append(json.RawMessage(nil), handle...))
+	r.serviceIDs = append(r.serviceIDs, externalID)
+	return nil
+}
+
+// Handles returns the executor handles recorded, in order.
+func (r *Runtime) Handles() []json.RawMessage {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]json.RawMessage(nil), r.handles...)
 }
 
 // PutArtifact implements registry.Runtime: it stores the file under the

@@ -1,0 +1,28 @@
+package sqlstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/computeserver/compute/internal/task"
+)
+
+// SetExecutorHandle implements store.Store: it writes the handle and the
+// external id of the run's job, only while the run still owns the task.
+func (s *Store) SetExecutorHandle(ctx context.Context, id uuid.UUID, attempt int, handle json.RawMessage, serviceTaskID string) error {
+	if len(handle) > 0 && !json.Valid(handle) {
+		return fmt.Errorf("executor handle of task %s is not valid JSON", id)
+	}
+	res, err := s.w.ExecContext(ctx, `UPDATE tasks SET executor_handle = $3, service_task_id = $4, updated_at = $5 WHERE `+ownedBy,
+		id.String(), attempt, nullJSON(handle), serviceTaskID, task.Now())
+	if err != nil {
+		return fmt.Errorf("setting executor handle: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return fmt.Errorf("executor handle of task %s: %w", id, task.ErrStaleRun)
+	}
+	return nil
+}
