@@ -148,11 +148,11 @@ func buildTypeSchemas(r huma.Registry, def *registry.Definition) (*typeSchemas, 
 	tt := *cb.Properties["task_type"]
 	tt.Enum = []any{def.Name}
 	create.Properties["task_type"] = &tt
+	// The executors are configured per deployment, so the schema names no
+	// list: an executor that is not configured for the type is a 422 at
+	// create naming the ones that are (GET /api/v1/task-types lists them).
 	pt := *cb.Properties["provider_type"]
-	for _, p := range def.Providers {
-		pt.Enum = append(pt.Enum, p)
-	}
-	pt.Description = "Executor to run the task. Default: " + def.DefaultProvider + "."
+	pt.Description = "Configured executor to run the task (see providers in GET /api/v1/task-types); the type's default when omitted."
 	create.Properties["provider_type"] = &pt
 	for k, v := range fields.Properties {
 		if !readOnly[k] {

@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/computeserver/compute/internal/artifact"
+	"github.com/computeserver/compute/internal/executor"
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/store"
 	"github.com/computeserver/compute/internal/stream"
@@ -70,6 +71,9 @@ type Deps struct {
 	Logger    *slog.Logger
 	// Events serves the SSE streams (nil: the routes answer 503).
 	Events *stream.Relay
+	// Executors are the configured executors a task's provider_type may
+	// name; nil accepts any of the type's declared providers unchecked.
+	Executors *executor.Set
 }
 
 // Server serves the HTTP API.

@@ -261,9 +261,18 @@ func (s *Server) create(ctx context.Context, ts *typeSchemas, in *createInput) (
 		tenant = p.tenantID
 	}
 	t := newTask(def, &base, tenant)
+	if err := s.resolveExecutor(def, t, base.ProviderType); err != nil {
+		return nil, err
+	}
 	if def.Scheduler != nil {
+		chosen := t.ProviderType
 		if err := def.Scheduler.Schedule(ctx, t, model); err != nil {
 			return nil, s.problem(err, "task")
+		}
+		if t.ProviderType != chosen {
+			if err := s.resolveExecutor(def, t, t.ProviderType); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if in.IdempotencyKey != "" {
@@ -283,6 +292,26 @@ func (s *Server) create(ctx context.Context, ts *typeSchemas, in *createInput) (
 		}
 	}
 	return s.output(rec, status)
+}
+
+// resolveExecutor sets t's provider_type to the configured executor it
+// runs on: requested, else the type's default. A requested executor that is
+// not configured, or that the type cannot use, is a 422 naming the ones it
+// can.
+func (s *Server) resolveExecutor(def *registry.Definition, t *task.Task, requested string) error {
+	if s.deps.Executors == nil {
+		return nil
+	}
+	name, err := s.deps.Executors.Resolve(def.Name, def.Providers, def.DefaultProvider, requested)
+	if err != nil {
+		d := &huma.ErrorDetail{Location: "body.provider_type", Message: err.Error()}
+		if requested != "" {
+			d.Value = requested
+		}
+		return huma.Error422UnprocessableEntity("validation failed", d)
+	}
+	t.ProviderType = name
+	return nil
 }
 
 // newTask builds the base row of a new task from the create body and the

@@ -5,6 +5,8 @@ import (
 	"net/http"
 
 	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/computeserver/compute/internal/registry"
 )
 
 type taskTypeInfo struct {
@@ -53,7 +55,7 @@ func (s *Server) registerTypesRoute() {
 			}
 			out.Body.Types = append(out.Body.Types, taskTypeInfo{
 				Name: d.Name, Title: d.Title, Description: d.Description,
-				DefaultProvider: d.DefaultProvider, Providers: append([]string{}, d.Providers...), DefaultQueue: d.DefaultQueue,
+				DefaultProvider: s.defaultProvider(d), Providers: s.providers(d), DefaultQueue: d.DefaultQueue,
 				MaxAttempts: d.MaxAttempts, TimeoutSeconds: int(d.Timeout.Seconds()), AtMostOnce: d.AtMostOnce,
 				Routes:  []string{"POST /api/v1/tasks/" + d.Name, "GET /api/v1/tasks/" + d.Name + "/{task_id}"},
 				Schemas: typeSchemaSet{Create: set[0], Public: set[1], Update: set[2]},
@@ -61,4 +63,23 @@ func (s *Server) registerTypesRoute() {
 		}
 		return out, nil
 	})
+}
+
+// providers are the executors a task of type d may name: the configured
+// ones it can use, or its declared providers when no set is configured.
+func (s *Server) providers(d *registry.Definition) []string {
+	if s.deps.Executors == nil {
+		return append([]string{}, d.Providers...)
+	}
+	return append([]string{}, s.deps.Executors.Usable(d.Providers)...)
+}
+
+// defaultProvider is the executor a task of type d that names none runs
+// on; "" when the configuration gives it none.
+func (s *Server) defaultProvider(d *registry.Definition) string {
+	if s.deps.Executors == nil {
+		return d.DefaultProvider
+	}
+	name, _ := s.deps.Executors.Resolve(d.Name, d.Providers, d.DefaultProvider, "")
+	return name
 }

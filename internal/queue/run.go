@@ -151,11 +151,10 @@ func (e *Engine) outcomeOf(rec *store.Record, result *task.Result, err error, ru
 		return &base, "released at shutdown"
 	}
 	category, retryable := task.CategoryProcessor, !task.IsPermanent(err)
-	// An error that carries its category (an executor's) keeps it; it is
-	// retried when both it and the processor allow.
-	c, r, classified := task.ClassifiedAs(err)
+	// An error that carries its category (an executor's) keeps it.
+	c, _, classified := task.ClassifiedAs(err)
 	if classified {
-		category, retryable = c, r && retryable
+		category = c
 	}
 	switch {
 	case errors.Is(runCtx.Err(), context.DeadlineExceeded) && taskCtx.Err() == nil:

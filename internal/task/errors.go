@@ -52,10 +52,15 @@ func Permanent(err error) error {
 	return &PermanentError{Err: err}
 }
 
-// IsPermanent reports whether err (or an error it wraps) is permanent.
+// IsPermanent reports whether err (or an error it wraps) is permanent:
+// a PermanentError, or a Classified error that is not retryable.
 func IsPermanent(err error) bool {
 	var p *PermanentError
-	return errors.As(err, &p)
+	if errors.As(err, &p) {
+		return true
+	}
+	_, retryable, ok := ClassifiedAs(err)
+	return ok && !retryable
 }
 
 // RetryAfterError asks the engine to retry no sooner than After.

@@ -4,6 +4,7 @@ package tasks
 
 import (
 	"github.com/computeserver/compute/internal/artifact"
+	"github.com/computeserver/compute/internal/executor"
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/tasks/echo"
 	"github.com/computeserver/compute/internal/tasks/generation"
@@ -14,14 +15,16 @@ import (
 type Deps struct {
 	// Fetcher opens input URLs (our artifacts or guarded HTTP).
 	Fetcher *artifact.Fetcher
+	// Executors are the configured executors (nil: mock and local).
+	Executors *executor.Set
 }
 
 // Register adds every built-in task type to reg.
 func Register(reg *registry.Registry, deps Deps) error {
 	for _, t := range []registry.Declaration{
 		echo.Type(),
-		generation.Type(generation.Config{}),
-		imageadjuster.Type(deps.Fetcher),
+		generation.Type(generation.Config{Executors: deps.Executors}),
+		imageadjuster.Type(deps.Fetcher, deps.Executors),
 	} {
 		if err := reg.Register(t); err != nil {
 			return err

@@ -14,7 +14,11 @@ import (
 	"image/color"
 	"image/png"
 	"strconv"
+	"sync"
 	"time"
+
+	"github.com/computeserver/compute/internal/executor"
+	"github.com/computeserver/compute/internal/executor/inproc"
 )
 
 // DefaultMaxSide is the longest side the executor renders when
@@ -43,7 +47,9 @@ type Image struct {
 // the render and is returned by RenderImage.
 type ProgressFunc func(ctx context.Context, percent float64, stage string) error
 
-// Executor renders deterministic images. The zero value is ready to use.
+// Executor renders deterministic images, directly (RenderImage) or as an
+// executor.Executor named "mock" (see seam.go). The zero value is ready to
+// use; New configures one from the config file.
 type Executor struct {
 	// StepDelay is slept before each progress step (four per image), to
 	// make progress visible in development; 0 in tests. The sleep ends
@@ -55,6 +61,15 @@ type Executor struct {
 	// 64 MB: the mock stands in for a GPU, it must not need the memory of
 	// one.
 	MaxSide int
+
+	// Hook, when set, runs when a job starts running, before it renders;
+	// an error from it fails the job. Tests use it to hold a job while it
+	// runs or to fail it with a chosen category.
+	Hook func(ctx context.Context, job *executor.Job) error
+
+	name     string
+	jobs     *inproc.Jobs
+	initJobs sync.Once
 }
 
 // FitSize returns the size RenderImage renders for a requested size: the

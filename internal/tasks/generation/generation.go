@@ -1,8 +1,8 @@
 // Package generation is the original's `generation` task type: text to
 // image with up to four LoRA adapters (subject, product, style, second
-// product) and an optional reference image. The mock provider renders a
-// deterministic picture; comfyui, fal and replicate are accepted names whose
-// executors come later.
+// product) and an optional reference image, run on the configured executor
+// its provider_type names (package executor). The mock renders a
+// deterministic picture.
 package generation
 
 import (
@@ -12,7 +12,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/computeserver/compute/internal/artifact"
+	"github.com/computeserver/compute/internal/executor"
 	"github.com/computeserver/compute/internal/executor/mock"
+	"github.com/computeserver/compute/internal/executors"
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/task"
 )
@@ -20,13 +22,17 @@ import (
 // Name is the task type name.
 const Name = "generation"
 
-// Provider names accepted by the type.
+// Executor type names the type can run on.
 const (
 	ProviderMock      = "mock"
 	ProviderComfyUI   = "comfyui"
 	ProviderFal       = "fal"
 	ProviderReplicate = "replicate"
 )
+
+// ExecutorTypes are the executor types (config `type:`) whose executors a
+// generation task's provider_type may name.
+var ExecutorTypes = []string{ProviderMock, ProviderComfyUI, ProviderFal, ProviderReplicate, "cog", "openai", "gemini"}
 
 // Limits of the fields, shared by the schema tags and Validate.
 const (
@@ -178,32 +184,30 @@ var migrations embed.FS
 
 // Config holds the executors the type uses.
 type Config struct {
-	// Mock renders the images of provider "mock"; nil means a mock
-	// executor with no step delay.
-	Mock *mock.Executor
+	// Executors are the configured executors; a task's provider_type
+	// names one. Nil means the default set (mock and local).
+	Executors *executor.Set
 }
 
 // Type declares the generation task type.
 func Type(cfg Config) registry.Type[Fields, Update] {
-	if cfg.Mock == nil {
-		cfg.Mock = &mock.Executor{}
+	if cfg.Executors == nil {
+		cfg.Executors = executors.Default()
 	}
 	return registry.Type[Fields, Update]{
 		Name:            Name,
 		Title:           "Image generation",
 		Description:     "Generates an image from a prompt, with optional LoRA adapters and a reference image.",
-		Processor:       &Processor{mock: cfg.Mock},
+		Processor:       &Processor{executors: cfg.Executors},
 		Migrations:      registry.Sub(migrations, "migrations"),
 		DefaultProvider: ProviderMock,
-		Providers:       []string{ProviderComfyUI, ProviderFal, ProviderReplicate},
+		Providers:       ExecutorTypes,
 		Timeout:         15 * time.Minute,
 		Examples: []registry.Example{
 			{Name: "a small image on the mock provider", WantStatus: task.StatusCompleted,
 				Body: map[string]any{"prompt": "a linen summer dress", "width": 64, "height": 96, "seed": 42, "subject_lora_weight": 0.5}},
-			// Until a ComfyUI executor exists, asking for one fails at once
-			// (permanently); replace this example when it does.
-			{Name: "a provider without an executor yet", WantStatus: task.StatusFailed, WantError: "provider comfyui is not available yet",
-				Body: map[string]any{"prompt": "a linen summer dress", "width": 64, "height": 64, "provider_type": ProviderComfyUI}},
+			{Name: "a prompt the mock's safety filter blocks", WantStatus: task.StatusFailed, WantError: "safety_blocked",
+				Body: map[string]any{"prompt": mock.FailPrefix + "safety_blocked a linen summer dress", "width": 64, "height": 64}},
 		},
 	}
 }

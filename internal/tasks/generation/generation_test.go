@@ -47,7 +47,7 @@ func TestDeclare(t *testing.T) {
 	if def.Table != "generation_tasks" || def.DefaultProvider != "mock" {
 		t.Errorf("table %q, default provider %q", def.Table, def.DefaultProvider)
 	}
-	if want := "[mock comfyui fal replicate]"; fmt.Sprint(def.Providers) != want {
+	if want := "[mock comfyui fal replicate cog openai gemini]"; fmt.Sprint(def.Providers) != want {
 		t.Errorf("providers %v, want %s", def.Providers, want)
 	}
 	readOnly := map[string]bool{}
@@ -274,9 +274,9 @@ func TestProcessFailures(t *testing.T) {
 		wantErr       string
 		wantIs        error
 	}{
-		{name: "comfyui not available", provider: "comfyui", wantPermanent: true, wantErr: "provider comfyui is not available yet"},
-		{name: "fal not available", provider: "fal", wantPermanent: true, wantErr: "provider fal is not available yet"},
-		{name: "replicate not available", provider: "replicate", wantPermanent: true, wantErr: "provider replicate is not available yet"},
+		{name: "comfyui not available", provider: "comfyui", wantPermanent: true, wantErr: `executor "comfyui" is not configured`},
+		{name: "fal not available", provider: "fal", wantPermanent: true, wantErr: `executor "fal" is not configured`},
+		{name: "replicate not available", provider: "replicate", wantPermanent: true, wantErr: `executor "replicate" is not configured`},
 		{name: "invalid stored fields", provider: "mock", change: func(f *generation.Fields) { f.Width = 100 },
 			wantPermanent: true, wantErr: "width: must be a multiple of 8"},
 		{name: "artifact store down", provider: "mock", inject: func(rt *fakeruntime.Runtime) { rt.PutErr = errors.New("disk full") },

@@ -1,6 +1,7 @@
 package generation
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -8,14 +9,17 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/computeserver/compute/internal/executor/mock"
+	"github.com/computeserver/compute/internal/executor"
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/task"
 )
 
 // ArtifactName is the name of the generated image among the task's
-// artifacts.
+// artifacts when the executor is the mock.
 const ArtifactName = "image.png"
+
+// Operation is the work a generation task asks its executor for.
+const Operation = "text_to_image"
 
 // Output is the result data of a generation task.
 type Output struct {
@@ -27,12 +31,16 @@ type Output struct {
 	Height int `json:"height"`
 }
 
-// Processor runs generation tasks.
+// Processor runs generation tasks on the executor their provider_type
+// names.
 type Processor struct {
-	mock *mock.Executor
+	executors *executor.Set
 }
 
-var _ registry.ProcessorOf[Fields] = (*Processor)(nil)
+var (
+	_ registry.ProcessorOf[Fields] = (*Processor)(nil)
+	_ registry.ResumerOf[Fields]   = (*Processor)(nil)
+)
 
 // DeriveSeed returns the seed of a task that names none: a hash of its id,
 // below 2^32 so every provider accepts it, and the same on every attempt.
@@ -44,12 +52,10 @@ func DeriveSeed(id uuid.UUID) int64 {
 // Process implements registry.ProcessorOf.
 func (p *Processor) Process(ctx context.Context, job *registry.Job[Fields]) (*task.Result, error) {
 	f := job.Fields
-	provider := job.Task.ProviderType
-	if provider == "" {
-		provider = ProviderMock
-	}
-	if provider != ProviderMock {
-		return nil, task.Permanent(fmt.Errorf("provider %s is not available yet", provider))
+	// A task built in Go may name no executor: the type's default runs it.
+	ex, err := p.executors.For(cmp.Or(job.Task.ProviderType, ProviderMock))
+	if err != nil {
+		return nil, err
 	}
 	// A task stored before validation existed, or built in Go, must not
 	// reach the executor with impossible values.
@@ -63,25 +69,23 @@ func (p *Processor) Process(ctx context.Context, job *registry.Job[Fields]) (*ta
 			return nil, fmt.Errorf("saving derived seed: %w", err)
 		}
 	}
-
-	// The executor reports 10–100 %; the processor keeps the last tenth
+	ej, err := executor.FromJob(job, Operation)
+	if err != nil {
+		return nil, err
+	}
+	// The executor reports 0–100 %; the processor keeps the last tenth
 	// for storing the result.
-	progress := func(ctx context.Context, pct float64, stage string) error {
+	progress := executor.ReporterFunc(func(ctx context.Context, pct float64, stage string) error {
 		return job.Progress(ctx, pct*0.9, stage)
-	}
-	img, err := p.mock.RenderImage(ctx, mock.ImageRequest{
-		Prompt: f.Prompt, Seed: *f.Seed, Width: f.Width, Height: f.Height,
-	}, progress)
+	})
+	out, err := executor.Execute(ctx, ex, ej, progress)
 	if err != nil {
-		return nil, fmt.Errorf("rendering image: %w", err)
+		return nil, err
 	}
-
-	art, err := job.PutArtifact(ctx, ArtifactName, "image/png", img.PNG)
-	if err != nil {
-		return nil, fmt.Errorf("storing image: %w", err)
+	if len(out.Artifacts) == 0 {
+		return nil, executor.Errorf(executor.ProviderError, "executor %s returned no image", ex.Name())
 	}
-	seed := *f.Seed
-	art.Width, art.Height, art.Seed = img.Width, img.Height, &seed
+	art := out.Artifacts[0]
 	key := art.Key
 	f.ResultImagePath = &key
 	if err := job.SaveFields(ctx); err != nil {
@@ -91,7 +95,13 @@ func (p *Processor) Process(ctx context.Context, job *registry.Job[Fields]) (*ta
 		return nil, err
 	}
 	return &task.Result{
-		Artifacts: []task.Artifact{art},
-		Data:      Output{Seed: *f.Seed, Width: img.Width, Height: img.Height},
+		Artifacts: out.Artifacts,
+		Data:      Output{Seed: *f.Seed, Width: art.Width, Height: art.Height},
 	}, nil
+}
+
+// Resume implements registry.ResumerOf: the run re-attaches to its job
+// through the handle its lost run saved (executor.Execute does).
+func (p *Processor) Resume(ctx context.Context, job *registry.Job[Fields]) (*task.Result, error) {
+	return p.Process(ctx, job)
 }

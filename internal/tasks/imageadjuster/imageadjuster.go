@@ -9,13 +9,17 @@ import (
 	"time"
 
 	"github.com/computeserver/compute/internal/artifact"
+	"github.com/computeserver/compute/internal/executor"
+	"github.com/computeserver/compute/internal/executor/local"
+	"github.com/computeserver/compute/internal/executors"
 	"github.com/computeserver/compute/internal/registry"
 )
 
 // Name is the task type name.
 const Name = "image_adjuster"
 
-// ProviderLocal is the only provider: built-in Go image operations.
+// ProviderLocal is the default executor, of the only executor type the
+// type runs on: built-in Go image operations (local.Kind).
 const ProviderLocal = "local"
 
 // Output formats.
@@ -106,18 +110,26 @@ var migrations embed.FS
 // Type declares the image_adjuster task type; fetcher opens the input
 // images (artifacts of this server directly, other URLs over HTTP through
 // its policy-checked client). A nil fetcher can only fetch public URLs.
-func Type(fetcher *artifact.Fetcher) registry.Type[Fields, Update] {
+// executors are the configured executors (nil: mock and local).
+func Type(fetcher *artifact.Fetcher, executors *executor.Set) registry.Type[Fields, Update] {
 	if fetcher == nil {
 		fetcher = &artifact.Fetcher{}
+	}
+	if executors == nil {
+		executors = defaultExecutors()
 	}
 	return registry.Type[Fields, Update]{
 		Name:            Name,
 		Title:           "Image adjuster",
 		Description:     "Adjusts brightness, contrast, saturation and gamma of an image.",
-		Processor:       &Processor{fetcher: fetcher},
+		Processor:       &Processor{fetcher: fetcher, executors: executors},
 		Migrations:      registry.Sub(migrations, "migrations"),
 		DefaultProvider: ProviderLocal,
+		Providers:       []string{local.Kind},
 		Timeout:         5 * time.Minute,
 		Examples:        examples(),
 	}
 }
+
+// defaultExecutors is the set of a process without a config file.
+func defaultExecutors() *executor.Set { return executors.Default() }

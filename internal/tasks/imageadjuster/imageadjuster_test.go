@@ -89,14 +89,14 @@ func fields(url string) *imageadjuster.Fields {
 func process(t *testing.T, fetcher *artifact.Fetcher, f *imageadjuster.Fields) (*task.Result, *fakeruntime.Runtime, error) {
 	t.Helper()
 	job, rt := fakeruntime.NewJob(t, imageadjuster.Name, "local", f)
-	res, err := imageadjuster.Type(fetcher).Processor.Process(context.Background(), job)
+	res, err := imageadjuster.Type(fetcher, nil).Processor.Process(context.Background(), job)
 	return res, rt, err
 }
 
 func TestDeclare(t *testing.T) {
 	t.Parallel()
 	reg := registry.New()
-	if err := reg.Register(imageadjuster.Type(nil)); err != nil {
+	if err := reg.Register(imageadjuster.Type(nil, nil)); err != nil {
 		t.Fatal(err)
 	}
 	def, _ := reg.Lookup("image_adjuster")
@@ -277,7 +277,7 @@ func TestJPEGOutputFromArtifact(t *testing.T) {
 	}
 	f.ImageURL = artifact.PathPrefix + in.Key
 	fetcher := &artifact.Fetcher{Store: rt.Store, Client: &http.Client{Transport: noHTTP{t}}}
-	res, err := imageadjuster.Type(fetcher).Processor.Process(context.Background(), job)
+	res, err := imageadjuster.Type(fetcher, nil).Processor.Process(context.Background(), job)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -318,7 +318,7 @@ func TestFailures(t *testing.T) {
 			wantErr: "127.0.0.1 is a loopback address"},
 		{name: "input over the byte limit", path: "/sample.png", wantPermanent: true, wantErr: "input too large",
 			fetcher: &artifact.Fetcher{MaxBytes: 100, Client: loopbackFetcher().Client}},
-		{name: "wrong provider", path: "/sample.png", provider: "fal", wantPermanent: true, wantErr: "provider fal is not available"},
+		{name: "wrong provider", path: "/sample.png", provider: "fal", wantPermanent: true, wantErr: `executor "fal" is not configured`},
 		{name: "artifact store down", path: "/sample.png", inject: func(rt *fakeruntime.Runtime) { rt.PutErr = errors.New("disk full") },
 			wantErr: "storing image: disk full"},
 		{name: "lost the task", path: "/sample.png", inject: func(rt *fakeruntime.Runtime) { rt.SaveErr = task.ErrStaleRun },
@@ -340,7 +340,7 @@ func TestFailures(t *testing.T) {
 			if tt.inject != nil {
 				tt.inject(rt)
 			}
-			res, err := imageadjuster.Type(fetcher).Processor.Process(context.Background(), job)
+			res, err := imageadjuster.Type(fetcher, nil).Processor.Process(context.Background(), job)
 			if err == nil {
 				t.Fatalf("no error, result %+v", res)
 			}
@@ -370,7 +370,7 @@ func TestCancelledWhileFetching(t *testing.T) {
 	job, _ := fakeruntime.NewJob(t, imageadjuster.Name, "local", fields(srv.URL+"/slow.png"))
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	_, err := imageadjuster.Type(loopbackFetcher()).Processor.Process(ctx, job)
+	_, err := imageadjuster.Type(loopbackFetcher(), nil).Processor.Process(ctx, job)
 	if !errors.Is(err, context.DeadlineExceeded) || task.IsPermanent(err) {
 		t.Errorf("got %v, want a retryable deadline error", err)
 	}

@@ -23,7 +23,7 @@ func TestStoreRoundTrip(t *testing.T) {
 		t.Run(dialect, func(t *testing.T) {
 			t.Parallel()
 			reg := registry.New()
-			reg.MustRegister(imageadjuster.Type(nil))
+			reg.MustRegister(imageadjuster.Type(nil, nil))
 			def, _ := reg.Lookup(imageadjuster.Name)
 			st := testdb.Open(t, dialect, reg)
 			ctx := context.Background()

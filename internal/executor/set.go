@@ -1,0 +1,149 @@
+package executor
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/computeserver/compute/internal/task"
+)
+
+// Route is a task type's executor choice from the config file's `types:`.
+type Route struct {
+	// Executor runs the type's tasks that name no provider_type.
+	Executor string
+	// Fallback lists executors that take over, in order, when Executor
+	// fails with ProviderUnavailable or StartTimeout (not when the client
+	// named the executor).
+	Fallback []string
+}
+
+// Set is the configured executors of a process, by name, with each one's
+// type (comfyui, mock, …) and the per-type routes. Build it at start-up,
+// then share it read-only.
+type Set struct {
+	byName map[string]Executor
+	kinds  map[string]string
+	names  []string
+	routes map[string]Route
+}
+
+// NewSet returns an empty set.
+func NewSet() *Set {
+	return &Set{byName: map[string]Executor{}, kinds: map[string]string{}, routes: map[string]Route{}}
+}
+
+// Add registers ex, of executor type kind, under ex.Name(). A duplicate
+// name is an error.
+func (s *Set) Add(kind string, ex Executor) error {
+	name := ex.Name()
+	if name == "" {
+		return fmt.Errorf("adding a %s executor: it has no name", kind)
+	}
+	if _, dup := s.byName[name]; dup {
+		return fmt.Errorf("adding executor %q: already configured", name)
+	}
+	s.byName[name], s.kinds[name] = ex, kind
+	s.names = append(s.names, name)
+	sort.Strings(s.names)
+	return nil
+}
+
+// Route sets the route of task type typeName. Every executor it names
+// must have been added.
+func (s *Set) Route(typeName string, r Route) error {
+	for _, n := range append([]string{r.Executor}, r.Fallback...) {
+		if _, ok := s.byName[n]; !ok {
+			return fmt.Errorf("executor %q is not configured (configured: %s)", n, s.list(s.names))
+		}
+	}
+	s.routes[typeName] = r
+	return nil
+}
+
+// Lookup returns the executor named name.
+func (s *Set) Lookup(name string) (Executor, bool) {
+	ex, ok := s.byName[name]
+	return ex, ok
+}
+
+// For returns the executor a claimed task's provider_type names. One this
+// process has not configured is a permanent error naming the configured
+// ones: processes of one deployment must share the executors section.
+func (s *Set) For(name string) (Executor, error) {
+	if ex, ok := s.byName[name]; ok {
+		return ex, nil
+	}
+	return nil, task.Permanent(fmt.Errorf("executor %q is not configured in this process (configured: %s)", name, s.list(s.names)))
+}
+
+// Kind returns the executor type of the executor named name.
+func (s *Set) Kind(name string) string { return s.kinds[name] }
+
+// Names returns the configured executor names, sorted.
+func (s *Set) Names() []string { return slices.Clone(s.names) }
+
+// Usable returns, sorted, the configured executors whose type is one of
+// kinds: the ones a task type that runs on those kinds may name.
+func (s *Set) Usable(kinds []string) []string {
+	var out []string
+	for _, n := range s.names {
+		if slices.Contains(kinds, s.kinds[n]) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// UnusableError is a provider_type that names no executor the task's type
+// can use.
+type UnusableError struct {
+	// Type is the task type; Requested the provider_type asked for.
+	Type, Requested string
+	// Usable are the configured executors the type can use.
+	Usable []string
+}
+
+// Error implements error.
+func (e *UnusableError) Error() string {
+	if len(e.Usable) == 0 {
+		return fmt.Sprintf("no configured executor can run %s tasks", e.Type)
+	}
+	if e.Requested == "" {
+		return fmt.Sprintf("no default executor for %s tasks; name one of: %s", e.Type, strings.Join(e.Usable, ", "))
+	}
+	return fmt.Sprintf("executor %q is not configured for %s tasks; configured: %s", e.Requested, e.Type, strings.Join(e.Usable, ", "))
+}
+
+// Resolve returns the executor a new task of type typeName runs on: the one
+// it requested, else the type's route, else fallback (the type's declared
+// default) when configured, else the only usable one. kinds are the
+// executor types the task type can use. A requested name that is not a
+// usable executor is an *UnusableError.
+func (s *Set) Resolve(typeName string, kinds []string, fallback, requested string) (string, error) {
+	usable := s.Usable(kinds)
+	if requested != "" {
+		if !slices.Contains(usable, requested) {
+			return "", &UnusableError{Type: typeName, Requested: requested, Usable: usable}
+		}
+		return requested, nil
+	}
+	if r, ok := s.routes[typeName]; ok && slices.Contains(usable, r.Executor) {
+		return r.Executor, nil
+	}
+	if slices.Contains(usable, fallback) {
+		return fallback, nil
+	}
+	if len(usable) == 1 {
+		return usable[0], nil
+	}
+	return "", &UnusableError{Type: typeName, Usable: usable}
+}
+
+func (s *Set) list(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,139 @@
+// Package executors is the single list of the built-in executor types and
+// the place a process's configured executors are built from the config
+// file's `executors:` and `types:` sections. Adding an executor type is one
+// package under internal/executor and one entry in builtins.
+package executors
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/computeserver/compute/internal/executor"
+	"github.com/computeserver/compute/internal/executor/local"
+	"github.com/computeserver/compute/internal/executor/mock"
+)
+
+// Entry is one configured executor: the config file's
+// `executors: {NAME: {type: KIND, …settings}}`.
+type Entry struct {
+	// Type is the executor type (KIND).
+	Type string
+	// Settings are the type-specific settings as JSON, decoded strictly
+	// (an unknown key is an error) by the type's factory.
+	Settings json.RawMessage
+	// Where locates the entry for error messages ("compute.yaml line 4").
+	Where string
+}
+
+// factory builds an executor of one type named name from its settings;
+// decode decodes the settings strictly into a settings struct.
+type factory func(name string, decode func(v any) error) (executor.Executor, error)
+
+// builtins returns the executor types this build can run: the central
+// list, one entry per type.
+func builtins() map[string]factory {
+	return map[string]factory{
+		mock.Kind: func(name string, decode func(v any) error) (executor.Executor, error) {
+			var s mock.Settings
+			if err := decode(&s); err != nil {
+				return nil, err
+			}
+			return mock.New(name, s, nil)
+		},
+		local.Kind: func(name string, decode func(v any) error) (executor.Executor, error) {
+			var s local.Settings
+			if err := decode(&s); err != nil {
+				return nil, err
+			}
+			return local.New(name, s, nil)
+		},
+	}
+}
+
+// Planned are the executor types the config file accepts by name whose
+// executors are not in this build yet; configuring one is an error saying
+// so.
+var Planned = []string{"comfyui", "fal", "replicate", "cog", "openai", "gemini", "command"}
+
+// Types returns the executor types this build can run, sorted.
+func Types() []string {
+	b := builtins()
+	out := make([]string, 0, len(b))
+	for k := range b {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Default returns the executors a process has without a config file: mock
+// and local, with default settings.
+func Default() *executor.Set {
+	set, err := Build(map[string]Entry{mock.Kind: {Type: mock.Kind}, local.Kind: {Type: local.Kind}}, nil)
+	if err != nil {
+		panic(fmt.Sprintf("executors: the default set is invalid: %v", err)) // a programming error
+	}
+	return set
+}
+
+// Build builds the configured executors and routes. Errors name the entry
+// (its Where) and the problem.
+func Build(entries map[string]Entry, routes map[string]executor.Route) (*executor.Set, error) {
+	set, known := executor.NewSet(), builtins()
+	names := make([]string, 0, len(entries))
+	for n := range entries {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		e := entries[name]
+		where := "executors." + name
+		if e.Where != "" {
+			where += " (" + e.Where + ")"
+		}
+		f, ok := known[e.Type]
+		switch {
+		case !ok && slices.Contains(Planned, e.Type):
+			return nil, fmt.Errorf("%s: executor type %q is not in this build yet (available: %s)", where, e.Type, strings.Join(Types(), ", "))
+		case !ok:
+			return nil, fmt.Errorf("%s: unknown executor type %q (want one of: %s)", where, e.Type, strings.Join(append(Types(), Planned...), ", "))
+		}
+		ex, err := f(name, strictDecoder(e.Settings))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		if err := set.Add(e.Type, ex); err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+	}
+	types := make([]string, 0, len(routes))
+	for t := range routes {
+		types = append(types, t)
+	}
+	sort.Strings(types)
+	for _, t := range types {
+		if err := set.Route(t, routes[t]); err != nil {
+			return nil, fmt.Errorf("types.%s: %w", t, err)
+		}
+	}
+	return set, nil
+}
+
+// strictDecoder decodes raw into a settings struct, refusing unknown keys.
+func strictDecoder(raw json.RawMessage) func(v any) error {
+	return func(v any) error {
+		if len(raw) == 0 {
+			return nil
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			return fmt.Errorf("settings: %w", err)
+		}
+		return nil
+	}
+}
