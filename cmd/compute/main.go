@@ -41,6 +41,8 @@ func main() {
 type flags struct {
 	addr, dataDir, databaseURL string
 	workers                    int
+	// configFile is --config, the YAML config file (COMPUTE_CONFIG).
+	configFile string
 }
 
 // flagOf maps the variables a flag can override to that flag.
@@ -78,10 +80,14 @@ func (f *flags) registerRole(cmd *cobra.Command, listens, works bool) {
 	}
 }
 
-// config reads the environment, then applies the flags set on cmd's
-// command line.
+// config reads the config file (--config, else COMPUTE_CONFIG), then the
+// environment, then applies the flags set on cmd's command line.
 func (f *flags) config(cmd *cobra.Command) (config.Config, error) {
-	c, err := config.FromEnv()
+	path := os.Getenv("COMPUTE_CONFIG")
+	if fl := cmd.Flag("config"); fl != nil && fl.Changed {
+		path = f.configFile
+	}
+	c, err := config.Load(path)
 	if err != nil {
 		return c, err
 	}
@@ -129,6 +135,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	root.PersistentFlags().StringVar(&f.configFile, "config", "", "YAML config file: settings, executors and types (env COMPUTE_CONFIG)")
 	// The commands that open the database take its flags; openapi and
 	// new-task-type open none.
 	opening := []*cobra.Command{

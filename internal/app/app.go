@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -18,6 +20,8 @@ import (
 	"github.com/computeserver/compute/internal/apikey"
 	"github.com/computeserver/compute/internal/artifact"
 	"github.com/computeserver/compute/internal/config"
+	"github.com/computeserver/compute/internal/executor"
+	"github.com/computeserver/compute/internal/executors"
 	"github.com/computeserver/compute/internal/netguard"
 	"github.com/computeserver/compute/internal/queue"
 	"github.com/computeserver/compute/internal/registry"
@@ -38,6 +42,8 @@ type App struct {
 	Registry  *registry.Registry
 	Store     store.Store
 	Artifacts artifact.Store
+	// Executors are the configured executors tasks run on.
+	Executors *executor.Set
 	Engine    *queue.Engine
 	Webhooks  *webhook.Deliverer
 	Events    *Events
@@ -74,16 +80,62 @@ func NewFetcher(cfg config.Config, artifacts artifact.Store) *artifact.Fetcher {
 	}
 }
 
-// NewRegistry builds the registry of the task types register adds.
+// NewRegistry builds the registry of the task types register adds, on the
+// default executors (mock and local).
 func NewRegistry(fetcher *artifact.Fetcher, register RegisterFunc) (*registry.Registry, error) {
+	return NewRegistryOn(fetcher, nil, register)
+}
+
+// NewRegistryOn builds the registry of the task types register adds, whose
+// tasks run on the executors of set (nil: mock and local).
+func NewRegistryOn(fetcher *artifact.Fetcher, set *executor.Set, register RegisterFunc) (*registry.Registry, error) {
 	if register == nil {
 		register = tasks.Register
 	}
 	reg := registry.New()
-	if err := register(reg, tasks.Deps{Fetcher: fetcher}); err != nil {
+	if err := register(reg, tasks.Deps{Fetcher: fetcher, Executors: set}); err != nil {
 		return nil, err
 	}
 	return reg, nil
+}
+
+// NewExecutors builds the executors of cfg's config file, or mock and local
+// without one. Errors name the file and the entry.
+func NewExecutors(cfg config.Config) (*executor.Set, error) {
+	if cfg.Executors == nil && cfg.Types == nil {
+		return executors.Default(), nil
+	}
+	entries := make(map[string]executors.Entry, len(cfg.Executors))
+	for name, e := range cfg.Executors {
+		entries[name] = executors.Entry{Type: e.Type, Settings: e.Settings, Dir: e.Dir, Where: fmt.Sprintf("line %d", e.Line)}
+	}
+	routes := make(map[string]executor.Route, len(cfg.Types))
+	for name, t := range cfg.Types {
+		routes[name] = executor.Route{Executor: t.Executor, Fallback: t.Fallback}
+	}
+	set, err := executors.Build(entries, routes)
+	if err != nil {
+		return nil, fmt.Errorf("config file %s: %w", cfg.File, err)
+	}
+	return set, nil
+}
+
+// checkRoutes refuses a `types:` entry of the config file that names a
+// type this build does not have, or an executor the type cannot run on.
+func checkRoutes(cfg config.Config, reg *registry.Registry, set *executor.Set) error {
+	for name, t := range cfg.Types {
+		def, ok := reg.Lookup(name)
+		if !ok {
+			return fmt.Errorf("config file %s:%d: types.%s: no such task type (known: %s)", cfg.File, t.Line, name, strings.Join(reg.Names(), ", "))
+		}
+		usable := set.Usable(def.Providers)
+		for _, ex := range append([]string{t.Executor}, t.Fallback...) {
+			if !slices.Contains(usable, ex) {
+				return fmt.Errorf("config file %s:%d: types.%s: executor %q cannot run %s tasks (usable: %s)", cfg.File, t.Line, name, ex, name, strings.Join(usable, ", "))
+			}
+		}
+	}
+	return nil
 }
 
 // New opens the store (migrating it if configured), makes sure an API key
@@ -97,8 +149,15 @@ func New(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 		return nil, err
 	}
 	fetcher := NewFetcher(cfg, artifacts)
-	reg, err := NewRegistry(fetcher, opts.Register)
+	set, err := NewExecutors(cfg)
 	if err != nil {
+		return nil, err
+	}
+	reg, err := NewRegistryOn(fetcher, set, opts.Register)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkRoutes(cfg, reg, set); err != nil {
 		return nil, err
 	}
 	events, err := newEvents(cfg, log)
@@ -129,7 +188,7 @@ func New(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 		}
 		return rec.Task.OriginTenantID, nil
 	}
-	a := &App{Config: cfg, Registry: reg, Store: st, Artifacts: artifacts, Events: events, log: log}
+	a := &App{Config: cfg, Registry: reg, Store: st, Artifacts: artifacts, Executors: set, Events: events, log: log}
 	if opts.Workers && cfg.EventRetention > 0 {
 		if a.retention, err = stream.NewRetention(stream.RetentionConfig{Keep: cfg.EventRetention}, st, log); err != nil {
 			a.Close()
@@ -188,6 +247,7 @@ func (a *App) build(ctx context.Context, opts Options) error {
 			MaxReplays: cfg.SSEMaxReplays, MaxPageBytes: cfg.MaxPageBytes,
 		}, api.Deps{
 			Store: st, Registry: a.Registry, Artifacts: a.Artifacts, Engine: eng, Logger: a.log, Events: a.Events.Relay,
+			Executors: a.Executors,
 		})
 		if err != nil {
 			return err

@@ -22,124 +22,137 @@ import (
 type Config struct {
 	// Addr is the HTTP listen address (COMPUTE_ADDR, default
 	// 127.0.0.1:9000).
-	Addr string
+	Addr string `yaml:"addr"`
 	// DataDir holds the SQLite file and the artifacts (COMPUTE_DATA_DIR,
 	// default ./data).
-	DataDir string
+	DataDir string `yaml:"data_dir"`
 	// DatabaseURL selects PostgreSQL when it is a postgres:// URL
 	// (DATABASE_URL); empty means SQLite at DataDir/compute.db.
-	DatabaseURL string
+	DatabaseURL string `yaml:"database_url"`
 	// APIKey is an admin key accepted as Authorization: Bearer
 	// (COMPUTE_API_KEY); it is stored hashed at start.
-	APIKey string
+	APIKey string `yaml:"api_key"`
 	// PublicURL is the base of URLs handed to clients, such as artifact
 	// URLs (COMPUTE_PUBLIC_URL). Without it, a process that serves the API
 	// uses http://Addr when Addr names a host, and other processes (and
 	// API processes listening on every interface) hand out relative URLs.
-	PublicURL string
+	PublicURL string `yaml:"public_url"`
 	// MaxBodyBytes limits request bodies (COMPUTE_MAX_BODY_BYTES, default
 	// 1048576).
-	MaxBodyBytes int64
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// Workers is how many tasks this process runs at once
 	// (COMPUTE_WORKERS, default 8).
-	Workers int
+	Workers int `yaml:"workers"`
 	// AutoMigrate applies pending migrations when a role (serve, api,
 	// worker) or an apikey command starts (COMPUTE_AUTO_MIGRATE, default
 	// true).
-	AutoMigrate bool
+	AutoMigrate bool `yaml:"auto_migrate"`
 	// AllowPrivateURLs lets tasks fetch inputs from loopback and private
 	// addresses (COMPUTE_ALLOW_PRIVATE_URLS, default false).
-	AllowPrivateURLs bool
+	AllowPrivateURLs bool `yaml:"allow_private_urls"`
 	// AllowPrivateCIDRs lets tasks fetch inputs from these ranges even if
 	// private, while the rest stays refused (COMPUTE_ALLOW_PRIVATE_CIDRS,
 	// comma-separated, e.g. "10.20.0.0/16").
-	AllowPrivateCIDRs []netip.Prefix
+	AllowPrivateCIDRs []netip.Prefix `yaml:"allow_private_cidrs"`
 	// ShutdownGrace is how long running tasks may finish after SIGTERM
 	// (COMPUTE_SHUTDOWN_GRACE, default 30s).
-	ShutdownGrace time.Duration
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
 	// Lease is how long a claimed task stays owned without a heartbeat
 	// (COMPUTE_LEASE, default 30s); a dead worker's tasks are rescued
 	// within about one lease.
-	Lease time.Duration
+	Lease time.Duration `yaml:"lease"`
 	// MaxResumes is how often a task is recovered after losing its worker
 	// (a crash, a kill -9), counted in its resume_attempt_count apart from
 	// max_attempts; past it the task fails with category "lost"
 	// (COMPUTE_MAX_RESUMES, default 3; 0: never recover).
-	MaxResumes int
+	MaxResumes int `yaml:"max_resumes"`
 	// QueueLimits are global concurrency limits per queue, written to the
 	// database at start (COMPUTE_QUEUE_LIMITS, e.g. "gpu=2,default=50";
 	// 0 removes a limit).
-	QueueLimits map[string]int
+	QueueLimits map[string]int `yaml:"queue_limits"`
 	// WebhookURL receives the events of tasks that name no webhook_url
 	// (COMPUTE_WEBHOOK_URL).
-	WebhookURL string
+	WebhookURL string `yaml:"webhook_url"`
 	// WebhookSecret signs webhook requests per the Standard Webhooks
 	// specification (COMPUTE_WEBHOOK_SECRET, "whsec_…"). Without it,
 	// requests are sent unsigned and a warning is logged at start.
-	WebhookSecret string
+	WebhookSecret string `yaml:"webhook_secret"`
 	// WebhookRetryMin is the delay before the first retry of a failed
 	// delivery; later ones double (COMPUTE_WEBHOOK_RETRY_MIN, default 30s).
-	WebhookRetryMin time.Duration
+	WebhookRetryMin time.Duration `yaml:"webhook_retry_min"`
 	// WebhookMaxAttempts bounds the attempts of one delivery
 	// (COMPUTE_WEBHOOK_MAX_ATTEMPTS, default 15: about 1 day of retries
 	// from 30s, capped at 4h between attempts).
-	WebhookMaxAttempts int
+	WebhookMaxAttempts int `yaml:"webhook_max_attempts"`
 	// WebhookWindow stops retrying a delivery this long after its event
 	// (COMPUTE_WEBHOOK_WINDOW, default 24h).
-	WebhookWindow time.Duration
+	WebhookWindow time.Duration `yaml:"webhook_window"`
 	// WebhookPerDestination bounds the webhook requests in flight to one
 	// destination (scheme, host and port), across processes
 	// (COMPUTE_WEBHOOK_PER_DESTINATION, default 2).
-	WebhookPerDestination int
+	WebhookPerDestination int `yaml:"webhook_per_destination"`
 	// WebhookAllowPrivate lets webhooks reach loopback and private
 	// addresses (COMPUTE_WEBHOOK_ALLOW_PRIVATE, default false).
-	WebhookAllowPrivate bool
+	WebhookAllowPrivate bool `yaml:"webhook_allow_private"`
 	// WebhookAllowCIDRs lets webhooks reach these ranges even if private
 	// (COMPUTE_WEBHOOK_ALLOW_CIDRS, comma-separated).
-	WebhookAllowCIDRs []netip.Prefix
+	WebhookAllowCIDRs []netip.Prefix `yaml:"webhook_allow_cidrs"`
 	// RedisURL enables the Redis event bus (REDIS_URL, redis://…).
-	RedisURL string
+	RedisURL string `yaml:"redis_url"`
 	// RedisPrefix prefixes the Redis channels (COMPUTE_REDIS_PREFIX,
 	// default "compute"); events go to "<prefix>:events". Deployments
 	// sharing one Redis need different prefixes.
-	RedisPrefix string
+	RedisPrefix string `yaml:"redis_prefix"`
 	// SSEKeepAlive is how often an idle event stream sends a comment
 	// (COMPUTE_SSE_KEEPALIVE, default 15s).
-	SSEKeepAlive time.Duration
+	SSEKeepAlive time.Duration `yaml:"sse_keepalive"`
 	// SSEMaxStreamsPerKey bounds the event streams one API key may hold
 	// open at once on this process; one more is answered 429
 	// (COMPUTE_SSE_MAX_STREAMS_PER_KEY, default 16).
-	SSEMaxStreamsPerKey int
+	SSEMaxStreamsPerKey int `yaml:"sse_max_streams_per_key"`
 	// SSEMaxReplaysPerKey bounds the streams of one API key that may be
 	// replaying the log from the database at once on this process; one
 	// more is answered 429 (COMPUTE_SSE_MAX_REPLAYS_PER_KEY, default 4).
-	SSEMaxReplaysPerKey int
+	SSEMaxReplaysPerKey int `yaml:"sse_max_replays_per_key"`
 	// SSEMaxReplays bounds the streams of every key together that may be
 	// replaying the log at once on this process; one more is answered 429
 	// (COMPUTE_SSE_MAX_REPLAYS, default the CPUs the process may use,
 	// GOMAXPROCS: a replay keeps a CPU busy while it reads).
-	SSEMaxReplays int
+	SSEMaxReplays int `yaml:"sse_max_replays"`
 	// EventRetention deletes events older than this, in small batches,
 	// in processes that run workers (COMPUTE_EVENT_RETENTION, e.g. 720h;
 	// default 0: keep every event).
-	EventRetention time.Duration
+	EventRetention time.Duration `yaml:"event_retention"`
 	// HTTPWriteTimeout bounds writing the response of every route but the
 	// event streams, so a client that never reads cannot pin it
 	// (COMPUTE_HTTP_WRITE_TIMEOUT, default 60s).
-	HTTPWriteTimeout time.Duration
+	HTTPWriteTimeout time.Duration `yaml:"http_write_timeout"`
 	// MaxPageBytes bounds the encoded items of one task-list page; a page
 	// that would pass it ends early and its cursor continues it
 	// (COMPUTE_MAX_PAGE_BYTES, default 4194304).
-	MaxPageBytes int
+	MaxPageBytes int `yaml:"max_page_bytes"`
 	// DBListConns is the size of PostgreSQL's connection pool for event
 	// replays and task lists, apart from the writers'
 	// (COMPUTE_DB_LIST_CONNS, default 4).
-	DBListConns int
+	DBListConns int `yaml:"db_list_conns"`
 	// LogLevel is debug, info, warn or error (COMPUTE_LOG_LEVEL, default
 	// info).
-	LogLevel string
+	LogLevel string `yaml:"log_level"`
 	// LogFormat is text or json (COMPUTE_LOG_FORMAT, default text).
-	LogFormat string
+	LogFormat string `yaml:"log_format"`
+
+	// File is the YAML file the settings were read from (--config,
+	// COMPUTE_CONFIG); "" when there is none. Every setting above can be
+	// written in it under its variable's name in lower case without
+	// COMPUTE_ (data_dir, database_url, workers); the variable, when set,
+	// overrides the file.
+	File string `yaml:"-"`
+	// Executors are the file's `executors:`, by name; nil without a file
+	// (or without the section), when the executors mock and local exist.
+	Executors map[string]ExecutorEntry `yaml:"-"`
+	// Types are the file's `types:`: per task type, the executor its
+	// tasks run on when they name none, and its fallbacks.
+	Types map[string]TypeEntry `yaml:"-"`
 }
 
 // Default returns the defaults.
@@ -175,6 +188,12 @@ func Default() Config {
 // FromEnv returns the defaults overridden by the environment.
 func FromEnv() (Config, error) {
 	c := Default()
+	err := c.applyEnv()
+	return c, err
+}
+
+// applyEnv overrides c's settings with the environment's.
+func (c *Config) applyEnv() error {
 	str := func(name string, dst *string) {
 		if v, ok := os.LookupEnv(name); ok && v != "" {
 			*dst = v
@@ -223,9 +242,9 @@ func FromEnv() (Config, error) {
 	parse("COMPUTE_WEBHOOK_ALLOW_CIDRS", func(v string) (err error) { c.WebhookAllowCIDRs, err = ParseCIDRs(v); return })
 	parse("COMPUTE_QUEUE_LIMITS", func(v string) (err error) { c.QueueLimits, err = ParseQueueLimits(v); return })
 	if len(errs) > 0 {
-		return c, fmt.Errorf("config: %s", strings.Join(errs, "; "))
+		return fmt.Errorf("config: %s", strings.Join(errs, "; "))
 	}
-	return c, nil
+	return nil
 }
 
 // SettingError is a setting Validate refuses. Setting names it by its

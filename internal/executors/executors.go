@@ -25,8 +25,11 @@ type Entry struct {
 	// Settings are the type-specific settings as JSON, decoded strictly
 	// (an unknown key is an error) by the type's factory.
 	Settings json.RawMessage
-	// Where locates the entry for error messages ("compute.yaml line 4").
+	// Where locates the entry for error messages ("line 4").
 	Where string
+	// Dir is the config file's directory: relative paths in Settings
+	// (a workflows directory, a command) are relative to it.
+	Dir string
 }
 
 // factory builds an executor of one type named name from its settings;
