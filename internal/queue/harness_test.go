@@ -98,6 +98,20 @@ type opts struct {
 	probe      probeFunc
 	timeout    time.Duration // the probe type's default timeout
 	atMostOnce bool          // the probe type declares itself at-most-once
+	resumable  bool          // the probe resumes lost runs (with the same function)
+}
+
+// resumingProbe is a probe processor that also resumes lost runs.
+type resumingProbe struct{ fn probeFunc }
+
+// Process implements registry.ProcessorOf.
+func (p resumingProbe) Process(ctx context.Context, job *registry.Job[probeFields]) (*task.Result, error) {
+	return p.fn(ctx, job)
+}
+
+// Resume implements registry.ResumerOf.
+func (p resumingProbe) Resume(ctx context.Context, job *registry.Job[probeFields]) (*task.Result, error) {
+	return p.fn(ctx, job)
 }
 
 func newHarness(t *testing.T, dialect string, o opts) *harness {
@@ -109,6 +123,9 @@ func newHarness(t *testing.T, dialect string, o opts) *harness {
 	reg.MustRegister(echo.Type())
 	probe := probeType(o.probe, o.timeout)
 	probe.AtMostOnce = o.atMostOnce
+	if o.resumable {
+		probe.Processor = resumingProbe{o.probe}
+	}
 	reg.MustRegister(probe)
 	arts, err := artifact.NewLocal(t.TempDir())
 	if err != nil {
