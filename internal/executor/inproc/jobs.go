@@ -35,7 +35,15 @@ type Jobs struct {
 
 	mu   sync.Mutex
 	jobs map[string]*entry
+	// gone remembers the queued jobs Cancel removed, so a Wait that comes
+	// after the cancel reports it cancelled rather than lost. It is
+	// bounded by maxGone.
+	gone map[string]struct{}
 }
+
+// maxGone bounds the cancelled jobs remembered; past it the memory
+// starts over (a Wait that late reports its job lost).
+const maxGone = 4096
 
 type entry struct {
 	state     State
@@ -48,7 +56,7 @@ var errCancelled = errors.New("job cancelled")
 
 // New returns a table running at most slots jobs at once (0: no limit).
 func New(slots int) *Jobs {
-	j := &Jobs{jobs: map[string]*entry{}}
+	j := &Jobs{jobs: map[string]*entry{}, gone: map[string]struct{}{}}
 	if slots > 0 {
 		j.slots = make(chan struct{}, slots)
 	}
@@ -103,8 +111,12 @@ func (j *Jobs) State(id string) (s State, ok bool) {
 func (j *Jobs) Run(ctx context.Context, id string, fn func(ctx context.Context) error) error {
 	j.mu.Lock()
 	e, ok := j.jobs[id]
+	_, cancelled := j.gone[id]
 	j.mu.Unlock()
-	if !ok {
+	switch {
+	case cancelled:
+		return executor.Errorf(executor.Cancelled, "job %s cancelled while queued", id)
+	case !ok:
 		return executor.Errorf(executor.Lost, "job %s is not known", id)
 	}
 	if j.slots != nil {
@@ -164,7 +176,13 @@ func (j *Jobs) Cancel(id string) {
 		e.stop(errCancelled) // Run forgets the job
 		return
 	}
-	delete(j.jobs, id) // queued: a Run waiting for a slot sees the close
+	// Queued: a Run waiting for a slot sees the close; one that comes
+	// later finds the job gone.
+	delete(j.jobs, id)
+	if len(j.gone) >= maxGone {
+		clear(j.gone)
+	}
+	j.gone[id] = struct{}{}
 }
 
 func (j *Jobs) forget(id string) {

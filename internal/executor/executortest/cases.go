@@ -1,0 +1,247 @@
+package executortest
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/computeserver/compute/internal/executor"
+	"github.com/computeserver/compute/internal/task"
+)
+
+// testSuccess: a job completes, stores at least one non-empty output,
+// reports progress that stays within 0–100 and never goes back, and its
+// handle is saved once, naming the executor and the job.
+func testSuccess(t *testing.T, a Adapter) {
+	ex := a.New(t)
+	j, rec := job(t, a, Behaviour{})
+	out, err := executor.Execute(ctx(t), ex, j, rec)
+	if err != nil {
+		t.Fatalf("Execute: %v", err)
+	}
+	files, handles, progress := rec.snapshot()
+	if out == nil || len(out.Artifacts) == 0 {
+		t.Fatalf("output %+v has no artifacts", out)
+	}
+	for _, art := range out.Artifacts {
+		if art.Size <= 0 {
+			t.Errorf("artifact %+v is empty", art)
+		}
+	}
+	if len(files) == 0 {
+		t.Error("nothing was stored through job.Put")
+	}
+	if len(progress) == 0 {
+		t.Error("no progress was reported")
+	}
+	for i, p := range progress {
+		if p < 0 || p > 100 || (i > 0 && p < progress[i-1]) {
+			t.Errorf("progress %v: report %d (%v) is out of range or goes back", progress, i, p)
+			break
+		}
+	}
+	if len(handles) != 1 || handles[0].Executor != ex.Name() || handles[0].ExternalID == "" || handles[0].Version == 0 {
+		t.Errorf("saved handles %+v, want one naming executor %s and a job", handles, ex.Name())
+	}
+}
+
+// testFailures: each failure class comes back with its category, retried
+// or not as the taxonomy says, naming the executor.
+func testFailures(t *testing.T, a Adapter) {
+	if len(a.Failures) == 0 {
+		t.Skip("the adapter can make no failure")
+	}
+	for _, c := range a.Failures {
+		t.Run(string(c), func(t *testing.T) {
+			ex := a.New(t)
+			j, rec := job(t, a, Behaviour{Fail: c})
+			_, err := executor.Execute(ctx(t), ex, j, rec)
+			if err == nil {
+				t.Fatal("the job succeeded")
+			}
+			if got := executor.CategoryOf(err); got != c {
+				t.Errorf("category %s, want %s (%v)", got, c, err)
+			}
+			if task.IsPermanent(err) == c.Retryable() {
+				t.Errorf("permanent = %v for %s (%v)", task.IsPermanent(err), c, err)
+			}
+			if !strings.Contains(err.Error(), ex.Name()) {
+				t.Errorf("error %q does not name executor %s", err, ex.Name())
+			}
+		})
+	}
+}
+
+// waitResult is the end of a Wait running in a goroutine.
+type waitResult struct {
+	out *executor.Output
+	err error
+}
+
+// waitAsync runs ex.Wait in a goroutine; the test waits for it to end.
+func waitAsync(t *testing.T, ex executor.Executor, j *executor.Job, h executor.Handle, rec *recorder, c context.Context) <-chan waitResult {
+	done := make(chan waitResult, 1)
+	go func() {
+		out, err := ex.Wait(c, j, h, rec)
+		done <- waitResult{out, err}
+	}()
+	return done
+}
+
+// result waits for a Wait started by waitAsync.
+func result(t *testing.T, done <-chan waitResult) waitResult {
+	t.Helper()
+	select {
+	case r := <-done:
+		return r
+	case <-time.After(15 * time.Second):
+		t.Fatal("Wait did not return")
+		return waitResult{}
+	}
+}
+
+// testCancelRunning: a cancel stops a running job; its Wait returns a
+// cancelled error promptly.
+func testCancelRunning(t *testing.T, a Adapter) {
+	ex := a.New(t)
+	gate := NewGate()
+	defer gate.Release()
+	j, rec := job(t, a, Behaviour{Hold: gate})
+	c := ctx(t)
+	h, err := ex.Start(c, j)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	done := waitAsync(t, ex, j, h, rec, c)
+	gate.waitRunning(t)
+	if err := ex.Cancel(c, h); err != nil {
+		t.Fatalf("Cancel: %v", err)
+	}
+	if r := result(t, done); !executor.Is(r.err, executor.Cancelled) {
+		t.Errorf("Wait after a cancel: %v, want a cancelled error", r.err)
+	}
+	if err := ex.Cancel(c, h); err != nil {
+		t.Errorf("cancelling an ended job again: %v", err)
+	}
+}
+
+// testCancelQueued: a job waiting for the busy service is cancelled
+// before it runs; the job ahead of it is not disturbed.
+func testCancelQueued(t *testing.T, a Adapter) {
+	if !a.CanQueue {
+		t.Skip("the service does not queue jobs")
+	}
+	ex := a.New(t)
+	gate := NewGate()
+	defer gate.Release()
+	first, firstRec := job(t, a, Behaviour{Hold: gate})
+	c := ctx(t)
+	h1, err := ex.Start(c, first)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	firstDone := waitAsync(t, ex, first, h1, firstRec, c)
+	gate.waitRunning(t)
+
+	neverRuns := NewGate()
+	second, secondRec := job(t, a, Behaviour{Hold: neverRuns})
+	h2, err := ex.Start(c, second)
+	if err != nil {
+		t.Fatalf("Start of the queued job: %v", err)
+	}
+	secondDone := waitAsync(t, ex, second, h2, secondRec, c)
+	if err := ex.Cancel(c, h2); err != nil {
+		t.Fatalf("Cancel of the queued job: %v", err)
+	}
+	if r := result(t, secondDone); !executor.Is(r.err, executor.Cancelled) {
+		t.Errorf("Wait of the queued job after a cancel: %v, want a cancelled error", r.err)
+	}
+	select {
+	case <-neverRuns.running:
+		t.Error("the cancelled job ran")
+	default:
+	}
+	gate.Release()
+	if r := result(t, firstDone); r.err != nil {
+		t.Errorf("the job ahead of the cancelled one: %v", r.err)
+	}
+}
+
+// testRecover: the worker dies while the job runs; a new process's
+// executor recovers the job from the saved handle. A service that keeps
+// jobs lets the job finish without submitting it again; an in-process one
+// reports it lost, and Execute starts it afresh.
+func testRecover(t *testing.T, a Adapter) {
+	ex := a.New(t)
+	gate := NewGate()
+	defer gate.Release()
+	j, rec := job(t, a, Behaviour{Hold: gate})
+	c := ctx(t)
+	h, err := ex.Start(c, j)
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	dying, die := context.WithCancel(c)
+	done := waitAsync(t, ex, j, h, rec, dying)
+	gate.waitRunning(t)
+	die() // the worker process dies
+	result(t, done)
+
+	restarted := a.New(t)
+	got, err := restarted.Recover(c, j, h)
+	if !a.SurvivesRestart {
+		if !executor.Is(err, executor.Lost) {
+			t.Fatalf("Recover in a new process: %v, want a lost error", err)
+		}
+		gate.Release()
+		j.Saved = &h
+		if _, err := executor.Execute(c, restarted, j, rec); err != nil {
+			t.Fatalf("Execute after the job was lost: %v", err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("Recover: %v", err)
+	}
+	if got.ExternalID != h.ExternalID {
+		t.Errorf("recovered handle %+v, want the job %s", got, h.ExternalID)
+	}
+	before := 0
+	if a.Submissions != nil {
+		before = a.Submissions()
+	}
+	gate.Release()
+	if _, err := restarted.Wait(c, j, got, rec); err != nil {
+		t.Fatalf("Wait after recovery: %v", err)
+	}
+	if a.Submissions != nil && a.Submissions() != before {
+		t.Errorf("recovery submitted the job again (%d submissions, were %d)", a.Submissions(), before)
+	}
+}
+
+// testUnavailable: while the service is down, a job fails as
+// provider_unavailable (retried), a Pinger says so, and once it is up
+// again jobs run.
+func testUnavailable(t *testing.T, a Adapter) {
+	if a.SetAvailable == nil {
+		t.Skip("the adapter cannot take the service down")
+	}
+	ex := a.New(t)
+	a.SetAvailable(t, false)
+	j, rec := job(t, a, Behaviour{})
+	_, err := executor.Execute(ctx(t), ex, j, rec)
+	if !executor.Is(err, executor.ProviderUnavailable) || task.IsPermanent(err) {
+		t.Errorf("a job while the service is down: %v, want a retryable provider_unavailable error", err)
+	}
+	if p, ok := ex.(executor.Pinger); ok {
+		if err := p.Ping(ctx(t)); !executor.Is(err, executor.ProviderUnavailable) {
+			t.Errorf("Ping while down: %v", err)
+		}
+	}
+	a.SetAvailable(t, true)
+	j, rec = job(t, a, Behaviour{})
+	if _, err := executor.Execute(ctx(t), ex, j, rec); err != nil {
+		t.Errorf("a job once the service is up again: %v", err)
+	}
+}
