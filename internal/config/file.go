@@ -89,7 +89,8 @@ func (c *Config) readFile(path string) error {
 	if root.Kind != yaml.MappingNode {
 		return fileError(path, root.Line, "", "the file must be a mapping of settings")
 	}
-	if err := expandEnv(path, root, ""); err != nil {
+	expanded := map[*yaml.Node]bool{}
+	if err := expandEnv(path, root, "", expanded); err != nil {
 		return err
 	}
 	fields := settingFields()
@@ -112,6 +113,11 @@ func (c *Config) readFile(path string) error {
 			}
 			dst := reflect.ValueOf(c).Elem().FieldByIndex(idx).Addr().Interface()
 			if err := v.Decode(dst); err != nil {
+				if expanded[v] {
+					// The message would quote a value from the
+					// environment, which may be a secret.
+					return fileError(path, v.Line, k.Value, "the value from the environment is not a valid %s", reflect.TypeOf(dst).Elem())
+				}
 				return fileError(path, v.Line, k.Value, "%v", err)
 			}
 		}
@@ -157,9 +163,9 @@ func isSet(m *yaml.Node, key string) bool {
 var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 // expandEnv replaces ${VAR} in every scalar value under n by the variable's
-// value; an unset variable is an error naming it and where it is used. The
-// values are never part of an error.
-func expandEnv(path string, n *yaml.Node, key string) error {
+// value, marking the node in expanded; an unset variable is an error naming
+// it and where it is used. The values are never part of an error.
+func expandEnv(path string, n *yaml.Node, key string, expanded map[*yaml.Node]bool) error {
 	switch n.Kind {
 	case yaml.ScalarNode:
 		if !envRef.MatchString(n.Value) {
@@ -177,6 +183,7 @@ func expandEnv(path string, n *yaml.Node, key string) error {
 		if missing != "" {
 			return fileError(path, n.Line, key, "environment variable %s is not set", missing)
 		}
+		expanded[n] = true
 		if n.Style == 0 {
 			// A plain scalar's type is resolved from its expanded value
 			// (workers: ${N} is a number); quote "${VAR}" to keep a
@@ -185,13 +192,13 @@ func expandEnv(path string, n *yaml.Node, key string) error {
 		}
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			if err := expandEnv(path, n.Content[i+1], join(key, n.Content[i].Value)); err != nil {
+			if err := expandEnv(path, n.Content[i+1], join(key, n.Content[i].Value), expanded); err != nil {
 				return err
 			}
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
-			if err := expandEnv(path, c, fmt.Sprintf("%s[%d]", key, i)); err != nil {
+			if err := expandEnv(path, c, fmt.Sprintf("%s[%d]", key, i), expanded); err != nil {
 				return err
 			}
 		}

@@ -115,6 +115,7 @@ func TestFileErrors(t *testing.T) {
 		{"not a mapping", "- a\n- b\n", []string{":1:", "must be a mapping"}},
 		{"bad yaml", "workers: [\n", []string{"compute.yaml"}},
 		{"secret not in errors", "api_key: ${SEAM_TEST_SECRET}\nworkers: x\n", []string{":2: workers:"}},
+		{"secret not in a type error", "workers: ${SEAM_TEST_SECRET}\n", []string{":1: workers: the value from the environment is not a valid int"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
