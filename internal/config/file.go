@@ -218,51 +218,55 @@ func join(prefix, key string) string {
 // namePattern is what an executor name may look like.
 var namePattern = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,47}$`)
 
-// readExecutors reads `executors:`.
-func readExecutors(path, dir string, n *yaml.Node) (map[string]ExecutorEntry, error) {
+// eachEntry calls fn for every entry of the mapping n, the section's
+// value, whose values must be mappings too (want says what they hold).
+func eachEntry(path, section, want string, n *yaml.Node, fn func(k, v *yaml.Node, key string) error) error {
 	if n.Kind != yaml.MappingNode {
-		return nil, fileError(path, n.Line, "executors", "want a mapping of name to settings")
+		return fileError(path, n.Line, section, "want a mapping of %s", want)
 	}
-	out := map[string]ExecutorEntry{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		key := "executors." + k.Value
-		if !namePattern.MatchString(k.Value) {
-			return nil, fileError(path, k.Line, key, "an executor name is lower-case letters, digits, - and _, starting with a letter")
-		}
+		key := section + "." + k.Value
 		if v.Kind != yaml.MappingNode {
-			return nil, fileError(path, v.Line, key, "want a mapping with at least type:")
+			return fileError(path, v.Line, key, "want a mapping: %s", want)
+		}
+		if err := fn(k, v, key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readExecutors reads `executors:`.
+func readExecutors(path, dir string, n *yaml.Node) (map[string]ExecutorEntry, error) {
+	out := map[string]ExecutorEntry{}
+	err := eachEntry(path, "executors", "name to {type, settings}", n, func(k, v *yaml.Node, key string) error {
+		if !namePattern.MatchString(k.Value) {
+			return fileError(path, k.Line, key, "an executor name is lower-case letters, digits, - and _, starting with a letter")
 		}
 		var raw map[string]any
 		if err := v.Decode(&raw); err != nil {
-			return nil, fileError(path, v.Line, key, "%v", err)
+			return fileError(path, v.Line, key, "%v", err)
 		}
 		kind, _ := raw["type"].(string)
 		if kind == "" {
-			return nil, fileError(path, v.Line, key+".type", "is required (comfyui, fal, replicate, cog, openai, gemini, command, local or mock)")
+			return fileError(path, v.Line, key+".type", "is required (comfyui, fal, replicate, cog, openai, gemini, command, local or mock)")
 		}
 		delete(raw, "type")
 		settings, err := json.Marshal(raw)
 		if err != nil {
-			return nil, fileError(path, v.Line, key, "settings cannot be read as JSON: %v", err)
+			return fileError(path, v.Line, key, "settings cannot be read as JSON: %v", err)
 		}
 		out[k.Value] = ExecutorEntry{Type: kind, Settings: settings, Line: v.Line, Dir: dir}
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // readTypes reads `types:`.
 func readTypes(path string, n *yaml.Node) (map[string]TypeEntry, error) {
-	if n.Kind != yaml.MappingNode {
-		return nil, fileError(path, n.Line, "types", "want a mapping of task type to {executor, fallback}")
-	}
 	out := map[string]TypeEntry{}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, v := n.Content[i], n.Content[i+1]
-		key := "types." + k.Value
-		if v.Kind != yaml.MappingNode {
-			return nil, fileError(path, v.Line, key, "want a mapping with executor: and optionally fallback:")
-		}
+	err := eachEntry(path, "types", "task type to {executor, fallback}", n, func(k, v *yaml.Node, key string) error {
 		e := TypeEntry{Line: v.Line}
 		for j := 0; j+1 < len(v.Content); j += 2 {
 			fk, fv := v.Content[j], v.Content[j+1]
@@ -276,13 +280,14 @@ func readTypes(path string, n *yaml.Node) (map[string]TypeEntry, error) {
 				err = errors.New("unknown key (known: executor, fallback)")
 			}
 			if err != nil {
-				return nil, fileError(path, fk.Line, key+"."+fk.Value, "%v", err)
+				return fileError(path, fk.Line, key+"."+fk.Value, "%v", err)
 			}
 		}
 		if e.Executor == "" {
-			return nil, fileError(path, v.Line, key+".executor", "is required")
+			return fileError(path, v.Line, key+".executor", "is required")
 		}
 		out[k.Value] = e
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }

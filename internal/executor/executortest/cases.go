@@ -101,27 +101,47 @@ func result(t *testing.T, done <-chan waitResult) waitResult {
 	}
 }
 
-// testCancelRunning: a cancel stops a running job; its Wait returns a
-// cancelled error promptly.
-func testCancelRunning(t *testing.T, a Adapter) {
-	ex := a.New(t)
+// held is a job started on ex that the service holds while it runs; its
+// Wait runs in a goroutine.
+type held struct {
+	job  *executor.Job
+	h    executor.Handle
+	gate *Gate
+	rec  *recorder
+	done <-chan waitResult
+}
+
+// startHeld starts a held job on ex, waits under c, and returns once the
+// job runs (or, when running is false, once it is submitted).
+func startHeld(t *testing.T, a Adapter, ex executor.Executor, c context.Context, running bool) *held {
+	t.Helper()
 	gate := NewGate()
-	defer gate.Release()
+	t.Cleanup(gate.Release)
 	j, rec := job(t, a, Behaviour{Hold: gate})
-	c := ctx(t)
 	h, err := ex.Start(c, j)
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	done := waitAsync(t, ex, j, h, rec, c)
-	gate.waitRunning(t)
-	if err := ex.Cancel(c, h); err != nil {
+	hj := &held{job: j, h: h, gate: gate, rec: rec, done: waitAsync(t, ex, j, h, rec, c)}
+	if running {
+		gate.waitRunning(t)
+	}
+	return hj
+}
+
+// testCancelRunning: a cancel stops a running job; its Wait returns a
+// cancelled error promptly.
+func testCancelRunning(t *testing.T, a Adapter) {
+	ex := a.New(t)
+	c := ctx(t)
+	j := startHeld(t, a, ex, c, true)
+	if err := ex.Cancel(c, j.h); err != nil {
 		t.Fatalf("Cancel: %v", err)
 	}
-	if r := result(t, done); !executor.Is(r.err, executor.Cancelled) {
+	if r := result(t, j.done); !executor.Is(r.err, executor.Cancelled) {
 		t.Errorf("Wait after a cancel: %v, want a cancelled error", r.err)
 	}
-	if err := ex.Cancel(c, h); err != nil {
+	if err := ex.Cancel(c, j.h); err != nil {
 		t.Errorf("cancelling an ended job again: %v", err)
 	}
 }
@@ -133,37 +153,22 @@ func testCancelQueued(t *testing.T, a Adapter) {
 		t.Skip("the service does not queue jobs")
 	}
 	ex := a.New(t)
-	gate := NewGate()
-	defer gate.Release()
-	first, firstRec := job(t, a, Behaviour{Hold: gate})
 	c := ctx(t)
-	h1, err := ex.Start(c, first)
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
-	firstDone := waitAsync(t, ex, first, h1, firstRec, c)
-	gate.waitRunning(t)
-
-	neverRuns := NewGate()
-	second, secondRec := job(t, a, Behaviour{Hold: neverRuns})
-	h2, err := ex.Start(c, second)
-	if err != nil {
-		t.Fatalf("Start of the queued job: %v", err)
-	}
-	secondDone := waitAsync(t, ex, second, h2, secondRec, c)
-	if err := ex.Cancel(c, h2); err != nil {
+	first := startHeld(t, a, ex, c, true)
+	second := startHeld(t, a, ex, c, false)
+	if err := ex.Cancel(c, second.h); err != nil {
 		t.Fatalf("Cancel of the queued job: %v", err)
 	}
-	if r := result(t, secondDone); !executor.Is(r.err, executor.Cancelled) {
+	if r := result(t, second.done); !executor.Is(r.err, executor.Cancelled) {
 		t.Errorf("Wait of the queued job after a cancel: %v, want a cancelled error", r.err)
 	}
 	select {
-	case <-neverRuns.running:
+	case <-second.gate.running:
 		t.Error("the cancelled job ran")
 	default:
 	}
-	gate.Release()
-	if r := result(t, firstDone); r.err != nil {
+	first.gate.Release()
+	if r := result(t, first.done); r.err != nil {
 		t.Errorf("the job ahead of the cancelled one: %v", r.err)
 	}
 }
@@ -174,29 +179,21 @@ func testCancelQueued(t *testing.T, a Adapter) {
 // reports it lost, and Execute starts it afresh.
 func testRecover(t *testing.T, a Adapter) {
 	ex := a.New(t)
-	gate := NewGate()
-	defer gate.Release()
-	j, rec := job(t, a, Behaviour{Hold: gate})
 	c := ctx(t)
-	h, err := ex.Start(c, j)
-	if err != nil {
-		t.Fatalf("Start: %v", err)
-	}
 	dying, die := context.WithCancel(c)
-	done := waitAsync(t, ex, j, h, rec, dying)
-	gate.waitRunning(t)
+	j := startHeld(t, a, ex, dying, true)
 	die() // the worker process dies
-	result(t, done)
+	result(t, j.done)
 
 	restarted := a.New(t)
-	got, err := restarted.Recover(c, j, h)
+	got, err := restarted.Recover(c, j.job, j.h)
 	if !a.SurvivesRestart {
 		if !executor.Is(err, executor.Lost) {
 			t.Fatalf("Recover in a new process: %v, want a lost error", err)
 		}
-		gate.Release()
-		j.Saved = &h
-		if _, err := executor.Execute(c, restarted, j, rec); err != nil {
+		j.gate.Release()
+		j.job.Saved = &j.h
+		if _, err := executor.Execute(c, restarted, j.job, j.rec); err != nil {
 			t.Fatalf("Execute after the job was lost: %v", err)
 		}
 		return
@@ -204,15 +201,15 @@ func testRecover(t *testing.T, a Adapter) {
 	if err != nil {
 		t.Fatalf("Recover: %v", err)
 	}
-	if got.ExternalID != h.ExternalID {
-		t.Errorf("recovered handle %+v, want the job %s", got, h.ExternalID)
+	if got.ExternalID != j.h.ExternalID {
+		t.Errorf("recovered handle %+v, want the job %s", got, j.h.ExternalID)
 	}
 	before := 0
 	if a.Submissions != nil {
 		before = a.Submissions()
 	}
-	gate.Release()
-	if _, err := restarted.Wait(c, j, got, rec); err != nil {
+	j.gate.Release()
+	if _, err := restarted.Wait(c, j.job, got, j.rec); err != nil {
 		t.Fatalf("Wait after recovery: %v", err)
 	}
 	if a.Submissions != nil && a.Submissions() != before {
