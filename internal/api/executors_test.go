@@ -6,7 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/uuid"
+
 	"github.com/computeserver/compute/internal/config"
+	"github.com/computeserver/compute/internal/store"
 )
 
 // problemDetail returns the message of the problem's error at loc.
@@ -75,6 +78,18 @@ func TestCreateUsesConfiguredExecutors(t *testing.T) {
 	done := e.waitStatus(fmt.Sprint(m["id"]), "completed", "failed")
 	if done["status"] != "completed" {
 		t.Fatalf("task on executor gpu ended %v: %v", done["status"], done["error_message"])
+	}
+	// Whether the client named the executor is kept: the type's fallbacks
+	// never take over a task that named one.
+	named := e.must(201, "POST", "/api/v1/tasks/generation", map[string]any{"prompt": "a dress", "provider_type": "cheap"})
+	for id, want := range map[any]bool{m["id"]: false, named["id"]: true} {
+		rec, err := e.app.Store.GetTask(t.Context(), uuid.MustParse(fmt.Sprint(id)), store.AdminScope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Task.ProviderRequested != want {
+			t.Errorf("task %v: provider_requested %v, want %v", id, rec.Task.ProviderRequested, want)
+		}
 	}
 	r := e.do("POST", "/api/v1/tasks/generation", map[string]any{"prompt": "a dress", "provider_type": "mock"})
 	if got := problemDetail(t, r, "body.provider_type"); !strings.HasSuffix(got, "configured: cheap, gpu") {

@@ -264,6 +264,7 @@ func (s *Server) create(ctx context.Context, ts *typeSchemas, in *createInput) (
 	if err := s.resolveExecutor(def, t, base.ProviderType); err != nil {
 		return nil, err
 	}
+	t.ProviderRequested = base.ProviderType != ""
 	if def.Scheduler != nil {
 		chosen := t.ProviderType
 		if err := def.Scheduler.Schedule(ctx, t, model); err != nil {

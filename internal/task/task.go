@@ -43,6 +43,9 @@ type Task struct {
 	// submitted so a recovered run re-attaches to it. It is internal
 	// bookkeeping, not part of the public representation.
 	ExecutorHandle json.RawMessage `json:"-"`
+	// ProviderRequested records that the client named the executor
+	// (provider_type) at create, so the type's fallbacks never take over.
+	ProviderRequested bool `json:"-"`
 
 	Errors        []Error `json:"errors"`
 	ErrorMessage  string  `json:"error_message,omitempty"`

@@ -366,4 +366,17 @@ func testRunWrites(t *testing.T, newEnv func(t *testing.T) *env) {
 			t.Errorf("SetExecutorHandle(unknown id): err = %v", err)
 		}
 	})
+
+	t.Run("ProviderRequestedKept", func(t *testing.T) {
+		t.Parallel()
+		e := e.in(t)
+		named := e.createSink(func(tk *task.Task) { tk.ProviderRequested = true })
+		other := e.createSink(nil)
+		if !e.get(named.Task.ID).Task.ProviderRequested || e.get(other.Task.ID).Task.ProviderRequested {
+			t.Error("provider_requested is not stored as created")
+		}
+		if c := e.claim(named.Task.ID, named.Task.QueueName); !c.Task.ProviderRequested {
+			t.Error("a claim does not hand the run provider_requested")
+		}
+	})
 }

@@ -53,10 +53,7 @@ func DeriveSeed(id uuid.UUID) int64 {
 func (p *Processor) Process(ctx context.Context, job *registry.Job[Fields]) (*task.Result, error) {
 	f := job.Fields
 	// A task built in Go may name no executor: the type's default runs it.
-	ex, err := p.executors.For(cmp.Or(job.Task.ProviderType, ProviderMock))
-	if err != nil {
-		return nil, err
-	}
+	name := cmp.Or(job.Task.ProviderType, ProviderMock)
 	// A task stored before validation existed, or built in Go, must not
 	// reach the executor with impossible values.
 	if err := f.Validate(); err != nil {
@@ -78,12 +75,12 @@ func (p *Processor) Process(ctx context.Context, job *registry.Job[Fields]) (*ta
 	progress := executor.ReporterFunc(func(ctx context.Context, pct float64, stage string) error {
 		return job.Progress(ctx, pct*0.9, stage)
 	})
-	out, err := executor.Execute(ctx, ex, ej, progress)
+	out, err := p.executors.Run(ctx, name, job.Task.ProviderRequested, ej, progress)
 	if err != nil {
 		return nil, err
 	}
 	if len(out.Artifacts) == 0 {
-		return nil, executor.Errorf(executor.ProviderError, "executor %s returned no image", ex.Name())
+		return nil, executor.Errorf(executor.ProviderError, "executor %s returned no image", name)
 	}
 	art := out.Artifacts[0]
 	key := art.Key

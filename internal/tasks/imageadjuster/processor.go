@@ -41,10 +41,7 @@ var (
 func (p *Processor) Process(ctx context.Context, job *registry.Job[Fields]) (*task.Result, error) {
 	f := job.Fields
 	// A task built in Go may name no executor: the type's default runs it.
-	ex, err := p.executors.For(cmp.Or(job.Task.ProviderType, ProviderLocal))
-	if err != nil {
-		return nil, err
-	}
+	name := cmp.Or(job.Task.ProviderType, ProviderLocal)
 	if err := f.Validate(); err != nil {
 		return nil, task.Permanent(fmt.Errorf("invalid fields: %w", err))
 	}
@@ -56,12 +53,12 @@ func (p *Processor) Process(ctx context.Context, job *registry.Job[Fields]) (*ta
 		data, _, err := p.fetcher.Open(ctx, job.Task.OriginTenantID, url)
 		return data, err
 	}
-	out, err := executor.Execute(ctx, ex, ej, executor.ReporterFunc(job.Progress))
+	out, err := p.executors.Run(ctx, name, job.Task.ProviderRequested, ej, executor.ReporterFunc(job.Progress))
 	if err != nil {
 		return nil, err
 	}
 	if len(out.Artifacts) == 0 {
-		return nil, executor.Errorf(executor.ProviderError, "executor %s returned no image", ex.Name())
+		return nil, executor.Errorf(executor.ProviderError, "executor %s returned no image", name)
 	}
 	art := out.Artifacts[0]
 	key := art.Key

@@ -5,6 +5,10 @@
 -- it whatever the task's type. service_task_id keeps the external id as the
 -- original's public field.
 ALTER TABLE tasks ADD COLUMN executor_handle TEXT;
+-- Whether the client named the executor (provider_type) at create: the
+-- type's fallback executors never take over such a task.
+ALTER TABLE tasks ADD COLUMN provider_requested INTEGER NOT NULL DEFAULT 0;
 
 -- +goose Down
+ALTER TABLE tasks DROP COLUMN provider_requested;
 ALTER TABLE tasks DROP COLUMN executor_handle;
