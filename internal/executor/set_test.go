@@ -1,7 +1,9 @@
 package executor_test
 
 import (
+	"context"
 	"errors"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -76,6 +78,22 @@ func TestSetErrors(t *testing.T) {
 	_, err := set.For("fal")
 	if !task.IsPermanent(err) || !strings.Contains(err.Error(), "configured: cheap, gpu") {
 		t.Errorf("For an unknown executor: %v", err)
+	}
+}
+
+func TestFromTransport(t *testing.T) {
+	t.Parallel()
+	_, err := net.Dial("tcp", "127.0.0.1:1") // nothing listens on port 1
+	if err == nil {
+		t.Skip("something listens on 127.0.0.1:1")
+	}
+	if got := executor.FromTransport(err); !executor.Is(got, executor.ProviderUnavailable) || task.IsPermanent(got) {
+		t.Errorf("a refused connection: %v, want a retryable provider_unavailable", got)
+	}
+	for _, ctxErr := range []error{context.Canceled, context.DeadlineExceeded} {
+		if got := executor.FromTransport(ctxErr); got != ctxErr {
+			t.Errorf("FromTransport(%v) = %v, want it unchanged", ctxErr, got)
+		}
 	}
 }
 

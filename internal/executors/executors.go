@@ -57,10 +57,12 @@ func builtins() map[string]factory {
 	}
 }
 
-// Planned are the executor types the config file accepts by name whose
+// planned returns the executor types the config file knows by name whose
 // executors are not in this build yet; configuring one is an error saying
 // so.
-var Planned = []string{"comfyui", "fal", "replicate", "cog", "openai", "gemini", "command"}
+func planned() []string {
+	return []string{"comfyui", "fal", "replicate", "cog", "openai", "gemini", "command"}
+}
 
 // Types returns the executor types this build can run, sorted.
 func Types() []string {
@@ -100,10 +102,10 @@ func Build(entries map[string]Entry, routes map[string]executor.Route) (*executo
 		}
 		f, ok := known[e.Type]
 		switch {
-		case !ok && slices.Contains(Planned, e.Type):
+		case !ok && slices.Contains(planned(), e.Type):
 			return nil, fmt.Errorf("%s: executor type %q is not in this build yet (available: %s)", where, e.Type, strings.Join(Types(), ", "))
 		case !ok:
-			return nil, fmt.Errorf("%s: unknown executor type %q (want one of: %s)", where, e.Type, strings.Join(append(Types(), Planned...), ", "))
+			return nil, fmt.Errorf("%s: unknown executor type %q (want one of: %s)", where, e.Type, strings.Join(append(Types(), planned()...), ", "))
 		}
 		ex, err := f(name, strictDecoder(e.Settings))
 		if err != nil {

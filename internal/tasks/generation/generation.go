@@ -30,10 +30,6 @@ const (
 	ProviderReplicate = "replicate"
 )
 
-// ExecutorTypes are the executor types (config `type:`) whose executors a
-// generation task's provider_type may name.
-var ExecutorTypes = []string{ProviderMock, ProviderComfyUI, ProviderFal, ProviderReplicate, "cog", "openai", "gemini"}
-
 // Limits of the fields, shared by the schema tags and Validate.
 const (
 	MaxPromptLength = 10000
@@ -201,8 +197,10 @@ func Type(cfg Config) registry.Type[Fields, Update] {
 		Processor:       &Processor{executors: cfg.Executors},
 		Migrations:      registry.Sub(migrations, "migrations"),
 		DefaultProvider: ProviderMock,
-		Providers:       ExecutorTypes,
-		Timeout:         15 * time.Minute,
+		// The executor types whose executors a task's provider_type may
+		// name (those configured; see docs/executors.md).
+		Providers: []string{ProviderMock, ProviderComfyUI, ProviderFal, ProviderReplicate, "cog", "openai", "gemini"},
+		Timeout:   15 * time.Minute,
 		Examples: []registry.Example{
 			{Name: "a small image on the mock provider", WantStatus: task.StatusCompleted,
 				Body: map[string]any{"prompt": "a linen summer dress", "width": 64, "height": 96, "seed": 42, "subject_lora_weight": 0.5}},
