@@ -100,14 +100,18 @@ func NewRegistryOn(fetcher *artifact.Fetcher, set *executor.Set, register Regist
 }
 
 // NewExecutors builds the executors of cfg's config file, or mock and local
-// without one. Errors name the file and the entry.
+// without one (or without its executors section), and the file's routes.
+// Errors name the file and the entry.
 func NewExecutors(cfg config.Config) (*executor.Set, error) {
 	if cfg.Executors == nil && cfg.Types == nil {
 		return executors.Default(), nil
 	}
-	entries := make(map[string]executors.Entry, len(cfg.Executors))
-	for name, e := range cfg.Executors {
-		entries[name] = executors.Entry{Type: e.Type, Settings: e.Settings, Dir: e.Dir, Where: fmt.Sprintf("line %d", e.Line)}
+	entries := map[string]executors.Entry{"mock": {Type: "mock"}, "local": {Type: "local"}}
+	if cfg.Executors != nil {
+		entries = make(map[string]executors.Entry, len(cfg.Executors))
+		for name, e := range cfg.Executors {
+			entries[name] = executors.Entry{Type: e.Type, Settings: e.Settings, Dir: e.Dir, Where: fmt.Sprintf("line %d", e.Line)}
+		}
 	}
 	routes := make(map[string]executor.Route, len(cfg.Types))
 	for name, t := range cfg.Types {
