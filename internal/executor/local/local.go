@@ -74,9 +74,6 @@ func New(name string, s Settings, jobs *inproc.Jobs) (*Executor, error) {
 // Name implements executor.Executor.
 func (e *Executor) Name() string { return e.name }
 
-// Jobs returns the executor's job table.
-func (e *Executor) Jobs() *inproc.Jobs { return e.jobs }
-
 // Start implements executor.Executor: it checks the operation and queues
 // the job.
 func (e *Executor) Start(_ context.Context, job *executor.Job) (executor.Handle, error) {

@@ -73,9 +73,6 @@ func (e *Executor) table() *inproc.Jobs {
 	return e.jobs
 }
 
-// Jobs returns the executor's job table.
-func (e *Executor) Jobs() *inproc.Jobs { return e.table() }
-
 // Name implements executor.Executor; a zero Executor is "mock".
 func (e *Executor) Name() string {
 	if e.name == "" {
