@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -93,5 +94,42 @@ func TestExecuteCancelsWhenHandleCannotBeSaved(t *testing.T) {
 	}
 	if st, ok := jobs.State(id); ok {
 		t.Errorf("job %s is still %s after its handle could not be saved", id, st)
+	}
+}
+
+// When the run's context ends, the job is cancelled in the service, unless
+// the run lost its claim: then a new run may have re-attached to the job,
+// which must go on.
+func TestExecuteCancelsWhenTheRunEnds(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name       string
+		cause      error
+		wantQueued bool
+	}{
+		{"cancelled", errors.New("task cancelled"), false},
+		{"lost its claim", fmt.Errorf("lease lost: %w", task.ErrRunLost), true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			jobs := inproc.New(0)
+			ex, _ := mock.New("gpu", mock.Settings{}, jobs)
+			ctx, cancel := context.WithCancelCause(t.Context())
+			ex.Hook = func(context.Context, *executor.Job) error {
+				cancel(tt.cause) // the run ends while the job runs
+				return ctx.Err()
+			}
+			var saved []executor.Handle
+			if _, err := executor.Execute(ctx, ex, memJob(&saved), quiet); err == nil {
+				t.Fatal("Execute succeeded after its context ended")
+			}
+			if len(saved) != 1 {
+				t.Fatalf("saved %+v", saved)
+			}
+			_, queued := jobs.State(saved[0].ExternalID)
+			if queued != tt.wantQueued {
+				t.Errorf("job still in the service: %v, want %v", queued, tt.wantQueued)
+			}
+		})
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/computeserver/compute/internal/task"
 )
 
 // cancelTimeout bounds the cancel Execute pushes into the service after
@@ -15,7 +17,8 @@ const cancelTimeout = 15 * time.Second
 // (job.Saved, on a recovered run) is re-attached to with Recover; one the
 // service lost is started afresh. A started job's handle is saved through
 // job.SaveHandle before Execute waits. When ctx ends while the job runs (a
-// cancel, a timeout, a shutdown), the cancel is pushed into the service.
+// cancel, a timeout, a shutdown), the cancel is pushed into the service;
+// not when the run lost its claim (the cause is task.ErrRunLost).
 // Every error Execute returns names ex; the service's failures are
 // classified (*Error).
 func Execute(ctx context.Context, ex Executor, job *Job, r Reporter) (*Output, error) {
@@ -58,10 +61,11 @@ func execute(ctx context.Context, ex Executor, job *Job, r Reporter) (*Output, e
 }
 
 // wait waits for the job of h, pushing a cancel into the service when ctx
-// ends first.
+// ends first, unless the run lost its claim (task.ErrRunLost): the task's
+// new run may have re-attached to the job.
 func wait(ctx context.Context, ex Executor, job *Job, h Handle, r Reporter) (*Output, error) {
 	out, err := ex.Wait(ctx, job, h, r)
-	if err != nil && ctx.Err() != nil {
+	if err != nil && ctx.Err() != nil && !errors.Is(context.Cause(ctx), task.ErrRunLost) {
 		cancelDetached(ctx, ex, h)
 	}
 	return out, err

@@ -21,6 +21,7 @@ import (
 	"github.com/computeserver/compute/internal/artifact"
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/store"
+	"github.com/computeserver/compute/internal/task"
 )
 
 // Config configures an Engine. Zero values take the documented defaults.
@@ -158,7 +159,7 @@ const (
 // Errors given as the cause of a run's cancelled context.
 var (
 	errCancelled = errors.New("task cancelled")
-	errLost      = errors.New("lease lost: the task was rescued or changed by another actor")
+	errLost      = fmt.Errorf("lease lost: the task was rescued or changed by another actor: %w", task.ErrRunLost)
 	errShutdown  = errors.New("worker shutting down")
 )
 

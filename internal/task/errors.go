@@ -16,6 +16,11 @@ var (
 	// ErrStaleRun means the write came from a run that no longer owns the
 	// task (its claim was superseded); nothing was written.
 	ErrStaleRun = errors.New("run no longer owns the task")
+	// ErrRunLost is the cause of a run's context ending because the run
+	// lost its claim: the task was rescued (another run may have
+	// re-attached to its external job) or changed by another actor. The
+	// run must stop without touching the external job.
+	ErrRunLost = errors.New("the run lost its claim on the task")
 	// ErrIdempotencyMismatch means an Idempotency-Key was reused with a
 	// different request body.
 	ErrIdempotencyMismatch = errors.New("idempotency key reused with a different request")
