@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/computeserver/compute/internal/executor"
+	"github.com/computeserver/compute/internal/executor/comfyui"
 	"github.com/computeserver/compute/internal/executor/local"
 	"github.com/computeserver/compute/internal/executor/mock"
 )
@@ -33,21 +34,38 @@ type Entry struct {
 }
 
 // factory builds an executor of one type named name from its settings;
-// decode decodes the settings strictly into a settings struct.
-type factory func(name string, decode func(v any) error) (executor.Executor, error)
+// decode decodes the settings strictly into a settings struct, env holds
+// what the process shares with its executors.
+type factory func(name string, decode func(v any) error, env env) (executor.Executor, error)
+
+// env is what a factory gets besides the settings.
+type env struct {
+	// dir is the config file's directory (relative paths start there).
+	dir string
+	// comfySlots is the ComfyUI slot accounting of the process, shared by
+	// its comfyui executors.
+	comfySlots comfyui.Slots
+}
 
 // builtins returns the executor types this build can run: the central
 // list, one entry per type.
 func builtins() map[string]factory {
 	return map[string]factory{
-		mock.Kind: func(name string, decode func(v any) error) (executor.Executor, error) {
+		comfyui.Kind: func(name string, decode func(v any) error, env env) (executor.Executor, error) {
+			var s comfyui.Settings
+			if err := decode(&s); err != nil {
+				return nil, err
+			}
+			return comfyui.New(name, s, comfyui.Options{Dir: env.dir, Slots: env.comfySlots})
+		},
+		mock.Kind: func(name string, decode func(v any) error, _ env) (executor.Executor, error) {
 			var s mock.Settings
 			if err := decode(&s); err != nil {
 				return nil, err
 			}
 			return mock.New(name, s, nil)
 		},
-		local.Kind: func(name string, decode func(v any) error) (executor.Executor, error) {
+		local.Kind: func(name string, decode func(v any) error, _ env) (executor.Executor, error) {
 			var s local.Settings
 			if err := decode(&s); err != nil {
 				return nil, err
@@ -61,7 +79,7 @@ func builtins() map[string]factory {
 // executors are not in this build yet; configuring one is an error saying
 // so.
 func planned() []string {
-	return []string{"comfyui", "fal", "replicate", "cog", "openai", "gemini", "command"}
+	return []string{"fal", "replicate", "cog", "openai", "gemini", "command"}
 }
 
 // Types returns the executor types this build can run, sorted.
@@ -89,6 +107,9 @@ func Default() *executor.Set {
 // (its Where) and the problem.
 func Build(entries map[string]Entry, routes map[string]executor.Route) (*executor.Set, error) {
 	set, known := executor.NewSet(), builtins()
+	// The slot accounting is process-local for now; a store-backed one
+	// that counts across worker processes is pending (comfyui.Slots).
+	comfySlots := comfyui.NewLocalSlots()
 	names := make([]string, 0, len(entries))
 	for n := range entries {
 		names = append(names, n)
@@ -107,7 +128,7 @@ func Build(entries map[string]Entry, routes map[string]executor.Route) (*executo
 		case !ok:
 			return nil, fmt.Errorf("%s: unknown executor type %q (want one of: %s)", where, e.Type, strings.Join(append(Types(), planned()...), ", "))
 		}
-		ex, err := f(name, strictDecoder(e.Settings))
+		ex, err := f(name, strictDecoder(e.Settings), env{dir: e.Dir, comfySlots: comfySlots})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
