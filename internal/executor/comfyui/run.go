@@ -377,3 +377,13 @@ func (e *Executor) locate(ctx context.Context, h executor.Handle) (found, live b
 	}
 	return false, false, nil
 }
+
+// TriedServers returns the servers a handle's job failed on before its
+// current server, in order (the original's comfyui_retry_server_urls).
+func TriedServers(h executor.Handle) []string {
+	st, err := decodeState(h)
+	if err != nil {
+		return nil
+	}
+	return st.Tried
+}

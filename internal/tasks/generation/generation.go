@@ -71,13 +71,15 @@ type Fields struct {
 	ReferenceImageURL      *string `json:"reference_image_url,omitempty" db:"reference_image_url" maxLength:"2048" doc:"Image that guides composition (http(s) URL or artifact path)."`
 	ReferenceImageStrength float64 `json:"reference_image_strength" required:"false" db:"reference_image_strength" minimum:"0" maximum:"1" default:"0.5" doc:"How strongly the reference image guides the result."`
 
-	BackendGenerationID    *string  `json:"backend_generation_id,omitempty" db:"backend_generation_id" maxLength:"256" doc:"Id of the generation in the product backend, set by it at create."`
-	BackendPredictionID    *string  `json:"backend_prediction_id,omitempty" db:"backend_prediction_id" maxLength:"256" doc:"Id of the prediction at a hosted provider, set by the product backend at create."`
-	WorkflowID             *string  `json:"workflow_id,omitempty" db:"workflow_id" readOnly:"true" doc:"Workflow this task belongs to."`
-	ComfyPromptID          *string  `json:"comfy_prompt_id,omitempty" db:"comfy_prompt_id" readOnly:"true" doc:"ComfyUI prompt id, for resume."`
-	ComfyServerURL         *string  `json:"comfy_server_url,omitempty" db:"comfy_server_url" readOnly:"true" doc:"ComfyUI server running the task."`
-	ComfyUIRetryServerURLs []string `json:"comfyui_retry_server_urls,omitempty" db:"comfyui_retry_server_urls" readOnly:"true" doc:"ComfyUI servers tried before, in order."`
-	ResultImagePath        *string  `json:"result_image_path,omitempty" db:"result_image_path" readOnly:"true" doc:"Artifact key of the generated image."`
+	BackendGenerationID    *string        `json:"backend_generation_id,omitempty" db:"backend_generation_id" maxLength:"256" doc:"Id of the generation in the product backend, set by it at create."`
+	BackendPredictionID    *string        `json:"backend_prediction_id,omitempty" db:"backend_prediction_id" maxLength:"256" doc:"Id of the prediction at a hosted provider, set by the product backend at create."`
+	ComfyWorkflow          *string        `json:"comfy_workflow,omitempty" db:"comfy_workflow" maxLength:"128" doc:"ComfyUI workflow template to run (a file name without .json in the executor's workflows directory); the type's default when absent. Only comfyui executors read it."`
+	WorkflowID             *string        `json:"workflow_id,omitempty" db:"workflow_id" readOnly:"true" doc:"Workflow this task belongs to."`
+	ComfyPromptID          *string        `json:"comfy_prompt_id,omitempty" db:"comfy_prompt_id" readOnly:"true" doc:"ComfyUI prompt id, for resume."`
+	ComfyServerURL         *string        `json:"comfy_server_url,omitempty" db:"comfy_server_url" readOnly:"true" doc:"ComfyUI server running the task."`
+	ComfyUIRetryServerURLs []string       `json:"comfyui_retry_server_urls,omitempty" db:"comfyui_retry_server_urls" readOnly:"true" doc:"ComfyUI servers tried before, in order."`
+	ComfyWorkflowData      map[string]any `json:"comfy_workflow_data,omitempty" db:"comfy_workflow_data" readOnly:"true" doc:"The filled ComfyUI workflow graph the server ran."`
+	ResultImagePath        *string        `json:"result_image_path,omitempty" db:"result_image_path" readOnly:"true" doc:"Artifact key of the generated image."`
 }
 
 // Update is the PATCH body of a pending generation task.
@@ -101,6 +103,7 @@ type Update struct {
 	ReferenceImageStrength *float64 `json:"reference_image_strength,omitempty" minimum:"0" maximum:"1"`
 	BackendGenerationID    *string  `json:"backend_generation_id,omitempty" maxLength:"256"`
 	BackendPredictionID    *string  `json:"backend_prediction_id,omitempty" maxLength:"256"`
+	ComfyWorkflow          *string  `json:"comfy_workflow,omitempty" maxLength:"128"`
 }
 
 // ApplyDefaults implements registry.Defaulter for models built in Go

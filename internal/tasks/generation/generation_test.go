@@ -54,20 +54,20 @@ func TestDeclare(t *testing.T) {
 	for _, c := range def.Columns {
 		readOnly[c.Name] = c.ReadOnly
 	}
-	for _, name := range []string{"workflow_id", "comfy_prompt_id",
-		"comfy_server_url", "comfyui_retry_server_urls", "result_image_path"} {
+	for _, name := range []string{"workflow_id", "comfy_prompt_id", "comfy_server_url",
+		"comfyui_retry_server_urls", "comfy_workflow_data", "result_image_path"} {
 		if !readOnly[name] {
 			t.Errorf("column %s should be read-only", name)
 		}
 	}
 	// The product backend sets its ids at create, as the original's does.
-	for _, name := range []string{"backend_generation_id", "backend_prediction_id"} {
+	for _, name := range []string{"backend_generation_id", "backend_prediction_id", "comfy_workflow"} {
 		if readOnly[name] {
 			t.Errorf("column %s should be writable", name)
 		}
 	}
-	if len(def.UpdateFields) != 19 {
-		t.Errorf("%d update fields, want 19 (every writable field)", len(def.UpdateFields))
+	if len(def.UpdateFields) != 20 {
+		t.Errorf("%d update fields, want 20 (every writable field)", len(def.UpdateFields))
 	}
 }
 

@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 
 	"github.com/google/uuid"
 
 	"github.com/computeserver/compute/internal/executor"
+	"github.com/computeserver/compute/internal/executor/comfyui"
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/task"
 )
@@ -70,6 +72,7 @@ func (p *Processor) Process(ctx context.Context, job *registry.Job[Fields]) (*ta
 	if err != nil {
 		return nil, err
 	}
+	p.keepComfyFields(job, ej)
 	// The executor reports 0–100 %; the processor keeps the last tenth
 	// for storing the result.
 	progress := executor.ReporterFunc(func(ctx context.Context, pct float64, stage string) error {
@@ -85,6 +88,13 @@ func (p *Processor) Process(ctx context.Context, job *registry.Job[Fields]) (*ta
 	art := out.Artifacts[0]
 	key := art.Key
 	f.ResultImagePath = &key
+	if g, ok := out.Data[comfyui.DataWorkflowData].(json.RawMessage); ok {
+		// The filled graph the server ran (the original's comfy_workflow_data).
+		var graph map[string]any
+		if json.Unmarshal(g, &graph) == nil {
+			f.ComfyWorkflowData = graph
+		}
+	}
 	if err := job.SaveFields(ctx); err != nil {
 		return nil, fmt.Errorf("saving result path: %w", err)
 	}
@@ -95,6 +105,30 @@ func (p *Processor) Process(ctx context.Context, job *registry.Job[Fields]) (*ta
 		Artifacts: out.Artifacts,
 		Data:      Output{Seed: *f.Seed, Width: art.Width, Height: art.Height},
 	}, nil
+}
+
+// keepComfyFields makes the job keep the original's ComfyUI fields
+// (comfy_prompt_id, comfy_server_url, comfyui_retry_server_urls) up to
+// date whenever a comfyui executor saves its handle: before each prompt is
+// submitted, on the first server and on each one failed over to.
+func (p *Processor) keepComfyFields(job *registry.Job[Fields], ej *executor.Job) {
+	save := ej.SaveHandle
+	ej.SaveHandle = func(ctx context.Context, h executor.Handle) error {
+		if err := save(ctx, h); err != nil {
+			return err
+		}
+		if p.executors.Kind(h.Executor) != comfyui.Kind {
+			return nil
+		}
+		f := job.Fields
+		id, server := h.ExternalID, h.Server
+		f.ComfyPromptID, f.ComfyServerURL = &id, &server
+		f.ComfyUIRetryServerURLs = comfyui.TriedServers(h)
+		if err := job.SaveFields(ctx); err != nil {
+			return fmt.Errorf("saving the ComfyUI fields: %w", err)
+		}
+		return nil
+	}
 }
 
 // Resume implements registry.ResumerOf: the run re-attaches to its job

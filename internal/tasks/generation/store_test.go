@@ -46,6 +46,8 @@ func TestStoreRoundTrip(t *testing.T) {
 			full.ComfyServerURL = ptr("http://gpu-1:8188")
 			full.ComfyUIRetryServerURLs = []string{"http://gpu-2:8188", "http://gpu-3:8188"}
 			full.ResultImagePath = ptr("tasks/x/image.png")
+			full.ComfyWorkflow = ptr("flux_txt2img")
+			full.ComfyWorkflowData = map[string]any{"1": map[string]any{"class_type": "EmptyImage", "inputs": map[string]any{"width": float64(64)}}}
 
 			for name, fields := range map[string]*generation.Fields{"sparse": sparse, "full": full} {
 				rec := &store.Record{Task: newTask(), Fields: fields, Def: def}
