@@ -400,3 +400,28 @@ func fakeLatency(fake *comfyfake.Server, id string, at time.Time) time.Duration 
 	}
 	return -1
 }
+
+// TestRestartDuringRun: the only server restarts while it runs the
+// prompt, forgetting it; the job fails as lost (retried afresh by the
+// engine), naming the server.
+func TestRestartDuringRun(t *testing.T) {
+	t.Parallel()
+	fake := comfyfake.StartT(t, comfyfake.Options{})
+	ex := newExecutor(t, fast(fake.URL()), comfyui.Options{})
+	c := testCtx(t)
+	fake.Pause()
+	j, rec := newJob(t, nil)
+	done := execute(ex, j, rec, c)
+	waitFor(t, fake, "the prompt to run", func(s comfyfake.Stats) bool { return s.Running != "" })
+	if err := fake.Restart(c); err != nil {
+		t.Fatal(err)
+	}
+	fake.Resume()
+	err := result(t, done)
+	if !executor.Is(err, executor.Lost) || !strings.Contains(err.Error(), fake.URL()) {
+		t.Errorf("err %v, want lost naming the server", err)
+	}
+	if n := submissions(fake); n != 1 {
+		t.Errorf("%d submissions, want 1 (no other server to move to)", n)
+	}
+}

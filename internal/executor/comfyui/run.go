@@ -132,9 +132,9 @@ func failsOver(err error) bool {
 // an up server, uploads the inputs there, saves the handle with a new
 // prompt id, then POSTs the prompt. A server that fails (no answer, 5xx,
 // a failed upload) is added to st.Tried with its error and the next one is
-// tried. When none is left the error names every server's failure; it is
-// provider_unavailable unless last, the error that moved the job off its
-// previous server, says otherwise.
+// tried. When none is left the error names every server's failure; its
+// category is that of last, the error that moved the job off its previous
+// server, or provider_unavailable.
 func (e *Executor) submit(ctx context.Context, job *executor.Job, p *prepared, st state, last error) (executor.Handle, error) {
 	for {
 		up, down := e.candidates(ctx, st.Tried)
@@ -251,7 +251,10 @@ func (e *Executor) exhausted(st state, down map[string]error, last error) error 
 		}
 	}
 	c := executor.ProviderUnavailable
-	if last != nil && !executor.Is(last, executor.ProviderUnavailable) && !executor.Is(last, executor.Lost) {
+	if last != nil {
+		// A prompt lost by a restarted server stays lost (the engine's
+		// retry submits it afresh, to any server); an out-of-memory error
+		// stays the server's error.
 		c = executor.CategoryOf(last)
 	}
 	server := ""

@@ -350,7 +350,7 @@ type progress struct {
 // report passes pct (never below the last) and stage on.
 func (p *progress) report(ctx context.Context, pct float64, stage string) error {
 	pct = max(pct, p.last)
-	if pct == p.last && stage == p.stageAt && pct != 0 {
+	if pct == p.last && stage == p.stageAt {
 		return nil
 	}
 	p.last, p.stageAt = pct, stage
