@@ -47,6 +47,9 @@ const (
 	fieldWorkflowName = "comfy_workflow"
 )
 
+// ErrUnknownWorkflow is a template name the workflows directory lacks.
+var ErrUnknownWorkflow = errors.New("unknown workflow")
+
 // prepared is a job's filled template, before the server is chosen.
 type prepared struct {
 	workflow string
@@ -97,15 +100,16 @@ func (e *Executor) templateFor(taskType string, workflow json.RawMessage) (*temp
 	}
 	t, ok := e.templates[name]
 	if !ok {
-		return nil, executor.Errorf(executor.InvalidInput, "no workflow %q (%s); the workflows are: %s", name, source, strings.Join(e.Workflows(), ", "))
+		return nil, executor.Errorf(executor.InvalidInput, "%w %q (%s); the workflows are: %s", ErrUnknownWorkflow, name, source, strings.Join(e.Workflows(), ", "))
 	}
 	return t, nil
 }
 
 // CheckFields reports, as invalid input, what would stop a task of
-// taskType with these fields from running: an unknown template, or a
-// field its template needs that the fields lack. The create path can call
-// it to refuse such a task at once.
+// taskType with these fields from running: an unknown template
+// (ErrUnknownWorkflow), a field its template needs that the fields lack
+// (*MissingFieldsError), an input that is no URL. A task type calls it at
+// create to refuse such a task at once.
 func (e *Executor) CheckFields(taskType string, fields json.RawMessage) error {
 	_, err := e.prepare(&executor.Job{Type: taskType, Fields: fields})
 	return err

@@ -32,6 +32,18 @@ type template struct {
 	fields, inputs []string
 }
 
+// MissingFieldsError is a template that needs fields the task lacks.
+type MissingFieldsError struct {
+	// Workflow is the template's name; Fields the missing fields, sorted.
+	Workflow string
+	Fields   []string
+}
+
+// Error implements error.
+func (e *MissingFieldsError) Error() string {
+	return fmt.Sprintf("workflow %s needs field(s) the task lacks: %s", e.Workflow, strings.Join(e.Fields, ", "))
+}
+
 // inputRef stands for an upload in a filled graph until the server is
 // known (resolve).
 type inputRef struct{ field string }
@@ -128,7 +140,7 @@ func (t *template) missing(fields map[string]json.RawMessage) []string {
 // the inputs by field. A missing field is an error naming every one.
 func (t *template) fill(fields map[string]json.RawMessage) (map[string]any, map[string]string, error) {
 	if m := t.missing(fields); len(m) > 0 {
-		return nil, nil, fmt.Errorf("workflow %s needs field(s) the task lacks: %s", t.name, strings.Join(m, ", "))
+		return nil, nil, &MissingFieldsError{Workflow: t.name, Fields: m}
 	}
 	values := make(map[string]any, len(t.fields))
 	for _, f := range t.fields {

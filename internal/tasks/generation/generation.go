@@ -198,6 +198,7 @@ func Type(cfg Config) registry.Type[Fields, Update] {
 		Title:           "Image generation",
 		Description:     "Generates an image from a prompt, with optional LoRA adapters and a reference image.",
 		Processor:       &Processor{executors: cfg.Executors},
+		Scheduler:       &Scheduler{executors: cfg.Executors},
 		Migrations:      registry.Sub(migrations, "migrations"),
 		DefaultProvider: ProviderMock,
 		// The executor types whose executors a task's provider_type may

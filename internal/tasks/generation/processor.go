@@ -107,30 +107,6 @@ func (p *Processor) Process(ctx context.Context, job *registry.Job[Fields]) (*ta
 	}, nil
 }
 
-// keepComfyFields makes the job keep the original's ComfyUI fields
-// (comfy_prompt_id, comfy_server_url, comfyui_retry_server_urls) up to
-// date whenever a comfyui executor saves its handle: before each prompt is
-// submitted, on the first server and on each one failed over to.
-func (p *Processor) keepComfyFields(job *registry.Job[Fields], ej *executor.Job) {
-	save := ej.SaveHandle
-	ej.SaveHandle = func(ctx context.Context, h executor.Handle) error {
-		if err := save(ctx, h); err != nil {
-			return err
-		}
-		if p.executors.Kind(h.Executor) != comfyui.Kind {
-			return nil
-		}
-		f := job.Fields
-		id, server := h.ExternalID, h.Server
-		f.ComfyPromptID, f.ComfyServerURL = &id, &server
-		f.ComfyUIRetryServerURLs = comfyui.TriedServers(h)
-		if err := job.SaveFields(ctx); err != nil {
-			return fmt.Errorf("saving the ComfyUI fields: %w", err)
-		}
-		return nil
-	}
-}
-
 // Resume implements registry.ResumerOf: the run re-attaches to its job
 // through the handle its lost run saved (executor.Execute does).
 func (p *Processor) Resume(ctx context.Context, job *registry.Job[Fields]) (*task.Result, error) {
