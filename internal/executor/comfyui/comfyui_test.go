@@ -221,6 +221,7 @@ func TestFailover(t *testing.T) {
 	if !executor.Is(err, executor.ProviderUnavailable) || !strings.Contains(err.Error(), a.URL()) || !strings.Contains(err.Error(), b.URL()) {
 		t.Errorf("with every server down: %v, want provider_unavailable naming both servers", err)
 	}
+	t.Logf("error with every server down: %v", err)
 	if p := ex.Ping(testCtx(t)); !executor.Is(p, executor.ProviderUnavailable) {
 		t.Errorf("Ping with every server down: %v", p)
 	}

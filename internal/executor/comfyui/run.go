@@ -159,7 +159,7 @@ func (e *Executor) submit(ctx context.Context, job *executor.Job, p *prepared, s
 			return executor.Handle{}, serverError(srv.URL, err)
 		}
 		st.Tried = append(st.Tried, srv.URL)
-		st.Errors = append(st.Errors, ServerError{Server: srv.URL, Error: err.Error()})
+		st.Errors = append(st.Errors, ServerError{Server: srv.URL, Error: detail(err)})
 		last = err
 	}
 }
@@ -229,7 +229,7 @@ func (e *Executor) upload(ctx context.Context, job *executor.Job, p *prepared, c
 		name, err := c.upload(rctx, uploadName(f, data), data)
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("uploading input %s: %w", f, err)
+			return nil, annotate(err, "uploading input "+f)
 		}
 		names[f] = name
 	}
@@ -251,7 +251,7 @@ func (e *Executor) exhausted(st state, down map[string]error, last error) error 
 	}
 	for _, s := range e.servers {
 		if err, ok := down[s.URL]; ok && !slices.Contains(st.Tried, s.URL) {
-			parts = append(parts, fmt.Sprintf("server %s is down: %v", s.URL, err))
+			parts = append(parts, fmt.Sprintf("server %s is down: %s", s.URL, detail(err)))
 		}
 	}
 	c := executor.ProviderUnavailable
@@ -270,6 +270,25 @@ func (e *Executor) exhausted(st state, down map[string]error, last error) error 
 		msg += ": " + strings.Join(parts, "; ")
 	}
 	return &executor.Error{Category: c, Server: server, Err: errors.New(msg)}
+}
+
+// annotate prefixes a classified error's message with context, keeping
+// its category, without repeating the "executor: category:" prefix.
+func annotate(err error, context string) error {
+	e, ok := err.(*executor.Error)
+	if !ok {
+		return fmt.Errorf("%s: %w", context, err)
+	}
+	return &executor.Error{Category: e.Category, Server: e.Server, Err: fmt.Errorf("%s: %w", context, e.Err)}
+}
+
+// detail is err's message for a server's error record: its category and
+// message.
+func detail(err error) string {
+	if e, ok := err.(*executor.Error); ok {
+		return fmt.Sprintf("%s: %v", e.Category, e.Err)
+	}
+	return err.Error()
 }
 
 // serverError names the server in a classified error.

@@ -67,8 +67,8 @@ func (e *Executor) Wait(ctx context.Context, job *executor.Job, h executor.Handl
 			return nil, serverError(h.Server, err)
 		}
 		st.Tried = append(st.Tried, h.Server)
-		st.Errors = append(st.Errors, ServerError{Server: h.Server, Error: err.Error()})
-		if err := pr.stage(ctx, fmt.Sprintf("server %s failed (%v); trying another server", h.Server, err)); err != nil {
+		st.Errors = append(st.Errors, ServerError{Server: h.Server, Error: detail(err)})
+		if err := pr.stage(ctx, fmt.Sprintf("server %s failed (%s); trying another server", h.Server, detail(err))); err != nil {
 			return nil, err
 		}
 		p, perr := e.prepare(job)
@@ -221,7 +221,15 @@ func (p *poller) noAnswer(ctx context.Context, err error) error {
 	if time.Since(p.unreachable) < p.e.downAfter {
 		return nil
 	}
-	return executor.Errorf(executor.ProviderUnavailable, "server %s has not answered for %s: %w", p.server, p.e.downAfter, err)
+	return &executor.Error{Category: executor.ProviderUnavailable, Err: fmt.Errorf("server %s has not answered for %s: %w", p.server, p.e.downAfter, unwrapped(err))}
+}
+
+// unwrapped is the message-bearing error inside a classified one.
+func unwrapped(err error) error {
+	if e, ok := err.(*executor.Error); ok {
+		return e.Err
+	}
+	return err
 }
 
 // outcome classifies a finished prompt's history entry (§1.3): success;
