@@ -76,7 +76,9 @@ type Settings struct {
 type Options struct {
 	// Dir is the config file's directory, which Workflows is relative to.
 	Dir string
-	// Client is the HTTP client (nil: a default client).
+	// Client is the HTTP client (nil: a default client). Its Timeout, if
+	// any, is not applied to the websocket, which stays open for a whole
+	// prompt; request_timeout bounds the other calls.
 	Client *http.Client
 	// Slots is the slot accounting; nil is a new LocalSlots. Executors
 	// sharing one pool of servers must share it.
@@ -100,6 +102,8 @@ type Executor struct {
 	defaults  map[string]string
 	slots     Slots
 	hc        *http.Client
+	// wsClient is hc without a Timeout (coder/websocket refuses one).
+	wsClient *http.Client
 
 	pollInterval, probeInterval, downAfter, lostAfter, requestTimeout time.Duration
 
@@ -199,6 +203,9 @@ func New(name string, s Settings, o Options) (*Executor, error) {
 	if e.hc == nil {
 		e.hc = &http.Client{}
 	}
+	ws := *e.hc
+	ws.Timeout = 0
+	e.wsClient = &ws
 	return e, nil
 }
 

@@ -426,3 +426,34 @@ func TestRestartDuringRun(t *testing.T) {
 		t.Errorf("%d submissions, want 1 (no other server to move to)", n)
 	}
 }
+
+// TestProgressFromWebsocket: the running node and its steps, sent on the
+// websocket, move the job's progress before it ends.
+func TestProgressFromWebsocket(t *testing.T) {
+	t.Parallel()
+	fake := comfyfake.StartT(t, comfyfake.Options{Steps: 4, StepDelay: 30 * time.Millisecond, StepClass: "SaveImage"})
+	ex := newExecutor(t, fast(fake.URL()), comfyui.Options{})
+	j, rec := newJob(t, nil)
+	// The socket is open before the prompt runs: the fake holds it.
+	fake.Pause()
+	done := execute(ex, j, rec, testCtx(t))
+	waitFor(t, fake, "the socket and the running prompt", func(s comfyfake.Stats) bool { return s.Running != "" && len(s.Clients) == 1 })
+	fake.Resume()
+	if err := result(t, done); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var mid []float64
+	for _, p := range rec.progress {
+		if p > 0 && p < 95 {
+			mid = append(mid, p)
+		}
+	}
+	if len(mid) < 3 || !slices.IsSorted(mid) {
+		t.Errorf("progress %v: want several rising reports between the start and the end", rec.progress)
+	}
+	if !slices.Contains(rec.stages, "running node 2") {
+		t.Errorf("stages %v do not name the running SaveImage node", rec.stages)
+	}
+}

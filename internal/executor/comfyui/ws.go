@@ -63,7 +63,7 @@ func (e *Executor) listen(ctx context.Context, base, clientID, id string, out ch
 // follow reads one socket until it fails or ctx ends.
 func (e *Executor) follow(ctx context.Context, base, clientID, id string, out chan<- event) {
 	dctx, cancel := context.WithTimeout(ctx, e.requestTimeout)
-	conn, _, err := websocket.Dial(dctx, wsURL(base, clientID), &websocket.DialOptions{HTTPClient: e.hc})
+	conn, _, err := websocket.Dial(dctx, wsURL(base, clientID), &websocket.DialOptions{HTTPClient: e.wsClient})
 	cancel()
 	if err != nil {
 		return
