@@ -36,9 +36,16 @@ func TestConfigFile(t *testing.T) {
 	}
 
 	t.Setenv("COMPUTE_CONFIG", "")
-	planned := write("planned.yaml", "data_dir: state\nexecutors:\n  gpu: {type: comfyui}\n")
+	// A comfyui executor's workflows directory is relative to the file.
+	comfy := write("comfy.yaml", "data_dir: state\nexecutors:\n  gpu: {type: comfyui, servers: [{url: \"http://127.0.0.1:1\"}], workflows: ./wf}\n")
+	_, err = run(t, context.Background(), "serve", "--config", comfy, "--addr", freeAddr(t))
+	if err == nil || !strings.Contains(err.Error(), "executors.gpu (line 3): workflows: reading workflows: open "+filepath.Join(filepath.Dir(comfy), "wf")) {
+		t.Errorf("serve with a comfyui executor whose workflows are missing: %v", err)
+	}
+
+	planned := write("planned.yaml", "data_dir: state\nexecutors:\n  gpu: {type: fal}\n")
 	_, err = run(t, context.Background(), "serve", "--config", planned, "--addr", freeAddr(t))
-	if err == nil || !strings.Contains(err.Error(), "planned.yaml") || !strings.Contains(err.Error(), `executors.gpu (line 3): executor type "comfyui" is not in this build yet`) {
+	if err == nil || !strings.Contains(err.Error(), "planned.yaml") || !strings.Contains(err.Error(), `executors.gpu (line 3): executor type "fal" is not in this build yet`) {
 		t.Errorf("serve with an executor type not built yet: %v", err)
 	}
 }
