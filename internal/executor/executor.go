@@ -16,6 +16,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -74,6 +75,12 @@ type Job struct {
 	// Saved is the handle a previous run of this task saved, handed to a
 	// recovered run; nil for a fresh start.
 	Saved *Handle
+	// StartBy is when the job must have started (the task's created_at
+	// plus its start_timeout_seconds); zero for no start deadline. A
+	// service with a start deadline of its own (fal's
+	// X-Fal-Request-Timeout) is handed the time left. The execution
+	// timeout is the run context's deadline.
+	StartBy time.Time
 
 	// OpenInput reads an input the fields name by URL (our artifacts or a
 	// guarded HTTP fetch, on behalf of the task's tenant).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/task"
@@ -28,6 +29,9 @@ func FromJob[M any](j *registry.Job[M], operation string) (*Job, error) {
 			}
 			return j.SetExecutorHandle(ctx, raw, h.ExternalID)
 		},
+	}
+	if j.Task.StartTimeoutSeconds > 0 {
+		job.StartBy = j.Task.CreatedAt.Add(time.Duration(j.Task.StartTimeoutSeconds) * time.Second)
 	}
 	if j.Task.IsResumed {
 		// A handle that cannot be read is treated as none: the job starts
