@@ -1,0 +1,404 @@
+// Package fal is the executor of fal.ai's queue API
+// (reference/executors.md §2): a job is submitted to
+// POST {base_url}/{model}, followed by polling the status URL the submit
+// returned with backoff, and its result fetched from the response URL;
+// its output files are downloaded into the artifact store at once, since
+// fal's media URLs expire. A task's start_timeout_seconds is sent as
+// X-Fal-Request-Timeout; a COMPLETED request whose result is an error
+// fails with the error's category.
+package fal
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/computeserver/compute/internal/executor"
+	"github.com/computeserver/compute/internal/executor/internal/hosted"
+)
+
+// Kind is the executor type name of fal in the config file.
+const Kind = "fal"
+
+// DefaultBaseURL is fal's queue API.
+const DefaultBaseURL = "https://queue.fal.run"
+
+// The request statuses (§2.2).
+const (
+	statusInQueue    = "IN_QUEUE"
+	statusInProgress = "IN_PROGRESS"
+	statusCompleted  = "COMPLETED"
+)
+
+// pollFailures is how many polls in a row may fail on a transient error
+// (the service unavailable) before Wait gives up.
+const pollFailures = 5
+
+// Settings are fal's settings in the config file
+// (`executors: {NAME: {type: fal, …}}`).
+type Settings struct {
+	// Key is the FAL_KEY ("key_id:key_secret"); write "${FAL_KEY}".
+	Key string `json:"key"`
+	// BaseURL is the queue API (default https://queue.fal.run); tests
+	// point it at a fake.
+	BaseURL string `json:"base_url"`
+	// Model (e.g. fal-ai/flux/dev) and, per task type, Models (e.g.
+	// {training: fal-ai/flux-lora-fast-training}) name the app a task is
+	// submitted to, with its subpath.
+	hosted.Models
+	hosted.Common
+	hosted.Polling
+}
+
+// Executor runs jobs on fal's queue.
+type Executor struct {
+	name      string
+	base      string
+	models    hosted.Models
+	common    hosted.Common
+	backoff   hosted.Backoff
+	api       hosted.Client
+	http      *http.Client
+	cancelled sync.Map // request id -> struct{}: cancelled through this executor
+}
+
+var _ executor.Executor = (*Executor)(nil)
+
+// New returns the fal executor called name; hc makes its calls (nil:
+// http.DefaultClient).
+func New(name string, s Settings, hc *http.Client) (*Executor, error) {
+	if s.Key == "" {
+		return nil, errors.New("key is required (write key: ${FAL_KEY})")
+	}
+	if s.Model == "" && len(s.Models.Models) == 0 {
+		return nil, errors.New("model (or models per task type) is required, e.g. model: fal-ai/flux/dev")
+	}
+	b, err := s.Backoff()
+	if err != nil {
+		return nil, err
+	}
+	base := strings.TrimRight(s.BaseURL, "/")
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	return &Executor{
+		name: name, base: base, models: s.Models, common: s.Common, backoff: b,
+		api: hosted.Client{HTTP: hc, Authorization: "Key " + s.Key}, http: hc,
+	}, nil
+}
+
+// Name implements executor.Executor.
+func (e *Executor) Name() string { return e.name }
+
+// state is the handle's state: the URLs submit returned, which status,
+// result and cancel must use ("Do not build these URLs yourself", §2.1).
+type state struct {
+	StatusURL   string `json:"status_url"`
+	ResponseURL string `json:"response_url"`
+	CancelURL   string `json:"cancel_url"`
+}
+
+// Start implements executor.Executor: it submits the job (§2.1) and
+// returns the handle naming fal's request id and its URLs.
+func (e *Executor) Start(ctx context.Context, job *executor.Job) (executor.Handle, error) {
+	model := e.models.For(job.Type)
+	if model == "" {
+		return executor.Handle{}, executor.Errorf(executor.InvalidInput, "no fal model is configured for %s tasks", job.Type)
+	}
+	in, err := e.common.BuildInput(ctx, job, shape)
+	if err != nil {
+		return executor.Handle{}, err
+	}
+	header := http.Header{}
+	if !job.StartBy.IsZero() {
+		// §2.3: a time-to-start deadline in seconds; the SDK requires more
+		// than one.
+		left := math.Ceil(time.Until(job.StartBy).Seconds())
+		if left <= 1 {
+			return executor.Handle{}, executor.Errorf(executor.StartTimeout, "the task's start deadline passed before it reached fal")
+		}
+		header.Set("X-Fal-Request-Timeout", strconv.Itoa(int(left)))
+	}
+	resp, err := e.api.Do(ctx, http.MethodPost, e.base+"/"+strings.Trim(model, "/"), in, header)
+	if err != nil {
+		return executor.Handle{}, err
+	}
+	if resp.Code != http.StatusOK {
+		return executor.Handle{}, hosted.StatusError("submitting to fal "+model, resp)
+	}
+	var sub struct {
+		RequestID string `json:"request_id"`
+		state
+	}
+	if err := resp.Decode(&sub); err != nil {
+		return executor.Handle{}, err
+	}
+	if sub.RequestID == "" || sub.StatusURL == "" || sub.ResponseURL == "" {
+		return executor.Handle{}, executor.Errorf(executor.ProviderError, "fal's submit answer lacks request_id or its URLs")
+	}
+	raw, err := json.Marshal(sub.state)
+	if err != nil {
+		return executor.Handle{}, fmt.Errorf("encoding fal handle: %w", err)
+	}
+	return executor.Handle{Executor: e.name, ExternalID: sub.RequestID, Version: executor.HandleVersion, State: raw}, nil
+}
+
+// shape turns a generation task's fields into fal's image input (§2.5):
+// width and height become image_size, the four LoRA slots loras,
+// reference_image_url and its strength image_url and strength. Other
+// fields (a training task's images_data_url, steps, trigger_word …) keep
+// their names, which are fal's.
+func shape(in map[string]any) {
+	w, okW := in["width"]
+	h, okH := in["height"]
+	if okW && okH {
+		in["image_size"] = map[string]any{"width": w, "height": h}
+		delete(in, "width")
+		delete(in, "height")
+	}
+	var loras []map[string]any
+	for _, slot := range []string{"subject", "product", "style", "product2"} {
+		path, ok := in[slot+"_model_path"].(string)
+		weight, hasWeight := in[slot+"_lora_weight"]
+		delete(in, slot+"_model_path")
+		delete(in, slot+"_lora_weight")
+		if !ok || path == "" {
+			continue
+		}
+		l := map[string]any{"path": path}
+		if hasWeight {
+			l["scale"] = weight
+		}
+		loras = append(loras, l)
+	}
+	if len(loras) > 0 {
+		in["loras"] = loras
+	}
+	if ref, ok := in["reference_image_url"]; ok {
+		in["image_url"] = ref
+		delete(in, "reference_image_url")
+		if s, ok := in["reference_image_strength"]; ok {
+			in["strength"] = s
+		}
+	}
+	delete(in, "reference_image_strength")
+}
+
+// stateOf reads a handle's state; a handle of another layout is lost.
+func stateOf(h executor.Handle) (state, error) {
+	var s state
+	if h.Version != executor.HandleVersion || json.Unmarshal(h.State, &s) != nil || s.StatusURL == "" {
+		return s, executor.Errorf(executor.Lost, "fal handle of request %s cannot be read (version %d)", h.ExternalID, h.Version)
+	}
+	return s, nil
+}
+
+// status is a status answer (§2.2).
+type status struct {
+	Status        string `json:"status"`
+	QueuePosition *int   `json:"queue_position"`
+	Logs          []struct {
+		Message string `json:"message"`
+	} `json:"logs"`
+}
+
+// poll reads the request's status once.
+func (e *Executor) poll(ctx context.Context, id string, s state) (status, error) {
+	var st status
+	resp, err := e.api.Do(ctx, http.MethodGet, s.StatusURL+"?logs=1", nil, nil)
+	if err != nil {
+		return st, err
+	}
+	switch resp.Code {
+	case http.StatusOK, http.StatusAccepted: // §2.2: 202 while queued or running
+	case http.StatusNotFound:
+		return st, executor.Errorf(executor.Lost, "fal no longer knows request %s", id)
+	default:
+		return st, hosted.StatusError("polling fal request "+id, resp)
+	}
+	err = resp.Decode(&st)
+	return st, err
+}
+
+// Wait implements executor.Executor: it polls the request with backoff,
+// reporting the queue position and the progress its logs show, then
+// fetches the result and downloads its files.
+func (e *Executor) Wait(ctx context.Context, job *executor.Job, h executor.Handle, r executor.Reporter) (*executor.Output, error) {
+	s, err := stateOf(h)
+	if err != nil {
+		return nil, err
+	}
+	m := hosted.Meter{R: r}
+	b := e.backoff
+	last, failures := "", 0
+	for {
+		st, err := e.poll(ctx, h.ExternalID, s)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil, ctx.Err()
+		case err != nil && executor.Is(err, executor.ProviderUnavailable) && failures < pollFailures:
+			failures++
+		case err != nil:
+			return nil, err
+		default:
+			failures = 0
+			if err := e.report(ctx, &m, st); err != nil {
+				return nil, err
+			}
+			if st.Status == statusCompleted {
+				return e.result(ctx, job, h.ExternalID, s, &m)
+			}
+			if key := fmt.Sprint(st.Status, len(st.Logs)); key != last {
+				last = key
+				b.Reset()
+			}
+		}
+		if err := hosted.Pause(ctx, b.Next()); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// report turns a status into progress: 0 while queued, 10–90 while
+// running as far as the logs tell.
+func (e *Executor) report(ctx context.Context, m *hosted.Meter, st status) error {
+	switch st.Status {
+	case statusInQueue:
+		stage := "queued at fal"
+		if st.QueuePosition != nil {
+			stage = fmt.Sprintf("queued at fal (position %d)", *st.QueuePosition)
+		}
+		return m.Report(ctx, 0, stage)
+	case statusInProgress, statusCompleted:
+		var logs strings.Builder
+		for _, l := range st.Logs {
+			logs.WriteString(l.Message)
+			logs.WriteByte('\n')
+		}
+		pct := 10.0
+		if f, ok := hosted.LogFraction(logs.String()); ok {
+			pct = 10 + 80*f
+		}
+		return m.Report(ctx, pct, "running at fal")
+	default:
+		// §2.7: never map an unknown status to "processing forever".
+		return executor.Errorf(executor.ProviderError, "fal answered an unknown status %q", st.Status)
+	}
+}
+
+// result fetches a COMPLETED request's result (§2.2): the model's output,
+// or its error with the model's status code.
+func (e *Executor) result(ctx context.Context, job *executor.Job, id string, s state, m *hosted.Meter) (*executor.Output, error) {
+	resp, err := e.api.Do(ctx, http.MethodGet, s.ResponseURL, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Code != http.StatusOK {
+		return nil, e.resultError(id, resp)
+	}
+	var out map[string]any
+	if err := resp.Decode(&out); err != nil {
+		return nil, err
+	}
+	if blocked(out) {
+		return nil, executor.Errorf(executor.SafetyBlocked, "fal's safety checker flagged every image of request %s", id)
+	}
+	if err := m.Report(ctx, 92, "downloading outputs"); err != nil {
+		return nil, err
+	}
+	arts, err := hosted.Download(ctx, e.http, job, hosted.URLs(out["images"]))
+	if err != nil {
+		return nil, err
+	}
+	if len(arts) == 0 {
+		arts, err = hosted.Download(ctx, e.http, job, hosted.URLs(out))
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := m.Report(ctx, 100, "done"); err != nil {
+		return nil, err
+	}
+	data := map[string]any{"request_id": id}
+	for _, k := range []string{"seed", "has_nsfw_concepts", "timings"} {
+		if v, ok := out[k]; ok {
+			data[k] = v
+		}
+	}
+	return &executor.Output{Artifacts: arts, Data: data}, nil
+}
+
+// resultError classifies a result that is an error (§2.2, §5.4): a
+// request we cancelled is cancelled; a 504 with X-Fal-Request-Timeout-Type:
+// user missed our own start deadline; the rest as its status says (4xx
+// invalid input, 5xx the provider's).
+func (e *Executor) resultError(id string, resp *hosted.Response) error {
+	if _, ok := e.cancelled.Load(id); ok {
+		return executor.Errorf(executor.Cancelled, "fal request %s was cancelled", id)
+	}
+	if resp.Code == http.StatusGatewayTimeout && resp.Header.Get("X-Fal-Request-Timeout-Type") == "user" {
+		return executor.Errorf(executor.StartTimeout, "fal request %s did not start before the task's start deadline", id)
+	}
+	if resp.Code == http.StatusNotFound {
+		return executor.Errorf(executor.Lost, "fal no longer has the result of request %s (results are kept an hour, six minutes from 10 KB)", id)
+	}
+	return hosted.StatusError("fal request "+id+" failed", resp)
+}
+
+// blocked reports whether fal's safety checker flagged every image of a
+// result (§2.5 has_nsfw_concepts): fal then returns black images.
+func blocked(out map[string]any) bool {
+	flags, ok := out["has_nsfw_concepts"].([]any)
+	if !ok || len(flags) == 0 {
+		return false
+	}
+	for _, f := range flags {
+		if b, _ := f.(bool); !b {
+			return false
+		}
+	}
+	return true
+}
+
+// Cancel implements executor.Executor: PUT the cancel URL (§2.2 Cancel).
+// A request already completed or unknown is not an error.
+func (e *Executor) Cancel(ctx context.Context, h executor.Handle) error {
+	s, err := stateOf(h)
+	if err != nil {
+		return nil // nothing we can reach: nothing to cancel
+	}
+	e.cancelled.Store(h.ExternalID, struct{}{})
+	cancelURL := s.CancelURL
+	if cancelURL == "" {
+		cancelURL = s.ResponseURL + "/cancel"
+	}
+	resp, err := e.api.Do(ctx, http.MethodPut, cancelURL, nil, nil)
+	if err != nil {
+		return err
+	}
+	switch resp.Code {
+	case http.StatusOK, http.StatusAccepted, http.StatusBadRequest, http.StatusNotFound:
+		return nil // CANCELLATION_REQUESTED, ALREADY_COMPLETED, NOT_FOUND
+	}
+	return hosted.StatusError("cancelling fal request "+h.ExternalID, resp)
+}
+
+// Recover implements executor.Executor: a request fal still answers for
+// is waited on again; one it does not know is lost.
+func (e *Executor) Recover(ctx context.Context, _ *executor.Job, h executor.Handle) (executor.Handle, error) {
+	s, err := stateOf(h)
+	if err != nil {
+		return h, err
+	}
+	if _, err := e.poll(ctx, h.ExternalID, s); err != nil {
+		return h, err
+	}
+	return h, nil
+}

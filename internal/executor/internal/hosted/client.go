@@ -1,0 +1,185 @@
+// Package hosted holds what the executors of hosted model services (fal,
+// Replicate, Cog) share: JSON calls classified into the executor error
+// taxonomy, Retry-After, polling backoff, monotonic progress, handing a
+// task's inputs to a service that cannot fetch our URLs (data URIs), and
+// downloading a job's outputs into the artifact store at once.
+package hosted
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	neturl "net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/computeserver/compute/internal/executor"
+)
+
+// maxBody bounds a service's JSON answer.
+const maxBody = 32 << 20
+
+// DefaultRetryAfter is how long a 429 without a Retry-After header backs
+// off.
+const DefaultRetryAfter = 10 * time.Second
+
+// Client calls a service's JSON API.
+type Client struct {
+	// HTTP makes the calls (nil: http.DefaultClient).
+	HTTP *http.Client
+	// Authorization is the Authorization header sent with every call
+	// ("Key …", "Bearer …"); empty sends none. It is never part of an
+	// error.
+	Authorization string
+}
+
+// Response is a service's answer.
+type Response struct {
+	// Code and Header are the HTTP status and headers.
+	Code   int
+	Header http.Header
+	// Body is the answer's body, read whole.
+	Body []byte
+}
+
+// Decode decodes the body as JSON into v, keeping numbers exact (fal seeds
+// exceed 2^53).
+func (r *Response) Decode(v any) error {
+	dec := json.NewDecoder(bytes.NewReader(r.Body))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return executor.Errorf(executor.ProviderError, "decoding the answer (%d): %w", r.Code, err)
+	}
+	return nil
+}
+
+// Do sends body (JSON; nil sends none) with method to url and reads the
+// answer. A call that gets no answer is classified with
+// executor.FromTransport; any answer is returned, whatever its status.
+func (c *Client) Do(ctx context.Context, method, url string, body any, header http.Header) (*Response, error) {
+	var rd io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			return nil, executor.Errorf(executor.InvalidInput, "encoding the request: %w", err)
+		}
+		rd = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return nil, executor.Errorf(executor.InvalidInput, "%s %s: %w", method, redact(url), err)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.Authorization != "" {
+		req.Header.Set("Authorization", c.Authorization)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, executor.FromTransport(fmt.Errorf("%s %s: %w", method, redact(url), unwrapURL(err)))
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return nil, executor.FromTransport(fmt.Errorf("reading the answer of %s %s: %w", method, redact(url), err))
+	}
+	return &Response{Code: resp.StatusCode, Header: resp.Header, Body: data}, nil
+}
+
+// unwrapURL drops *url.Error's own quoting of the URL (query included),
+// which the caller reports redacted.
+func unwrapURL(err error) error {
+	var ue *neturl.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// redact drops a URL's query, which may carry a token.
+func redact(url string) string {
+	u, _, _ := strings.Cut(url, "?")
+	return u
+}
+
+// StatusError classifies an answer that is not a success: 429 backs off
+// for its Retry-After (DefaultRetryAfter without one), the rest as
+// executor.FromStatus says. what names the call ("submitting to fal").
+func StatusError(what string, r *Response) error {
+	err := fmt.Errorf("%s: HTTP %d: %s", what, r.Code, Detail(r.Body))
+	if r.Code == http.StatusTooManyRequests {
+		after := RetryAfter(r.Header)
+		if after <= 0 {
+			after = DefaultRetryAfter
+		}
+		return executor.Retry(after, err)
+	}
+	return executor.FromStatus(r.Code, err)
+}
+
+// Detail is a short message from an error body: its detail, error or
+// title field, else the body's start.
+func Detail(body []byte) string {
+	var v struct {
+		Detail json.RawMessage `json:"detail"`
+		Error  json.RawMessage `json:"error"`
+		Title  string          `json:"title"`
+	}
+	if json.Unmarshal(body, &v) == nil {
+		for _, raw := range []json.RawMessage{v.Detail, v.Error} {
+			var s string
+			switch {
+			case len(raw) == 0 || string(raw) == "null":
+			case json.Unmarshal(raw, &s) == nil:
+				return clip(s)
+			default:
+				return clip(string(raw))
+			}
+		}
+		if v.Title != "" {
+			return clip(v.Title)
+		}
+	}
+	return clip(strings.TrimSpace(string(body)))
+}
+
+func clip(s string) string {
+	const n = 300
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	if s == "" {
+		return "(empty body)"
+	}
+	return s
+}
+
+// RetryAfter reads a Retry-After header: seconds or an HTTP date; 0 when
+// absent or unreadable.
+func RetryAfter(h http.Header) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(0, time.Until(t))
+	}
+	return 0
+}
