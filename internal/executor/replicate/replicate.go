@@ -1,0 +1,398 @@
+// Package replicate is the executor of Replicate's predictions API
+// (reference/executors.md §3.1): a prediction is created by model
+// (POST /v1/models/{owner}/{name}/predictions), by version
+// (POST /v1/predictions) or on a deployment, polled with backoff until it
+// ends, and its output files downloaded into the artifact store at once
+// (Replicate removes them after an hour). The run's execution deadline is
+// sent as Cancel-After; a 429 is retried no sooner than its Retry-After.
+package replicate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/computeserver/compute/internal/executor"
+	"github.com/computeserver/compute/internal/executor/internal/hosted"
+	"github.com/computeserver/compute/internal/task"
+)
+
+// Kind is the executor type name of Replicate in the config file.
+const Kind = "replicate"
+
+// DefaultBaseURL is Replicate's API.
+const DefaultBaseURL = "https://api.replicate.com"
+
+// The prediction statuses (§3.1).
+const (
+	statusStarting   = "starting"
+	statusProcessing = "processing"
+	statusSucceeded  = "succeeded"
+	statusFailed     = "failed"
+	statusCanceled   = "canceled"
+	statusAborted    = "aborted"
+)
+
+// pollFailures is how many polls in a row may fail on a transient error
+// before Wait gives up.
+const pollFailures = 5
+
+// Settings are Replicate's settings in the config file
+// (`executors: {NAME: {type: replicate, …}}`).
+type Settings struct {
+	// Token is the API token; write "${REPLICATE_API_TOKEN}".
+	Token string `json:"token"`
+	// BaseURL is the API (default https://api.replicate.com); tests point
+	// it at a fake.
+	BaseURL string `json:"base_url"`
+	// Model (and per task type Models) is "owner/name" (an official
+	// model, its latest version), "owner/name:VERSION" or a bare 64-hex
+	// VERSION (that version), or "deployments/owner/name".
+	hosted.Models
+	hosted.Common
+	hosted.Polling
+}
+
+// Executor runs jobs as Replicate predictions.
+type Executor struct {
+	name      string
+	base      string
+	models    hosted.Models
+	common    hosted.Common
+	backoff   hosted.Backoff
+	api       hosted.Client
+	http      *http.Client
+	cancelled sync.Map // prediction id -> struct{}: cancelled through this executor
+}
+
+var _ executor.Executor = (*Executor)(nil)
+
+// New returns the Replicate executor called name; hc makes its calls
+// (nil: http.DefaultClient).
+func New(name string, s Settings, hc *http.Client) (*Executor, error) {
+	if s.Token == "" {
+		return nil, errors.New("token is required (write token: ${REPLICATE_API_TOKEN})")
+	}
+	if s.Model == "" && len(s.Models.Models) == 0 {
+		return nil, errors.New("model (or models per task type) is required, e.g. model: black-forest-labs/flux-schnell")
+	}
+	for _, m := range append([]string{s.Model}, mapValues(s.Models.Models)...) {
+		if _, _, err := route(m); m != "" && err != nil {
+			return nil, err
+		}
+	}
+	b, err := s.Backoff()
+	if err != nil {
+		return nil, err
+	}
+	base := strings.TrimRight(s.BaseURL, "/")
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	return &Executor{
+		name: name, base: base, models: s.Models, common: s.Common, backoff: b,
+		api: hosted.Client{HTTP: hc, Authorization: "Bearer " + s.Token}, http: hc,
+	}, nil
+}
+
+func mapValues(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// Name implements executor.Executor.
+func (e *Executor) Name() string { return e.name }
+
+var versionID = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// route returns the create path of a model setting and the version to put
+// in the body (§3.1 create).
+func route(model string) (path, version string, err error) {
+	switch {
+	case versionID.MatchString(model):
+		return "/v1/predictions", model, nil
+	case strings.HasPrefix(model, "deployments/") && strings.Count(model, "/") == 2:
+		return "/v1/" + model + "/predictions", "", nil
+	}
+	name, ver, hasVer := strings.Cut(model, ":")
+	if strings.Count(name, "/") != 1 || strings.HasPrefix(name, "/") || strings.HasSuffix(name, "/") {
+		return "", "", fmt.Errorf("model %q: want owner/name, owner/name:VERSION, a version id or deployments/owner/name", model)
+	}
+	if hasVer {
+		return "/v1/predictions", ver, nil
+	}
+	return "/v1/models/" + name + "/predictions", "", nil
+}
+
+// state is the handle's state: the prediction's URLs and the Cancel-After
+// deadline sent.
+type state struct {
+	Get      string    `json:"get"`
+	Cancel   string    `json:"cancel"`
+	Deadline time.Time `json:"deadline,omitzero"`
+}
+
+// prediction is the part of a prediction object (§3.1) the executor reads.
+type prediction struct {
+	ID          string `json:"id"`
+	Status      string `json:"status"`
+	Output      any    `json:"output"`
+	Error       any    `json:"error"`
+	Logs        string `json:"logs"`
+	DataRemoved bool   `json:"data_removed"`
+	URLs        struct {
+		Get    string `json:"get"`
+		Cancel string `json:"cancel"`
+	} `json:"urls"`
+}
+
+// Start implements executor.Executor: it creates the prediction (§3.1)
+// with Cancel-After set to the run's deadline, and returns the handle
+// naming its id.
+func (e *Executor) Start(ctx context.Context, job *executor.Job) (executor.Handle, error) {
+	model := e.models.For(job.Type)
+	if model == "" {
+		return executor.Handle{}, executor.Errorf(executor.InvalidInput, "no Replicate model is configured for %s tasks", job.Type)
+	}
+	path, version, err := route(model)
+	if err != nil {
+		return executor.Handle{}, executor.Classify(executor.InvalidInput, err)
+	}
+	in, err := e.common.BuildInput(ctx, job, nil)
+	if err != nil {
+		return executor.Handle{}, err
+	}
+	body := map[string]any{"input": in}
+	if version != "" {
+		body["version"] = version
+	}
+	header := http.Header{}
+	var st state
+	if dl, ok := ctx.Deadline(); ok {
+		// §3.1 Cancel-After: not started by then → aborted, running →
+		// canceled; either way not billed past our own timeout.
+		secs := math.Ceil(time.Until(dl).Seconds())
+		if secs < 1 {
+			return executor.Handle{}, executor.Errorf(executor.Timeout, "the run's deadline passed before the prediction was created")
+		}
+		header.Set("Cancel-After", fmt.Sprintf("%ds", int(secs)))
+		st.Deadline = dl.UTC()
+	}
+	resp, err := e.api.Do(ctx, http.MethodPost, e.base+path, body, header)
+	if err != nil {
+		return executor.Handle{}, err
+	}
+	if resp.Code < 200 || resp.Code > 299 { // §3.1: 201 ⚠, any 2xx
+		return executor.Handle{}, hosted.StatusError("creating a Replicate prediction of "+model, resp)
+	}
+	var p prediction
+	if err := resp.Decode(&p); err != nil {
+		return executor.Handle{}, err
+	}
+	if p.ID == "" {
+		return executor.Handle{}, executor.Errorf(executor.ProviderError, "Replicate's create answer has no prediction id")
+	}
+	st.Get, st.Cancel = p.URLs.Get, p.URLs.Cancel
+	if st.Get == "" {
+		st.Get = e.base + "/v1/predictions/" + p.ID
+	}
+	if st.Cancel == "" {
+		st.Cancel = st.Get + "/cancel"
+	}
+	raw, err := json.Marshal(st)
+	if err != nil {
+		return executor.Handle{}, fmt.Errorf("encoding Replicate handle: %w", err)
+	}
+	return executor.Handle{Executor: e.name, ExternalID: p.ID, Version: executor.HandleVersion, State: raw}, nil
+}
+
+// stateOf reads a handle's state; a handle of another layout is lost.
+func stateOf(h executor.Handle) (state, error) {
+	var s state
+	if h.Version != executor.HandleVersion || json.Unmarshal(h.State, &s) != nil || s.Get == "" {
+		return s, executor.Errorf(executor.Lost, "Replicate handle of prediction %s cannot be read (version %d)", h.ExternalID, h.Version)
+	}
+	return s, nil
+}
+
+// get reads the prediction once.
+func (e *Executor) get(ctx context.Context, id string, s state) (prediction, error) {
+	var p prediction
+	resp, err := e.api.Do(ctx, http.MethodGet, s.Get, nil, nil)
+	if err != nil {
+		return p, err
+	}
+	switch resp.Code {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return p, executor.Errorf(executor.Lost, "Replicate no longer knows prediction %s", id)
+	default:
+		return p, hosted.StatusError("polling Replicate prediction "+id, resp)
+	}
+	err = resp.Decode(&p)
+	return p, err
+}
+
+// Wait implements executor.Executor: it polls the prediction with backoff
+// (a 429 waits its Retry-After), reporting the progress its logs show,
+// until it ends; a success's output files are downloaded.
+func (e *Executor) Wait(ctx context.Context, job *executor.Job, h executor.Handle, r executor.Reporter) (*executor.Output, error) {
+	s, err := stateOf(h)
+	if err != nil {
+		return nil, err
+	}
+	m := hosted.Meter{R: r}
+	b := e.backoff
+	last, failures := "", 0
+	for {
+		p, err := e.get(ctx, h.ExternalID, s)
+		wait := time.Duration(0)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil, ctx.Err()
+		case err != nil && executor.Is(err, executor.RateLimited):
+			// §3.1: GETs are rate limited too; honour Retry-After.
+			wait = retryAfterOf(err)
+		case err != nil && executor.Is(err, executor.ProviderUnavailable) && failures < pollFailures:
+			failures++
+		case err != nil:
+			return nil, err
+		default:
+			failures = 0
+			if done, out, err := e.step(ctx, job, h.ExternalID, s, p, &m); done {
+				return out, err
+			}
+			if key := fmt.Sprint(p.Status, len(p.Logs)); key != last {
+				last = key
+				b.Reset()
+			}
+		}
+		if wait == 0 {
+			wait = b.Next()
+		}
+		if err := hosted.Pause(ctx, wait); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// retryAfterOf is the delay a rate-limited error asks for.
+func retryAfterOf(err error) time.Duration {
+	var ra *task.RetryAfterError
+	if errors.As(err, &ra) && ra.After > 0 {
+		return ra.After
+	}
+	return hosted.DefaultRetryAfter
+}
+
+// step handles one poll's prediction: progress while it runs, its end
+// once terminal (done).
+func (e *Executor) step(ctx context.Context, job *executor.Job, id string, s state, p prediction, m *hosted.Meter) (done bool, out *executor.Output, err error) {
+	switch p.Status {
+	case statusStarting:
+		return false, nil, m.Report(ctx, 0, "starting at Replicate")
+	case statusProcessing:
+		pct := 10.0
+		if f, ok := hosted.LogFraction(p.Logs); ok {
+			pct = 10 + 80*f
+		}
+		return false, nil, m.Report(ctx, pct, "running at Replicate")
+	case statusSucceeded:
+		out, err := e.succeeded(ctx, job, id, p, m)
+		return true, out, err
+	case statusFailed:
+		return true, nil, failure(id, p.Error)
+	case statusCanceled:
+		if _, ok := e.cancelled.Load(id); !ok && !s.Deadline.IsZero() && !time.Now().Before(s.Deadline.Add(-time.Second)) {
+			return true, nil, executor.Errorf(executor.Timeout, "Replicate cancelled prediction %s at its Cancel-After deadline", id)
+		}
+		return true, nil, executor.Errorf(executor.Cancelled, "Replicate prediction %s was cancelled", id)
+	case statusAborted:
+		return true, nil, executor.Errorf(executor.Timeout, "Replicate prediction %s did not start before its Cancel-After deadline (aborted)", id)
+	}
+	return true, nil, executor.Errorf(executor.ProviderError, "Replicate answered an unknown status %q for prediction %s", p.Status, id)
+}
+
+// succeeded downloads a successful prediction's output files.
+func (e *Executor) succeeded(ctx context.Context, job *executor.Job, id string, p prediction, m *hosted.Meter) (*executor.Output, error) {
+	if p.DataRemoved {
+		return nil, executor.Errorf(executor.Lost, "Replicate removed the output of prediction %s (kept an hour)", id)
+	}
+	if err := m.Report(ctx, 92, "downloading outputs"); err != nil {
+		return nil, err
+	}
+	arts, err := hosted.Download(ctx, e.http, job, hosted.URLs(p.Output))
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Report(ctx, 100, "done"); err != nil {
+		return nil, err
+	}
+	data := map[string]any{"prediction_id": id}
+	if len(arts) == 0 {
+		data["output"] = p.Output // a text model's answer
+	}
+	return &executor.Output{Artifacts: arts, Data: data}, nil
+}
+
+// failure classifies a failed prediction's error (§3.1 "error is usually a
+// string"; §5.4): a safety filter's refusal and invalid input are not
+// retried; any other failure (a crash, out of memory) is the provider's.
+func failure(id string, e any) error {
+	msg, ok := e.(string)
+	if !ok {
+		raw, _ := json.Marshal(e)
+		msg = string(raw)
+	}
+	low := strings.ToLower(msg)
+	err := fmt.Errorf("Replicate prediction %s failed: %s", id, msg)
+	switch {
+	case strings.Contains(low, "nsfw") || strings.Contains(low, "safety") || strings.Contains(low, "sensitive"):
+		return executor.Classify(executor.SafetyBlocked, err)
+	case strings.Contains(low, "validation") || strings.Contains(low, "invalid input") || strings.Contains(low, "is required"):
+		return executor.Classify(executor.InvalidInput, err)
+	}
+	return executor.Classify(executor.ProviderError, err)
+}
+
+// Cancel implements executor.Executor: POST the cancel URL (§3.1). A
+// prediction already ended or unknown is not an error.
+func (e *Executor) Cancel(ctx context.Context, h executor.Handle) error {
+	s, err := stateOf(h)
+	if err != nil {
+		return nil
+	}
+	e.cancelled.Store(h.ExternalID, struct{}{})
+	resp, err := e.api.Do(ctx, http.MethodPost, s.Cancel, nil, nil)
+	if err != nil {
+		return err
+	}
+	if resp.Code == http.StatusNotFound || (resp.Code >= 200 && resp.Code < 300) {
+		return nil
+	}
+	return hosted.StatusError("cancelling Replicate prediction "+h.ExternalID, resp)
+}
+
+// Recover implements executor.Executor: a prediction Replicate still
+// answers for is waited on again (a finished one too: Wait collects it);
+// one it does not know is lost.
+func (e *Executor) Recover(ctx context.Context, _ *executor.Job, h executor.Handle) (executor.Handle, error) {
+	s, err := stateOf(h)
+	if err != nil {
+		return h, err
+	}
+	if _, err := e.get(ctx, h.ExternalID, s); err != nil {
+		return h, err
+	}
+	return h, nil
+}
