@@ -74,6 +74,10 @@ type Deps struct {
 	// Executors are the configured executors a task's provider_type may
 	// name; nil accepts any of the type's declared providers unchecked.
 	Executors *executor.Set
+	// Callbacks receive executors' webhooks by executor type: each is
+	// served at POST /api/v1/callbacks/{type}/{token}, without an API key
+	// (the handler checks the job's unguessable token).
+	Callbacks map[string]http.Handler
 }
 
 // Server serves the HTTP API.
@@ -163,6 +167,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.registerArtifactRoutes()
 	s.registerEventRoutes()
 	s.registerWebhookRoutes()
+	for kind, h := range deps.Callbacks {
+		s.mux.Handle("POST /api/v1/callbacks/"+kind+"/{token}", h)
+	}
 	s.finishDocument()
 	return s, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/computeserver/compute/internal/artifact"
 	"github.com/computeserver/compute/internal/config"
 	"github.com/computeserver/compute/internal/executor"
+	"github.com/computeserver/compute/internal/executor/cog"
 	"github.com/computeserver/compute/internal/executors"
 	"github.com/computeserver/compute/internal/netguard"
 	"github.com/computeserver/compute/internal/queue"
@@ -44,6 +45,9 @@ type App struct {
 	Artifacts artifact.Store
 	// Executors are the configured executors tasks run on.
 	Executors *executor.Set
+	// Callbacks receives Cog containers' webhooks for the runs of this
+	// process; the API serves it.
+	Callbacks *cog.Callbacks
 	Engine    *queue.Engine
 	Webhooks  *webhook.Deliverer
 	Events    *Events
@@ -103,6 +107,11 @@ func NewRegistryOn(fetcher *artifact.Fetcher, set *executor.Set, register Regist
 // without one (or without its executors section), and the file's routes.
 // Errors name the file and the entry.
 func NewExecutors(cfg config.Config) (*executor.Set, error) {
+	return newExecutors(cfg, executors.Deps{Callbacks: cog.NewCallbacks(), PublicURL: cfg.BaseURL()})
+}
+
+// newExecutors is NewExecutors handing deps to the executors.
+func newExecutors(cfg config.Config, deps executors.Deps) (*executor.Set, error) {
 	if cfg.Executors == nil && cfg.Types == nil {
 		return executors.Default(), nil
 	}
@@ -117,7 +126,7 @@ func NewExecutors(cfg config.Config) (*executor.Set, error) {
 	for name, t := range cfg.Types {
 		routes[name] = executor.Route{Executor: t.Executor, Fallback: t.Fallback}
 	}
-	set, err := executors.Build(entries, routes)
+	set, err := executors.BuildWith(entries, routes, deps)
 	if err != nil {
 		return nil, fmt.Errorf("config file %s: %w", cfg.File, err)
 	}
@@ -153,7 +162,8 @@ func New(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 		return nil, err
 	}
 	fetcher := NewFetcher(cfg, artifacts)
-	set, err := NewExecutors(cfg)
+	callbacks := cog.NewCallbacks()
+	set, err := newExecutors(cfg, executors.Deps{Callbacks: callbacks, PublicURL: cfg.BaseURL()})
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +202,7 @@ func New(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 		}
 		return rec.Task.OriginTenantID, nil
 	}
-	a := &App{Config: cfg, Registry: reg, Store: st, Artifacts: artifacts, Executors: set, Events: events, log: log}
+	a := &App{Config: cfg, Registry: reg, Store: st, Artifacts: artifacts, Executors: set, Callbacks: callbacks, Events: events, log: log}
 	if opts.Workers && cfg.EventRetention > 0 {
 		if a.retention, err = stream.NewRetention(stream.RetentionConfig{Keep: cfg.EventRetention}, st, log); err != nil {
 			a.Close()
@@ -251,7 +261,7 @@ func (a *App) build(ctx context.Context, opts Options) error {
 			MaxReplays: cfg.SSEMaxReplays, MaxPageBytes: cfg.MaxPageBytes,
 		}, api.Deps{
 			Store: st, Registry: a.Registry, Artifacts: a.Artifacts, Engine: eng, Logger: a.log, Events: a.Events.Relay,
-			Executors: a.Executors,
+			Executors: a.Executors, Callbacks: map[string]http.Handler{cog.Kind: a.Callbacks},
 		})
 		if err != nil {
 			return err

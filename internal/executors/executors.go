@@ -8,14 +8,19 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/computeserver/compute/internal/executor"
+	"github.com/computeserver/compute/internal/executor/cog"
 	"github.com/computeserver/compute/internal/executor/comfyui"
+	"github.com/computeserver/compute/internal/executor/fal"
 	"github.com/computeserver/compute/internal/executor/local"
 	"github.com/computeserver/compute/internal/executor/mock"
+	"github.com/computeserver/compute/internal/executor/replicate"
 )
 
 // Entry is one configured executor: the config file's
@@ -33,6 +38,20 @@ type Entry struct {
 	Dir string
 }
 
+// Deps are what executors take from the process rather than from their
+// settings.
+type Deps struct {
+	// HTTP makes the hosted executors' calls (nil: a client of their own
+	// with a five-minute timeout per call).
+	HTTP *http.Client
+	// PublicURL is the server's public base URL: where a Cog container
+	// sends its webhooks unless its callback_url says otherwise.
+	PublicURL string
+	// Callbacks receives Cog containers' webhooks; the process's API
+	// serves it at cog.CallbackPath. Nil: cog executors cannot be built.
+	Callbacks *cog.Callbacks
+}
+
 // factory builds an executor of one type named name from its settings;
 // decode decodes the settings strictly into a settings struct, env holds
 // what the process shares with its executors.
@@ -40,6 +59,7 @@ type factory func(name string, decode func(v any) error, env env) (executor.Exec
 
 // env is what a factory gets besides the settings.
 type env struct {
+	Deps
 	// dir is the config file's directory (relative paths start there).
 	dir string
 	// comfySlots is the ComfyUI slot accounting of the process, shared by
@@ -47,30 +67,58 @@ type env struct {
 	comfySlots comfyui.Slots
 }
 
+// settingsOf decodes an executor's settings into a new S.
+func settingsOf[S any](decode func(v any) error) (S, error) {
+	var s S
+	err := decode(&s)
+	return s, err
+}
+
 // builtins returns the executor types this build can run: the central
 // list, one entry per type.
 func builtins() map[string]factory {
 	return map[string]factory{
-		comfyui.Kind: func(name string, decode func(v any) error, env env) (executor.Executor, error) {
-			var s comfyui.Settings
-			if err := decode(&s); err != nil {
+		comfyui.Kind: func(name string, decode func(v any) error, e env) (executor.Executor, error) {
+			s, err := settingsOf[comfyui.Settings](decode)
+			if err != nil {
 				return nil, err
 			}
-			return comfyui.New(name, s, comfyui.Options{Dir: env.dir, Slots: env.comfySlots})
+			return comfyui.New(name, s, comfyui.Options{Dir: e.dir, Slots: e.comfySlots})
 		},
 		mock.Kind: func(name string, decode func(v any) error, _ env) (executor.Executor, error) {
-			var s mock.Settings
-			if err := decode(&s); err != nil {
+			s, err := settingsOf[mock.Settings](decode)
+			if err != nil {
 				return nil, err
 			}
 			return mock.New(name, s, nil)
 		},
 		local.Kind: func(name string, decode func(v any) error, _ env) (executor.Executor, error) {
-			var s local.Settings
-			if err := decode(&s); err != nil {
+			s, err := settingsOf[local.Settings](decode)
+			if err != nil {
 				return nil, err
 			}
 			return local.New(name, s, nil)
+		},
+		fal.Kind: func(name string, decode func(v any) error, d env) (executor.Executor, error) {
+			s, err := settingsOf[fal.Settings](decode)
+			if err != nil {
+				return nil, err
+			}
+			return fal.New(name, s, d.HTTP)
+		},
+		replicate.Kind: func(name string, decode func(v any) error, d env) (executor.Executor, error) {
+			s, err := settingsOf[replicate.Settings](decode)
+			if err != nil {
+				return nil, err
+			}
+			return replicate.New(name, s, d.HTTP)
+		},
+		cog.Kind: func(name string, decode func(v any) error, d env) (executor.Executor, error) {
+			s, err := settingsOf[cog.Settings](decode)
+			if err != nil {
+				return nil, err
+			}
+			return cog.New(name, s, d.HTTP, d.Callbacks, d.PublicURL)
 		},
 	}
 }
@@ -79,7 +127,7 @@ func builtins() map[string]factory {
 // executors are not in this build yet; configuring one is an error saying
 // so.
 func planned() []string {
-	return []string{"fal", "replicate", "cog", "openai", "gemini", "command"}
+	return []string{"openai", "gemini", "command"}
 }
 
 // Types returns the executor types this build can run, sorted.
@@ -103,9 +151,20 @@ func Default() *executor.Set {
 	return set
 }
 
-// Build builds the configured executors and routes. Errors name the entry
-// (its Where) and the problem.
+// Build builds the configured executors and routes with no process
+// dependencies (BuildWith). Errors name the entry (its Where) and the
+// problem.
 func Build(entries map[string]Entry, routes map[string]executor.Route) (*executor.Set, error) {
+	return BuildWith(entries, routes, Deps{})
+}
+
+// BuildWith builds the configured executors and routes, handing deps to
+// the executors that need them. Errors name the entry (its Where) and the
+// problem.
+func BuildWith(entries map[string]Entry, routes map[string]executor.Route, deps Deps) (*executor.Set, error) {
+	if deps.HTTP == nil {
+		deps.HTTP = &http.Client{Timeout: 5 * time.Minute}
+	}
 	set, known := executor.NewSet(), builtins()
 	// The slot accounting is process-local for now; a store-backed one
 	// that counts across worker processes is pending (comfyui.Slots).
@@ -128,7 +187,7 @@ func Build(entries map[string]Entry, routes map[string]executor.Route) (*executo
 		case !ok:
 			return nil, fmt.Errorf("%s: unknown executor type %q (want one of: %s)", where, e.Type, strings.Join(append(Types(), planned()...), ", "))
 		}
-		ex, err := f(name, strictDecoder(e.Settings), env{dir: e.Dir, comfySlots: comfySlots})
+		ex, err := f(name, strictDecoder(e.Settings), env{Deps: deps, dir: e.Dir, comfySlots: comfySlots})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}

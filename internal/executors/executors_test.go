@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/computeserver/compute/internal/executor"
+	"github.com/computeserver/compute/internal/executor/cog"
 	"github.com/computeserver/compute/internal/executors"
 )
 
@@ -57,6 +58,51 @@ func TestBuild(t *testing.T) {
 			_, err := executors.Build(tt.entries, tt.routes)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestHostedTypes: fal, Replicate and Cog are built from their settings
+// (embedded common settings decoded strictly too), and refused with the
+// setting that is wrong.
+func TestHostedTypes(t *testing.T) {
+	t.Parallel()
+	deps := executors.Deps{Callbacks: cog.NewCallbacks(), PublicURL: "https://compute.example.com"}
+	set, err := executors.BuildWith(map[string]executors.Entry{
+		"flux":  {Type: "fal", Settings: json.RawMessage(`{"key":"k:s","model":"fal-ai/flux/dev","models":{"training":"fal-ai/flux-lora-fast-training"},"input":{"output_format":"png"},"poll_interval":"1s"}`)},
+		"sdxl":  {Type: "replicate", Settings: json.RawMessage(`{"token":"r8_x","model":"stability-ai/sdxl:5599ed30703defd1d160a25a63321b4dec97101d98b4674bcc56e41f62f35637"}`)},
+		"gpu-3": {Type: "cog", Settings: json.RawMessage(`{"url":"http://gpu-3:5000","callback_timeout":"2m","inline_input_max_bytes":1048576}`)},
+	}, nil, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, kind := range map[string]string{"flux": "fal", "sdxl": "replicate", "gpu-3": "cog"} {
+		if set.Kind(name) != kind {
+			t.Errorf("%s is of kind %q, want %s", name, set.Kind(name), kind)
+		}
+	}
+	tests := []struct {
+		name  string
+		entry executors.Entry
+		deps  executors.Deps
+		want  string
+	}{
+		{"fal without key", executors.Entry{Type: "fal", Settings: json.RawMessage(`{"model":"fal-ai/flux/dev"}`)}, deps, "key is required"},
+		{"fal without model", executors.Entry{Type: "fal", Settings: json.RawMessage(`{"key":"k"}`)}, deps, "model (or models per task type) is required"},
+		{"fal unknown key", executors.Entry{Type: "fal", Settings: json.RawMessage(`{"key":"k","model":"m","poll":"1s"}`)}, deps, `unknown field "poll"`},
+		{"fal bad poll", executors.Entry{Type: "fal", Settings: json.RawMessage(`{"key":"k","model":"m","poll_max":"often"}`)}, deps, `poll_max "often"`},
+		{"replicate bad model", executors.Entry{Type: "replicate", Settings: json.RawMessage(`{"token":"t","model":"flux"}`)}, deps, `model "flux": want owner/name`},
+		{"cog without url", executors.Entry{Type: "cog"}, deps, "url (the container's base URL) is required"},
+		{"cog without callbacks", executors.Entry{Type: "cog", Settings: json.RawMessage(`{"url":"http://gpu:5000"}`)}, executors.Deps{}, "receives no callbacks"},
+		{"cog without a callback URL", executors.Entry{Type: "cog", Settings: json.RawMessage(`{"url":"http://gpu:5000"}`)}, executors.Deps{Callbacks: cog.NewCallbacks()}, "callback_url is required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := executors.BuildWith(map[string]executors.Entry{"x": tt.entry}, nil, tt.deps)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "executors.x") {
+				t.Errorf("err %v, want it to name executors.x and contain %q", err, tt.want)
 			}
 		})
 	}

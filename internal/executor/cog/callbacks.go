@@ -108,7 +108,7 @@ func (c *Callbacks) latest(token string) (*prediction, <-chan struct{}) {
 func (c *Callbacks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		problem(w, http.StatusMethodNotAllowed, "only POST delivers a callback")
 		return
 	}
 	token := r.PathValue("token")
@@ -123,21 +123,21 @@ func (c *Callbacks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.mu.Unlock()
 	if !ok {
-		http.Error(w, "no job expects this callback", http.StatusNotFound)
+		problem(w, http.StatusNotFound, "no job expects this callback")
 		return
 	}
 	if auth != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+auth)) != 1 {
-		http.Error(w, "wrong or missing bearer token", http.StatusUnauthorized)
+		problem(w, http.StatusUnauthorized, "wrong or missing bearer token")
 		return
 	}
 	data, err := io.ReadAll(io.LimitReader(r.Body, maxCallback+1))
 	if err != nil || len(data) > maxCallback {
-		http.Error(w, "unreadable or too large body", http.StatusRequestEntityTooLarge)
+		problem(w, http.StatusRequestEntityTooLarge, "unreadable or too large body")
 		return
 	}
 	var p prediction
 	if err := json.Unmarshal(data, &p); err != nil || p.Status == "" {
-		http.Error(w, "the body is not a prediction object", http.StatusBadRequest)
+		problem(w, http.StatusBadRequest, "the body is not a prediction object")
 		return
 	}
 	c.deliver(token, &p)
@@ -156,4 +156,11 @@ func (c *Callbacks) deliver(token string, p *prediction) {
 	b.latest, b.used = p, c.now()
 	close(b.changed)
 	b.changed = make(chan struct{})
+}
+
+// problem answers an RFC 9457 problem, as the rest of the API does.
+func problem(w http.ResponseWriter, code int, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]any{"title": http.StatusText(code), "status": code, "detail": detail})
 }
