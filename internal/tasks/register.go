@@ -23,7 +23,7 @@ type Deps struct {
 func Register(reg *registry.Registry, deps Deps) error {
 	for _, t := range []registry.Declaration{
 		echo.Type(),
-		generation.Type(generation.Config{Executors: deps.Executors}),
+		generation.Type(generation.Config{Executors: deps.Executors, Fetcher: deps.Fetcher}),
 		imageadjuster.Type(deps.Fetcher, deps.Executors),
 	} {
 		if err := reg.Register(t); err != nil {

@@ -186,6 +186,11 @@ type Config struct {
 	// Executors are the configured executors; a task's provider_type
 	// names one. Nil means the default set (mock and local).
 	Executors *executor.Set
+	// Fetcher reads a task's input URLs (reference_image_url) on behalf
+	// of its tenant, for executors that hand inputs to a service that
+	// cannot fetch them itself (hosted providers get data URIs). Nil:
+	// such inputs are refused by those executors.
+	Fetcher *artifact.Fetcher
 }
 
 // Type declares the generation task type.
@@ -197,7 +202,7 @@ func Type(cfg Config) registry.Type[Fields, Update] {
 		Name:            Name,
 		Title:           "Image generation",
 		Description:     "Generates an image from a prompt, with optional LoRA adapters and a reference image.",
-		Processor:       &Processor{executors: cfg.Executors},
+		Processor:       &Processor{executors: cfg.Executors, fetcher: cfg.Fetcher},
 		Scheduler:       &Scheduler{executors: cfg.Executors},
 		Migrations:      registry.Sub(migrations, "migrations"),
 		DefaultProvider: ProviderMock,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/computeserver/compute/internal/artifact"
 	"github.com/computeserver/compute/internal/executor"
 	"github.com/computeserver/compute/internal/executor/comfyui"
 	"github.com/computeserver/compute/internal/registry"
@@ -37,6 +38,7 @@ type Output struct {
 // names.
 type Processor struct {
 	executors *executor.Set
+	fetcher   *artifact.Fetcher
 }
 
 var (
@@ -73,6 +75,12 @@ func (p *Processor) Process(ctx context.Context, job *registry.Job[Fields]) (*ta
 		return nil, err
 	}
 	p.keepComfyFields(job, ej)
+	if p.fetcher != nil {
+		ej.OpenInput = func(ctx context.Context, url string) ([]byte, error) {
+			data, _, err := p.fetcher.Open(ctx, job.Task.OriginTenantID, url)
+			return data, err
+		}
+	}
 	// The executor reports 0–100 %; the processor keeps the last tenth
 	// for storing the result.
 	progress := executor.ReporterFunc(func(ctx context.Context, pct float64, stage string) error {
