@@ -247,27 +247,10 @@ func (e *Executor) step(ctx context.Context, job *executor.Job, id string, p *pr
 	case statusStarting:
 		return false, nil, m.Report(ctx, 5, "starting on cog")
 	case statusProcessing:
-		pct := 10.0
-		if f, ok := hosted.LogFraction(p.Logs); ok {
-			pct = 10 + 80*f
-		}
-		return false, nil, m.Report(ctx, pct, "running on cog")
+		return false, nil, m.Running(ctx, p.Logs, "running on cog")
 	case statusSucceeded:
-		if err := m.Report(ctx, 92, "storing outputs"); err != nil {
-			return true, nil, err
-		}
-		arts, err := hosted.Download(ctx, e.http, job, hosted.URLs(p.Output))
-		if err != nil {
-			return true, nil, err
-		}
-		if err := m.Report(ctx, 100, "done"); err != nil {
-			return true, nil, err
-		}
-		data := map[string]any{"prediction_id": id}
-		if len(arts) == 0 {
-			data["output"] = p.Output
-		}
-		return true, &executor.Output{Artifacts: arts, Data: data}, nil
+		out, err := hosted.Collect(ctx, m, e.http, job, p.Output, map[string]any{"prediction_id": id})
+		return true, out, err
 	case statusFailed:
 		return true, nil, executor.Errorf(executor.ProviderError, "cog prediction %s failed: %v", id, p.Error)
 	case statusCanceled:
@@ -340,14 +323,7 @@ func (e *Executor) Ping(ctx context.Context) error {
 // Cancel implements executor.Executor: POST /predictions/{id}/cancel
 // (§3.2); an unknown prediction (ended, or never started) is not an error.
 func (e *Executor) Cancel(ctx context.Context, h executor.Handle) error {
-	resp, err := e.api.Do(ctx, http.MethodPost, e.url+"/predictions/"+h.ExternalID+"/cancel", nil, nil)
-	if err != nil {
-		return err
-	}
-	if resp.Code == http.StatusOK || resp.Code == http.StatusNotFound {
-		return nil
-	}
-	return hosted.StatusError("cancelling cog prediction "+h.ExternalID, resp)
+	return e.api.Cancel(ctx, http.MethodPost, e.url+"/predictions/"+h.ExternalID+"/cancel", "cancelling cog prediction "+h.ExternalID, http.StatusNotFound)
 }
 
 // Recover implements executor.Executor: a prediction whose end already

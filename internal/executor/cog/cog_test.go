@@ -6,7 +6,6 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,13 +18,13 @@ import (
 
 const webhookToken = "cog-webhook-secret"
 
-// service is a Cog container fake behind a switch that takes it down and
-// a tap that tells the harness about cancels, plus our callback route
-// (the API process, which outlives a worker's restart) on its own server.
+// service is a Cog container fake behind a hostedtest.Front, plus our
+// callback route (the API process, which outlives a worker's restart) on
+// its own server.
 type service struct {
 	fake      *cogfake.Fake
+	front     *hostedtest.Front
 	url       string
-	down      atomic.Bool
 	jobs      hostedtest.Behaviours
 	callbacks *cog.Callbacks
 	api       string
@@ -44,26 +43,19 @@ func newService(t *testing.T, cfg cogfake.Config) *service {
 	}
 	cfg.WebhookAuthToken = webhookToken
 	s.fake = cogfake.New(cfg)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.down.Load() {
-			http.Error(w, "bad gateway", http.StatusBadGateway)
-			return
+	t.Cleanup(s.fake.Close)
+	s.front = hostedtest.Serve(t, s.fake, &s.jobs, func(r *http.Request) (string, bool) {
+		m := cancelPath.FindStringSubmatch(r.URL.Path)
+		if m == nil {
+			return "", false
 		}
-		if m := cancelPath.FindStringSubmatch(r.URL.Path); m != nil {
-			defer s.jobs.Cancelled(m[1])
-		}
-		s.fake.ServeHTTP(w, r)
-	}))
+		return m[1], true
+	}, nil)
 	mux := http.NewServeMux()
 	mux.Handle("POST "+cog.CallbackPath+"{token}", s.callbacks)
 	api := httptest.NewServer(mux)
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		srv.Close()
-		s.fake.Close()
-		api.Close()
-	})
-	s.url, s.api = srv.URL, api.URL
+	t.Cleanup(api.Close)
+	s.url, s.api = s.front.URL, api.URL
 	return s
 }
 
@@ -103,7 +95,7 @@ func TestHarness(t *testing.T) {
 		Failures:        []executor.Category{executor.ProviderError, executor.InvalidInput},
 		SurvivesRestart: true,
 		Submissions:     func() int { return len(s.fake.Requests()) },
-		SetAvailable:    func(_ *testing.T, up bool) { s.down.Store(!up) },
+		SetAvailable:    s.front.SetAvailable,
 	})
 }
 

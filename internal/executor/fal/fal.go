@@ -17,7 +17,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/computeserver/compute/internal/executor"
@@ -37,36 +36,21 @@ const (
 	statusCompleted  = "COMPLETED"
 )
 
-// pollFailures is how many polls in a row may fail on a transient error
-// (the service unavailable) before Wait gives up.
-const pollFailures = 5
-
 // Settings are fal's settings in the config file
-// (`executors: {NAME: {type: fal, …}}`).
+// (`executors: {NAME: {type: fal, …}}`): the key, and the shared hosted
+// settings — base_url (default https://queue.fal.run), model (e.g.
+// fal-ai/flux/dev, submitted with its subpath) and models per task type
+// (e.g. {training: fal-ai/flux-lora-fast-training}), input,
+// inline_input_max_bytes, poll_interval and poll_max.
 type Settings struct {
 	// Key is the FAL_KEY ("key_id:key_secret"); write "${FAL_KEY}".
 	Key string `json:"key"`
-	// BaseURL is the queue API (default https://queue.fal.run); tests
-	// point it at a fake.
-	BaseURL string `json:"base_url"`
-	// Model (e.g. fal-ai/flux/dev) and, per task type, Models (e.g.
-	// {training: fal-ai/flux-lora-fast-training}) name the app a task is
-	// submitted to, with its subpath.
-	hosted.Models
-	hosted.Common
-	hosted.Polling
+	hosted.Settings
 }
 
 // Executor runs jobs on fal's queue.
 type Executor struct {
-	name      string
-	base      string
-	models    hosted.Models
-	common    hosted.Common
-	backoff   hosted.Backoff
-	api       hosted.Client
-	http      *http.Client
-	cancelled sync.Map // request id -> struct{}: cancelled through this executor
+	r *hosted.Remote
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -77,25 +61,15 @@ func New(name string, s Settings, hc *http.Client) (*Executor, error) {
 	if s.Key == "" {
 		return nil, errors.New("key is required (write key: ${FAL_KEY})")
 	}
-	if s.Model == "" && len(s.Models.Models) == 0 {
-		return nil, errors.New("model (or models per task type) is required, e.g. model: fal-ai/flux/dev")
-	}
-	b, err := s.Backoff()
+	r, err := hosted.NewRemote(name, s.Settings, DefaultBaseURL, "Key "+s.Key, hc)
 	if err != nil {
 		return nil, err
 	}
-	base := strings.TrimRight(s.BaseURL, "/")
-	if base == "" {
-		base = DefaultBaseURL
-	}
-	return &Executor{
-		name: name, base: base, models: s.Models, common: s.Common, backoff: b,
-		api: hosted.Client{HTTP: hc, Authorization: "Key " + s.Key}, http: hc,
-	}, nil
+	return &Executor{r: r}, nil
 }
 
 // Name implements executor.Executor.
-func (e *Executor) Name() string { return e.name }
+func (e *Executor) Name() string { return e.r.Name }
 
 // state is the handle's state: the URLs submit returned, which status,
 // result and cancel must use ("Do not build these URLs yourself", §2.1).
@@ -108,11 +82,11 @@ type state struct {
 // Start implements executor.Executor: it submits the job (§2.1) and
 // returns the handle naming fal's request id and its URLs.
 func (e *Executor) Start(ctx context.Context, job *executor.Job) (executor.Handle, error) {
-	model := e.models.For(job.Type)
+	model := e.r.Models.For(job.Type)
 	if model == "" {
 		return executor.Handle{}, executor.Errorf(executor.InvalidInput, "no fal model is configured for %s tasks", job.Type)
 	}
-	in, err := e.common.BuildInput(ctx, job, shape)
+	in, err := e.r.Common.BuildInput(ctx, job, shape)
 	if err != nil {
 		return executor.Handle{}, err
 	}
@@ -126,7 +100,7 @@ func (e *Executor) Start(ctx context.Context, job *executor.Job) (executor.Handl
 		}
 		header.Set("X-Fal-Request-Timeout", strconv.Itoa(int(left)))
 	}
-	resp, err := e.api.Do(ctx, http.MethodPost, e.base+"/"+strings.Trim(model, "/"), in, header)
+	resp, err := e.r.API.Do(ctx, http.MethodPost, e.r.Base+"/"+strings.Trim(model, "/"), in, header)
 	if err != nil {
 		return executor.Handle{}, err
 	}
@@ -147,7 +121,7 @@ func (e *Executor) Start(ctx context.Context, job *executor.Job) (executor.Handl
 	if err != nil {
 		return executor.Handle{}, fmt.Errorf("encoding fal handle: %w", err)
 	}
-	return executor.Handle{Executor: e.name, ExternalID: sub.RequestID, Version: executor.HandleVersion, State: raw}, nil
+	return executor.Handle{Executor: e.r.Name, ExternalID: sub.RequestID, Version: executor.HandleVersion, State: raw}, nil
 }
 
 // shape turns a generation task's fields into fal's image input (§2.5):
@@ -212,7 +186,7 @@ type status struct {
 // poll reads the request's status once.
 func (e *Executor) poll(ctx context.Context, id string, s state) (status, error) {
 	var st status
-	resp, err := e.api.Do(ctx, http.MethodGet, s.StatusURL+"?logs=1", nil, nil)
+	resp, err := e.r.API.Do(ctx, http.MethodGet, s.StatusURL+"?logs=1", nil, nil)
 	if err != nil {
 		return st, err
 	}
@@ -236,34 +210,21 @@ func (e *Executor) Wait(ctx context.Context, job *executor.Job, h executor.Handl
 		return nil, err
 	}
 	m := hosted.Meter{R: r}
-	b := e.backoff
-	last, failures := "", 0
-	for {
-		st, err := e.poll(ctx, h.ExternalID, s)
-		switch {
-		case err != nil && ctx.Err() != nil:
-			return nil, ctx.Err()
-		case err != nil && executor.Is(err, executor.ProviderUnavailable) && failures < pollFailures:
-			failures++
-		case err != nil:
-			return nil, err
-		default:
-			failures = 0
-			if err := e.report(ctx, &m, st); err != nil {
-				return nil, err
-			}
-			if st.Status == statusCompleted {
-				return e.result(ctx, job, h.ExternalID, s, &m)
-			}
-			if key := fmt.Sprint(st.Status, len(st.Logs)); key != last {
-				last = key
-				b.Reset()
-			}
+	var out *executor.Output
+	err = hosted.Follow(ctx, e.r.Backoff, func(ctx context.Context) (status, error) {
+		return e.poll(ctx, h.ExternalID, s)
+	}, func(st status) (string, bool, error) {
+		if err := e.report(ctx, &m, st); err != nil {
+			return "", true, err
 		}
-		if err := hosted.Pause(ctx, b.Next()); err != nil {
-			return nil, err
+		if st.Status != statusCompleted {
+			return fmt.Sprint(st.Status, len(st.Logs)), false, nil
 		}
-	}
+		var err error
+		out, err = e.result(ctx, job, h.ExternalID, s, &m)
+		return "", true, err
+	})
+	return out, err
 }
 
 // report turns a status into progress: 0 while queued, 10–90 while
@@ -282,11 +243,7 @@ func (e *Executor) report(ctx context.Context, m *hosted.Meter, st status) error
 			logs.WriteString(l.Message)
 			logs.WriteByte('\n')
 		}
-		pct := 10.0
-		if f, ok := hosted.LogFraction(logs.String()); ok {
-			pct = 10 + 80*f
-		}
-		return m.Report(ctx, pct, "running at fal")
+		return m.Running(ctx, logs.String(), "running at fal")
 	default:
 		// §2.7: never map an unknown status to "processing forever".
 		return executor.Errorf(executor.ProviderError, "fal answered an unknown status %q", st.Status)
@@ -296,7 +253,7 @@ func (e *Executor) report(ctx context.Context, m *hosted.Meter, st status) error
 // result fetches a COMPLETED request's result (§2.2): the model's output,
 // or its error with the model's status code.
 func (e *Executor) result(ctx context.Context, job *executor.Job, id string, s state, m *hosted.Meter) (*executor.Output, error) {
-	resp, err := e.api.Do(ctx, http.MethodGet, s.ResponseURL, nil, nil)
+	resp, err := e.r.API.Do(ctx, http.MethodGet, s.ResponseURL, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -313,12 +270,12 @@ func (e *Executor) result(ctx context.Context, job *executor.Job, id string, s s
 	if err := m.Report(ctx, 92, "downloading outputs"); err != nil {
 		return nil, err
 	}
-	arts, err := hosted.Download(ctx, e.http, job, hosted.URLs(out["images"]))
+	arts, err := hosted.Download(ctx, e.r.HTTP, job, hosted.URLs(out["images"]))
 	if err != nil {
 		return nil, err
 	}
 	if len(arts) == 0 {
-		arts, err = hosted.Download(ctx, e.http, job, hosted.URLs(out))
+		arts, err = hosted.Download(ctx, e.r.HTTP, job, hosted.URLs(out))
 		if err != nil {
 			return nil, err
 		}
@@ -340,7 +297,7 @@ func (e *Executor) result(ctx context.Context, job *executor.Job, id string, s s
 // user missed our own start deadline; the rest as its status says (4xx
 // invalid input, 5xx the provider's).
 func (e *Executor) resultError(id string, resp *hosted.Response) error {
-	if _, ok := e.cancelled.Load(id); ok {
+	if e.r.Cancelled(id) {
 		return executor.Errorf(executor.Cancelled, "fal request %s was cancelled", id)
 	}
 	if resp.Code == http.StatusGatewayTimeout && resp.Header.Get("X-Fal-Request-Timeout-Type") == "user" {
@@ -374,20 +331,14 @@ func (e *Executor) Cancel(ctx context.Context, h executor.Handle) error {
 	if err != nil {
 		return nil // nothing we can reach: nothing to cancel
 	}
-	e.cancelled.Store(h.ExternalID, struct{}{})
+	e.r.MarkCancelled(h.ExternalID)
 	cancelURL := s.CancelURL
 	if cancelURL == "" {
 		cancelURL = s.ResponseURL + "/cancel"
 	}
-	resp, err := e.api.Do(ctx, http.MethodPut, cancelURL, nil, nil)
-	if err != nil {
-		return err
-	}
-	switch resp.Code {
-	case http.StatusOK, http.StatusAccepted, http.StatusBadRequest, http.StatusNotFound:
-		return nil // CANCELLATION_REQUESTED, ALREADY_COMPLETED, NOT_FOUND
-	}
-	return hosted.StatusError("cancelling fal request "+h.ExternalID, resp)
+	// §2.2: CANCELLATION_REQUESTED (202), ALREADY_COMPLETED (400),
+	// NOT_FOUND (404).
+	return e.r.API.Cancel(ctx, http.MethodPut, cancelURL, "cancelling fal request "+h.ExternalID, http.StatusBadRequest, http.StatusNotFound)
 }
 
 // Recover implements executor.Executor: a request fal still answers for

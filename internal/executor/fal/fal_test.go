@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,13 +19,12 @@ import (
 
 const key = "key-id:key-secret"
 
-// service is a fal fake behind a switch that takes it down (every answer
-// an ingress 503) and a tap that tells the harness about cancels.
+// service is a fal fake behind a hostedtest.Front.
 type service struct {
-	fake *falfake.Fake
-	url  string
-	down atomic.Bool
-	jobs hostedtest.Behaviours
+	fake  *falfake.Fake
+	front *hostedtest.Front
+	url   string
+	jobs  hostedtest.Behaviours
 }
 
 func newService(t *testing.T, cfg falfake.Config) *service {
@@ -40,23 +37,15 @@ func newService(t *testing.T, cfg falfake.Config) *service {
 		cfg.Outcome = s.outcome
 	}
 	s.fake = falfake.New(cfg)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.down.Load() {
-			http.Error(w, "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>", http.StatusServiceUnavailable)
-			return
+	t.Cleanup(s.fake.Close)
+	s.front = hostedtest.Serve(t, s.fake, &s.jobs, func(r *http.Request) (string, bool) {
+		if r.Method != http.MethodPut || !strings.HasSuffix(r.URL.Path, "/cancel") {
+			return "", false
 		}
-		if r.Method == http.MethodPut && strings.HasSuffix(r.URL.Path, "/cancel") {
-			parts := strings.Split(strings.TrimSuffix(r.URL.Path, "/cancel"), "/")
-			defer s.jobs.Cancelled(parts[len(parts)-1])
-		}
-		s.fake.ServeHTTP(w, r)
-	}))
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		srv.Close()
-		s.fake.Close()
-	})
-	s.url = srv.URL
+		parts := strings.Split(strings.TrimSuffix(r.URL.Path, "/cancel"), "/")
+		return parts[len(parts)-1], true
+	}, nil)
+	s.url = s.front.URL
 	return s
 }
 
@@ -80,7 +69,8 @@ func (s *service) outcome(sub falfake.Submission) falfake.Outcome {
 
 func (s *service) executor(t *testing.T, mod func(*fal.Settings)) *fal.Executor {
 	t.Helper()
-	set := fal.Settings{Key: key, BaseURL: s.url}
+	set := fal.Settings{Key: key}
+	set.BaseURL = s.url
 	set.Model = "fal-ai/flux/dev"
 	set.PollInterval, set.PollMax = "2ms", "20ms"
 	if mod != nil {
@@ -114,7 +104,7 @@ func TestHarness(t *testing.T) {
 		CanQueue:        true,
 		SurvivesRestart: true,
 		Submissions:     func() int { return len(s.fake.Submissions()) },
-		SetAvailable:    func(_ *testing.T, up bool) { s.down.Store(!up) },
+		SetAvailable:    s.front.SetAvailable,
 	})
 }
 

@@ -12,16 +12,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/computeserver/compute/internal/executor"
 	"github.com/computeserver/compute/internal/executor/internal/hosted"
-	"github.com/computeserver/compute/internal/task"
 )
 
 // Kind is the executor type name of Replicate in the config file.
@@ -40,36 +40,22 @@ const (
 	statusAborted    = "aborted"
 )
 
-// pollFailures is how many polls in a row may fail on a transient error
-// before Wait gives up.
-const pollFailures = 5
-
 // Settings are Replicate's settings in the config file
-// (`executors: {NAME: {type: replicate, …}}`).
+// (`executors: {NAME: {type: replicate, …}}`): the token, and the shared
+// hosted settings — base_url (default https://api.replicate.com), model
+// and models per task type, input, inline_input_max_bytes, poll_interval
+// and poll_max. A model is "owner/name" (an official model, its latest
+// version), "owner/name:VERSION" or a bare 64-hex VERSION (that version),
+// or "deployments/owner/name".
 type Settings struct {
 	// Token is the API token; write "${REPLICATE_API_TOKEN}".
 	Token string `json:"token"`
-	// BaseURL is the API (default https://api.replicate.com); tests point
-	// it at a fake.
-	BaseURL string `json:"base_url"`
-	// Model (and per task type Models) is "owner/name" (an official
-	// model, its latest version), "owner/name:VERSION" or a bare 64-hex
-	// VERSION (that version), or "deployments/owner/name".
-	hosted.Models
-	hosted.Common
-	hosted.Polling
+	hosted.Settings
 }
 
 // Executor runs jobs as Replicate predictions.
 type Executor struct {
-	name      string
-	base      string
-	models    hosted.Models
-	common    hosted.Common
-	backoff   hosted.Backoff
-	api       hosted.Client
-	http      *http.Client
-	cancelled sync.Map // prediction id -> struct{}: cancelled through this executor
+	r *hosted.Remote
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -80,38 +66,20 @@ func New(name string, s Settings, hc *http.Client) (*Executor, error) {
 	if s.Token == "" {
 		return nil, errors.New("token is required (write token: ${REPLICATE_API_TOKEN})")
 	}
-	if s.Model == "" && len(s.Models.Models) == 0 {
-		return nil, errors.New("model (or models per task type) is required, e.g. model: black-forest-labs/flux-schnell")
-	}
-	for _, m := range append([]string{s.Model}, mapValues(s.Models.Models)...) {
+	for _, m := range append([]string{s.Model}, slices.Collect(maps.Values(s.Models.Models))...) {
 		if _, _, err := route(m); m != "" && err != nil {
 			return nil, err
 		}
 	}
-	b, err := s.Backoff()
+	r, err := hosted.NewRemote(name, s.Settings, DefaultBaseURL, "Bearer "+s.Token, hc)
 	if err != nil {
 		return nil, err
 	}
-	base := strings.TrimRight(s.BaseURL, "/")
-	if base == "" {
-		base = DefaultBaseURL
-	}
-	return &Executor{
-		name: name, base: base, models: s.Models, common: s.Common, backoff: b,
-		api: hosted.Client{HTTP: hc, Authorization: "Bearer " + s.Token}, http: hc,
-	}, nil
-}
-
-func mapValues(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for _, v := range m {
-		out = append(out, v)
-	}
-	return out
+	return &Executor{r: r}, nil
 }
 
 // Name implements executor.Executor.
-func (e *Executor) Name() string { return e.name }
+func (e *Executor) Name() string { return e.r.Name }
 
 var versionID = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
@@ -160,7 +128,7 @@ type prediction struct {
 // with Cancel-After set to the run's deadline, and returns the handle
 // naming its id.
 func (e *Executor) Start(ctx context.Context, job *executor.Job) (executor.Handle, error) {
-	model := e.models.For(job.Type)
+	model := e.r.Models.For(job.Type)
 	if model == "" {
 		return executor.Handle{}, executor.Errorf(executor.InvalidInput, "no Replicate model is configured for %s tasks", job.Type)
 	}
@@ -168,7 +136,7 @@ func (e *Executor) Start(ctx context.Context, job *executor.Job) (executor.Handl
 	if err != nil {
 		return executor.Handle{}, executor.Classify(executor.InvalidInput, err)
 	}
-	in, err := e.common.BuildInput(ctx, job, nil)
+	in, err := e.r.Common.BuildInput(ctx, job, nil)
 	if err != nil {
 		return executor.Handle{}, err
 	}
@@ -188,7 +156,7 @@ func (e *Executor) Start(ctx context.Context, job *executor.Job) (executor.Handl
 		header.Set("Cancel-After", fmt.Sprintf("%ds", int(secs)))
 		st.Deadline = dl.UTC()
 	}
-	resp, err := e.api.Do(ctx, http.MethodPost, e.base+path, body, header)
+	resp, err := e.r.API.Do(ctx, http.MethodPost, e.r.Base+path, body, header)
 	if err != nil {
 		return executor.Handle{}, err
 	}
@@ -204,7 +172,7 @@ func (e *Executor) Start(ctx context.Context, job *executor.Job) (executor.Handl
 	}
 	st.Get, st.Cancel = p.URLs.Get, p.URLs.Cancel
 	if st.Get == "" {
-		st.Get = e.base + "/v1/predictions/" + p.ID
+		st.Get = e.r.Base + "/v1/predictions/" + p.ID
 	}
 	if st.Cancel == "" {
 		st.Cancel = st.Get + "/cancel"
@@ -213,7 +181,7 @@ func (e *Executor) Start(ctx context.Context, job *executor.Job) (executor.Handl
 	if err != nil {
 		return executor.Handle{}, fmt.Errorf("encoding Replicate handle: %w", err)
 	}
-	return executor.Handle{Executor: e.name, ExternalID: p.ID, Version: executor.HandleVersion, State: raw}, nil
+	return executor.Handle{Executor: e.r.Name, ExternalID: p.ID, Version: executor.HandleVersion, State: raw}, nil
 }
 
 // stateOf reads a handle's state; a handle of another layout is lost.
@@ -228,7 +196,7 @@ func stateOf(h executor.Handle) (state, error) {
 // get reads the prediction once.
 func (e *Executor) get(ctx context.Context, id string, s state) (prediction, error) {
 	var p prediction
-	resp, err := e.api.Do(ctx, http.MethodGet, s.Get, nil, nil)
+	resp, err := e.r.API.Do(ctx, http.MethodGet, s.Get, nil, nil)
 	if err != nil {
 		return p, err
 	}
@@ -252,47 +220,16 @@ func (e *Executor) Wait(ctx context.Context, job *executor.Job, h executor.Handl
 		return nil, err
 	}
 	m := hosted.Meter{R: r}
-	b := e.backoff
-	last, failures := "", 0
-	for {
-		p, err := e.get(ctx, h.ExternalID, s)
-		wait := time.Duration(0)
-		switch {
-		case err != nil && ctx.Err() != nil:
-			return nil, ctx.Err()
-		case err != nil && executor.Is(err, executor.RateLimited):
-			// §3.1: GETs are rate limited too; honour Retry-After.
-			wait = retryAfterOf(err)
-		case err != nil && executor.Is(err, executor.ProviderUnavailable) && failures < pollFailures:
-			failures++
-		case err != nil:
-			return nil, err
-		default:
-			failures = 0
-			if done, out, err := e.step(ctx, job, h.ExternalID, s, p, &m); done {
-				return out, err
-			}
-			if key := fmt.Sprint(p.Status, len(p.Logs)); key != last {
-				last = key
-				b.Reset()
-			}
-		}
-		if wait == 0 {
-			wait = b.Next()
-		}
-		if err := hosted.Pause(ctx, wait); err != nil {
-			return nil, err
-		}
-	}
-}
-
-// retryAfterOf is the delay a rate-limited error asks for.
-func retryAfterOf(err error) time.Duration {
-	var ra *task.RetryAfterError
-	if errors.As(err, &ra) && ra.After > 0 {
-		return ra.After
-	}
-	return hosted.DefaultRetryAfter
+	var out *executor.Output
+	err = hosted.Follow(ctx, e.r.Backoff, func(ctx context.Context) (prediction, error) {
+		return e.get(ctx, h.ExternalID, s)
+	}, func(p prediction) (string, bool, error) {
+		var done bool
+		var err error
+		done, out, err = e.step(ctx, job, h.ExternalID, s, p, &m)
+		return fmt.Sprint(p.Status, len(p.Logs)), done, err
+	})
+	return out, err
 }
 
 // step handles one poll's prediction: progress while it runs, its end
@@ -302,18 +239,14 @@ func (e *Executor) step(ctx context.Context, job *executor.Job, id string, s sta
 	case statusStarting:
 		return false, nil, m.Report(ctx, 0, "starting at Replicate")
 	case statusProcessing:
-		pct := 10.0
-		if f, ok := hosted.LogFraction(p.Logs); ok {
-			pct = 10 + 80*f
-		}
-		return false, nil, m.Report(ctx, pct, "running at Replicate")
+		return false, nil, m.Running(ctx, p.Logs, "running at Replicate")
 	case statusSucceeded:
 		out, err := e.succeeded(ctx, job, id, p, m)
 		return true, out, err
 	case statusFailed:
 		return true, nil, failure(id, p.Error)
 	case statusCanceled:
-		if _, ok := e.cancelled.Load(id); !ok && !s.Deadline.IsZero() && !time.Now().Before(s.Deadline.Add(-time.Second)) {
+		if !e.r.Cancelled(id) && !s.Deadline.IsZero() && !time.Now().Before(s.Deadline.Add(-time.Second)) {
 			return true, nil, executor.Errorf(executor.Timeout, "Replicate cancelled prediction %s at its Cancel-After deadline", id)
 		}
 		return true, nil, executor.Errorf(executor.Cancelled, "Replicate prediction %s was cancelled", id)
@@ -328,21 +261,7 @@ func (e *Executor) succeeded(ctx context.Context, job *executor.Job, id string, 
 	if p.DataRemoved {
 		return nil, executor.Errorf(executor.Lost, "Replicate removed the output of prediction %s (kept an hour)", id)
 	}
-	if err := m.Report(ctx, 92, "downloading outputs"); err != nil {
-		return nil, err
-	}
-	arts, err := hosted.Download(ctx, e.http, job, hosted.URLs(p.Output))
-	if err != nil {
-		return nil, err
-	}
-	if err := m.Report(ctx, 100, "done"); err != nil {
-		return nil, err
-	}
-	data := map[string]any{"prediction_id": id}
-	if len(arts) == 0 {
-		data["output"] = p.Output // a text model's answer
-	}
-	return &executor.Output{Artifacts: arts, Data: data}, nil
+	return hosted.Collect(ctx, m, e.r.HTTP, job, p.Output, map[string]any{"prediction_id": id})
 }
 
 // failure classifies a failed prediction's error (§3.1 "error is usually a
@@ -372,15 +291,8 @@ func (e *Executor) Cancel(ctx context.Context, h executor.Handle) error {
 	if err != nil {
 		return nil
 	}
-	e.cancelled.Store(h.ExternalID, struct{}{})
-	resp, err := e.api.Do(ctx, http.MethodPost, s.Cancel, nil, nil)
-	if err != nil {
-		return err
-	}
-	if resp.Code == http.StatusNotFound || (resp.Code >= 200 && resp.Code < 300) {
-		return nil
-	}
-	return hosted.StatusError("cancelling Replicate prediction "+h.ExternalID, resp)
+	e.r.MarkCancelled(h.ExternalID)
+	return e.r.API.Cancel(ctx, http.MethodPost, s.Cancel, "cancelling Replicate prediction "+h.ExternalID, http.StatusNotFound)
 }
 
 // Recover implements executor.Executor: a prediction Replicate still

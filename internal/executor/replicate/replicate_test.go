@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -25,12 +24,12 @@ const (
 	version = "5599ed30703defd1d160a25a63321b4dec97101d98b4674bcc56e41f62f35637"
 )
 
-// service is a Replicate fake behind a switch that takes it down and a tap
-// that tells the harness about cancels.
+// service is a Replicate fake behind a hostedtest.Front that can also
+// answer creates with 429 as the API does over its rate limit.
 type service struct {
 	fake     *replicatefake.Fake
+	front    *hostedtest.Front
 	url      string
-	down     atomic.Bool
 	throttle atomic.Int32 // creates still to answer 429 (harness rate_limited)
 	jobs     hostedtest.Behaviours
 }
@@ -49,31 +48,29 @@ func newService(t *testing.T, cfg replicatefake.Config) *service {
 		t.Fatal(err)
 	}
 	s.fake = f
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.down.Load() {
-			http.Error(w, "upstream connect error", http.StatusBadGateway)
-			return
+	t.Cleanup(f.Close)
+	s.front = hostedtest.Serve(t, f, &s.jobs, func(r *http.Request) (string, bool) {
+		m := cancelPath.FindStringSubmatch(r.URL.Path)
+		if m == nil || r.Method != http.MethodPost {
+			return "", false
 		}
-		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/predictions") && s.throttle.Add(-1) >= 0 {
-			// The harness's rate_limited case, as §3.1 Errors answers it.
-			w.Header().Set("Retry-After", "7")
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusTooManyRequests)
-			_, _ = w.Write([]byte(`{"detail":"Request was throttled. Your rate limit resets in ~7s.","status":429}`))
-			return
-		}
-		if m := cancelPath.FindStringSubmatch(r.URL.Path); m != nil && r.Method == http.MethodPost {
-			defer s.jobs.Cancelled(m[1])
-		}
-		s.fake.ServeHTTP(w, r)
-	}))
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		srv.Close()
-		s.fake.Close()
-	})
-	s.url = srv.URL
+		return m[1], true
+	}, s.throttled)
+	s.url = s.front.URL
 	return s
+}
+
+// throttled answers a create with 429 while s.throttle says so, as §3.1
+// Errors answers it.
+func (s *service) throttled(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/predictions") || s.throttle.Add(-1) < 0 {
+		return false
+	}
+	w.Header().Set("Retry-After", "7")
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusTooManyRequests)
+	_, _ = w.Write([]byte(`{"detail":"Request was throttled. Your rate limit resets in ~7s.","status":429}`))
+	return true
 }
 
 // outcome ends a harness job as its behaviour asks (§3.1 failed with an
@@ -96,7 +93,8 @@ func (s *service) outcome(c replicatefake.Create) replicatefake.Outcome {
 
 func (s *service) executor(t *testing.T, model string) *replicate.Executor {
 	t.Helper()
-	set := replicate.Settings{Token: token, BaseURL: s.url}
+	set := replicate.Settings{Token: token}
+	set.BaseURL = s.url
 	set.Model = model
 	set.PollInterval, set.PollMax = "2ms", "20ms"
 	ex, err := replicate.New("replicate-test", set, nil)
@@ -122,7 +120,7 @@ func TestHarness(t *testing.T) {
 		},
 		SurvivesRestart: true,
 		Submissions:     func() int { return len(s.fake.Creates()) },
-		SetAvailable:    func(_ *testing.T, up bool) { s.down.Store(!up) },
+		SetAvailable:    s.front.SetAvailable,
 	})
 }
 

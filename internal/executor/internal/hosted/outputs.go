@@ -161,3 +161,24 @@ func extension(u, ctype string) string {
 	}
 	return ".bin"
 }
+
+// Collect stores the files a finished job's output names (URLs) and
+// returns them with data, reporting 92 % while it downloads and 100 when
+// done. An output that names no file (a text model's answer) goes into
+// data["output"].
+func Collect(ctx context.Context, m *Meter, hc *http.Client, job *executor.Job, output any, data map[string]any) (*executor.Output, error) {
+	if err := m.Report(ctx, 92, "storing outputs"); err != nil {
+		return nil, err
+	}
+	arts, err := Download(ctx, hc, job, URLs(output))
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Report(ctx, 100, "done"); err != nil {
+		return nil, err
+	}
+	if len(arts) == 0 {
+		data["output"] = output
+	}
+	return &executor.Output{Artifacts: arts, Data: data}, nil
+}

@@ -99,3 +99,13 @@ func LogFraction(logs string) (float64, bool) {
 	}
 	return 0, false
 }
+
+// Running reports a running job: 10–90 % as far as its logs tell
+// (LogFraction), else 10 %.
+func (m *Meter) Running(ctx context.Context, logs, stage string) error {
+	pct := 10.0
+	if f, ok := LogFraction(logs); ok {
+		pct = 10 + 80*f
+	}
+	return m.Report(ctx, pct, stage)
+}
