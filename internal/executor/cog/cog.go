@@ -252,7 +252,7 @@ func (e *Executor) step(ctx context.Context, job *executor.Job, id string, p *pr
 		out, err := hosted.Collect(ctx, m, e.http, job, p.Output, map[string]any{"prediction_id": id})
 		return true, out, err
 	case statusFailed:
-		return true, nil, executor.Errorf(executor.ProviderError, "cog prediction %s failed: %v", id, p.Error)
+		return true, nil, hosted.Failure("cog prediction "+id, p.Error)
 	case statusCanceled:
 		return true, nil, executor.Errorf(executor.Cancelled, "cog prediction %s was cancelled", id)
 	}

@@ -186,7 +186,11 @@ type status struct {
 // poll reads the request's status once.
 func (e *Executor) poll(ctx context.Context, id string, s state) (status, error) {
 	var st status
-	resp, err := e.r.API.Do(ctx, http.MethodGet, s.StatusURL+"?logs=1", nil, nil)
+	sep := "?"
+	if strings.Contains(s.StatusURL, "?") {
+		sep = "&"
+	}
+	resp, err := e.r.API.Do(ctx, http.MethodGet, s.StatusURL+sep+"logs=1", nil, nil)
 	if err != nil {
 		return st, err
 	}

@@ -244,7 +244,7 @@ func (e *Executor) step(ctx context.Context, job *executor.Job, id string, s sta
 		out, err := e.succeeded(ctx, job, id, p, m)
 		return true, out, err
 	case statusFailed:
-		return true, nil, failure(id, p.Error)
+		return true, nil, hosted.Failure("Replicate prediction "+id, p.Error)
 	case statusCanceled:
 		if !e.r.Cancelled(id) && !s.Deadline.IsZero() && !time.Now().Before(s.Deadline.Add(-time.Second)) {
 			return true, nil, executor.Errorf(executor.Timeout, "Replicate cancelled prediction %s at its Cancel-After deadline", id)
@@ -262,26 +262,6 @@ func (e *Executor) succeeded(ctx context.Context, job *executor.Job, id string, 
 		return nil, executor.Errorf(executor.Lost, "Replicate removed the output of prediction %s (kept an hour)", id)
 	}
 	return hosted.Collect(ctx, m, e.r.HTTP, job, p.Output, map[string]any{"prediction_id": id})
-}
-
-// failure classifies a failed prediction's error (§3.1 "error is usually a
-// string"; §5.4): a safety filter's refusal and invalid input are not
-// retried; any other failure (a crash, out of memory) is the provider's.
-func failure(id string, e any) error {
-	msg, ok := e.(string)
-	if !ok {
-		raw, _ := json.Marshal(e)
-		msg = string(raw)
-	}
-	low := strings.ToLower(msg)
-	err := fmt.Errorf("Replicate prediction %s failed: %s", id, msg)
-	switch {
-	case strings.Contains(low, "nsfw") || strings.Contains(low, "safety") || strings.Contains(low, "sensitive"):
-		return executor.Classify(executor.SafetyBlocked, err)
-	case strings.Contains(low, "validation") || strings.Contains(low, "invalid input") || strings.Contains(low, "is required"):
-		return executor.Classify(executor.InvalidInput, err)
-	}
-	return executor.Classify(executor.ProviderError, err)
 }
 
 // Cancel implements executor.Executor: POST the cancel URL (§3.1). A

@@ -183,3 +183,24 @@ func RetryAfter(h http.Header) time.Duration {
 	}
 	return 0
 }
+
+// Failure classifies a failed prediction's error (Replicate and Cog, §3.1
+// "error is usually a string"; §5.4): a safety filter's refusal and
+// invalid input are not retried; any other failure (a crash, out of
+// memory) is the provider's, retried. what names the job.
+func Failure(what string, e any) error {
+	msg, ok := e.(string)
+	if !ok {
+		raw, _ := json.Marshal(e)
+		msg = string(raw)
+	}
+	low := strings.ToLower(msg)
+	err := fmt.Errorf("%s failed: %s", what, clip(msg))
+	switch {
+	case strings.Contains(low, "nsfw") || strings.Contains(low, "safety") || strings.Contains(low, "sensitive content"):
+		return executor.Classify(executor.SafetyBlocked, err)
+	case strings.Contains(low, "validation") || strings.Contains(low, "invalid input") || strings.Contains(low, "is required"):
+		return executor.Classify(executor.InvalidInput, err)
+	}
+	return executor.Classify(executor.ProviderError, err)
+}

@@ -155,6 +155,12 @@ func extension(u, ctype string) string {
 		return ".jpg"
 	case "image/webp":
 		return ".webp"
+	case "text/plain":
+		return ".txt"
+	case "application/json":
+		return ".json"
+	case "application/zip":
+		return ".zip"
 	}
 	if exts, err := mime.ExtensionsByType(base); err == nil && len(exts) > 0 {
 		return exts[0]
