@@ -147,8 +147,10 @@ func (e *Executor) Start(ctx context.Context, job *executor.Job) (executor.Handl
 	h := executor.Handle{Executor: e.name, Server: e.url, ExternalID: hex.EncodeToString(idb), Version: executor.HandleVersion, State: raw}
 	// The id is ours: save it before the container hears of it, so a
 	// crash in between leaves a handle, never an orphan (§5.1).
-	if err := job.SaveHandle(ctx, h); err != nil {
-		return executor.Handle{}, fmt.Errorf("saving handle of prediction %s: %w", h.ExternalID, err)
+	if job.SaveHandle != nil {
+		if err := job.SaveHandle(ctx, h); err != nil {
+			return executor.Handle{}, fmt.Errorf("saving handle of prediction %s: %w", h.ExternalID, err)
+		}
 	}
 	e.inbox.expect(token, e.auth)
 	code, err := e.put(ctx, job, h, token)

@@ -104,7 +104,7 @@ func (e *Executor) Start(ctx context.Context, job *executor.Job) (executor.Handl
 	if err != nil {
 		return executor.Handle{}, err
 	}
-	if resp.Code != http.StatusOK {
+	if resp.Code < 200 || resp.Code > 299 { // §2.2: 200
 		return executor.Handle{}, hosted.StatusError("submitting to fal "+model, resp)
 	}
 	var sub struct {
