@@ -197,12 +197,16 @@ func TestStartTimeout(t *testing.T) {
 	s := newService(t, falfake.Config{QueueTime: falfake.Forever})
 	ex := s.executor(t, nil)
 	j := s.jobs.Job(t, executortest.Behaviour{}, nil)
-	j.StartBy = time.Now().Add(1500 * time.Millisecond)
+	j.StartBy = time.Now().Add(1900 * time.Millisecond)
 	_, _, err := run(t, ex, j)
 	if !executor.Is(err, executor.StartTimeout) || !task.IsPermanent(err) {
 		t.Fatalf("Execute: %v, want a permanent start_timeout error", err)
 	}
-	if got := s.fake.Submissions()[0].Header.Get("X-Fal-Request-Timeout"); got != "2" {
+	subs := s.fake.Submissions()
+	if len(subs) != 1 {
+		t.Fatalf("%d submissions, want 1", len(subs))
+	}
+	if got := subs[0].Header.Get("X-Fal-Request-Timeout"); got != "2" {
 		t.Errorf("X-Fal-Request-Timeout %q, want 2", got)
 	}
 
