@@ -44,6 +44,13 @@ func newService(t *testing.T, cfg cogfake.Config) *service {
 	cfg.WebhookAuthToken = webhookToken
 	s.fake = cogfake.New(cfg)
 	t.Cleanup(s.fake.Close)
+	if cfg.SetupTime == 0 {
+		// Setup ends at once, but in the fake's own goroutine: a PUT
+		// before it would be answered 503 (§3.2), as a real container's.
+		if err := s.fake.WaitHealth(ctx(t), cogfake.HealthReady); err != nil {
+			t.Fatal(err)
+		}
+	}
 	s.front = hostedtest.Serve(t, s.fake, &s.jobs, func(r *http.Request) (string, bool) {
 		m := cancelPath.FindStringSubmatch(r.URL.Path)
 		if m == nil {
