@@ -20,6 +20,9 @@ func TestCogCallbackRoute(t *testing.T) {
 	t.Parallel()
 	container := cogfake.NewServer(cogfake.Config{})
 	t.Cleanup(container.Close)
+	if err := container.WaitHealth(t.Context(), cogfake.HealthReady); err != nil {
+		t.Fatal(err)
+	}
 	e := start(t, "sqlite", func(c *config.Config) {
 		c.Executors = map[string]config.ExecutorEntry{
 			"gpu": {Type: "cog", Settings: json.RawMessage(fmt.Sprintf(`{"url": %q}`, container.URL))},
