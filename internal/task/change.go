@@ -81,8 +81,8 @@ func (c *Change) Apply(t *Task, now time.Time) error {
 //   - CountRetry and CountResume count, the latter stamping
 //     last_resume_attempt;
 //   - a change to pending clears the executor and lease and sets run_at
-//     (RunAt, else now); it keeps service_task_id and sets is_resumed when
-//     Resume, else clears both;
+//     (RunAt, else now); it keeps service_task_id and the executor's
+//     handle and sets is_resumed when Resume, else clears all three;
 //   - a change to a terminal status sets completed_at and clears the
 //     lease;
 //   - completion sets progress to 100, stores Result and clears the error
@@ -117,7 +117,7 @@ func (c *Change) Delta(attempt int, now time.Time) Delta {
 		d.ExecutorInstance, d.LeaseExpiresAt = Set(""), Set[*time.Time](nil)
 		d.IsResumed = Set(c.Resume)
 		if !c.Resume {
-			d.ServiceTaskID = Set("")
+			d.ServiceTaskID, d.ExecutorHandle = Set(""), Set[json.RawMessage](nil)
 		}
 		d.RunAt = Set(now)
 		if c.RunAt != nil {
@@ -154,6 +154,7 @@ type Delta struct {
 	RunAt                       Opt[time.Time]
 	IsResumed                   Opt[bool]
 	ServiceTaskID               Opt[string]
+	ExecutorHandle              Opt[json.RawMessage]
 	// RetryCount, when set, replaces retry_count before AddRetries adds
 	// to it.
 	RetryCount Opt[int]
@@ -196,6 +197,7 @@ func (d Delta) ApplyTo(t *Task) {
 	d.RunAt.to(&t.RunAt)
 	d.IsResumed.to(&t.IsResumed)
 	d.ServiceTaskID.to(&t.ServiceTaskID)
+	d.ExecutorHandle.to(&t.ExecutorHandle)
 	d.RetryCount.to(&t.RetryCount)
 	t.RetryCount += d.AddRetries
 	if d.AddResumes > 0 {

@@ -57,6 +57,11 @@ func TestChangesWriteWhatTheRulesSay(t *testing.T) {
 						}
 					}
 					claimOne(t, s)
+					// The run's job handle, which a re-queue without resume
+					// clears and a resume keeps.
+					if err := s.SetExecutorHandle(ctx, id, 3, json.RawMessage(`{"executor":"mock","external_id":"job-3","version":1}`), "job-3"); err != nil {
+						t.Fatal(err)
+					}
 					// Something the outcome does not touch, written meanwhile.
 					if _, err := s.SetProgress(ctx, store.ProgressUpdate{TaskID: id, Attempt: 3, Progress: 40,
 						Stage: "meanwhile", Lease: time.Minute}); err != nil {
@@ -146,10 +151,10 @@ func checkWritten(t *testing.T, s store.Store, before *task.Task, c task.Change)
 // them.
 func normalised(t *task.Task) task.Task {
 	n := *t
-	if n.Result != nil {
+	for _, doc := range []*json.RawMessage{&n.Result, &n.ExecutorHandle} {
 		var v any
-		if json.Unmarshal(n.Result, &v) == nil {
-			n.Result, _ = json.Marshal(v)
+		if *doc != nil && json.Unmarshal(*doc, &v) == nil {
+			*doc, _ = json.Marshal(v)
 		}
 	}
 	for i := range n.Errors {

@@ -54,6 +54,14 @@ func opt[T any](o task.Opt[T], conv func(T) any) (any, bool) {
 
 func same[T any](v T) any { return v }
 
+// jsonValue is a JSON document as a batch carries it: text, or null.
+func jsonValue(r json.RawMessage) any {
+	if r == nil {
+		return nil
+	}
+	return string(r)
+}
+
 func optTime(t *time.Time) any {
 	if t == nil {
 		return nil
@@ -66,14 +74,7 @@ func optTime(t *time.Time) any {
 var deltaCols = []deltaCol{
 	{batchCol{"new_status", "text"}, "status", nil, func(d *task.Delta) (any, bool) { return string(d.Status), true }},
 	{batchCol{"new_updated_at", "timestamptz"}, "updated_at", nil, func(d *task.Delta) (any, bool) { return batchTime(d.At), true }},
-	{batchCol{"new_result", "jsonb"}, "result", nil, func(d *task.Delta) (any, bool) {
-		return opt(d.Result, func(r json.RawMessage) any {
-			if r == nil {
-				return nil
-			}
-			return string(r)
-		})
-	}},
+	{batchCol{"new_result", "jsonb"}, "result", nil, func(d *task.Delta) (any, bool) { return opt(d.Result, jsonValue) }},
 	{batchCol{"new_error_message", "text"}, "error_message", nil, func(d *task.Delta) (any, bool) { return opt(d.ErrorMessage, same) }},
 	{batchCol{"new_error_category", "text"}, "error_category", nil, func(d *task.Delta) (any, bool) { return opt(d.ErrorCategory, same) }},
 	{batchCol{"new_progress", "double precision"}, "progress", nil, func(d *task.Delta) (any, bool) { return opt(d.Progress, same) }},
@@ -86,6 +87,7 @@ var deltaCols = []deltaCol{
 	}},
 	{batchCol{"new_is_resumed", "boolean"}, "is_resumed", nil, func(d *task.Delta) (any, bool) { return opt(d.IsResumed, same) }},
 	{batchCol{"new_service_task_id", "text"}, "service_task_id", nil, func(d *task.Delta) (any, bool) { return opt(d.ServiceTaskID, same) }},
+	{batchCol{"new_executor_handle", "jsonb"}, "executor_handle", nil, func(d *task.Delta) (any, bool) { return opt(d.ExecutorHandle, jsonValue) }},
 	{batchCol{"new_retry_count", "integer"}, "retry_count", nil, func(d *task.Delta) (any, bool) {
 		return opt(d.RetryCount, func(n int) any { return n + d.AddRetries })
 	}},
