@@ -323,9 +323,11 @@ func (e *Engine) claimLoop(ctx, runCtx context.Context) {
 		free := cap(e.slots) - len(e.slots)
 		claimed := 0
 		if free > 0 {
+			start := time.Now()
 			recs, err := e.store.ClaimTasks(ctx, store.ClaimParams{
 				Worker: e.cfg.Instance, Limit: free, Lease: e.cfg.Lease, Queues: e.cfg.Queues,
 			})
+			e.storeWaited(start)
 			if err != nil && ctx.Err() == nil {
 				e.storeFailed()
 				e.log.Error("claiming tasks", "error", err)
@@ -376,7 +378,9 @@ func (e *Engine) heartbeat(ctx context.Context) {
 	if len(refs) == 0 {
 		return
 	}
+	start := time.Now()
 	lost, err := e.store.ExtendLeases(ctx, refs, e.cfg.Lease)
+	e.storeWaited(start)
 	if err != nil {
 		if ctx.Err() == nil {
 			e.storeFailed()
@@ -408,7 +412,9 @@ func (e *Engine) maintenanceLoop(ctx context.Context) {
 		case <-time.After(d):
 		}
 		e.rescueExpired(ctx)
+		start := time.Now()
 		n, err := e.store.FailStartTimeouts(ctx, 0)
+		e.storeWaited(start)
 		if err != nil && ctx.Err() == nil {
 			e.storeFailed()
 			e.log.Error("failing overdue tasks", "error", err)
@@ -420,6 +426,17 @@ func (e *Engine) maintenanceLoop(ctx context.Context) {
 
 // storeFailed records that a store call failed now.
 func (e *Engine) storeFailed() { e.lastFailure.Store(time.Now().UnixNano()) }
+
+// storeWaited records a store call that started at start and kept this
+// engine waiting a quarter of a lease or more as a failure: a database
+// that made this engine wait (SQLite's lock held through an outage) made
+// the other workers wait to renew their leases too, so the rescue holds
+// off for a lease after it (rescueExpired).
+func (e *Engine) storeWaited(start time.Time) {
+	if time.Since(start) >= e.cfg.Lease/4 {
+		e.storeFailed()
+	}
+}
 
 // sinceStoreFailure is the time since a store call last failed (a long
 // time when none has).

@@ -286,7 +286,9 @@ func (e *Engine) writeOutcomes(batch []outcome, changes []store.StatusChange) ([
 	rejected := 0
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		start := time.Now()
 		errs, err := e.store.FinishRuns(ctx, changes)
+		e.storeWaited(start)
 		cancel()
 		if err == nil {
 			return errs, nil

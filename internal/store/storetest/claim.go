@@ -354,8 +354,9 @@ func testRunWrites(t *testing.T, newEnv func(t *testing.T) *env) {
 		if n := len(e.events(id)); n != len(evs) {
 			t.Errorf("saving a handle wrote %d events", n-len(evs))
 		}
-		// A claim hands the saved handle to the next run.
-		e.setStatus(store.StatusChange{TaskID: id, Change: task.Change{To: task.StatusPending, Attempt: current}})
+		// A claim hands the saved handle to the next run of a resumed
+		// task (a re-queue without resume clears it: see task.Change).
+		e.setStatus(store.StatusChange{TaskID: id, Change: task.Change{To: task.StatusPending, Attempt: current, Resume: true}})
 		if next := e.claim(id, rec.Task.QueueName); !jsonEqual(next.Task.ExecutorHandle, h) {
 			t.Errorf("claimed run got handle %s, want %s", next.Task.ExecutorHandle, h)
 		}
