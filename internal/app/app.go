@@ -163,7 +163,11 @@ func New(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 	}
 	fetcher := NewFetcher(cfg, artifacts)
 	callbacks := cog.NewCallbacks()
-	set, err := newExecutors(cfg, executors.Deps{Callbacks: callbacks, PublicURL: cfg.BaseURL()})
+	// The executors are built before the store opens (the registry of
+	// types, which the store needs, takes them); their shared slots reach
+	// the store once it is open.
+	slots := &storeSlots{}
+	set, err := newExecutors(cfg, executors.Deps{Callbacks: callbacks, PublicURL: cfg.BaseURL(), Slots: slots})
 	if err != nil {
 		return nil, err
 	}
@@ -184,6 +188,7 @@ func New(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 		events.close()
 		return nil, err
 	}
+	slots.set(st)
 	if !opts.NoAPI {
 		events.addRelay(cfg, st, log)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/computeserver/compute/internal/executor/local"
 	"github.com/computeserver/compute/internal/executor/mock"
 	"github.com/computeserver/compute/internal/executor/replicate"
+	"github.com/computeserver/compute/internal/store"
 )
 
 // Entry is one configured executor: the config file's
@@ -50,6 +51,10 @@ type Deps struct {
 	// Callbacks receives Cog containers' webhooks; the process's API
 	// serves it at cog.CallbackPath. Nil: cog executors cannot be built.
 	Callbacks *cog.Callbacks
+	// Slots, when set, keeps the slots of executors with bounded servers
+	// (comfyui) where every worker process sees them (the task store);
+	// nil counts them in this process only.
+	Slots store.Slots
 }
 
 // factory builds an executor of one type named name from its settings;
@@ -166,9 +171,10 @@ func BuildWith(entries map[string]Entry, routes map[string]executor.Route, deps 
 		deps.HTTP = &http.Client{Timeout: 5 * time.Minute}
 	}
 	set, known := executor.NewSet(), builtins()
-	// The slot accounting is process-local for now; a store-backed one
-	// that counts across worker processes is pending (comfyui.Slots).
-	comfySlots := comfyui.NewLocalSlots()
+	var comfySlots comfyui.Slots = comfyui.NewLocalSlots()
+	if deps.Slots != nil {
+		comfySlots = comfyui.NewSharedSlots(deps.Slots)
+	}
 	names := make([]string, 0, len(entries))
 	for n := range entries {
 		names = append(names, n)

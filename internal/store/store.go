@@ -529,3 +529,27 @@ var ErrDeliveryNotFound = errors.New("webhook delivery not found")
 // claim (claimed again after its lease, redelivered, or finished), so the
 // attempt's outcome was not applied.
 var ErrDeliveryClaimLost = errors.New("webhook delivery claim lost")
+
+// Slots is the shared accounting of executors whose servers take a
+// bounded number of jobs at once (a ComfyUI server's prompts): one count
+// for every worker process of a deployment. A slot is held by a run (a
+// task and its attempt) and is free again when the run gives it back or
+// its task is no longer executing at that attempt, so a dead worker's
+// slots free themselves when its tasks are rescued.
+type Slots interface {
+	// TakeSlot takes a free slot for holder on one of servers of
+	// executor: the server with the most free slots, the earlier in the
+	// list on a tie; it returns that server's URL, or "" when every slot
+	// is taken. A holder that already holds a slot of executor on one of
+	// servers gets that server again.
+	TakeSlot(ctx context.Context, executor string, servers []SlotServer, holder RunRef) (string, error)
+	// ReleaseSlot gives back the slot holder holds on server; releasing a
+	// slot not held is not an error.
+	ReleaseSlot(ctx context.Context, executor, server string, holder RunRef) error
+}
+
+// SlotServer is a server of an executor and how many jobs it may hold.
+type SlotServer struct {
+	URL   string
+	Slots int
+}

@@ -145,7 +145,7 @@ func (e *Executor) submit(ctx context.Context, job *executor.Job, p *prepared, s
 		if len(up) == 0 {
 			return executor.Handle{}, e.exhausted(st, down, last)
 		}
-		srv, release, err := e.slots.Acquire(ctx, e.name, up)
+		srv, release, err := e.slots.Acquire(ctx, e.name, holderOf(job), up)
 		if err != nil {
 			return executor.Handle{}, err
 		}
@@ -358,7 +358,7 @@ func (e *Executor) releaseIdle(id string) {
 // Recover implements executor.Executor by prompt id (§1.5 resume): the
 // history, then the queue, then the history again. A prompt in neither is
 // lost. A prompt still queued or running takes a slot on its server.
-func (e *Executor) Recover(ctx context.Context, _ *executor.Job, h executor.Handle) (executor.Handle, error) {
+func (e *Executor) Recover(ctx context.Context, job *executor.Job, h executor.Handle) (executor.Handle, error) {
 	if _, err := decodeState(h); err != nil {
 		return h, err
 	}
@@ -372,7 +372,7 @@ func (e *Executor) Recover(ctx context.Context, _ *executor.Job, h executor.Hand
 	}
 	switch {
 	case live:
-		_, release, err := e.slots.Acquire(ctx, e.name, e.servers[i:i+1])
+		_, release, err := e.slots.Acquire(ctx, e.name, holderOf(job), e.servers[i:i+1])
 		if err != nil {
 			return h, err
 		}

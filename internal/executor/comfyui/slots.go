@@ -4,24 +4,31 @@ import (
 	"context"
 	"fmt"
 	"sync"
+
+	"github.com/google/uuid"
 )
 
 // Slots accounts for the prompts each ComfyUI server runs, so a server
 // never holds more prompts (running plus queued) than its slot count.
 //
 // The accounting must be as wide as the pool's users: LocalSlots counts
-// within one process, which is exact for a single worker. A store-backed
-// implementation (a slot lease per server and prompt, taken and released
-// in the database, expiring with the worker's heartbeat) makes the count
-// global across worker processes; it is pending (issue 11) and replaces
-// LocalSlots through this interface without touching the executor.
+// within one process, which is exact for a single worker; SharedSlots
+// keeps the count in the task store, for every worker process of a
+// deployment, each slot held by a run (task and attempt) and free again
+// when the run gives it back or its task stops executing at that attempt.
 type Slots interface {
 	// Acquire waits until one of servers has a free slot for executor and
 	// takes it: the one with the most free slots, the earlier in the list
 	// on a tie. It returns the
 	// chosen server and the function that gives the slot back (safe to
 	// call more than once). It fails only when ctx ends.
-	Acquire(ctx context.Context, executor string, servers []Server) (Server, func(), error)
+	Acquire(ctx context.Context, executor string, holder Holder, servers []Server) (Server, func(), error)
+}
+
+// Holder is the run that holds a slot: a task and its attempt.
+type Holder struct {
+	TaskID  uuid.UUID
+	Attempt int
 }
 
 // LocalSlots is the process-local Slots: counts in memory, waiters woken
@@ -41,7 +48,7 @@ func NewLocalSlots() *LocalSlots {
 }
 
 // Acquire implements Slots.
-func (l *LocalSlots) Acquire(ctx context.Context, executor string, servers []Server) (Server, func(), error) {
+func (l *LocalSlots) Acquire(ctx context.Context, executor string, _ Holder, servers []Server) (Server, func(), error) {
 	if len(servers) == 0 {
 		return Server{}, nil, fmt.Errorf("acquiring a slot: no server to choose from")
 	}
