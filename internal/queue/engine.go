@@ -117,6 +117,10 @@ type Engine struct {
 
 	mu             sync.Mutex
 	running        map[uuid.UUID]*activeRun
+	// early holds cancels heard for tasks this engine runs no run of (yet):
+	// a claim commits before its run registers, so a cancel can arrive in
+	// between. A run that registers checks it (cancelledEarly).
+	early map[uuid.UUID]time.Time
 	stop           func()
 	stopBackground func()
 	claimDone      sync.WaitGroup
@@ -179,6 +183,7 @@ func New(cfg Config, st store.Queue, reg *registry.Registry, artifacts artifact.
 		slots:     make(chan struct{}, cfg.Concurrency),
 		done:      make(chan outcome, cfg.Concurrency),
 		running:   map[uuid.UUID]*activeRun{},
+		early:     map[uuid.UUID]time.Time{},
 		abandon:   make(chan struct{}),
 	}
 }
@@ -196,10 +201,22 @@ func (e *Engine) Notify() {
 
 // Cancel cancels the processor of the task if it runs in this engine, pushes
 // the cancellation into its executor when the processor supports it, and
-// reports whether the task ran here.
+// reports whether the task ran here. A cancel for a task with no run here
+// is kept for a lease: a claim commits before its run registers, and a
+// run that registers with a cancel waiting asks the store whether it
+// still owns its task.
 func (e *Engine) Cancel(id uuid.UUID) bool {
 	e.mu.Lock()
 	r, ok := e.running[id]
+	if !ok {
+		now := time.Now()
+		for k, at := range e.early {
+			if now.Sub(at) > e.cfg.Lease {
+				delete(e.early, k)
+			}
+		}
+		e.early[id] = now
+	}
 	e.mu.Unlock()
 	if !ok || r.phase.Load() != phaseRunning {
 		return ok

@@ -45,11 +45,16 @@ func (e *Engine) run(parent context.Context, rec *store.Record) {
 	self := &activeRun{rec: rec, cancel: cancel, env: env}
 	e.mu.Lock()
 	e.running[t.ID] = self
+	_, early := e.early[t.ID]
+	delete(e.early, t.ID)
 	e.mu.Unlock()
 	defer func() {
 		e.forget(self)
 		cancel(nil)
 	}()
+	if early && e.cancelledEarly(ctx, t) {
+		cancel(errCancelled)
+	}
 	runCtx, cancelTimeout := context.WithTimeout(ctx, runTimeout(rec))
 	defer cancelTimeout()
 
@@ -119,6 +124,15 @@ func safeProcess(ctx context.Context, rec *store.Record, env registry.Runtime, r
 		return rec.Def.Processor.(registry.Resumer).Resume(ctx, run)
 	}
 	return rec.Def.Processor.Process(ctx, run)
+}
+
+// cancelledEarly reports whether the run of t, for which a cancel was
+// heard before it registered, no longer owns its task: the cancel may
+// have been for an earlier run of the task (a user retry since), so the
+// store decides, through the heartbeat's conditional lease renewal.
+func (e *Engine) cancelledEarly(ctx context.Context, t *task.Task) bool {
+	lost, err := e.store.ExtendLeases(ctx, []store.RunRef{{TaskID: t.ID, Attempt: t.Attempt}}, e.cfg.Lease)
+	return err == nil && len(lost) == 1
 }
 
 // outcomeOf decides what a finished run writes; nil when it must write
