@@ -107,7 +107,7 @@ func NewRegistryOn(fetcher *artifact.Fetcher, set *executor.Set, register Regist
 // without one (or without its executors section), and the file's routes.
 // Errors name the file and the entry.
 func NewExecutors(cfg config.Config) (*executor.Set, error) {
-	return newExecutors(cfg, executors.Deps{Callbacks: cog.NewCallbacks(), PublicURL: cfg.BaseURL()})
+	return newExecutors(cfg, executors.Deps{Callbacks: cog.NewCallbacks(), PublicURL: cfg.BaseURL(), DataDir: cfg.DataDir})
 }
 
 // newExecutors is NewExecutors handing deps to the executors.
@@ -167,7 +167,7 @@ func New(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 	// types, which the store needs, takes them); their shared slots reach
 	// the store once it is open.
 	slots := &storeSlots{}
-	set, err := newExecutors(cfg, executors.Deps{Callbacks: callbacks, PublicURL: cfg.BaseURL(), Slots: slots})
+	set, err := newExecutors(cfg, executors.Deps{Callbacks: callbacks, PublicURL: cfg.BaseURL(), Slots: slots, DataDir: cfg.DataDir, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"sort"
@@ -17,6 +18,7 @@ import (
 	"github.com/computeserver/compute/internal/executor"
 	"github.com/computeserver/compute/internal/executor/cog"
 	"github.com/computeserver/compute/internal/executor/comfyui"
+	"github.com/computeserver/compute/internal/executor/command"
 	"github.com/computeserver/compute/internal/executor/fal"
 	"github.com/computeserver/compute/internal/executor/local"
 	"github.com/computeserver/compute/internal/executor/mock"
@@ -55,6 +57,12 @@ type Deps struct {
 	// (comfyui) where every worker process sees them (the task store);
 	// nil counts them in this process only.
 	Slots store.Slots
+	// DataDir is the process's data directory: command executors keep
+	// their state (work directories, checkpoints, the record of started
+	// process groups) under it unless their state_dir says otherwise.
+	DataDir string
+	// Logger receives the executors' logs (nil: discarded).
+	Logger *slog.Logger
 }
 
 // factory builds an executor of one type named name from its settings;
@@ -118,6 +126,13 @@ func builtins() map[string]factory {
 			}
 			return replicate.New(name, s, d.HTTP)
 		},
+		command.Kind: func(name string, decode func(v any) error, d env) (executor.Executor, error) {
+			s, err := settingsOf[command.Settings](decode)
+			if err != nil {
+				return nil, err
+			}
+			return command.New(name, s, command.Options{Dir: d.dir, DataDir: d.DataDir, Logger: d.Logger})
+		},
 		cog.Kind: func(name string, decode func(v any) error, d env) (executor.Executor, error) {
 			s, err := settingsOf[cog.Settings](decode)
 			if err != nil {
@@ -132,7 +147,7 @@ func builtins() map[string]factory {
 // executors are not in this build yet; configuring one is an error saying
 // so.
 func planned() []string {
-	return []string{"openai", "gemini", "command"}
+	return []string{"openai", "gemini"}
 }
 
 // Types returns the executor types this build can run, sorted.

@@ -2,6 +2,8 @@ package executors_test
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -105,5 +107,35 @@ func TestHostedTypes(t *testing.T) {
 				t.Errorf("err %v, want it to name executors.x and contain %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestCommandType: a command executor is built from its settings, keeps
+// its state under the process's data directory, and is refused with the
+// setting that is wrong.
+func TestCommandType(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	set, err := executors.BuildWith(map[string]executors.Entry{
+		"train": {Type: "command", Dir: t.TempDir(), Settings: json.RawMessage(`{"command":["./train.sh","{{steps}}"],"grace_seconds":5,"env":{"HF_TOKEN":"x"}}`)},
+	}, nil, executors.Deps{DataDir: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set.Kind("train") != "command" {
+		t.Errorf("train is of kind %q", set.Kind("train"))
+	}
+	if _, err := os.Stat(filepath.Join(data, "command", "train", "groups")); err != nil {
+		t.Errorf("the state directory is not under the data directory: %v", err)
+	}
+	for _, tt := range []struct{ name, settings, want string }{
+		{"no command", `{}`, "command is required"},
+		{"bad mode", `{"command":["x"],"mode":"daemon"}`, "mode must be"},
+		{"unknown key", `{"command":["x"],"args":[]}`, `unknown field "args"`},
+	} {
+		_, err := executors.BuildWith(map[string]executors.Entry{"x": {Type: "command", Settings: json.RawMessage(tt.settings)}}, nil, executors.Deps{DataDir: data})
+		if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "executors.x") {
+			t.Errorf("%s: err %v, want it to name executors.x and contain %q", tt.name, err, tt.want)
+		}
 	}
 }
