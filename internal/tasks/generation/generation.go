@@ -208,7 +208,7 @@ func Type(cfg Config) registry.Type[Fields, Update] {
 		DefaultProvider: ProviderMock,
 		// The executor types whose executors a task's provider_type may
 		// name (those configured; see docs/executors.md).
-		Providers: []string{ProviderMock, ProviderComfyUI, ProviderFal, ProviderReplicate, "cog", "openai", "gemini"},
+		Providers: []string{ProviderMock, ProviderComfyUI, ProviderFal, ProviderReplicate, "cog", "openai", "gemini", "command"},
 		Timeout:   15 * time.Minute,
 		Examples: []registry.Example{
 			{Name: "a small image on the mock provider", WantStatus: task.StatusCompleted,

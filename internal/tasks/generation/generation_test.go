@@ -47,7 +47,7 @@ func TestDeclare(t *testing.T) {
 	if def.Table != "generation_tasks" || def.DefaultProvider != "mock" {
 		t.Errorf("table %q, default provider %q", def.Table, def.DefaultProvider)
 	}
-	if want := "[mock comfyui fal replicate cog openai gemini]"; fmt.Sprint(def.Providers) != want {
+	if want := "[mock comfyui fal replicate cog openai gemini command]"; fmt.Sprint(def.Providers) != want {
 		t.Errorf("providers %v, want %s", def.Providers, want)
 	}
 	readOnly := map[string]bool{}
