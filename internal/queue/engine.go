@@ -115,12 +115,12 @@ type Engine struct {
 	slots chan struct{}
 	done  chan outcome
 
-	mu             sync.Mutex
-	running        map[uuid.UUID]*activeRun
+	mu      sync.Mutex
+	running map[uuid.UUID]*activeRun
 	// early holds cancels heard for tasks this engine runs no run of (yet):
 	// a claim commits before its run registers, so a cancel can arrive in
 	// between. A run that registers checks it (cancelledEarly).
-	early map[uuid.UUID]time.Time
+	early          map[uuid.UUID]time.Time
 	stop           func()
 	stopBackground func()
 	claimDone      sync.WaitGroup
