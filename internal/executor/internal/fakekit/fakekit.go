@@ -255,3 +255,41 @@ func WriteJSON(w http.ResponseWriter, code int, v any) {
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v) // the client may be gone; nothing to do
 }
+
+// Drop sends what the handler wrote so far, then closes the connection
+// without ending the response, so the client reads a body that breaks
+// off (a mid-stream disconnect). The handler must return after it.
+func Drop(w http.ResponseWriter) {
+	if fl, ok := w.(http.Flusher); ok {
+		fl.Flush()
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		panic(http.ErrAbortHandler) // net/http's own way to abort a response
+	}
+	conn, buf, err := hj.Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	_ = buf.Flush() // the client may be gone already
+	_ = conn.Close()
+}
+
+// Ask asks reply (nil: the zero R) how to answer req, in the request's
+// context, so that reply may hold the request until its client goes away.
+// It reports false when the client went away meanwhile: the handler then
+// returns without answering. A non-empty retryAfter(R) is set as the
+// Retry-After header.
+func Ask[Q, R any](w http.ResponseWriter, r *http.Request, reply func(context.Context, Q) R, req Q, retryAfter func(R) string) (R, bool) {
+	var out R
+	if reply != nil {
+		out = reply(r.Context(), req)
+	}
+	if r.Context().Err() != nil {
+		return out, false
+	}
+	if v := retryAfter(out); v != "" {
+		w.Header().Set("Retry-After", v)
+	}
+	return out, true
+}

@@ -81,6 +81,14 @@ func (c *Client) Do(ctx context.Context, method, url string, body any, header ht
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	return c.Send(req)
+}
+
+// Open sends req, with the client's Authorization, and returns the answer
+// of whatever status with its body open: the caller reads (a stream) and
+// closes it. A call that gets no answer is classified with
+// executor.FromTransport.
+func (c *Client) Open(req *http.Request) (*http.Response, error) {
 	if c.Authorization != "" {
 		req.Header.Set("Authorization", c.Authorization)
 	}
@@ -90,12 +98,26 @@ func (c *Client) Do(ctx context.Context, method, url string, body any, header ht
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, executor.FromTransport(fmt.Errorf("%s %s: %w", method, redact(url), unwrapURL(err)))
+		return nil, executor.FromTransport(fmt.Errorf("%s %s: %w", req.Method, redact(req.URL.String()), unwrapURL(err)))
 	}
+	return resp, nil
+}
+
+// Send sends req (Open) and reads the answer whole.
+func (c *Client) Send(req *http.Request) (*Response, error) {
+	resp, err := c.Open(req)
+	if err != nil {
+		return nil, err
+	}
+	return Read(resp)
+}
+
+// Read reads an answer's body whole (up to 32 MiB) and closes it.
+func Read(resp *http.Response) (*Response, error) {
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
-		return nil, executor.FromTransport(fmt.Errorf("reading the answer of %s %s: %w", method, redact(url), err))
+		return nil, executor.FromTransport(fmt.Errorf("reading the answer of %s %s: %w", resp.Request.Method, redact(resp.Request.URL.String()), err))
 	}
 	return &Response{Code: resp.StatusCode, Header: resp.Header, Body: data}, nil
 }
@@ -132,7 +154,8 @@ func StatusError(what string, r *Response) error {
 }
 
 // Detail is a short message from an error body: its detail, error or
-// title field, else the body's start.
+// title field (an error object's message, as OpenAI and Google put it),
+// else the body's start.
 func Detail(body []byte) string {
 	var v struct {
 		Detail json.RawMessage `json:"detail"`
@@ -146,6 +169,8 @@ func Detail(body []byte) string {
 			case len(raw) == 0 || string(raw) == "null":
 			case json.Unmarshal(raw, &s) == nil:
 				return clip(s)
+			case messageOf(raw) != "":
+				return clip(messageOf(raw))
 			default:
 				return clip(string(raw))
 			}
@@ -155,6 +180,16 @@ func Detail(body []byte) string {
 		}
 	}
 	return clip(strings.TrimSpace(string(body)))
+}
+
+// messageOf is the message of an error object ({"message": …}), "" for
+// anything else.
+func messageOf(raw json.RawMessage) string {
+	var e struct {
+		Message string `json:"message"`
+	}
+	_ = json.Unmarshal(raw, &e) // not an object: no message
+	return e.Message
 }
 
 func clip(s string) string {
