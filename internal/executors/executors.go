@@ -20,8 +20,10 @@ import (
 	"github.com/computeserver/compute/internal/executor/comfyui"
 	"github.com/computeserver/compute/internal/executor/command"
 	"github.com/computeserver/compute/internal/executor/fal"
+	"github.com/computeserver/compute/internal/executor/gemini"
 	"github.com/computeserver/compute/internal/executor/local"
 	"github.com/computeserver/compute/internal/executor/mock"
+	"github.com/computeserver/compute/internal/executor/openai"
 	"github.com/computeserver/compute/internal/executor/replicate"
 	"github.com/computeserver/compute/internal/store"
 )
@@ -133,6 +135,20 @@ func builtins() map[string]factory {
 			}
 			return command.New(name, s, command.Options{Dir: d.dir, DataDir: d.DataDir, Logger: d.Logger})
 		},
+		openai.Kind: func(name string, decode func(v any) error, d env) (executor.Executor, error) {
+			s, err := settingsOf[openai.Settings](decode)
+			if err != nil {
+				return nil, err
+			}
+			return openai.New(name, s, d.HTTP)
+		},
+		gemini.Kind: func(name string, decode func(v any) error, d env) (executor.Executor, error) {
+			s, err := settingsOf[gemini.Settings](decode)
+			if err != nil {
+				return nil, err
+			}
+			return gemini.New(name, s, d.HTTP)
+		},
 		cog.Kind: func(name string, decode func(v any) error, d env) (executor.Executor, error) {
 			s, err := settingsOf[cog.Settings](decode)
 			if err != nil {
@@ -147,7 +163,7 @@ func builtins() map[string]factory {
 // executors are not in this build yet; configuring one is an error saying
 // so.
 func planned() []string {
-	return []string{"openai", "gemini"}
+	return nil // every type the config file names is built today
 }
 
 // Types returns the executor types this build can run, sorted.

@@ -45,8 +45,6 @@ func TestBuild(t *testing.T) {
 			`executors.gpu (line 3): settings: json: unknown field "slotz"`},
 		{"bad setting", map[string]executors.Entry{"gpu": {Type: "mock", Settings: json.RawMessage(`{"step_delay":"soon"}`)}}, nil,
 			`executors.gpu: step_delay "soon"`},
-		{"planned type", map[string]executors.Entry{"gpu": {Type: "openai"}}, nil,
-			`executors.gpu: executor type "openai" is not in this build yet`},
 		{"comfyui without servers", map[string]executors.Entry{"gpu": {Type: "comfyui", Settings: json.RawMessage(`{"workflows":"wf"}`)}}, nil,
 			`executors.gpu: servers: at least one server is required`},
 		{"unknown type", map[string]executors.Entry{"gpu": {Type: "tpu"}}, nil,
@@ -75,11 +73,15 @@ func TestHostedTypes(t *testing.T) {
 		"flux":  {Type: "fal", Settings: json.RawMessage(`{"key":"k:s","model":"fal-ai/flux/dev","models":{"training":"fal-ai/flux-lora-fast-training"},"input":{"output_format":"png"},"poll_interval":"1s"}`)},
 		"sdxl":  {Type: "replicate", Settings: json.RawMessage(`{"token":"r8_x","model":"stability-ai/sdxl:5599ed30703defd1d160a25a63321b4dec97101d98b4674bcc56e41f62f35637"}`)},
 		"gpu-3": {Type: "cog", Settings: json.RawMessage(`{"url":"http://gpu-3:5000","callback_timeout":"2m","inline_input_max_bytes":1048576}`)},
+		"gpt":   {Type: "openai", Settings: json.RawMessage(`{"key":"sk-x","model":"gpt-4.1-mini","models":{"generation":"gpt-image-1"},"stream":false,"max_tokens_param":"max_completion_tokens","image_input":{"quality":"high"}}`)},
+		"vllm":  {Type: "openai", Settings: json.RawMessage(`{"base_url":"http://vllm:8000/v1","model":"Qwen/Qwen3-8B"}`)},
+		"nano":  {Type: "gemini", Settings: json.RawMessage(`{"key":"AIza-x","model":"gemini-2.5-flash-image","generation_config":{"temperature":0.2}}`)},
+		"vtx":   {Type: "gemini", Settings: json.RawMessage(`{"project":"p","location":"europe-west4","token":"ya29.x","model":"gemini-2.5-flash"}`)},
 	}, nil, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, kind := range map[string]string{"flux": "fal", "sdxl": "replicate", "gpu-3": "cog"} {
+	for name, kind := range map[string]string{"flux": "fal", "sdxl": "replicate", "gpu-3": "cog", "gpt": "openai", "vllm": "openai", "nano": "gemini", "vtx": "gemini"} {
 		if set.Kind(name) != kind {
 			t.Errorf("%s is of kind %q, want %s", name, set.Kind(name), kind)
 		}
@@ -95,6 +97,11 @@ func TestHostedTypes(t *testing.T) {
 		{"fal unknown key", executors.Entry{Type: "fal", Settings: json.RawMessage(`{"key":"k","model":"m","poll":"1s"}`)}, deps, `unknown field "poll"`},
 		{"fal bad poll", executors.Entry{Type: "fal", Settings: json.RawMessage(`{"key":"k","model":"m","poll_max":"often"}`)}, deps, `poll_max "often"`},
 		{"replicate bad model", executors.Entry{Type: "replicate", Settings: json.RawMessage(`{"token":"t","model":"flux"}`)}, deps, `model "flux": want owner/name`},
+		{"openai without model", executors.Entry{Type: "openai", Settings: json.RawMessage(`{"key":"k"}`)}, deps, "model (or models per task type) is required"},
+		{"openai bad max_tokens_param", executors.Entry{Type: "openai", Settings: json.RawMessage(`{"model":"m","max_tokens_param":"tokens"}`)}, deps, `max_tokens_param "tokens"`},
+		{"openai unknown key", executors.Entry{Type: "openai", Settings: json.RawMessage(`{"model":"m","input":{}}`)}, deps, `unknown field "input"`},
+		{"gemini without key", executors.Entry{Type: "gemini", Settings: json.RawMessage(`{"model":"m"}`)}, deps, "key is required"},
+		{"vertex without token", executors.Entry{Type: "gemini", Settings: json.RawMessage(`{"model":"m","project":"p"}`)}, deps, "needs token or token_file"},
 		{"cog without url", executors.Entry{Type: "cog"}, deps, "url (the container's base URL) is required"},
 		{"cog without callbacks", executors.Entry{Type: "cog", Settings: json.RawMessage(`{"url":"http://gpu:5000"}`)}, executors.Deps{}, "receives no callbacks"},
 		{"cog without a callback URL", executors.Entry{Type: "cog", Settings: json.RawMessage(`{"url":"http://gpu:5000"}`)}, executors.Deps{Callbacks: cog.NewCallbacks()}, "callback_url is required"},
