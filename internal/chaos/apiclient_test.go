@@ -17,7 +17,7 @@ import (
 	"github.com/computeserver/compute/internal/tasks/echo"
 )
 
-// apiClient creates echo tasks through a `compute api` process.
+// apiClient calls a `compute api` process.
 type apiClient struct {
 	base, key string
 	hc        *http.Client
@@ -32,34 +32,50 @@ func newAPIClient(addr, key string) *apiClient {
 // close drops the client's idle connections (and their goroutines).
 func (a *apiClient) close() { a.hc.CloseIdleConnections() }
 
-// create posts the task rec describes (its message, sleep, priority and
-// attempts; the API picks the id) and returns the new task's id.
-func (a *apiClient) create(ctx context.Context, rec *store.Record) (uuid.UUID, error) {
-	f := rec.Fields.(*echo.Fields)
-	body, err := json.Marshal(map[string]any{
-		"message": f.Message, "sleep_ms": f.SleepMS,
-		"priority": rec.Task.Priority, "max_attempts": rec.Task.MaxAttempts,
-	})
-	if err != nil {
-		return uuid.Nil, err
+// call sends body (nil: none) as JSON to path with the client's key and
+// returns the answer's status and body.
+func (a *apiClient) call(ctx context.Context, method, path string, body any) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			return 0, nil, fmt.Errorf("%s %s: encoding the body: %w", method, path, err)
+		}
+		rd = bytes.NewReader(raw)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.base+"/api/v1/tasks/"+echo.Name, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
 	if err != nil {
-		return uuid.Nil, err
+		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+a.key)
-	req.Header.Set("Content-Type", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := a.hc.Do(req)
 	if err != nil {
-		return uuid.Nil, fmt.Errorf("creating a task: %w", err)
+		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
+		return 0, nil, fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
+	}
+	return resp.StatusCode, raw, nil
+}
+
+// create posts the task rec describes (its message, sleep, priority and
+// attempts; the API picks the id) and returns the new task's id.
+func (a *apiClient) create(ctx context.Context, rec *store.Record) (uuid.UUID, error) {
+	f := rec.Fields.(*echo.Fields)
+	status, raw, err := a.call(ctx, http.MethodPost, "/api/v1/tasks/"+echo.Name, map[string]any{
+		"message": f.Message, "sleep_ms": f.SleepMS,
+		"priority": rec.Task.Priority, "max_attempts": rec.Task.MaxAttempts,
+	})
+	if err != nil {
 		return uuid.Nil, fmt.Errorf("creating a task: %w", err)
 	}
-	if resp.StatusCode != http.StatusCreated {
-		return uuid.Nil, fmt.Errorf("creating a task: %s: %s", resp.Status, raw)
+	if status != http.StatusCreated {
+		return uuid.Nil, fmt.Errorf("creating a task: %d: %s", status, raw)
 	}
 	var out struct {
 		ID uuid.UUID `json:"id"`

@@ -158,30 +158,10 @@ func runChaos(t *testing.T, sc scenario) {
 	rng := rand.New(rand.NewPCG(seed, seed>>1|1))
 	t.Logf("seed %d", seed)
 
-	reg, err := app.NewRegistry(app.NewFetcher(config.Default(), nil), nil)
-	if err != nil {
-		t.Fatalf("registry: %v", err)
-	}
+	reg, st := openStore(t, sc.dsn)
 	def, ok := reg.Lookup(echo.Name)
 	if !ok {
 		t.Fatalf("the %s type is not registered", echo.Name)
-	}
-	st, err := sqlstore.Open(ctx, sc.dsn, reg, testdb.Logger(t))
-	if err != nil {
-		t.Fatalf("opening the store: %v", err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if err := st.Migrate(ctx); err != nil {
-		t.Fatalf("migrating: %v", err)
-	}
-	// Workers started at once with COMPUTE_API_KEY on a database without
-	// that key race to insert it; one can exit on the unique violation.
-	// Storing it first keeps this test about the queue.
-	if err := st.CreateAPIKey(ctx, store.APIKey{
-		ID: uuid.New(), Hash: apikey.Hash(apiKey), Prefix: apikey.Display(apiKey), Name: "chaos",
-		Admin: true, CreatedAt: time.Now().UTC(),
-	}); err != nil {
-		t.Fatalf("storing the api key: %v", err)
 	}
 
 	bin := computeBinary(t)
@@ -324,6 +304,35 @@ func runChaos(t *testing.T, sc scenario) {
 		t.Logf("%s: while %s was frozen for %s, the other processes recorded %d outcomes and rescued %d tasks",
 			st.Dialect(), f.file, f.to.Sub(f.from).Round(time.Millisecond), f.progress(lines, "task attempt recorded"), f.rescued(lines))
 	}
+}
+
+// openStore opens and migrates the database at dsn for the test, with
+// apiKey stored as an admin key, and returns it with its registry of task
+// types. Processes started at once with COMPUTE_API_KEY on a database
+// without that key race to insert it, and one can exit on the unique
+// violation: storing it first keeps the tests about what they test.
+func openStore(t *testing.T, dsn string) (*registry.Registry, *sqlstore.Store) {
+	t.Helper()
+	ctx := context.Background()
+	reg, err := app.NewRegistry(app.NewFetcher(config.Default(), nil), nil)
+	if err != nil {
+		t.Fatalf("registry: %v", err)
+	}
+	st, err := sqlstore.Open(ctx, dsn, reg, testdb.Logger(t))
+	if err != nil {
+		t.Fatalf("opening the store: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatalf("migrating: %v", err)
+	}
+	if err := st.CreateAPIKey(ctx, store.APIKey{
+		ID: uuid.New(), Hash: apikey.Hash(apiKey), Prefix: apikey.Display(apiKey), Name: "chaos",
+		Admin: true, CreatedAt: time.Now().UTC(),
+	}); err != nil {
+		t.Fatalf("storing the api key: %v", err)
+	}
+	return reg, st
 }
 
 // freeze is one SIGSTOP of a worker, from SIGSTOP to SIGCONT.

@@ -16,12 +16,11 @@ import (
 	"time"
 )
 
-// The compute binary is built once per test run, without -race, into a
-// temporary directory that TestMain removes.
+// The compute and comfyfake binaries are built once per test run, without
+// -race, into a temporary directory that TestMain removes.
 var (
 	buildOnce sync.Once
 	buildDir  string
-	buildBin  string
 	buildErr  error
 	buildTook time.Duration
 )
@@ -30,36 +29,50 @@ var (
 // module's ./cmd/compute, building it on first use.
 func computeBinary(t *testing.T) string {
 	t.Helper()
+	return binary(t, "compute")
+}
+
+// comfyfakeBinary returns the path of the fake ComfyUI server built from
+// this module's ./cmd/comfyfake, building it on first use.
+func comfyfakeBinary(t *testing.T) string {
+	t.Helper()
+	return binary(t, "comfyfake")
+}
+
+// binary returns the path of the built command name, building both
+// commands on first use.
+func binary(t *testing.T, name string) string {
+	t.Helper()
 	buildOnce.Do(func() {
 		start := time.Now()
-		buildBin, buildErr = build()
+		buildErr = build()
 		buildTook = time.Since(start)
 	})
 	if buildErr != nil {
-		t.Fatalf("building the compute binary: %v", buildErr)
+		t.Fatalf("building the binaries: %v", buildErr)
 	}
-	return buildBin
+	return filepath.Join(buildDir, name)
 }
 
-func build() (string, error) {
+func build() error {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
+		return fmt.Errorf("go env GOMOD: %w", err)
 	}
 	gomod := strings.TrimSpace(string(out))
 	if gomod == "" || gomod == os.DevNull {
-		return "", fmt.Errorf("go env GOMOD: not inside a module")
+		return fmt.Errorf("go env GOMOD: not inside a module")
 	}
 	if buildDir, err = os.MkdirTemp("", "compute-chaos-"); err != nil {
-		return "", err
+		return err
 	}
-	bin := filepath.Join(buildDir, "compute")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/compute")
+	// With several packages, -o names a directory: one binary each.
+	cmd := exec.Command("go", "build", "-o", buildDir+string(filepath.Separator), "./cmd/compute", "./cmd/comfyfake")
 	cmd.Dir = filepath.Dir(gomod)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/compute: %w\n%s", err, out)
+		return fmt.Errorf("go build ./cmd/compute ./cmd/comfyfake: %w\n%s", err, out)
 	}
-	return bin, nil
+	return nil
 }
 
 // cluster starts `compute worker` processes with one environment and makes
@@ -130,23 +143,31 @@ func (c *cluster) start(name string) *proc {
 // startRole starts `compute <role>`; its output goes to <name>.<n>.log.
 func (c *cluster) startRole(name, role string) *proc {
 	c.t.Helper()
+	return c.startProgram(name, readyMsg[role], c.bin, role)
+}
+
+// startProgram starts bin with args and the cluster's environment; its
+// output goes to <name>.<n>.log, and ready is the message of the JSON log
+// line that says it works (waitReady).
+func (c *cluster) startProgram(name, ready, bin string, args ...string) *proc {
+	c.t.Helper()
 	c.mu.Lock()
 	c.seq[name]++
 	path := filepath.Join(c.logDir, fmt.Sprintf("%s.%02d.log", name, c.seq[name]))
 	c.mu.Unlock()
 	f, err := os.Create(path)
 	if err != nil {
-		c.t.Fatalf("creating worker log: %v", err)
+		c.t.Fatalf("creating the log of %s: %v", name, err)
 	}
 	defer f.Close() // the child has its own descriptor
-	cmd := exec.Command(c.bin, role)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = c.env
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("starting %s: %v", name, err)
 	}
-	p := &proc{name: filepath.Base(path), logPath: path, ready: readyMsg[role], cmd: cmd, exited: make(chan struct{})}
+	p := &proc{name: filepath.Base(path), logPath: path, ready: ready, cmd: cmd, exited: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(p.exited)
