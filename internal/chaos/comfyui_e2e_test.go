@@ -453,6 +453,13 @@ func (x *e2e) serverKilled() {
 	if n := other.stats(t).Submissions[tk.ComfyPromptID]; n != 1 {
 		t.Errorf("%s received the moved prompt %s %d times, want 1", other.name, tk.ComfyPromptID, n)
 	}
+	named := false
+	for _, e := range tk.Errors {
+		named = named || (strings.Contains(e.Message, dead.url) && e.Category == "provider_unavailable")
+	}
+	if !named {
+		t.Errorf("the errors of task %s %+v do not name the dead server %s", id, tk.Errors, dead.url)
+	}
 	if stage := x.stageNaming(id, dead.url); stage == "" {
 		t.Errorf("no progress stage of task %s names the dead server %s", id, dead.url)
 	} else {

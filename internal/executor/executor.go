@@ -87,6 +87,9 @@ type Job struct {
 	OpenInput func(ctx context.Context, url string) ([]byte, error)
 	// Put stores an output file among the task's artifacts.
 	Put func(ctx context.Context, name, contentType string, data []byte) (task.Artifact, error)
+	// AddError, when set, records a failure the job got past among the
+	// task's errors (a server it failed over from); nil records nothing.
+	AddError func(ctx context.Context, e task.Error) error
 	// SaveHandle records h on the task row. Execute calls it when Start
 	// returns; an executor whose service accepts a client-chosen id calls
 	// it itself before submitting, so a crash in between cannot orphan

@@ -143,6 +143,11 @@ func (r *runtime) SetExecutorHandle(ctx context.Context, handle json.RawMessage,
 	return nil
 }
 
+// AddError implements registry.Runtime.
+func (r *runtime) AddError(ctx context.Context, e task.Error) error {
+	return r.e.store.AddRunError(ctx, r.rec.Task.ID, r.rec.Task.Attempt, e)
+}
+
 // PutArtifact implements registry.Runtime.
 func (r *runtime) PutArtifact(ctx context.Context, name, contentType string, data []byte) (task.Artifact, error) {
 	if r.e.artifacts == nil {

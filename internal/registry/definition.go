@@ -170,6 +170,9 @@ type Runtime interface {
 	// started (JSON) and its external id, which also becomes the task's
 	// service_task_id (for resume).
 	SetExecutorHandle(ctx context.Context, handle json.RawMessage, externalID string) error
+	// AddError appends e to the task's errors (a failure the run got
+	// past, such as a server its executor failed over from).
+	AddError(ctx context.Context, e task.Error) error
 	// PutArtifact stores an output file of this task and returns its
 	// descriptor with a download URL.
 	PutArtifact(ctx context.Context, name, contentType string, data []byte) (task.Artifact, error)

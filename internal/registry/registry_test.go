@@ -672,6 +672,7 @@ func (r *recordingRuntime) SetServiceTaskID(context.Context, string) error { ret
 func (r *recordingRuntime) SetExecutorHandle(context.Context, json.RawMessage, string) error {
 	return nil
 }
+func (r *recordingRuntime) AddError(context.Context, task.Error) error { return nil }
 func (r *recordingRuntime) PutArtifact(context.Context, string, string, []byte) (task.Artifact, error) {
 	return task.Artifact{}, nil
 }

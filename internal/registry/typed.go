@@ -84,6 +84,9 @@ func (j *Job[M]) SetExecutorHandle(ctx context.Context, handle json.RawMessage, 
 	return nil
 }
 
+// AddError records a failure the run got past among the task's errors.
+func (j *Job[M]) AddError(ctx context.Context, e task.Error) error { return j.env.AddError(ctx, e) }
+
 // PutArtifact stores an output file and returns its descriptor.
 func (j *Job[M]) PutArtifact(ctx context.Context, name, contentType string, data []byte) (task.Artifact, error) {
 	return j.env.PutArtifact(ctx, name, contentType, data)

@@ -211,6 +211,11 @@ type Queue interface {
 	// started (JSON) and its external id as service_task_id; conditional
 	// on the attempt.
 	SetExecutorHandle(ctx context.Context, id uuid.UUID, attempt int, handle json.RawMessage, serviceTaskID string) error
+
+	// AddRunError appends e to the task's errors while the run (attempt)
+	// still owns it: a failure the run got past, such as a server its
+	// executor failed over from. ErrStaleRun otherwise.
+	AddRunError(ctx context.Context, id uuid.UUID, attempt int, e task.Error) error
 }
 
 // Deliveries is the webhook deliverer's view of the store.

@@ -16,6 +16,7 @@ import (
 	"github.com/computeserver/compute/internal/executor"
 	"github.com/computeserver/compute/internal/executor/comfyui"
 	"github.com/computeserver/compute/internal/executor/comfyui/comfyfake"
+	"github.com/computeserver/compute/internal/task"
 )
 
 // graphOf is the graph the server ran, from the job's output data.
@@ -209,6 +210,9 @@ func TestFailover(t *testing.T) {
 	}
 	if h := rec.lastHandle(t); h.Server != b.URL() {
 		t.Errorf("last saved handle %+v, want the second server", h)
+	}
+	if len(rec.errors) != 1 || !strings.Contains(rec.errors[0].Message, a.URL()) || rec.errors[0].Category != task.CategoryProviderUnavailable {
+		t.Errorf("the task's recorded errors %+v, want one naming the dead server as provider_unavailable", rec.errors)
 	}
 	if len(rec.files) != 1 {
 		t.Errorf("stored %d files, want 1", len(rec.files))

@@ -45,6 +45,7 @@ type record struct {
 	handles  []executor.Handle
 	progress []float64
 	stages   []string
+	errors   []task.Error
 }
 
 // newJob returns a generation-type job with fields (merged over a small
@@ -67,6 +68,12 @@ func newJob(t *testing.T, fields map[string]any) (*executor.Job, *record) {
 			defer rec.mu.Unlock()
 			rec.files[name] = data
 			return task.Artifact{Key: "test/" + name, ContentType: ctype, Size: int64(len(data))}, nil
+		},
+		AddError: func(_ context.Context, e task.Error) error {
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			rec.errors = append(rec.errors, e)
+			return nil
 		},
 		SaveHandle: func(_ context.Context, h executor.Handle) error {
 			rec.mu.Lock()

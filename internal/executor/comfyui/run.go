@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/computeserver/compute/internal/executor"
+	"github.com/computeserver/compute/internal/task"
 )
 
 // state is the executor's part of a handle (Handle.State, version
@@ -160,6 +161,7 @@ func (e *Executor) submit(ctx context.Context, job *executor.Job, p *prepared, s
 		}
 		st.Tried = append(st.Tried, srv.URL)
 		st.Errors = append(st.Errors, ServerError{Server: srv.URL, Error: detail(err)})
+		noteFailover(ctx, job, srv.URL, err)
 		last = err
 	}
 }
@@ -412,4 +414,20 @@ func TriedServers(h executor.Handle) []string {
 		return nil
 	}
 	return st.Tried
+}
+
+// noteFailover records, among the task's errors, that the job left server
+// after err: the task may still complete on another server, and its
+// history then says why it moved. A failure to record it does not stop
+// the job (the server is also in comfyui_retry_server_urls).
+func noteFailover(ctx context.Context, job *executor.Job, server string, err error) {
+	if job.AddError == nil {
+		return
+	}
+	category := task.CategoryProviderUnavailable
+	var xe *executor.Error
+	if errors.As(err, &xe) && xe.Category != "" {
+		category = string(xe.Category)
+	}
+	_ = job.AddError(ctx, task.Error{Message: fmt.Sprintf("server %s failed, trying another: %s", server, detail(err)), Category: category})
 }

@@ -68,6 +68,7 @@ func (e *Executor) Wait(ctx context.Context, job *executor.Job, h executor.Handl
 		}
 		st.Tried = append(st.Tried, h.Server)
 		st.Errors = append(st.Errors, ServerError{Server: h.Server, Error: detail(err)})
+		noteFailover(ctx, job, h.Server, err)
 		if err := pr.stage(ctx, fmt.Sprintf("server %s failed (%s); trying another server", h.Server, detail(err))); err != nil {
 			return nil, err
 		}

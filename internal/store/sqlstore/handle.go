@@ -26,3 +26,27 @@ func (s *Store) SetExecutorHandle(ctx context.Context, id uuid.UUID, attempt int
 	}
 	return nil
 }
+
+// AddRunError implements store.Store: it appends e to the task's errors,
+// only while the run still owns the task.
+func (s *Store) AddRunError(ctx context.Context, id uuid.UUID, attempt int, e task.Error) error {
+	if e.At.IsZero() {
+		e.At = task.Now()
+	}
+	if e.Attempt == 0 {
+		e.Attempt = attempt
+	}
+	doc, err := jsonText(e)
+	if err != nil {
+		return fmt.Errorf("encoding the run's error: %w", err)
+	}
+	res, err := s.w.ExecContext(ctx, `UPDATE tasks SET errors = `+fmt.Sprintf(s.d.jsonAppend, "errors", s.d.cast("$3", "jsonb"))+
+		`, updated_at = $4 WHERE `+ownedBy, id.String(), attempt, doc, task.Now())
+	if err != nil {
+		return fmt.Errorf("recording the run's error: %w", classify(err))
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return fmt.Errorf("error of task %s: %w", id, task.ErrStaleRun)
+	}
+	return nil
+}

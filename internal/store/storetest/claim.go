@@ -368,6 +368,37 @@ func testRunWrites(t *testing.T, newEnv func(t *testing.T) *env) {
 		}
 	})
 
+	t.Run("AddRunError", func(t *testing.T) {
+		t.Parallel()
+		e := e.in(t)
+		rec, stale, current := claimed(e)
+		id := rec.Task.ID
+		before, evs := e.get(id), e.events(id)
+		if err := e.s.AddRunError(e.ctx, id, stale, task.Error{Message: "zombie", Category: task.CategoryProviderUnavailable}); !errors.Is(err, task.ErrStaleRun) {
+			t.Errorf("AddRunError by a stale run: err = %v, want task.ErrStaleRun", err)
+		}
+		e.assertUnchanged(before, evs)
+		for _, msg := range []string{"server http://gpu-1 failed", "server http://gpu-2 failed"} {
+			if err := e.s.AddRunError(e.ctx, id, current, task.Error{Message: msg, Category: task.CategoryProviderUnavailable}); err != nil {
+				t.Fatalf("AddRunError: %v", err)
+			}
+		}
+		got := e.get(id).Task
+		if len(got.Errors) != len(before.Task.Errors)+2 {
+			t.Fatalf("errors after two additions: %+v", got.Errors)
+		}
+		last := got.Errors[len(got.Errors)-1]
+		if last.Message != "server http://gpu-2 failed" || last.Attempt != current || last.Category != task.CategoryProviderUnavailable || last.At.IsZero() {
+			t.Errorf("the last error is %+v; want gpu-2's at attempt %d with its time", last, current)
+		}
+		if got.Status != task.StatusExecuting || got.ErrorMessage != before.Task.ErrorMessage {
+			t.Errorf("recording an error changed the run: status %s, error_message %q", got.Status, got.ErrorMessage)
+		}
+		if err := e.s.AddRunError(e.ctx, uuid.New(), 1, task.Error{Message: "x"}); !errors.Is(err, task.ErrStaleRun) {
+			t.Errorf("AddRunError(unknown id): err = %v", err)
+		}
+	})
+
 	t.Run("ProviderRequestedKept", func(t *testing.T) {
 		t.Parallel()
 		e := e.in(t)

@@ -44,6 +44,7 @@ type Runtime struct {
 	saved      [][]byte
 	serviceIDs []string
 	handles    []json.RawMessage
+	errs       []task.Error
 	artifacts  []task.Artifact
 }
 
@@ -130,6 +131,21 @@ func (r *Runtime) SetExecutorHandle(_ context.Context, handle json.RawMessage, e
 	r.handles = append(r.handles, append(json.RawMessage(nil), handle...))
 	r.serviceIDs = append(r.serviceIDs, externalID)
 	return nil
+}
+
+// AddError implements registry.Runtime: it records e.
+func (r *Runtime) AddError(_ context.Context, e task.Error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.errs = append(r.errs, e)
+	return nil
+}
+
+// Errors returns the errors AddError recorded, in order.
+func (r *Runtime) Errors() []task.Error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]task.Error(nil), r.errs...)
 }
 
 // Handles returns the executor handles recorded, in order.
