@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -254,8 +255,42 @@ func strictDecoder(raw json.RawMessage) func(v any) error {
 		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(v); err != nil {
-			return fmt.Errorf("settings: %w", err)
+			// The settings were YAML: say what a user wrote, not what
+			// encoding/json calls it.
+			if key, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+				return fmt.Errorf("unknown setting %s (known: %s)", key, strings.Join(settingNames(v), ", "))
+			}
+			return fmt.Errorf("settings: %s", strings.TrimPrefix(err.Error(), "json: "))
 		}
 		return nil
 	}
+}
+
+// settingNames lists the keys a settings struct takes (its json tags,
+// with those of embedded structs).
+func settingNames(v any) []string {
+	t := reflect.TypeOf(v)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil || t.Kind() != reflect.Struct {
+		return nil
+	}
+	var out []string
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			switch {
+			case f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct:
+				walk(f.Type)
+			case name != "" && name != "-":
+				out = append(out, name)
+			}
+		}
+	}
+	walk(t)
+	sort.Strings(out)
+	return out
 }

@@ -42,7 +42,7 @@ func TestBuild(t *testing.T) {
 		want    string
 	}{
 		{"unknown settings key", map[string]executors.Entry{"gpu": {Type: "mock", Settings: json.RawMessage(`{"slotz":1}`), Where: "line 3"}}, nil,
-			`executors.gpu (line 3): settings: json: unknown field "slotz"`},
+			`executors.gpu (line 3): unknown setting "slotz" (known: max_side, slots, step_delay)`},
 		{"bad setting", map[string]executors.Entry{"gpu": {Type: "mock", Settings: json.RawMessage(`{"step_delay":"soon"}`)}}, nil,
 			`executors.gpu: step_delay "soon"`},
 		{"comfyui without servers", map[string]executors.Entry{"gpu": {Type: "comfyui", Settings: json.RawMessage(`{"workflows":"wf"}`)}}, nil,
@@ -94,12 +94,12 @@ func TestHostedTypes(t *testing.T) {
 	}{
 		{"fal without key", executors.Entry{Type: "fal", Settings: json.RawMessage(`{"model":"fal-ai/flux/dev"}`)}, deps, "key is required"},
 		{"fal without model", executors.Entry{Type: "fal", Settings: json.RawMessage(`{"key":"k"}`)}, deps, "model (or models per task type) is required"},
-		{"fal unknown key", executors.Entry{Type: "fal", Settings: json.RawMessage(`{"key":"k","model":"m","poll":"1s"}`)}, deps, `unknown field "poll"`},
+		{"fal unknown key", executors.Entry{Type: "fal", Settings: json.RawMessage(`{"key":"k","model":"m","poll":"1s"}`)}, deps, `unknown setting "poll"`},
 		{"fal bad poll", executors.Entry{Type: "fal", Settings: json.RawMessage(`{"key":"k","model":"m","poll_max":"often"}`)}, deps, `poll_max "often"`},
 		{"replicate bad model", executors.Entry{Type: "replicate", Settings: json.RawMessage(`{"token":"t","model":"flux"}`)}, deps, `model "flux": want owner/name`},
 		{"openai without model", executors.Entry{Type: "openai", Settings: json.RawMessage(`{"key":"k"}`)}, deps, "model (or models per task type) is required"},
 		{"openai bad max_tokens_param", executors.Entry{Type: "openai", Settings: json.RawMessage(`{"model":"m","max_tokens_param":"tokens"}`)}, deps, `max_tokens_param "tokens"`},
-		{"openai unknown key", executors.Entry{Type: "openai", Settings: json.RawMessage(`{"model":"m","input":{}}`)}, deps, `unknown field "input"`},
+		{"openai unknown key", executors.Entry{Type: "openai", Settings: json.RawMessage(`{"model":"m","input":{}}`)}, deps, `unknown setting "input"`},
 		{"gemini without key", executors.Entry{Type: "gemini", Settings: json.RawMessage(`{"model":"m"}`)}, deps, "key is required"},
 		{"vertex without token", executors.Entry{Type: "gemini", Settings: json.RawMessage(`{"model":"m","project":"p"}`)}, deps, "needs token or token_file"},
 		{"cog without url", executors.Entry{Type: "cog"}, deps, "url (the container's base URL) is required"},
@@ -138,7 +138,7 @@ func TestCommandType(t *testing.T) {
 	for _, tt := range []struct{ name, settings, want string }{
 		{"no command", `{}`, "command is required"},
 		{"bad mode", `{"command":["x"],"mode":"daemon"}`, "mode must be"},
-		{"unknown key", `{"command":["x"],"args":[]}`, `unknown field "args"`},
+		{"unknown key", `{"command":["x"],"args":[]}`, `unknown setting "args"`},
 	} {
 		_, err := executors.BuildWith(map[string]executors.Entry{"x": {Type: "command", Settings: json.RawMessage(tt.settings)}}, nil, executors.Deps{DataDir: data})
 		if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "executors.x") {
