@@ -16,15 +16,7 @@ func (s *Store) SetExecutorHandle(ctx context.Context, id uuid.UUID, attempt int
 	if len(handle) > 0 && !json.Valid(handle) {
 		return fmt.Errorf("executor handle of task %s is not valid JSON", id)
 	}
-	res, err := s.w.ExecContext(ctx, `UPDATE tasks SET executor_handle = $3, service_task_id = $4, updated_at = $5 WHERE `+ownedBy,
-		id.String(), attempt, nullJSON(handle), serviceTaskID, task.Now())
-	if err != nil {
-		return fmt.Errorf("setting executor handle: %w", err)
-	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		return fmt.Errorf("executor handle of task %s: %w", id, task.ErrStaleRun)
-	}
-	return nil
+	return s.updateOwned(ctx, "executor handle", `executor_handle = $3, service_task_id = $4`, id, attempt, nullJSON(handle), serviceTaskID)
 }
 
 // AddRunError implements store.Store: it appends e to the task's errors,
@@ -40,13 +32,5 @@ func (s *Store) AddRunError(ctx context.Context, id uuid.UUID, attempt int, e ta
 	if err != nil {
 		return fmt.Errorf("encoding the run's error: %w", err)
 	}
-	res, err := s.w.ExecContext(ctx, `UPDATE tasks SET errors = `+fmt.Sprintf(s.d.jsonAppend, "errors", s.d.cast("$3", "jsonb"))+
-		`, updated_at = $4 WHERE `+ownedBy, id.String(), attempt, doc, task.Now())
-	if err != nil {
-		return fmt.Errorf("recording the run's error: %w", classify(err))
-	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		return fmt.Errorf("error of task %s: %w", id, task.ErrStaleRun)
-	}
-	return nil
+	return s.updateOwned(ctx, "the run's error", `errors = `+fmt.Sprintf(s.d.jsonAppend, "errors", s.d.cast("$3", "jsonb")), id, attempt, doc)
 }

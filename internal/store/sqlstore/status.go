@@ -140,13 +140,21 @@ func (s *Store) SetProgress(ctx context.Context, p store.ProgressUpdate) (*event
 
 // SetServiceTaskID implements store.Store.
 func (s *Store) SetServiceTaskID(ctx context.Context, id uuid.UUID, attempt int, serviceTaskID string) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE tasks SET service_task_id = $3, updated_at = $4 WHERE `+ownedBy,
-		id.String(), attempt, serviceTaskID, task.Now())
+	return s.updateOwned(ctx, "service task id", `service_task_id = $3`, id, attempt, serviceTaskID)
+}
+
+// updateOwned runs "UPDATE tasks SET sets, updated_at = now" on task id
+// while the run holding attempt still owns it (ownedBy; sets' parameters
+// are $3 on, args), and returns task.ErrStaleRun when it does not. what
+// names the write in errors.
+func (s *Store) updateOwned(ctx context.Context, what, sets string, id uuid.UUID, attempt int, args ...any) error {
+	p := params{vals: append([]any{id.String(), attempt}, args...)}
+	res, err := s.w.ExecContext(ctx, `UPDATE tasks SET `+sets+`, updated_at = `+p.add(task.Now())+` WHERE `+ownedBy, p.vals...)
 	if err != nil {
-		return fmt.Errorf("setting service task id: %w", err)
+		return fmt.Errorf("setting %s: %w", what, classify(err))
 	}
 	if n, _ := res.RowsAffected(); n != 1 {
-		return fmt.Errorf("service task id of task %s: %w", id, task.ErrStaleRun)
+		return fmt.Errorf("%s of task %s: %w", what, id, task.ErrStaleRun)
 	}
 	return nil
 }
