@@ -176,11 +176,20 @@ func tmpfs(t *testing.T, opts string) string {
 		t.Skipf("cannot mount a tmpfs: %v %s", err, out)
 	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
-			t.Errorf("umount %s: %v %s", dir, err, out)
-			return
+		// A server stopped just before may hold the mount for a moment
+		// while its processes exit ("target is busy"): try for 5 s.
+		var (
+			out []byte
+			err error
+		)
+		for range 25 {
+			if out, err = exec.Command("umount", dir).CombinedOutput(); err == nil {
+				os.Remove(dir)
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
-		os.Remove(dir)
+		t.Errorf("umount %s: %v %s", dir, err, out)
 	})
 	return dir
 }
