@@ -316,6 +316,12 @@ type ClaimParams struct {
 	Queues []string
 	// Types, when not empty, limits the claim to these task types.
 	Types []string
+	// ExecutorLimits bounds, by executor name (a task's provider_type),
+	// how many tasks run on an executor at once, counted over every
+	// process: a task is claimed only while its executor has room. The
+	// processes of a deployment share one config file, so they pass the
+	// same limits.
+	ExecutorLimits map[string]int
 }
 
 // RunRef names one attempt of a task.
@@ -551,6 +557,45 @@ type Slots interface {
 	// ReleaseSlot gives back the slot holder holds on server; releasing a
 	// slot not held is not an error.
 	ReleaseSlot(ctx context.Context, executor, server string, holder RunRef) error
+}
+
+// Gates keep the executors of a deployment within their services' limits,
+// for every worker process at once: a start rate per executor, and a pause
+// during which no task of the executor is claimed (ClaimTasks skips them)
+// — after a 429, or while the start rate is used up. A store that
+// implements Gates honours the pauses in ClaimTasks.
+type Gates interface {
+	// TakeStart takes one start of executor, whose starts are limited to
+	// perMinute in any minute, and returns 0; or, when none is free, takes
+	// nothing, pauses executor until one is, and returns how long that is.
+	TakeStart(ctx context.Context, executor string, perMinute int) (time.Duration, error)
+	// PauseExecutor stops claims of executor's tasks until until (or the
+	// later pause already set), recording why.
+	PauseExecutor(ctx context.Context, executor string, until time.Time, reason string) error
+	// ExecutorPauses returns the executors paused now, with until when and
+	// why.
+	ExecutorPauses(ctx context.Context) (map[string]ExecutorPause, error)
+}
+
+// StartBucket is the token bucket of a start rate of perMinute (Gates'
+// TakeStart): it holds up to a tenth of a minute's starts (at least one),
+// the burst, and refills with the rest spread evenly, so that no 60-second
+// window sees more than perMinute starts (limits under two a minute refill
+// at perMinute).
+func StartBucket(perMinute int) (burst, perSecond float64) {
+	burst = max(1, float64(perMinute/10))
+	perSecond = (float64(perMinute) - burst) / 60
+	if perSecond <= 0 {
+		perSecond = float64(perMinute) / 60
+	}
+	return burst, perSecond
+}
+
+// ExecutorPause is an executor's pause: until when its tasks are not
+// claimed, and why.
+type ExecutorPause struct {
+	Until  time.Time
+	Reason string
 }
 
 // SlotServer is a server of an executor and how many jobs it may hold.

@@ -41,6 +41,10 @@ type Change struct {
 	// ResetForRetry clears result, error fields, progress and the retry
 	// count (a user retry of a failed or cancelled task).
 	ResetForRetry bool
+	// Unstart, on a change to pending, clears started_at: the run gave
+	// the task back before it started anything (its executor was paused),
+	// so the task has not started and its start deadline still counts.
+	Unstart bool
 }
 
 // Check reports why c may not be applied to t: an error wrapping
@@ -80,8 +84,8 @@ func (c *Change) Apply(t *Task, now time.Time) error {
 //   - Err is appended to errors and sets error message and category;
 //   - CountRetry and CountResume count, the latter stamping
 //     last_resume_attempt;
-//   - a change to pending clears the executor and lease and sets run_at
-//     (RunAt, else now); it keeps service_task_id and the executor's
+//   - a change to pending clears the executor and lease (and started_at
+//     when Unstart) and sets run_at (RunAt, else now); it keeps service_task_id and the executor's
 //     handle and sets is_resumed when Resume, else clears all three;
 //   - a change to a terminal status sets completed_at and clears the
 //     lease;
@@ -119,6 +123,9 @@ func (c *Change) Delta(attempt int, now time.Time) Delta {
 		if !c.Resume {
 			d.ServiceTaskID, d.ExecutorHandle = Set(""), Set[json.RawMessage](nil)
 		}
+		if c.Unstart {
+			d.StartedAt = Set[*time.Time](nil)
+		}
 		d.RunAt = Set(now)
 		if c.RunAt != nil {
 			d.RunAt = Set(precise(*c.RunAt))
@@ -149,6 +156,7 @@ type Delta struct {
 	Progress                    Opt[float64]
 	Stage                       Opt[string]
 	CompletedAt                 Opt[*time.Time]
+	StartedAt                   Opt[*time.Time]
 	LeaseExpiresAt              Opt[*time.Time]
 	ExecutorInstance            Opt[string]
 	RunAt                       Opt[time.Time]
@@ -192,6 +200,7 @@ func (d Delta) ApplyTo(t *Task) {
 	d.Progress.to(&t.Progress)
 	d.Stage.to(&t.Stage)
 	d.CompletedAt.to(&t.CompletedAt)
+	d.StartedAt.to(&t.StartedAt)
 	d.LeaseExpiresAt.to(&t.LeaseExpiresAt)
 	d.ExecutorInstance.to(&t.ExecutorInstance)
 	d.RunAt.to(&t.RunAt)

@@ -105,3 +105,23 @@ func ClassifiedAs(err error) (category string, retryable, ok bool) {
 	}
 	return c.ErrorCategory(), c.Retryable(), true
 }
+
+// DeferError gives a run's task back to the queue until Until without
+// counting a failed attempt: the work could not start because its
+// executor is paused (the service answered 429, or the executor's start
+// rate is used up). The task's start deadline keeps counting.
+type DeferError struct {
+	Err   error
+	Until time.Time
+}
+
+// Error implements error.
+func (e *DeferError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the wrapped error.
+func (e *DeferError) Unwrap() error { return e.Err }
+
+// Defer wraps err so the engine gives the task back until until.
+func Defer(err error, until time.Time) error {
+	return &DeferError{Err: err, Until: until}
+}

@@ -12,11 +12,13 @@ import (
 	"github.com/computeserver/compute/internal/task"
 )
 
-// ClaimTasks implements store.Store. Without queue limits it is one
+// ClaimTasks implements store.Store. Without queue or executor limits it is one
 // statement on PostgreSQL; on SQLite it is claimReadFirst. With limits, the claim serialises on each limited queue
 // (advisory transaction locks on PostgreSQL; SQLite's single writer does it
 // already), counts what runs there, and claims at most the free capacity of
-// each limited queue before filling the rest from unlimited queues.
+// each limited queue before filling the rest from unlimited queues. With
+// executor limits, claimCapped does the same for queues and executors
+// together. No claim takes a task whose executor is paused (store.Gates).
 func (s *Store) ClaimTasks(ctx context.Context, p store.ClaimParams) ([]*store.Record, error) {
 	if p.Limit <= 0 {
 		return nil, nil
@@ -25,14 +27,21 @@ func (s *Store) ClaimTasks(ctx context.Context, p store.ClaimParams) ([]*store.R
 	if err != nil {
 		return nil, err
 	}
-	if !s.d.caps.SkipLocked && len(limits) == 0 {
+	capped := len(p.ExecutorLimits) > 0
+	if !s.d.caps.SkipLocked && len(limits) == 0 && !capped {
 		return s.claimReadFirst(ctx, p)
 	}
 	now := task.Now()
 	var recs []*store.Record
 	err = s.inTx(ctx, func(tx *txn) error {
 		var tasks []*task.Task
-		if len(limits) == 0 {
+		if capped {
+			got, err := s.claimCapped(ctx, tx, p, now, limits)
+			if err != nil {
+				return err
+			}
+			tasks = got
+		} else if len(limits) == 0 {
 			got, err := s.claimWhere(ctx, tx, p, now, p.Limit, nil)
 			if err != nil {
 				return err
@@ -89,38 +98,18 @@ func (s *Store) claimLimited(ctx context.Context, tx *txn, p store.ClaimParams, 
 			}
 		}
 	}
-	running := map[string]int{}
-	if len(limited) > 0 {
-		var p params
-		rows, err := tx.QueryContext(ctx, `SELECT queue_name, COUNT(*) FROM tasks`+s.d.indexedBy("tasks_executing_queue")+` WHERE status = 'executing'
-			AND `+inList(&p, "queue_name", limited)+` GROUP BY queue_name`, p.vals...)
-		if err != nil {
-			return nil, fmt.Errorf("counting running tasks: %w", err)
-		}
-		for rows.Next() {
-			var (
-				q string
-				n int
-			)
-			if err := rows.Scan(&q, &n); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			running[q] = n
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
+	free, err := s.freeCapacity(ctx, tx, "queue_name", "tasks_executing_queue", limited, limits)
+	if err != nil {
+		return nil, err
 	}
 	var out []*task.Task
 	left := p.Limit
 	for _, q := range limited {
-		free := min(limits[q]-running[q], left)
-		if free <= 0 {
+		n := min(free[q], left)
+		if n <= 0 {
 			continue
 		}
-		got, err := s.claimWhere(ctx, tx, p, now, free, func(ps *params) string { return " AND queue_name = " + ps.add(q) })
+		got, err := s.claimWhere(ctx, tx, p, now, n, func(ps *params) string { return " AND queue_name = " + ps.add(q) })
 		if err != nil {
 			return nil, err
 		}
@@ -147,7 +136,7 @@ func (s *Store) claimLimited(ctx context.Context, tx *txn, p store.ClaimParams, 
 // conditions that extra, when not nil, writes (binding their values).
 func (s *Store) claimWhere(ctx context.Context, tx *txn, p store.ClaimParams, now time.Time, limit int, extra func(*params) string) ([]*task.Task, error) {
 	args := []any{p.Worker, now, now.Add(p.Lease), limit}
-	filter, args := claimFilter(p, args)
+	filter, args := claimFilter(p, args, "$2")
 	if extra != nil {
 		ps := params{vals: args}
 		filter += extra(&ps)
@@ -181,11 +170,12 @@ func startable(now string) string {
 	return `(start_deadline IS NULL OR started_at IS NOT NULL OR start_deadline >= ` + now + `)`
 }
 
-// claimFilter appends the conditions of p's queue and type lists to a
+// claimFilter appends the conditions of p's queue and type lists, and
+// that the task's executor is not paused at now (a placeholder), to a
 // claim's WHERE clause, numbering their parameters after args.
-func claimFilter(p store.ClaimParams, args []any) (string, []any) {
+func claimFilter(p store.ClaimParams, args []any, now string) (string, []any) {
 	ps := params{vals: args}
-	filter := ""
+	filter := notPaused(now)
 	for _, c := range []string{inList(&ps, "queue_name", p.Queues), inList(&ps, "task_type", p.Types)} {
 		if c != "" {
 			filter += " AND " + c

@@ -52,7 +52,7 @@ func (d dialect) claimReadSQL(filter string) string {
 // the due tasks, in claim order, and their type rows.
 func (s *Store) readClaim(ctx context.Context, p store.ClaimParams) (claiming, error) {
 	now := task.Now()
-	filter, args := claimFilter(p, []any{now, p.Limit})
+	filter, args := claimFilter(p, []any{now, p.Limit}, "$1")
 	rows, err := s.r.QueryContext(ctx, s.d.claimReadSQL(filter), args...)
 	if err != nil {
 		return claiming{}, fmt.Errorf("claiming tasks: %w", err)

@@ -111,6 +111,7 @@ var deltaCols = []deltaCol{
 		}
 		return s, true
 	}},
+	{batchCol{"new_started_at", "timestamptz"}, "started_at", nil, func(d *task.Delta) (any, bool) { return opt(d.StartedAt, optTime) }},
 }
 
 // shape is the set of deltaCols a delta writes, one bit each; changes of
