@@ -189,6 +189,8 @@ func New(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 		return nil, err
 	}
 	slots.set(st)
+	// Start rates and 429 pauses are kept where every process sees them.
+	set.UseGate(st)
 	if !opts.NoAPI {
 		events.addRelay(cfg, st, log)
 	}
@@ -253,6 +255,7 @@ func (a *App) build(ctx context.Context, opts Options) error {
 		a.Engine = queue.New(queue.Config{
 			Instance: a.identity.Name, Concurrency: cfg.Workers, ShutdownGrace: cfg.ShutdownGrace,
 			PublicBaseURL: cfg.AnnouncedBaseURL(!opts.NoAPI), Lease: cfg.Lease, MaxResumes: maxResumes,
+			ExecutorLimits: a.Executors.Concurrency(),
 		}, st, a.Registry, a.Artifacts, a.log)
 		eng = a.Engine
 		if a.Webhooks, err = newDeliverer(cfg, opts.Version, st, a.log); err != nil {

@@ -95,6 +95,10 @@ type Job struct {
 	// it itself before submitting, so a crash in between cannot orphan
 	// the job.
 	SaveHandle func(ctx context.Context, h Handle) error
+
+	// admit, when set (Set.Run sets it), is asked before the job is
+	// started afresh: an error refuses the start.
+	admit func(ctx context.Context) error
 }
 
 // Reporter receives a job's progress (0–100) and stage. An error from it

@@ -35,7 +35,9 @@ func (s *Set) Chain(typeName, name string, requested bool) ([]Executor, error) {
 // Run runs job (of task type job.Type) on the executor named name, failing
 // over to the type's fallbacks (see Chain) when it fails with
 // ProviderUnavailable or StartTimeout. A recovered run resumes on the
-// executor its saved handle names, when that one is in the chain. The
+// executor its saved handle names, when that one is in the chain. A job
+// starts only within its executor's start rate, and a 429 pauses the
+// executor (see Gate); either defers the task (*task.DeferError). The
 // error of the last executor tried is returned, naming the failures
 // before it.
 func (s *Set) Run(ctx context.Context, name string, requested bool, job *Job, r Reporter) (*Output, error) {
@@ -53,7 +55,9 @@ func (s *Set) Run(ctx context.Context, name string, requested bool, job *Job, r 
 	}
 	var earlier []string
 	for i, ex := range chain {
+		job.admit = func(ctx context.Context) error { return s.admit(ctx, ex.Name()) }
 		out, err := Execute(ctx, ex, job, r)
+		err = s.pauseOn(ctx, ex.Name(), err)
 		if err == nil || i == len(chain)-1 || !failsOver(err) || ctx.Err() != nil {
 			if err != nil && len(earlier) > 0 {
 				err = fmt.Errorf("%w; before it, %s", err, strings.Join(earlier, "; "))

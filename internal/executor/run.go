@@ -43,6 +43,11 @@ func execute(ctx context.Context, ex Executor, job *Job, r Reporter) (*Output, e
 		}
 		// The service lost the job: start it afresh below.
 	}
+	if job.admit != nil {
+		if err := job.admit(ctx); err != nil {
+			return nil, err
+		}
+	}
 	h, err := ex.Start(ctx, job)
 	if err != nil {
 		return nil, err

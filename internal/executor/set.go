@@ -27,11 +27,51 @@ type Set struct {
 	kinds  map[string]string
 	names  []string
 	routes map[string]Route
+	limits map[string]Limits
+	gate   Gate
 }
 
-// NewSet returns an empty set.
+// NewSet returns an empty set, whose start rates and pauses are kept in
+// this process until UseGate.
 func NewSet() *Set {
-	return &Set{byName: map[string]Executor{}, kinds: map[string]string{}, routes: map[string]Route{}}
+	return &Set{byName: map[string]Executor{}, kinds: map[string]string{}, routes: map[string]Route{},
+		limits: map[string]Limits{}, gate: NewLocalGate()}
+}
+
+// UseGate makes g keep the set's start rates and pauses (the task store,
+// shared by every process). Call it at start-up, before the set is shared.
+func (s *Set) UseGate(g Gate) { s.gate = g }
+
+// SetLimits sets the limits of the executor named name, which must have
+// been added. Without a concurrency, an executor with a Capacity gets that.
+func (s *Set) SetLimits(name string, l Limits) error {
+	ex, ok := s.byName[name]
+	if !ok {
+		return fmt.Errorf("executor %q is not configured", name)
+	}
+	if l.Concurrency < 0 || l.StartsPerMinute < 0 {
+		return fmt.Errorf("executor %q: concurrency and starts_per_minute must not be negative", name)
+	}
+	if c, ok := ex.(Capacity); ok && l.Concurrency == 0 {
+		l.Concurrency = c.Capacity()
+	}
+	s.limits[name] = l
+	return nil
+}
+
+// LimitsOf returns the limits of the executor named name.
+func (s *Set) LimitsOf(name string) Limits { return s.limits[name] }
+
+// Concurrency returns the executors with a concurrency limit and their
+// limits: what a claim passes the store (store.ClaimParams.ExecutorLimits).
+func (s *Set) Concurrency() map[string]int {
+	out := map[string]int{}
+	for n, l := range s.limits {
+		if l.Concurrency > 0 {
+			out[n] = l.Concurrency
+		}
+	}
+	return out
 }
 
 // Add registers ex, of executor type kind, under ex.Name(). A duplicate
@@ -45,6 +85,9 @@ func (s *Set) Add(kind string, ex Executor) error {
 		return fmt.Errorf("adding executor %q: already configured", name)
 	}
 	s.byName[name], s.kinds[name] = ex, kind
+	if c, ok := ex.(Capacity); ok {
+		s.limits[name] = Limits{Concurrency: c.Capacity()}
+	}
 	s.names = append(s.names, name)
 	sort.Strings(s.names)
 	return nil

@@ -225,11 +225,18 @@ func BuildWith(entries map[string]Entry, routes map[string]executor.Route, deps 
 		case !ok:
 			return nil, fmt.Errorf("%s: unknown executor type %q (want one of: %s)", where, e.Type, strings.Join(append(Types(), planned()...), ", "))
 		}
-		ex, err := f(name, strictDecoder(e.Settings), env{Deps: deps, dir: e.Dir, comfySlots: comfySlots})
+		limits, rest, err := splitLimits(e.Settings)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		ex, err := f(name, strictDecoder(rest), env{Deps: deps, dir: e.Dir, comfySlots: comfySlots})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 		if err := set.Add(e.Type, ex); err != nil {
+			return nil, fmt.Errorf("%s: %w", where, err)
+		}
+		if err := set.SetLimits(name, limits); err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
 	}
@@ -246,6 +253,43 @@ func BuildWith(entries map[string]Entry, routes map[string]executor.Route, deps 
 	return set, nil
 }
 
+// limitKeys are the settings every executor takes, its Limits.
+var limitKeys = []string{"concurrency", "starts_per_minute"}
+
+// splitLimits takes the settings every executor has (limitKeys) out of
+// raw: its limits, and the rest for the executor type's own settings.
+func splitLimits(raw json.RawMessage) (executor.Limits, json.RawMessage, error) {
+	var l executor.Limits
+	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return l, raw, nil
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return l, raw, nil // not an object: the type's decoder says so
+	}
+	for _, k := range limitKeys {
+		v, ok := m[k]
+		if !ok {
+			continue
+		}
+		var n int
+		if err := json.Unmarshal(v, &n); err != nil || n < 0 {
+			return l, nil, fmt.Errorf("%s: want a whole number, 0 or more (0: no limit), got %s", k, v)
+		}
+		if k == "concurrency" {
+			l.Concurrency = n
+		} else {
+			l.StartsPerMinute = n
+		}
+		delete(m, k)
+	}
+	rest, err := json.Marshal(m)
+	if err != nil {
+		return l, nil, err
+	}
+	return l, rest, nil
+}
+
 // strictDecoder decodes raw into a settings struct, refusing unknown keys.
 func strictDecoder(raw json.RawMessage) func(v any) error {
 	return func(v any) error {
@@ -258,7 +302,9 @@ func strictDecoder(raw json.RawMessage) func(v any) error {
 			// The settings were YAML: say what a user wrote, not what
 			// encoding/json calls it.
 			if key, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-				return fmt.Errorf("unknown setting %s (known: %s)", key, strings.Join(settingNames(v), ", "))
+				known := append(settingNames(v), limitKeys...)
+				sort.Strings(known)
+				return fmt.Errorf("unknown setting %s (known: %s)", key, strings.Join(known, ", "))
 			}
 			return fmt.Errorf("settings: %s", strings.TrimPrefix(err.Error(), "json: "))
 		}

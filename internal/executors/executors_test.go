@@ -42,7 +42,7 @@ func TestBuild(t *testing.T) {
 		want    string
 	}{
 		{"unknown settings key", map[string]executors.Entry{"gpu": {Type: "mock", Settings: json.RawMessage(`{"slotz":1}`), Where: "line 3"}}, nil,
-			`executors.gpu (line 3): unknown setting "slotz" (known: max_side, slots, step_delay)`},
+			`executors.gpu (line 3): unknown setting "slotz" (known: concurrency, max_side, slots, starts_per_minute, step_delay)`},
 		{"bad setting", map[string]executors.Entry{"gpu": {Type: "mock", Settings: json.RawMessage(`{"step_delay":"soon"}`)}}, nil,
 			`executors.gpu: step_delay "soon"`},
 		{"comfyui without servers", map[string]executors.Entry{"gpu": {Type: "comfyui", Settings: json.RawMessage(`{"workflows":"wf"}`)}}, nil,

@@ -62,6 +62,9 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// Queues limits the engine to these queues (default: all).
 	Queues []string
+	// ExecutorLimits bounds how many tasks run at once on each executor,
+	// over every process (store.ClaimParams.ExecutorLimits).
+	ExecutorLimits map[string]int
 	// PublicBaseURL prefixes artifact URLs (e.g. http://127.0.0.1:9000).
 	PublicBaseURL string
 	// Completers is how many batches of outcomes are written at once
@@ -343,6 +346,7 @@ func (e *Engine) claimLoop(ctx, runCtx context.Context) {
 			start := time.Now()
 			recs, err := e.store.ClaimTasks(ctx, store.ClaimParams{
 				Worker: e.cfg.Instance, Limit: free, Lease: e.cfg.Lease, Queues: e.cfg.Queues,
+				ExecutorLimits: e.cfg.ExecutorLimits,
 			})
 			e.storeWaited(start)
 			if err != nil && ctx.Err() == nil {

@@ -164,6 +164,20 @@ func (e *Engine) outcomeOf(rec *store.Record, result *task.Result, err error, ru
 		base.To = task.StatusPending
 		return &base, "released at shutdown"
 	}
+	var deferred *task.DeferError
+	if errors.As(err, &deferred) && runCtx.Err() == nil {
+		// The executor is paused: the task waits for it without counting
+		// a failed attempt; a task that had not started before keeps its
+		// start deadline.
+		category := task.CategoryRateLimited
+		if c, _, ok := task.ClassifiedAs(err); ok {
+			category = c
+		}
+		at := deferred.Until
+		base.To, base.RunAt, base.Unstart = task.StatusPending, &at, t.RetryCount == 0 && !t.IsResumed
+		base.Err = &task.Error{Attempt: t.Attempt, Message: err.Error(), Category: category, At: task.Now()}
+		return &base, "deferred"
+	}
 	category, retryable := task.CategoryProcessor, !task.IsPermanent(err)
 	// An error that carries its category (an executor's) keeps it.
 	c, _, classified := task.ClassifiedAs(err)

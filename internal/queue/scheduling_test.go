@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -381,29 +382,8 @@ func testQueues(t *testing.T, dialect string) {
 // testQueueLimit keeps a limited queue within its global limit across
 // engines while other queues use the free slots.
 func testQueueLimit(t *testing.T, dialect string) {
-	var (
-		mu      sync.Mutex
-		running = map[string]int{}
-		peak    = map[string]int{}
-	)
-	h := newHarness(t, dialect, opts{probe: func(ctx context.Context, job *registry.Job[probeFields]) (*task.Result, error) {
-		q := job.Task.QueueName
-		mu.Lock()
-		running[q]++
-		peak[q] = max(peak[q], running[q])
-		mu.Unlock()
-		defer func() {
-			mu.Lock()
-			running[q]--
-			mu.Unlock()
-		}()
-		select {
-		case <-time.After(100 * time.Millisecond):
-			return &task.Result{}, nil
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}})
+	probe, peaks := peakProbe(func(tk *task.Task) string { return tk.QueueName })
+	h := newHarness(t, dialect, opts{probe: probe})
 	if err := h.st.SetQueueLimit(h.ctx, "gpu", 1); err != nil {
 		t.Fatalf("SetQueueLimit: %v", err)
 	}
@@ -420,11 +400,43 @@ func testQueueLimit(t *testing.T, dialect string) {
 	for _, id := range ids {
 		h.waitStatus(id, task.StatusCompleted)
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	peak := peaks()
 	t.Logf("peak running by queue: %v", peak)
 	if peak["gpu"] != 1 {
 		t.Errorf("at most %d gpu tasks ran at once, want exactly 1 (the queue's limit)", peak["gpu"])
+	}
+}
+
+// peakProbe returns a probe processor whose runs take 100 ms and the peak
+// number of runs at once it saw per key of their tasks.
+func peakProbe(key func(*task.Task) string) (probeFunc, func() map[string]int) {
+	var (
+		mu      sync.Mutex
+		running = map[string]int{}
+		peak    = map[string]int{}
+	)
+	probe := func(ctx context.Context, job *registry.Job[probeFields]) (*task.Result, error) {
+		k := key(job.Task)
+		mu.Lock()
+		running[k]++
+		peak[k] = max(peak[k], running[k])
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			running[k]--
+			mu.Unlock()
+		}()
+		select {
+		case <-time.After(100 * time.Millisecond):
+			return &task.Result{}, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return probe, func() map[string]int {
+		mu.Lock()
+		defer mu.Unlock()
+		return maps.Clone(peak)
 	}
 }
 

@@ -212,6 +212,17 @@ func New(name string, s Settings, o Options) (*Executor, error) {
 // Name implements executor.Executor.
 func (e *Executor) Name() string { return e.name }
 
+// Capacity implements executor.Capacity: the pool's slots, the most
+// prompts it holds at once, is the executor's default concurrency, so a
+// task is claimed only when a slot may be free.
+func (e *Executor) Capacity() int {
+	n := 0
+	for _, s := range e.servers {
+		n += s.Slots
+	}
+	return n
+}
+
 // Servers returns the pool.
 func (e *Executor) Servers() []Server { return slices.Clone(e.servers) }
 
