@@ -16,6 +16,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/google/uuid"
@@ -85,6 +86,11 @@ type Job struct {
 	// OpenInput reads an input the fields name by URL (our artifacts or a
 	// guarded HTTP fetch, on behalf of the task's tenant).
 	OpenInput func(ctx context.Context, url string) ([]byte, error)
+	// OpenInputStream, when set, opens an input as OpenInput does without
+	// reading it whole: its body (the caller closes it) and its size, -1
+	// when unknown. Executors that upload inputs to a provider's storage
+	// stream them from it; others use OpenInput.
+	OpenInputStream func(ctx context.Context, url string) (io.ReadCloser, int64, error)
 	// Put stores an output file among the task's artifacts.
 	Put func(ctx context.Context, name, contentType string, data []byte) (task.Artifact, error)
 	// AddError, when set, records a failure the job got past among the

@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"net"
-	"net/http"
 	neturl "net/url"
 	"strings"
 
@@ -49,13 +47,14 @@ func Fields(job *executor.Job) (map[string]any, error) {
 
 // HandOverURLs replaces, in the input, the value of every string field
 // whose name ends in _url by what the service can fetch (HandOver).
-func HandOverURLs(ctx context.Context, job *executor.Job, in map[string]any, inlineMax int64) error {
+func (c Common) HandOverURLs(ctx context.Context, job *executor.Job, in map[string]any, up Uploader) error {
+	h := c.handOver(up)
 	for k, v := range in {
 		s, ok := v.(string)
 		if !ok || !strings.HasSuffix(k, "_url") || s == "" {
 			continue
 		}
-		got, err := HandOver(ctx, job, k, s, inlineMax)
+		got, err := h.handOver(ctx, job, k, s)
 		if err != nil {
 			return err
 		}
@@ -65,33 +64,28 @@ func HandOverURLs(ctx context.Context, job *executor.Job, in map[string]any, inl
 }
 
 // HandOver returns what a hosted service can fetch for the input at url
-// (field names it in errors). A public http(s) URL is handed over as it
-// is. Anything else — one of our artifacts, a loopback or private address
-// — the service cannot reach: it is read through job.OpenInput and inlined
-// as a data URI of at most inlineMax bytes. Uploading larger inputs to a
-// provider's file storage is not implemented: such an input is refused as
-// invalid input saying so.
-func HandOver(ctx context.Context, job *executor.Job, field, url string, inlineMax int64) (string, error) {
+// (field names it in errors). A public http(s) URL, or a data URI, is
+// handed over as it is. Anything else — one of our artifacts, a loopback
+// or private address — the service cannot reach: it is read through the
+// job and inlined as a data URI of at most inline_input_max_bytes, or
+// streamed to the service's storage through up (upload_inputs says
+// which; up nil: inline only) and the URL the storage returned handed
+// over.
+func (c Common) HandOver(ctx context.Context, job *executor.Job, field, url string, up Uploader) (string, error) {
+	return c.handOver(up).handOver(ctx, job, field, url)
+}
+
+func (h handOver) handOver(ctx context.Context, job *executor.Job, field, url string) (string, error) {
 	if strings.HasPrefix(url, "data:") || Public(url) {
 		return url, nil
 	}
-	if job.OpenInput == nil {
+	if job.OpenInput == nil && job.OpenInputStream == nil {
 		return "", executor.Errorf(executor.InvalidInput, "input %s: %s is not a public URL, and this task type cannot read it to upload it", field, redact(url))
 	}
-	data, err := job.OpenInput(ctx, url)
-	if err != nil {
-		return "", executor.Classify(executor.InvalidInput, fmt.Errorf("input %s: reading %s: %w", field, redact(url), err))
-	}
-	if inlineMax <= 0 {
-		inlineMax = DefaultInlineMax
-	}
-	if int64(len(data)) > inlineMax {
-		return "", executor.Errorf(executor.InvalidInput,
-			"input %s is %d bytes, over the %d-byte limit for inline data URIs (inline_input_max_bytes); uploading larger inputs to the provider's storage is not implemented yet — give a public URL",
-			field, len(data), inlineMax)
-	}
-	return "data:" + http.DetectContentType(data) + ";base64," + base64.StdEncoding.EncodeToString(data), nil
+	return h.input(ctx, job, field, url)
 }
+
+func base64Of(data []byte) string { return base64.StdEncoding.EncodeToString(data) }
 
 // Public reports whether a hosted service can fetch url: http(s) to a host
 // that is not loopback, private, link-local or a local name.

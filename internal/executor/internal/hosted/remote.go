@@ -52,6 +52,9 @@ func NewRemote(name string, s Settings, defaultBase, authorization string, hc *h
 	if s.Model == "" && len(s.Models.Models) == 0 {
 		return nil, errors.New("model (or models per task type) is required")
 	}
+	if err := s.Common.check(); err != nil {
+		return nil, err
+	}
 	b, err := s.Backoff()
 	if err != nil {
 		return nil, err

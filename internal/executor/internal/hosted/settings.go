@@ -16,12 +16,25 @@ type Common struct {
 	// InlineInputMaxBytes is the largest input, one the service cannot
 	// fetch itself, handed over inline as a data URI (default 4 MiB).
 	InlineInputMaxBytes int64 `json:"inline_input_max_bytes"`
+	// UploadInputs says when such an input is uploaded to the service's
+	// storage instead (fal storage, Replicate files): large (default, over
+	// InlineInputMaxBytes), always, or never (larger inputs are refused).
+	// An executor without an upload API (Cog) inlines only.
+	UploadInputs string `json:"upload_inputs"`
+	// UploadMaxBytes is the largest input uploaded (default 100 MiB).
+	UploadMaxBytes int64 `json:"upload_max_bytes"`
 }
 
 // BuildInput builds the model input of job: its fields (Fields), shaped by
-// shape when not nil, its inputs handed over (HandOverURLs), then the
-// settings' fixed Input.
+// shape when not nil, its inputs handed over inline (HandOverURLs without
+// an Uploader), then the settings' fixed Input.
 func (c Common) BuildInput(ctx context.Context, job *executor.Job, shape func(map[string]any)) (map[string]any, error) {
+	return c.BuildInputUploading(ctx, job, shape, nil)
+}
+
+// BuildInputUploading is BuildInput with inputs the settings say to upload
+// uploaded through up.
+func (c Common) BuildInputUploading(ctx context.Context, job *executor.Job, shape func(map[string]any), up Uploader) (map[string]any, error) {
 	in, err := Fields(job)
 	if err != nil {
 		return nil, err
@@ -29,7 +42,7 @@ func (c Common) BuildInput(ctx context.Context, job *executor.Job, shape func(ma
 	if shape != nil {
 		shape(in)
 	}
-	if err := HandOverURLs(ctx, job, in, c.InlineInputMaxBytes); err != nil {
+	if err := c.HandOverURLs(ctx, job, in, up); err != nil {
 		return nil, err
 	}
 	Merge(in, c.Input)
