@@ -117,6 +117,74 @@ func (f *Fetcher) Open(ctx context.Context, tenantID, rawURL string) (data []byt
 	return f.download(ctx, u)
 }
 
+// OpenStream is Open without reading the input whole: it returns the
+// input's body, which the caller closes, and its size (-1 when the server
+// does not say). The size limit holds as in Open: an input known to be
+// larger fails at once, a body that grows past it fails its Read with
+// ErrTooLarge.
+func (f *Fetcher) OpenStream(ctx context.Context, tenantID, rawURL string) (io.ReadCloser, int64, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %v", ErrUnsupportedURL, err)
+	}
+	if key, ok := f.artifactKey(u); ok {
+		if err := f.authorize(ctx, tenantID, key); err != nil {
+			return nil, 0, err
+		}
+		if f.Store == nil {
+			return nil, 0, fmt.Errorf("opening artifact %s: %w: no artifact store", key, ErrNotFound)
+		}
+		if err := ValidateKey(key); err != nil {
+			return nil, 0, fmt.Errorf("opening artifact: %w", err)
+		}
+		rc, desc, err := f.Store.Open(ctx, key)
+		if err != nil {
+			return nil, 0, fmt.Errorf("opening artifact %s: %w", key, err)
+		}
+		if desc.Size > f.maxBytes() {
+			rc.Close()
+			return nil, 0, fmt.Errorf("artifact %s has %d bytes: %w (limit %d)", key, desc.Size, ErrTooLarge, f.maxBytes())
+		}
+		return limitedBody{rc, &limitReader{r: rc, left: f.maxBytes()}}, desc.Size, nil
+	}
+	if err := netguard.CheckURL(rawURL); err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", ErrUnsupportedURL, err)
+	}
+	resp, err := f.get(ctx, u)
+	if err != nil {
+		return nil, 0, err
+	}
+	limit := f.maxBytes()
+	if resp.ContentLength > limit {
+		resp.Body.Close()
+		return nil, 0, fmt.Errorf("fetching %s: %d bytes: %w (limit %d)", redact(u), resp.ContentLength, ErrTooLarge, limit)
+	}
+	return limitedBody{resp.Body, &limitReader{r: resp.Body, left: limit}}, resp.ContentLength, nil
+}
+
+// limitedBody reads through a limitReader and closes the body under it.
+type limitedBody struct {
+	io.Closer
+	r io.Reader
+}
+
+func (b limitedBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// limitReader fails with ErrTooLarge once more than left bytes were read.
+type limitReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if l.left < 0 {
+		return n, fmt.Errorf("more than the input limit: %w", ErrTooLarge)
+	}
+	return n, err
+}
+
 // artifactKey returns the artifact key of u when it names one of this
 // server's artifacts: a bare artifact path, or a URL under PublicBaseURL.
 func (f *Fetcher) artifactKey(u *url.URL) (string, bool) {
@@ -187,9 +255,33 @@ func (f *Fetcher) openArtifact(ctx context.Context, key string) ([]byte, string,
 
 func (f *Fetcher) download(ctx context.Context, u *url.URL) ([]byte, string, error) {
 	shown := redact(u)
+	resp, err := f.get(ctx, u)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	limit := f.maxBytes()
+	if resp.ContentLength > limit {
+		return nil, "", fmt.Errorf("fetching %s: %d bytes: %w (limit %d)", shown, resp.ContentLength, ErrTooLarge, limit)
+	}
+	data, err := readLimited(resp.Body, limit)
+	if err != nil {
+		return nil, "", fmt.Errorf("fetching %s: %w", shown, err)
+	}
+	ct := resp.Header.Get("Content-Type")
+	if ct == "" {
+		ct = http.DetectContentType(data)
+	}
+	return data, ct, nil
+}
+
+// get sends GET u and returns a 2xx answer with its body open; a non-2xx
+// answer is a *StatusError.
+func (f *Fetcher) get(ctx context.Context, u *url.URL) (*http.Response, error) {
+	shown := redact(u)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, "", fmt.Errorf("%w: %v", ErrUnsupportedURL, err)
+		return nil, fmt.Errorf("%w: %v", ErrUnsupportedURL, err)
 	}
 	req.Header.Set("User-Agent", "compute-server")
 	client := f.Client
@@ -204,26 +296,14 @@ func (f *Fetcher) download(ctx context.Context, u *url.URL) ([]byte, string, err
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, "", fmt.Errorf("fetching %s: %w", shown, err)
+		return nil, fmt.Errorf("fetching %s: %w", shown, err)
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096)) // lets the connection be reused
-		return nil, "", &StatusError{URL: shown, StatusCode: resp.StatusCode}
+		resp.Body.Close()
+		return nil, &StatusError{URL: shown, StatusCode: resp.StatusCode}
 	}
-	limit := f.maxBytes()
-	if resp.ContentLength > limit {
-		return nil, "", fmt.Errorf("fetching %s: %d bytes: %w (limit %d)", shown, resp.ContentLength, ErrTooLarge, limit)
-	}
-	data, err := readLimited(resp.Body, limit)
-	if err != nil {
-		return nil, "", fmt.Errorf("fetching %s: %w", shown, err)
-	}
-	ct := resp.Header.Get("Content-Type")
-	if ct == "" {
-		ct = http.DetectContentType(data)
-	}
-	return data, ct, nil
+	return resp, nil
 }
 
 // readLimited reads r to the end, failing with ErrTooLarge past limit

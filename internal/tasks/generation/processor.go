@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 
 	"github.com/google/uuid"
 
@@ -79,6 +80,9 @@ func (p *Processor) Process(ctx context.Context, job *registry.Job[Fields]) (*ta
 		ej.OpenInput = func(ctx context.Context, url string) ([]byte, error) {
 			data, _, err := p.fetcher.Open(ctx, job.Task.OriginTenantID, url)
 			return data, err
+		}
+		ej.OpenInputStream = func(ctx context.Context, url string) (io.ReadCloser, int64, error) {
+			return p.fetcher.OpenStream(ctx, job.Task.OriginTenantID, url)
 		}
 	}
 	// The executor reports 0–100 %; the processor keeps the last tenth
