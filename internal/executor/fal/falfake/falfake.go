@@ -4,8 +4,9 @@
 // /{owner}/{app}/requests/{id}…, the IN_QUEUE → IN_PROGRESS → COMPLETED
 // progression with queue positions and logs, errors surfacing at the result
 // of a COMPLETED request, the start deadline of X-Fal-Request-Timeout, a
-// per-key concurrency limit, and output images served by the fake from URLs
-// that expire.
+// per-key concurrency limit, output images served by the fake from URLs
+// that expire, and the CDN storage inputs are uploaded to (storage.go, from
+// fal's Python client).
 //
 // Timing is configurable (QueueTime, RunTime) and a phase set to Forever
 // ends only when a test calls Advance, so tests are fast and deterministic.
@@ -80,6 +81,12 @@ type Config struct {
 	// ratio, and the output lists the size rendered. fal's default
 	// landscape_4_3 is 1024 × 768, costly to render for every test.
 	MaxSide int
+	// TokenTTL is how long a storage token is valid (default 1 h ⚠);
+	// MaxUploadBytes refuses larger uploads with 413 (0: no limit);
+	// UploadTTL is how long an uploaded file is served (0: never expires).
+	TokenTTL       time.Duration
+	MaxUploadBytes int64
+	UploadTTL      time.Duration
 }
 
 // Outcome is how a request ends. The zero value is a success with the
@@ -160,6 +167,12 @@ type Fake struct {
 	cancels     fakekit.Journal[Cancel]
 	polls       map[string]int
 	failNext    []int
+
+	tokens       map[string]time.Time // storage token -> expiry
+	tokensIssued int
+	failToken    []int
+	failUpload   []int
+	uploads      fakekit.Journal[Upload]
 }
 
 // New returns a fake with cfg's behaviour.
@@ -182,10 +195,13 @@ func New(cfg Config) *Fake {
 	if cfg.MaxSide == 0 {
 		cfg.MaxSide = 256
 	}
+	if cfg.TokenTTL == 0 {
+		cfg.TokenTTL = time.Hour
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	return &Fake{
 		cfg: cfg, files: fakekit.NewFiles("/files/"), ctx: ctx, stop: stop,
-		jobs: map[string]*job{}, polls: map[string]int{},
+		jobs: map[string]*job{}, polls: map[string]int{}, tokens: map[string]time.Time{},
 	}
 }
 
@@ -276,9 +292,18 @@ func (f *Fake) Downloads(url string) int {
 	return f.files.Downloads("/" + path)
 }
 
-// ServeHTTP routes a request: output files under /files/, submit on POST
-// (§2.1), status, result and cancel on GET and PUT.
+// ServeHTTP routes a request: storage tokens and uploads (storage.go),
+// output and uploaded files under /files/, submit on POST (§2.1), status,
+// result and cancel on GET and PUT.
 func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/storage/auth/token":
+		f.storageToken(w, r)
+		return
+	case r.Method == http.MethodPost && r.URL.Path == "/files/upload":
+		f.upload(w, r)
+		return
+	}
 	if strings.HasPrefix(r.URL.Path, "/files/") {
 		f.files.ServeHTTP(w, r)
 		return

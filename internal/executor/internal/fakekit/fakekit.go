@@ -18,6 +18,7 @@ import (
 	"image/png"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -185,6 +186,19 @@ func (f *Files) Expire(path string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.files, path[min(len(f.prefix), len(path)):])
+}
+
+// Get returns the bytes and content type of the file at path (as Put
+// returned it, or a URL's path) while it is stored; ok is false for a
+// file never stored, expired or removed.
+func (f *Files) Get(path string) (data []byte, contentType string, ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fl, ok := f.files[path[min(len(f.prefix), len(path)):]]
+	if !ok || !strings.HasPrefix(path, f.prefix) || (!fl.expires.IsZero() && !time.Now().Before(fl.expires)) {
+		return nil, "", false
+	}
+	return fl.data, fl.contentType, true
 }
 
 // Downloads returns how often the file at path was served.
