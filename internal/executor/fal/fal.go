@@ -3,7 +3,8 @@
 // POST {base_url}/{model}, followed by polling the status URL the submit
 // returned with backoff, and its result fetched from the response URL;
 // its output files are downloaded into the artifact store at once, since
-// fal's media URLs expire. A task's start_timeout_seconds is sent as
+// fal's media URLs expire. Inputs fal cannot fetch are inlined as data URIs
+// or, larger, uploaded to fal's CDN storage (upload.go). A task's start_timeout_seconds is sent as
 // X-Fal-Request-Timeout; a COMPLETED request whose result is an error
 // fails with the error's category.
 package fal
@@ -41,16 +42,24 @@ const (
 // settings — base_url (default https://queue.fal.run), model (e.g.
 // fal-ai/flux/dev, submitted with its subpath) and models per task type
 // (e.g. {training: fal-ai/flux-lora-fast-training}), input,
-// inline_input_max_bytes, poll_interval and poll_max.
+// inline_input_max_bytes, upload_inputs, upload_max_bytes, poll_interval
+// and poll_max.
 type Settings struct {
 	// Key is the FAL_KEY ("key_id:key_secret"); write "${FAL_KEY}".
 	Key string `json:"key"`
+	// StorageURL is fal's REST API, which hands out storage tokens
+	// (default https://rest.fal.ai); CDNURL is the CDN inputs are
+	// uploaded to (default https://v3.fal.media). Tests point both at the
+	// fake.
+	StorageURL string `json:"storage_url"`
+	CDNURL     string `json:"cdn_url"`
 	hosted.Settings
 }
 
 // Executor runs jobs on fal's queue.
 type Executor struct {
-	r *hosted.Remote
+	r  *hosted.Remote
+	up *uploader
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -65,7 +74,7 @@ func New(name string, s Settings, hc *http.Client) (*Executor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Executor{r: r}, nil
+	return &Executor{r: r, up: newUploader(s, hc)}, nil
 }
 
 // Name implements executor.Executor.
@@ -86,7 +95,7 @@ func (e *Executor) Start(ctx context.Context, job *executor.Job) (executor.Handl
 	if model == "" {
 		return executor.Handle{}, executor.Errorf(executor.InvalidInput, "no fal model is configured for %s tasks", job.Type)
 	}
-	in, err := e.r.Common.BuildInput(ctx, job, shape)
+	in, err := e.r.Common.BuildInputUploading(ctx, job, shape, e.up)
 	if err != nil {
 		return executor.Handle{}, err
 	}

@@ -1,6 +1,7 @@
 package fal_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -71,6 +72,7 @@ func (s *service) executor(t *testing.T, mod func(*fal.Settings)) *fal.Executor 
 	t.Helper()
 	set := fal.Settings{Key: key}
 	set.BaseURL = s.url
+	set.StorageURL, set.CDNURL = s.url, s.url
 	set.Model = "fal-ai/flux/dev"
 	set.PollInterval, set.PollMax = "2ms", "20ms"
 	if mod != nil {
@@ -269,11 +271,13 @@ func TestLostRequest(t *testing.T) {
 
 // TestInputsHandedOver: an input at a loopback URL (our artifacts), which
 // fal cannot fetch, is inlined as a data URI; a public URL is passed as
-// it is; one over the inline limit is refused as invalid input.
+// it is; one over the inline limit is uploaded to fal's storage, or
+// refused as invalid input when upload_inputs is never.
 func TestInputsHandedOver(t *testing.T) {
 	t.Parallel()
 	s := newService(t, falfake.Config{})
 	ex := s.executor(t, func(set *fal.Settings) { set.InlineInputMaxBytes = 16 })
+	never := s.executor(t, func(set *fal.Settings) { set.InlineInputMaxBytes, set.UploadInputs = 16, "never" })
 	read := func(_ context.Context, url string) ([]byte, error) {
 		if strings.Contains(url, "big") {
 			return make([]byte, 17), nil
@@ -287,12 +291,17 @@ func TestInputsHandedOver(t *testing.T) {
 		{"loopback artifact", "http://127.0.0.1:9000/api/v1/artifacts/a.png", "data:image/png;base64,iVBORw0KGgpzbWFsbA==", false},
 		{"artifact path", "tasks/1/a.png", "data:image/png;base64,iVBORw0KGgpzbWFsbA==", false},
 		{"public URL", "https://cdn.example.com/a.png", "https://cdn.example.com/a.png", false},
-		{"over the limit", "http://localhost/big.png", "", true},
+		{"over the limit", "http://localhost/big.png", "uploaded", false},
+		{"over the limit, never uploaded", "http://localhost/big.png", "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			j := s.jobs.Job(t, executortest.Behaviour{}, map[string]any{"reference_image_url": tc.url})
 			j.OpenInput = read
 			before := len(s.fake.Submissions())
+			ex := ex
+			if tc.fail {
+				ex = never
+			}
 			_, _, err := run(t, ex, j)
 			if tc.fail {
 				if !executor.Is(err, executor.InvalidInput) || !strings.Contains(err.Error(), "inline") {
@@ -305,6 +314,13 @@ func TestInputsHandedOver(t *testing.T) {
 			}
 			var in map[string]any
 			_ = json.Unmarshal(s.fake.Submissions()[before].Input, &in)
+			if tc.want == "uploaded" {
+				got, _ := in["image_url"].(string)
+				if data, ok := s.fake.Uploaded(got); !ok || !bytes.Equal(data, make([]byte, 17)) || !strings.HasPrefix(got, s.url+"/files/") {
+					t.Errorf("image_url %q: uploaded %v %q, want the 17 bytes uploaded to the fake's storage", got, ok, data)
+				}
+				return
+			}
 			if in["image_url"] != tc.want {
 				t.Errorf("image_url %.60v, want %.60v", in["image_url"], tc.want)
 			}
