@@ -10,7 +10,9 @@
 //
 // Timing is configurable (StartTime, RunTime) and a phase set to Forever
 // ends only when a test calls Advance, so tests are fast and deterministic.
-// Not reproduced: streaming (urls.stream), files uploads, trainings.
+// Files uploaded to POST /v1/files are kept and their bytes readable by a
+// test's model through Uploaded (files.go). Not reproduced: streaming
+// (urls.stream), trainings.
 package replicatefake
 
 import (
@@ -94,6 +96,8 @@ type Config struct {
 	// Outcome decides how a prediction ends; nil succeeds with the default
 	// PNG output.
 	Outcome func(Create) Outcome
+	// MaxFileBytes refuses a larger file upload with 413 (0: no limit).
+	MaxFileBytes int64
 }
 
 // Outcome is how a prediction ends. The zero value succeeds with
@@ -147,6 +151,11 @@ type Fake struct {
 	cancels     fakekit.Journal[string]
 	deliveries  fakekit.Journal[Delivery]
 	polls       map[string]int
+
+	fileSeq     int
+	stored      map[string]*storedFile
+	fileUploads fakekit.Journal[FileUpload]
+	failFiles   []int
 }
 
 // New returns a fake with cfg's behaviour; a bad WebhookSecret is an
@@ -183,7 +192,7 @@ func New(cfg Config) (*Fake, error) {
 	ctx, stop := context.WithCancel(context.Background())
 	return &Fake{
 		cfg: cfg, signer: signer, files: fakekit.NewFiles("/files/"), ctx: ctx, stop: stop,
-		preds: map[string]*prediction{}, polls: map[string]int{},
+		preds: map[string]*prediction{}, polls: map[string]int{}, stored: map[string]*storedFile{},
 	}, nil
 }
 
@@ -290,6 +299,8 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	segs = segs[1:]
 	switch {
+	case segs[0] == "files":
+		f.filesRoute(w, r, segs)
 	case r.Method == http.MethodPost && len(segs) == 1 && segs[0] == "predictions":
 		f.create(w, r, "", "")
 	case r.Method == http.MethodPost && len(segs) == 4 && segs[0] == "models" && segs[3] == "predictions":
