@@ -3,7 +3,9 @@
 // (POST /v1/models/{owner}/{name}/predictions), by version
 // (POST /v1/predictions) or on a deployment, polled with backoff until it
 // ends, and its output files downloaded into the artifact store at once
-// (Replicate removes them after an hour). The run's execution deadline is
+// (Replicate removes them after an hour). Inputs Replicate cannot fetch are
+// inlined as data URIs or, larger, uploaded to its files API (upload.go).
+// The run's execution deadline is
 // sent as Cancel-After; a 429 is retried no sooner than its Retry-After.
 package replicate
 
@@ -43,8 +45,8 @@ const (
 // Settings are Replicate's settings in the config file
 // (`executors: {NAME: {type: replicate, …}}`): the token, and the shared
 // hosted settings — base_url (default https://api.replicate.com), model
-// and models per task type, input, inline_input_max_bytes, poll_interval
-// and poll_max. A model is "owner/name" (an official model, its latest
+// and models per task type, input, inline_input_max_bytes, upload_inputs,
+// upload_max_bytes, poll_interval and poll_max. A model is "owner/name" (an official model, its latest
 // version), "owner/name:VERSION" or a bare 64-hex VERSION (that version),
 // or "deployments/owner/name".
 type Settings struct {
@@ -55,7 +57,8 @@ type Settings struct {
 
 // Executor runs jobs as Replicate predictions.
 type Executor struct {
-	r *hosted.Remote
+	r  *hosted.Remote
+	up *uploader
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -75,7 +78,7 @@ func New(name string, s Settings, hc *http.Client) (*Executor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Executor{r: r}, nil
+	return &Executor{r: r, up: &uploader{api: &r.API, base: r.Base}}, nil
 }
 
 // Name implements executor.Executor.
@@ -136,7 +139,7 @@ func (e *Executor) Start(ctx context.Context, job *executor.Job) (executor.Handl
 	if err != nil {
 		return executor.Handle{}, executor.Classify(executor.InvalidInput, err)
 	}
-	in, err := e.r.Common.BuildInput(ctx, job, nil)
+	in, err := e.r.Common.BuildInputUploading(ctx, job, nil, e.up)
 	if err != nil {
 		return executor.Handle{}, err
 	}
