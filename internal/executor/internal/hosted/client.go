@@ -1,7 +1,8 @@
 // Package hosted holds what the executors of hosted model services (fal,
 // Replicate, Cog) share: JSON calls classified into the executor error
 // taxonomy, Retry-After, polling backoff, monotonic progress, handing a
-// task's inputs to a service that cannot fetch our URLs (data URIs), and
+// task's inputs to a service that cannot fetch our URLs (data URIs, or
+// streamed to its storage through an Uploader), and
 // downloading a job's outputs into the artifact store at once.
 package hosted
 
