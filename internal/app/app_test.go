@@ -80,7 +80,15 @@ func TestWorkerHandsOutRelativeURLs(t *testing.T) {
 				}
 				var res struct {
 					Status string
-					Result struct{ Artifacts []struct{ URL string } }
+					Result struct {
+						Artifacts []struct{ URL string }
+						Output    struct {
+							Images []struct {
+								URL           string
+								Width, Height int
+							}
+						}
+					}
 				}
 				for deadline := time.Now().Add(20 * time.Second); res.Status != "completed"; time.Sleep(50 * time.Millisecond) {
 					if code := call(t, "GET", srv.Base+"/api/v1/tasks/"+created.ID+"/result", "", &res); code != 200 || time.Now().After(deadline) {
@@ -93,6 +101,10 @@ func TestWorkerHandsOutRelativeURLs(t *testing.T) {
 				path := "/api/v1/artifacts/tasks/" + created.ID + "/image.png"
 				if got := res.Result.Artifacts[0].URL; got != public+path {
 					t.Fatalf("artifact URL %q, want %q", got, public+path)
+				}
+				// The original clients' shape names the same image.
+				if im := res.Result.Output.Images; len(im) != 1 || im[0].URL != public+path || im[0].Width != 64 || im[0].Height != 64 {
+					t.Errorf("output.images %+v, want the one 64x64 artifact at %q", im, public+path)
 				}
 				if code := call(t, "GET", srv.Base+path, "", nil); code != 200 {
 					t.Errorf("downloading the artifact from the API process: %d", code)

@@ -153,6 +153,7 @@ func (e *Engine) outcomeOf(rec *store.Record, result *task.Result, err error, ru
 		if result.Artifacts == nil {
 			result.Artifacts = []task.Artifact{}
 		}
+		result.FillOutput()
 		raw, merr := json.Marshal(result)
 		if merr == nil {
 			base.To, base.Result = task.StatusCompleted, raw

@@ -2,6 +2,7 @@ package task
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -111,6 +112,41 @@ type Result struct {
 	Artifacts []Artifact `json:"artifacts"`
 	// Data is type-specific output (for example an LLM's text).
 	Data any `json:"data,omitempty"`
+	// Output is the result in the original clients' shape: the image
+	// artifacts as output.images. The engine fills it on completion
+	// (FillOutput).
+	Output *Output `json:"output,omitempty" doc:"The result in the original clients' shape: output.images lists the image artifacts (url, seed, width, height)."`
+}
+
+// Output is a result in the original clients' shape.
+type Output struct {
+	Images []OutputImage `json:"images" doc:"The image artifacts, in the order of artifacts."`
+}
+
+// OutputImage is one image of Output.
+type OutputImage struct {
+	URL    string `json:"url" doc:"Where to download the image (the artifact's url)."`
+	Seed   *int64 `json:"seed,omitempty" doc:"The seed that produced it, when known."`
+	Width  int    `json:"width,omitempty" doc:"Width in pixels, when known."`
+	Height int    `json:"height,omitempty" doc:"Height in pixels, when known."`
+}
+
+// FillOutput sets r.Output from r's image artifacts (content type
+// image/*), unless the processor set it; a result without images gets
+// none.
+func (r *Result) FillOutput() {
+	if r.Output != nil {
+		return
+	}
+	var images []OutputImage
+	for _, a := range r.Artifacts {
+		if strings.HasPrefix(a.ContentType, "image/") {
+			images = append(images, OutputImage{URL: a.URL, Seed: a.Seed, Width: a.Width, Height: a.Height})
+		}
+	}
+	if len(images) > 0 {
+		r.Output = &Output{Images: images}
+	}
 }
 
 // Artifact describes one stored output file.
