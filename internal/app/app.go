@@ -415,5 +415,8 @@ func (a *App) stopEngine() {
 
 // Close releases the store, the event bus and the instance identity.
 func (a *App) Close() error {
+	// The executors' processes (a command executor's server) end first:
+	// the runs that used them are over.
+	a.Executors.Close()
 	return errors.Join(a.Store.Close(), a.Events.close(), a.identity.Close())
 }

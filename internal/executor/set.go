@@ -59,6 +59,23 @@ func (s *Set) SetLimits(name string, l Limits) error {
 	return nil
 }
 
+// Closer is implemented by executors holding processes or connections to
+// end when the process stops (a command executor's process groups and
+// server).
+type Closer interface {
+	Close()
+}
+
+// Close closes every executor of the set that is a Closer, once the runs
+// are over (at shutdown, after the engine stopped).
+func (s *Set) Close() {
+	for _, n := range s.names {
+		if c, ok := s.byName[n].(Closer); ok {
+			c.Close()
+		}
+	}
+}
+
 // LimitsOf returns the limits of the executor named name.
 func (s *Set) LimitsOf(name string) Limits { return s.limits[name] }
 
