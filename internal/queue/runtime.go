@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -50,7 +51,8 @@ var _ registry.Runtime = (*runtime)(nil)
 // passed, unless a newer report or the run's end (whose status event
 // supersedes it) comes first.
 func (r *runtime) Progress(ctx context.Context, percent float64, stage string) error {
-	percent = max(0, min(100, percent))
+	// Within 0–100, to two decimals: 33.33, not 33.333333333333336.
+	percent = math.Round(max(0, min(100, percent))*100) / 100
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := time.Now()

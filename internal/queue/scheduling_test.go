@@ -290,7 +290,7 @@ func testProgressClamped(t *testing.T, dialect string) {
 	h = newHarness(t, dialect, opts{probe: func(ctx context.Context, job *registry.Job[probeFields]) (*task.Result, error) {
 		var s seen
 		s.nanErr = job.Progress(ctx, math.NaN(), "nan")
-		for _, p := range []float64{-5, 250} {
+		for _, p := range []float64{-5, 250, 100.0 / 3} {
 			if err := job.Progress(ctx, p, "clamp"); err != nil {
 				return nil, err
 			}
@@ -310,8 +310,8 @@ func testProgressClamped(t *testing.T, dialect string) {
 	if s.nanErr == nil {
 		t.Error("Progress(NaN) = nil, want an error")
 	}
-	if !slices.Equal(s.progress, []float64{0, 100}) {
-		t.Errorf("stored progress after Progress(-5) and Progress(250) = %v, want [0 100]", s.progress)
+	if !slices.Equal(s.progress, []float64{0, 100, 33.33}) {
+		t.Errorf("stored progress after Progress(-5), Progress(250) and Progress(100/3) = %v, want [0 100 33.33]", s.progress)
 	}
 	for _, p := range h.progressEvents(id) {
 		if math.IsNaN(p) || p < 0 || p > 100 {
