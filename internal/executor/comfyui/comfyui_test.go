@@ -460,7 +460,7 @@ func TestProgressFromWebsocket(t *testing.T) {
 	if len(mid) < 3 || !slices.IsSorted(mid) {
 		t.Errorf("progress %v: want several rising reports between the start and the end", rec.progress)
 	}
-	if !slices.Contains(rec.stages, "running node 2") {
+	if !slices.Contains(rec.stages, "running SaveImage (node 2)") {
 		t.Errorf("stages %v do not name the running SaveImage node", rec.stages)
 	}
 }

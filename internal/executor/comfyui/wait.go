@@ -35,7 +35,8 @@ const finishPoll = 100 * time.Millisecond
 // handle and the output's data.
 func (e *Executor) Wait(ctx context.Context, job *executor.Job, h executor.Handle, r executor.Reporter) (*executor.Output, error) {
 	first := h
-	pr := &progress{r: r, total: e.nodeCount(job)}
+	classes := e.nodeClasses(job)
+	pr := &progress{r: r, total: len(classes), classes: classes}
 	defer func() {
 		// Execute cancels the handle it saw; a prompt this Wait moved to
 		// another server is cancelled here when the run ends early.
@@ -82,14 +83,20 @@ func (e *Executor) Wait(ctx context.Context, job *executor.Job, h executor.Handl
 	}
 }
 
-// nodeCount is the number of nodes of the job's graph, for progress; 0
-// when unknown.
-func (e *Executor) nodeCount(job *executor.Job) int {
+// nodeClasses returns the class_type of each node of job's graph, by node
+// id: their count is the progress's whole, their names its stages.
+func (e *Executor) nodeClasses(job *executor.Job) map[string]string {
 	p, err := e.prepare(job)
 	if err != nil {
-		return 0
+		return nil
 	}
-	return len(p.graph)
+	out := make(map[string]string, len(p.graph))
+	for id, n := range p.graph {
+		node, _ := n.(map[string]any)
+		class, _ := node["class_type"].(string)
+		out[id] = class
+	}
+	return out
 }
 
 // await follows the prompt until its history entry exists. The websocket
@@ -351,6 +358,8 @@ type progress struct {
 	total   int
 	done    int
 	current string
+	// classes are the nodes' class_types by id, for the stage's name.
+	classes map[string]string
 	frac    float64
 	last    float64
 	stageAt string
@@ -410,6 +419,9 @@ func (p *progress) event(ctx context.Context, ev event, id string) (done bool, e
 	stage := "running"
 	if p.current != "" {
 		stage = "running node " + p.current
+		if c := p.classes[p.current]; c != "" {
+			stage = "running " + c + " (node " + p.current + ")"
+		}
 	}
 	return false, p.report(ctx, pct, stage)
 }
