@@ -603,3 +603,56 @@ type SlotServer struct {
 	URL   string
 	Slots int
 }
+
+// Inbox keeps what the webhooks of a service that answers only by
+// callback (a Cog container) delivered for one executor job, where every
+// process of a deployment sees it: the API process that receives a
+// webhook posts it, the worker process whose run waits reads it, and
+// either may have restarted in between. An inbox is named by the digest of
+// the job's callback token (never the token itself) and holds the last
+// message posted, until one is posted as final: that one stays and later
+// posts write nothing (the first terminal state wins; duplicates are
+// harmless). An inbox expires at the time its last open or post set;
+// an expired inbox is not found, and is deleted by the next OpenInbox.
+// The store compares no secrets and judges no message: digests, auth and
+// finality are the caller's.
+type Inbox interface {
+	// OpenInbox makes the inbox named hash, or keeps the one there with
+	// what it holds; either way its auth (the digest of the bearer token
+	// its webhooks must carry, or "") and its expiry are set. It deletes
+	// the inboxes that expired.
+	OpenInbox(ctx context.Context, hash, auth string, until time.Time) error
+	// ReadInbox returns the inbox named hash, with its message's body when
+	// the message is newer than after (Seq > after). ErrInboxNotFound
+	// when there is none or it expired.
+	ReadInbox(ctx context.Context, hash string, after int64) (InboxMessage, error)
+	// PostInbox makes body the inbox's message (final: the last it takes)
+	// and sets its expiry to until, unless it holds a final message (or
+	// was closed): then it writes nothing and returns false.
+	// ErrInboxNotFound when there is no such inbox or it expired.
+	PostInbox(ctx context.Context, hash string, body []byte, final bool, until time.Time) (bool, error)
+	// CloseInbox ends the inbox named hash once its job no longer waits:
+	// it takes no more messages, drops its message's body (outputs can
+	// be large) and expires at until, answering late webhooks till then.
+	// Closing an inbox that does not exist is not an error.
+	CloseInbox(ctx context.Context, hash string, until time.Time) error
+}
+
+// InboxMessage is what ReadInbox returns of an inbox.
+type InboxMessage struct {
+	// Seq counts the messages the inbox took (0: none yet).
+	Seq int64
+	// Final is set once the inbox takes no more messages: a final
+	// message arrived, or the inbox was closed.
+	Final bool
+	// Body is the last message; nil when it is not newer than ReadInbox's
+	// after, and after CloseInbox.
+	Body []byte
+	// Auth is the digest the inbox was opened with.
+	Auth string
+	// ExpiresAt is when the inbox expires unless opened or posted again.
+	ExpiresAt time.Time
+}
+
+// ErrInboxNotFound means no inbox has that digest, or it expired.
+var ErrInboxNotFound = errors.New("executor inbox not found")

@@ -57,6 +57,7 @@ func Run(t *testing.T, open func(t *testing.T, reg *registry.Registry) store.Sto
 		{"Webhooks", testWebhooks},
 		{"WebhookFairness", testWebhookFairness},
 		{"ExecutorGates", testExecutorGates},
+		{"Inbox", testInbox},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
