@@ -2,7 +2,9 @@
 // (reference/executors.md §3.2). A Cog container has no endpoint to poll:
 // a job is submitted as PUT /predictions/{id} with Prefer: respond-async
 // and a webhook to our own callback route, whose URL carries an
-// unguessable per-job token; the run waits for the webhooks (Callbacks).
+// unguessable per-job token; the run waits for the webhooks (Callbacks),
+// which reach it through the job's inbox in the task store whichever
+// process receives them.
 // The prediction id is ours, so the handle is saved before the PUT. When
 // no webhook comes for CallbackTimeout the run reconciles: while the
 // container still runs the prediction, the same PUT re-attaches to it
@@ -152,14 +154,17 @@ func (e *Executor) Start(ctx context.Context, job *executor.Job) (executor.Handl
 			return executor.Handle{}, fmt.Errorf("saving handle of prediction %s: %w", h.ExternalID, err)
 		}
 	}
-	e.inbox.expect(token, e.auth)
+	box := e.inbox.box(token, e.auth)
+	if err := box.open(ctx); err != nil {
+		return executor.Handle{}, fmt.Errorf("opening the callback inbox of prediction %s: %w", h.ExternalID, err)
+	}
 	code, err := e.put(ctx, job, h, token)
 	if err != nil {
-		e.inbox.forget(token)
+		box.close(ctx)
 		return executor.Handle{}, err
 	}
 	if code != http.StatusAccepted && code != http.StatusOK {
-		e.inbox.forget(token)
+		box.close(ctx)
 		return executor.Handle{}, executor.Errorf(executor.ProviderError, "cog answered %d to PUT /predictions/%s", code, h.ExternalID)
 	}
 	return h, nil
@@ -203,36 +208,46 @@ func stateOf(h executor.Handle) (state, error) {
 }
 
 // Wait implements executor.Executor: it follows the prediction by its
-// webhooks. When none comes for the callback timeout it reconciles
-// (reconcile): the container still runs it, and the wait goes on, or the
-// job is lost.
+// webhooks, read from its inbox when this process receives one and, with
+// shared callbacks, every pollEvery (another process may have). When none
+// comes for the callback timeout it reconciles (reconcile): the container
+// still runs it, and the wait goes on, or the job is lost.
 func (e *Executor) Wait(ctx context.Context, job *executor.Job, h executor.Handle, r executor.Reporter) (*executor.Output, error) {
 	s, err := stateOf(h)
 	if err != nil {
 		return nil, err
 	}
-	e.inbox.expect(s.Token, e.auth)
+	box := e.inbox.box(s.Token, e.auth)
+	defer box.stop()
+	// An inbox that cannot be opened now is opened by next once the
+	// store answers again.
+	_ = box.open(ctx)
 	m := hosted.Meter{R: r}
 	if err := m.Report(ctx, 0, "submitted to cog"); err != nil {
 		return nil, err
 	}
+	poll, stopPoll := box.poll()
+	defer stopPoll()
 	timer := time.NewTimer(e.timeout)
 	defer timer.Stop()
-	var seen *prediction
 	for {
-		p, changed := e.inbox.latest(s.Token)
-		if p != nil && p != seen {
-			seen = p
+		changed := box.changed()
+		p, err := box.next(ctx)
+		if err != nil {
+			return nil, e.closed(h)
+		}
+		if p != nil {
 			if done, out, err := e.step(ctx, job, h.ExternalID, p, &m); done {
-				e.inbox.forget(s.Token)
+				box.close(ctx)
 				return out, err
 			}
 			timer.Reset(e.timeout)
 		}
 		select {
 		case <-changed:
+		case <-poll:
 		case <-timer.C:
-			if err := e.reconcile(ctx, job, h, s.Token); err != nil {
+			if err := e.reconcile(ctx, job, h, box); err != nil {
 				return nil, err
 			}
 			timer.Reset(e.timeout)
@@ -240,6 +255,13 @@ func (e *Executor) Wait(ctx context.Context, job *executor.Job, h executor.Handl
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// closed is the error of a run whose inbox was closed by an earlier run
+// of the same attempt that stopped before its task was stored
+// (errClosed): the result, if any, is gone, as after a missed webhook.
+func (e *Executor) closed(h executor.Handle) error {
+	return executor.Errorf(executor.Lost, "the callbacks of cog prediction %s were closed by an earlier run that stopped before storing its result; the result is gone", h.ExternalID)
 }
 
 // step handles one webhook's prediction state: progress while it runs,
@@ -267,21 +289,25 @@ func (e *Executor) step(ctx context.Context, job *executor.Job, id string, p *pr
 // webhook we missed, so the job is lost. A busy one may run it: the same
 // PUT answers 202 while the prediction is in flight (idempotent), 409
 // when the slot is another's (lost).
-func (e *Executor) reconcile(ctx context.Context, job *executor.Job, h executor.Handle, token string) error {
-	if p, _ := e.inbox.latest(token); p != nil && terminal(p.Status) {
-		return nil // the end already arrived
+func (e *Executor) reconcile(ctx context.Context, job *executor.Job, h executor.Handle, box *mailbox) error {
+	if box.ended(ctx) {
+		return nil // the end already arrived: the wait reads it
 	}
 	health, err := e.health(ctx)
 	if err != nil {
 		return err
 	}
-	if p, _ := e.inbox.latest(token); p != nil && terminal(p.Status) {
+	if box.ended(ctx) {
 		return nil // the end arrived meanwhile
 	}
 	if health != healthBusy {
 		return executor.Errorf(executor.Lost, "cog container %s is %s and no longer runs prediction %s; its result never reached us", e.url, health, h.ExternalID)
 	}
-	code, err := e.put(ctx, job, h, token)
+	s, err := stateOf(h)
+	if err != nil {
+		return err
+	}
+	code, err := e.put(ctx, job, h, s.Token)
 	switch {
 	case code == http.StatusConflict:
 		return executor.Errorf(executor.Lost, "cog container %s runs another prediction, not %s", e.url, h.ExternalID)
@@ -329,8 +355,9 @@ func (e *Executor) Cancel(ctx context.Context, h executor.Handle) error {
 }
 
 // Recover implements executor.Executor: a prediction whose end already
-// arrived, or that the container still runs (re-attached by the same
-// PUT), is waited on again; otherwise it is lost.
+// arrived (in its inbox, which outlives the process: shared callbacks),
+// or that the container still runs (re-attached by the same PUT), is
+// waited on again; otherwise it is lost.
 func (e *Executor) Recover(ctx context.Context, job *executor.Job, h executor.Handle) (executor.Handle, error) {
 	s, err := stateOf(h)
 	if err != nil {
@@ -339,8 +366,11 @@ func (e *Executor) Recover(ctx context.Context, job *executor.Job, h executor.Ha
 	if h.Server != "" && strings.TrimRight(h.Server, "/") != e.url {
 		return h, executor.Errorf(executor.Lost, "prediction %s ran on %s, which this executor no longer uses", h.ExternalID, h.Server)
 	}
-	e.inbox.expect(s.Token, e.auth)
-	if err := e.reconcile(ctx, job, h, s.Token); err != nil {
+	box := e.inbox.box(s.Token, e.auth)
+	if err := box.open(ctx); err != nil {
+		return h, fmt.Errorf("opening the callback inbox of prediction %s: %w", h.ExternalID, err)
+	}
+	if err := e.reconcile(ctx, job, h, box); err != nil {
 		return h, err
 	}
 	return h, nil

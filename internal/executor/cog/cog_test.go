@@ -14,6 +14,9 @@ import (
 	"github.com/computeserver/compute/internal/executor/cog/cogfake"
 	"github.com/computeserver/compute/internal/executor/executortest"
 	"github.com/computeserver/compute/internal/executor/internal/hosted/hostedtest"
+	"github.com/computeserver/compute/internal/registry"
+	"github.com/computeserver/compute/internal/store"
+	"github.com/computeserver/compute/internal/testutil/testdb"
 )
 
 const webhookToken = "cog-webhook-secret"
@@ -28,13 +31,34 @@ type service struct {
 	jobs      hostedtest.Behaviours
 	callbacks *cog.Callbacks
 	api       string
+	// inbox, when set, is the task store the callbacks keep their inboxes
+	// in: each executor then stands for a worker process of its own, with
+	// callbacks of its own over the same store. Otherwise every executor
+	// shares the API's in-memory callbacks (one process).
+	inbox store.Inbox
 }
 
 var cancelPath = regexp.MustCompile(`^/predictions/([^/]+)/cancel$`)
 
 func newService(t *testing.T, cfg cogfake.Config) *service {
 	t.Helper()
-	s := &service{callbacks: cog.NewCallbacks()}
+	return newServiceOn(t, cfg, nil)
+}
+
+// newSharedService is newService whose callbacks keep their inboxes in a
+// new SQLite task store: the API and each executor are processes of
+// their own.
+func newSharedService(t *testing.T, cfg cogfake.Config) *service {
+	t.Helper()
+	return newServiceOn(t, cfg, testdb.Open(t, "sqlite", registry.New()))
+}
+
+func newServiceOn(t *testing.T, cfg cogfake.Config, inbox store.Inbox) *service {
+	t.Helper()
+	s := &service{callbacks: cog.NewCallbacks(), inbox: inbox}
+	if inbox != nil {
+		s.callbacks = cog.NewSharedCallbacks(inbox)
+	}
 	if cfg.Outcome == nil {
 		cfg.Outcome = s.outcome
 	}
@@ -81,7 +105,11 @@ func (s *service) outcome(r cogfake.Request) cogfake.Outcome {
 func (s *service) executor(t *testing.T, timeout string) *cog.Executor {
 	t.Helper()
 	set := cog.Settings{URL: s.url, WebhookAuthToken: webhookToken, CallbackTimeout: timeout}
-	ex, err := cog.New("cog-test", set, nil, s.callbacks, s.api)
+	callbacks := s.callbacks
+	if s.inbox != nil {
+		callbacks = cog.NewSharedCallbacks(s.inbox)
+	}
+	ex, err := cog.New("cog-test", set, nil, callbacks, s.api)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +118,15 @@ func (s *service) executor(t *testing.T, timeout string) *cog.Executor {
 
 func TestHarness(t *testing.T) {
 	t.Parallel()
-	s := newService(t, cogfake.Config{RunTime: 30 * time.Millisecond, LogLines: 2, RequiredInputs: []string{"seed"}})
+	for name, newS := range map[string]func(*testing.T, cogfake.Config) *service{"memory": newService, "store": newSharedService} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			harness(t, newS(t, cogfake.Config{RunTime: 30 * time.Millisecond, LogLines: 2, RequiredInputs: []string{"seed"}}))
+		})
+	}
+}
+
+func harness(t *testing.T, s *service) {
 	executortest.Run(t, executortest.Adapter{
 		New: func(t *testing.T) executor.Executor { return s.executor(t, "") },
 		Job: func(t *testing.T, b executortest.Behaviour) *executor.Job {
@@ -273,4 +309,89 @@ func TestRestartedContainerLost(t *testing.T) {
 	if err := ex.Ping(ctx(t)); !executor.Is(err, executor.ProviderUnavailable) {
 		t.Errorf("Ping while the container starts: %v", err)
 	}
+}
+
+// TestWebhookReachesAnotherProcess: the API process receiving the
+// webhooks is not the worker process whose run waits; the run hears them
+// through the store within its polls, long before its callback timeout.
+// (With callbacks in memory the run would hear nothing for the hour.)
+func TestWebhookReachesAnotherProcess(t *testing.T) {
+	t.Parallel()
+	s := newSharedService(t, cogfake.Config{RunTime: 200 * time.Millisecond, LogLines: 2})
+	ex := s.executor(t, "1h")
+	c, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if _, err := executor.Execute(c, ex, (&hostedtest.Store{}).Prepare(s.jobs.Job(t, executortest.Behaviour{}, nil)), hostedtest.Discard()); err != nil {
+		t.Fatalf("Execute: %v", err)
+	}
+	t.Logf("done in %s", time.Since(start).Round(time.Millisecond))
+	if n := len(s.fake.Requests()); n != 1 {
+		t.Errorf("%d requests, want the one PUT (no reconcile)", n)
+	}
+}
+
+// TestRestartedWorkerReadsWhatArrived: the worker waiting on a prediction
+// stops; the prediction ends while no worker runs, its webhook received by
+// the API process; a new worker process recovers the job and finds the
+// end in the inbox, without the container running it again.
+func TestRestartedWorkerReadsWhatArrived(t *testing.T) {
+	t.Parallel()
+	s := newSharedService(t, cogfake.Config{})
+	gate := executortest.NewGate()
+	t.Cleanup(gate.Release)
+	st := &hostedtest.Store{}
+	j := st.Prepare(s.jobs.Job(t, executortest.Behaviour{Hold: gate}, nil))
+	first := s.executor(t, "1h")
+	h, err := first.Start(ctx(t), j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCtx, stop := context.WithCancel(ctx(t))
+	waited := make(chan error, 1)
+	go func() {
+		_, err := first.Wait(waitCtx, j, h, hostedtest.Discard())
+		waited <- err
+	}()
+	if err := s.fake.WaitStatus(ctx(t), h.ExternalID, cogfake.StatusProcessing); err != nil {
+		t.Fatal(err)
+	}
+	stop() // the worker process ends
+	if err := <-waited; err == nil {
+		t.Fatal("Wait returned no error when its context ended")
+	}
+	gate.Release()
+	deadline := time.Now().Add(10 * time.Second)
+	for !delivered(s.fake.Deliveries(), h.ExternalID) {
+		if time.Now().After(deadline) {
+			t.Fatal("the terminal webhook was never delivered")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := s.fake.WaitHealth(ctx(t), cogfake.HealthReady); err != nil {
+		t.Fatal(err)
+	}
+	second := s.executor(t, "1h") // a new process
+	h2, err := second.Recover(ctx(t), j, h)
+	if err != nil {
+		t.Fatalf("Recover: %v (an idle container: the end must come from the inbox)", err)
+	}
+	out, err := second.Wait(ctx(t), j, h2, hostedtest.Discard())
+	if err != nil || len(out.Artifacts) != 1 {
+		t.Fatalf("Wait after recovery: %+v, %v", out, err)
+	}
+	if n := len(s.fake.Requests()); n != 1 {
+		t.Errorf("%d requests, want the one PUT", n)
+	}
+}
+
+// delivered reports whether the terminal webhook of prediction id was
+// accepted.
+func delivered(ds []cogfake.Delivery, id string) bool {
+	for _, d := range ds {
+		if d.ID == id && d.Status == cogfake.StatusSucceeded && d.Code == http.StatusOK {
+			return true
+		}
+	}
+	return false
 }
