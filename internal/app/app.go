@@ -45,8 +45,9 @@ type App struct {
 	Artifacts artifact.Store
 	// Executors are the configured executors tasks run on.
 	Executors *executor.Set
-	// Callbacks receives Cog containers' webhooks for the runs of this
-	// process; the API serves it.
+	// Callbacks receives Cog containers' webhooks and hands them, through
+	// the inboxes in the store, to the runs waiting in any process; the
+	// API serves it.
 	Callbacks *cog.Callbacks
 	Engine    *queue.Engine
 	Webhooks  *webhook.Deliverer
@@ -162,11 +163,11 @@ func New(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 		return nil, err
 	}
 	fetcher := NewFetcher(cfg, artifacts)
-	callbacks := cog.NewCallbacks()
 	// The executors are built before the store opens (the registry of
-	// types, which the store needs, takes them); their shared slots reach
-	// the store once it is open.
-	slots := &storeSlots{}
+	// types, which the store needs, takes them); their shared slots and
+	// the Cog callbacks' inboxes reach the store once it is open.
+	slots, inbox := &storeSlots{}, &storeInbox{}
+	callbacks := cog.NewSharedCallbacks(inbox)
 	set, err := newExecutors(cfg, executors.Deps{Callbacks: callbacks, PublicURL: cfg.BaseURL(), Slots: slots, DataDir: cfg.DataDir, Logger: log})
 	if err != nil {
 		return nil, err
@@ -189,6 +190,7 @@ func New(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 		return nil, err
 	}
 	slots.set(st)
+	inbox.set(st)
 	// Start rates and 429 pauses are kept where every process sees them.
 	set.UseGate(st)
 	if !opts.NoAPI {
