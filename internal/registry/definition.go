@@ -44,6 +44,10 @@ type Definition struct {
 	// whose worker was lost while running it fails with category "lost"
 	// instead of being re-queued.
 	AtMostOnce bool
+	// RouteAlias, when not empty, is the path segment under /api/v1 where
+	// the type's tasks are also created, read and cancelled (see
+	// Type.RouteAlias).
+	RouteAlias string
 
 	// Migrations holds the type's goose SQL files under one folder per
 	// dialect ("sqlite", "postgres").

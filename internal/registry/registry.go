@@ -43,8 +43,25 @@ func ValidateName(name string) error {
 	return nil
 }
 
-// Register validates d and adds its type. A duplicate name or an invalid
-// declaration is an error naming the type and the problem.
+// reservedAliases are path segments under /api/v1 that the API serves
+// itself; a route alias may not take them.
+var reservedAliases = map[string]bool{
+	"artifacts": true, "monitoring": true, "workflows": true, "executors": true, "openapi": true,
+	"docs": true, "schemas": true, "healthz": true, "readyz": true, "metrics": true,
+}
+
+// validateAlias reports whether alias can be a route alias: a valid type
+// name that names none of the API's own routes.
+func validateAlias(alias string) error {
+	if !namePattern.MatchString(alias) || reserved[alias] || reservedAliases[alias] {
+		return fmt.Errorf("route alias %q must be lower-case snake_case and not one of the API's own path segments", alias)
+	}
+	return nil
+}
+
+// Register validates d and adds its type. A duplicate name or route
+// alias, or an invalid declaration, is an error naming the type and the
+// problem.
 func (r *Registry) Register(d Declaration) error {
 	def, err := d.Declare()
 	if err != nil {
@@ -52,6 +69,13 @@ func (r *Registry) Register(d Declaration) error {
 	}
 	if _, dup := r.defs[def.Name]; dup {
 		return fmt.Errorf("registering task type %q: already registered", def.Name)
+	}
+	if def.RouteAlias != "" {
+		for _, other := range r.defs {
+			if other.RouteAlias == def.RouteAlias {
+				return fmt.Errorf("registering task type %q: route alias %q is already task type %q's", def.Name, def.RouteAlias, other.Name)
+			}
+		}
 	}
 	r.defs[def.Name] = def
 	r.names = append(r.names, def.Name)

@@ -132,6 +132,12 @@ type Type[M any, U any] struct {
 	AtMostOnce bool
 	// Table overrides the type table name (default Name + "_tasks").
 	Table string
+	// RouteAlias, when set, is a path segment under /api/v1 where the
+	// type's tasks are also created, read and cancelled, as a former API
+	// served them: POST /api/v1/{alias}/, GET /api/v1/{alias}/{task_id},
+	// POST /api/v1/{alias}/{task_id}/cancel (the original's training
+	// routes). Lower-case snake_case, not a reserved name.
+	RouteAlias string
 	// Examples are sample tasks the conformance suite runs through a real
 	// server; declare at least one that completes and one that fails.
 	Examples []Example
@@ -155,6 +161,11 @@ func (t Type[M, U]) Declare() (*Definition, error) {
 		m, err := fs.Glob(t.Migrations, dialect+"/*.sql")
 		if err != nil || len(m) == 0 {
 			return fail("no %s/*.sql migrations: add migrations/%s/<version>_%s.sql to the type's folder (`compute migrate diff --write` writes it)", dialect, dialect, t.Name)
+		}
+	}
+	if t.RouteAlias != "" {
+		if err := validateAlias(t.RouteAlias); err != nil {
+			return fail("%v", err)
 		}
 	}
 	if err := validateExamples(t.Name, t.Examples); err != nil {
@@ -184,6 +195,7 @@ func (t Type[M, U]) Declare() (*Definition, error) {
 		MaxAttempts:     t.MaxAttempts,
 		Timeout:         t.Timeout,
 		AtMostOnce:      t.AtMostOnce,
+		RouteAlias:      t.RouteAlias,
 		Migrations:      t.Migrations,
 		Examples:        slices.Clone(t.Examples),
 		Processor:       erasedProcessor[M]{t.Processor},
