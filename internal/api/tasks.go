@@ -109,6 +109,8 @@ func (s *Server) registerTaskRoutes() {
 		return s.output(rec, http.StatusOK)
 	})
 
+	s.registerAliasRoutes()
+
 	huma.Register(s.api, huma.Operation{
 		OperationID: "get-typed-task", Method: http.MethodGet, Path: "/api/v1/tasks/{task_type}/{task_id}", Tags: []string{"Task types"},
 		Summary: "Get a task of a given type", Description: "404 when the task exists but has another type.",
@@ -117,12 +119,9 @@ func (s *Server) registerTaskRoutes() {
 		if _, ok := s.types[in.TaskType]; !ok {
 			return nil, huma.Error404NotFound("unknown task type " + quoteName(in.TaskType))
 		}
-		rec, err := s.load(ctx, in.TaskID)
+		rec, err := s.loadOfType(ctx, in.TaskID, in.TaskType)
 		if err != nil {
 			return nil, err
-		}
-		if rec.Task.Type != in.TaskType {
-			return nil, huma.Error404NotFound("task not found")
 		}
 		return s.output(rec, http.StatusOK)
 	})
@@ -170,6 +169,19 @@ func (s *Server) load(ctx context.Context, rawID string) (*store.Record, error) 
 	rec, err := s.deps.Store.GetTask(ctx, id, principalFrom(ctx).scope())
 	if err != nil {
 		return nil, s.problem(err, "task")
+	}
+	return rec, nil
+}
+
+// loadOfType is load for a route of one task type: a task of another
+// type is not found.
+func (s *Server) loadOfType(ctx context.Context, rawID, taskType string) (*store.Record, error) {
+	rec, err := s.load(ctx, rawID)
+	if err != nil {
+		return nil, err
+	}
+	if rec.Task.Type != taskType {
+		return nil, huma.Error404NotFound("task not found")
 	}
 	return rec, nil
 }

@@ -57,7 +57,7 @@ func (s *Server) registerTypesRoute() {
 				Name: d.Name, Title: d.Title, Description: d.Description,
 				DefaultProvider: s.defaultProvider(d), Providers: s.providers(d), DefaultQueue: d.DefaultQueue,
 				MaxAttempts: d.MaxAttempts, TimeoutSeconds: int(d.Timeout.Seconds()), AtMostOnce: d.AtMostOnce,
-				Routes:  []string{"POST /api/v1/tasks/" + d.Name, "GET /api/v1/tasks/" + d.Name + "/{task_id}"},
+				Routes:  routesOf(d.Name, d.RouteAlias),
 				Schemas: typeSchemaSet{Create: set[0], Public: set[1], Update: set[2]},
 			})
 		}
@@ -82,4 +82,13 @@ func (s *Server) defaultProvider(d *registry.Definition) string {
 	}
 	name, _ := s.deps.Executors.Resolve(d.Name, d.Providers, d.DefaultProvider, "")
 	return name
+}
+
+// routesOf lists the typed routes of a task type, and its alias routes.
+func routesOf(name, alias string) []string {
+	routes := []string{"POST /api/v1/tasks/" + name, "GET /api/v1/tasks/" + name + "/{task_id}"}
+	if alias != "" {
+		routes = append(routes, aliasRoutes(alias)...)
+	}
+	return routes
 }
