@@ -9,6 +9,7 @@ import (
 	"github.com/computeserver/compute/internal/tasks/echo"
 	"github.com/computeserver/compute/internal/tasks/generation"
 	"github.com/computeserver/compute/internal/tasks/imageadjuster"
+	"github.com/computeserver/compute/internal/tasks/training"
 )
 
 // Deps are the shared services task types may need.
@@ -25,6 +26,7 @@ func Register(reg *registry.Registry, deps Deps) error {
 		echo.Type(),
 		generation.Type(generation.Config{Executors: deps.Executors, Fetcher: deps.Fetcher}),
 		imageadjuster.Type(deps.Fetcher, deps.Executors),
+		training.Type(training.Config{Executors: deps.Executors, Fetcher: deps.Fetcher}),
 	} {
 		if err := reg.Register(t); err != nil {
 			return err
