@@ -106,8 +106,12 @@ type Outcome struct {
 }
 
 // DefaultOutcome fails a request without a "prompt" with fal's 422
-// validation detail (§2.2, §2.4 example) and succeeds otherwise.
+// validation detail (§2.2, §2.4 example) and succeeds otherwise; a
+// request to TrainingModel needs images_data_url instead (training.go).
 func DefaultOutcome(s Submission) Outcome {
+	if s.Model == TrainingModel {
+		return trainingOutcome(s)
+	}
 	var in struct {
 		Prompt *string `json:"prompt"`
 	}

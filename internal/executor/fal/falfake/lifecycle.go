@@ -136,7 +136,11 @@ func (f *Fake) running(j *job) {
 	}
 	out := f.cfg.Outcome(j.sub)
 	var images []any
-	if out.Status == 0 && out.Output == nil {
+	switch {
+	case out.Status != 0 || out.Output != nil:
+	case j.sub.Model == TrainingModel:
+		out.Output = f.trainingOutput(j)
+	default:
 		images = f.render(j)
 	}
 	f.mu.Lock()
