@@ -149,6 +149,17 @@ func TestDownload(t *testing.T) {
 	if data, _ := st.File("output-1.txt"); string(data) != "hi" {
 		t.Errorf("output-1.txt = %q", data)
 	}
+	// A LoRA trainer's weights keep their long extension (a LoRA loader
+	// lists only .safetensors files); other long ones give way to the
+	// content type's.
+	if _, err := hosted.Download(t.Context(), nil, job, []string{srv.URL + "/lora.safetensors", srv.URL + "/x.verylongext"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"output-0.safetensors", "output-1.png"} {
+		if _, ok := st.File(name); !ok {
+			t.Errorf("no %s among the outputs", name)
+		}
+	}
 	if _, err := hosted.Download(t.Context(), nil, job, []string{srv.URL + "/gone.png"}); executor.CategoryOf(err) != executor.ProviderError {
 		t.Errorf("an expired output: %v", err)
 	}

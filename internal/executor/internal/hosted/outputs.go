@@ -137,12 +137,13 @@ func fetch(ctx context.Context, hc *http.Client, u string) ([]byte, string, erro
 	return data, ctype, nil
 }
 
-// extension is the file extension of an output: its URL path's, else its
+// extension is the file extension of an output: its URL path's (up to six
+// characters, or .safetensors, the LoRA trainers' weights), else its
 // content type's.
 func extension(u, ctype string) string {
 	if !strings.HasPrefix(u, "data:") {
 		if p, err := neturl.Parse(u); err == nil {
-			if ext := path.Ext(p.Path); ext != "" && len(ext) <= 6 {
+			if ext := path.Ext(p.Path); ext != "" && (len(ext) <= 6 || ext == ".safetensors") {
 				return ext
 			}
 		}
