@@ -2,6 +2,7 @@ package training_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,7 +15,12 @@ import (
 
 	"github.com/computeserver/compute/internal/app"
 	"github.com/computeserver/compute/internal/config"
+	"github.com/computeserver/compute/internal/executor"
+	"github.com/computeserver/compute/internal/executor/mock"
+	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/store"
+	"github.com/computeserver/compute/internal/tasks"
+	"github.com/computeserver/compute/internal/tasks/generation"
 	"github.com/computeserver/compute/internal/tasks/training"
 	"github.com/computeserver/compute/internal/testutil/testdb"
 	"github.com/computeserver/compute/internal/testutil/testserver"
@@ -81,7 +87,44 @@ func TestTrainingRoutes(t *testing.T) {
 			t.Parallel()
 			cfg := testserver.Config(t, dialect, apiKey)
 			cfg.Executors, cfg.Types = file.Executors, file.Types
-			srv := testserver.Start(t, cfg, app.Options{Workers: true, Version: "training-test"}, testdb.Logger(t))
+			// Generation tasks run on a mock whose hook stands for a model
+			// loading its subject LoRA: it reads the file through the task's
+			// input reader, as the server wires it.
+			loras := make(chan loraSeen, 1)
+			hooked, err := mock.New("mock", mock.Settings{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hooked.Hook = func(ctx context.Context, j *executor.Job) error {
+				var f struct {
+					Path string `json:"subject_model_path"`
+				}
+				if err := json.Unmarshal(j.Fields, &f); err != nil || f.Path == "" {
+					return err
+				}
+				data, err := j.OpenInput(ctx, f.Path)
+				if err != nil {
+					return err
+				}
+				loras <- loraSeen{path: f.Path, data: data}
+				return nil
+			}
+			register := func(reg *registry.Registry, deps tasks.Deps) error {
+				gen := executor.NewSet()
+				if err := gen.Add(mock.Kind, hooked); err != nil {
+					return err
+				}
+				for _, d := range []registry.Declaration{
+					training.Type(training.Config{Executors: deps.Executors, Fetcher: deps.Fetcher}),
+					generation.Type(generation.Config{Executors: gen, Fetcher: deps.Fetcher}),
+				} {
+					if err := reg.Register(d); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			srv := testserver.Start(t, cfg, app.Options{Register: register, Workers: true, Version: "training-test"}, testdb.Logger(t))
 			c := client{t: t, base: srv.Base}
 			ctx := t.Context()
 			if _, err := srv.App.Artifacts.Put(ctx, "uploads/set.zip", "application/zip", training.ExampleDataset(3)); err != nil {
@@ -168,11 +211,24 @@ func TestTrainingRoutes(t *testing.T) {
 				t.Errorf("cancelling a pending training: %d %s", code, raw)
 			}
 
-			// A task of another type is not a training.
-			code, gen, raw := c.call(http.MethodPost, "/api/v1/tasks/generation", map[string]any{"prompt": "a dress", "width": 64, "height": 64, "provider_type": "mock"})
+			// The weights feed a generation's LoRA slot: its executor reads
+			// the trained file.
+			code, gen, raw := c.call(http.MethodPost, "/api/v1/tasks/generation", map[string]any{
+				"prompt": "TOK in a linen dress", "width": 64, "height": 64, "provider_type": "mock",
+				"subject_model_path": weights, "subject_lora_weight": 0.8})
 			if code != http.StatusCreated {
 				t.Fatalf("creating a generation: %d %s", code, raw)
 			}
+			select {
+			case seen := <-loras:
+				if seen.path != weights || !bytes.Equal(seen.data, body) {
+					t.Errorf("the generation read %q (%d bytes), want %q (%d bytes)", seen.path, len(seen.data), weights, len(body))
+				}
+			case <-time.After(30 * time.Second):
+				t.Fatal("the generation's executor never read its LoRA")
+			}
+
+			// A task of another type is not a training.
 			for _, r := range []struct{ method, path string }{
 				{http.MethodGet, "/api/v1/training/" + gen["id"].(string)},
 				{http.MethodPost, "/api/v1/training/" + gen["id"].(string) + "/cancel"},
