@@ -19,7 +19,6 @@ import (
 
 	"github.com/computeserver/compute/internal/api"
 	"github.com/computeserver/compute/internal/app"
-	"github.com/computeserver/compute/internal/artifact"
 	"github.com/computeserver/compute/internal/config"
 	"github.com/computeserver/compute/internal/store/sqlstore"
 )
@@ -225,7 +224,7 @@ func openStore(cmd *cobra.Command, f *flags, stderr io.Writer, create bool) (*sq
 		}
 	}
 	log := newLogger(cfg, stderr)
-	artifacts, err := artifact.NewLocal(cfg.ArtifactDir())
+	artifacts, err := app.NewArtifacts(ctx, cfg)
 	if err != nil {
 		return nil, cfg, err
 	}

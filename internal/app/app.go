@@ -81,7 +81,7 @@ func NewFetcher(cfg config.Config, artifacts artifact.Store) *artifact.Fetcher {
 	return &artifact.Fetcher{
 		Store:         artifacts,
 		Client:        netguard.NewHTTPClient(netguard.Policy{AllowPrivate: cfg.AllowPrivateURLs, AllowCIDRs: cfg.AllowPrivateCIDRs}, 60*time.Second),
-		PublicBaseURL: cfg.BaseURL(),
+		PublicBaseURL: cfg.BaseURL(), PublicArtifactsURL: cfg.ArtifactsPublicURL,
 	}
 }
 
@@ -158,8 +158,11 @@ func New(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	artifacts, err := artifact.NewLocal(cfg.ArtifactDir())
+	artifacts, err := NewArtifacts(ctx, cfg)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkArtifacts(ctx, artifacts); err != nil {
 		return nil, err
 	}
 	fetcher := NewFetcher(cfg, artifacts)
@@ -256,7 +259,7 @@ func (a *App) build(ctx context.Context, opts Options) error {
 		}
 		a.Engine = queue.New(queue.Config{
 			Instance: a.identity.Name, Concurrency: cfg.Workers, ShutdownGrace: cfg.ShutdownGrace,
-			PublicBaseURL: cfg.AnnouncedBaseURL(!opts.NoAPI), Lease: cfg.Lease, MaxResumes: maxResumes,
+			PublicBaseURL: cfg.AnnouncedBaseURL(!opts.NoAPI), ArtifactsPublicURL: cfg.ArtifactsPublicURL, Lease: cfg.Lease, MaxResumes: maxResumes,
 			ExecutorLimits: a.Executors.Concurrency(),
 		}, st, a.Registry, a.Artifacts, a.log)
 		eng = a.Engine

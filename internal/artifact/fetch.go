@@ -31,10 +31,30 @@ func CheckInputURL(raw string) error {
 		}
 		return nil
 	}
+	if strings.HasPrefix(raw, "s3://") {
+		// Whether it is this server's bucket is known when it is read.
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" || u.RawQuery != "" || u.User != nil || ValidateKey(strings.TrimPrefix(u.Path, "/")) != nil {
+			return errors.New("not a valid s3:// URL: want s3://BUCKET/PREFIX/tasks/<task id>/<name> of this server's artifact store")
+		}
+		return nil
+	}
 	if err := netguard.CheckURL(raw); err != nil {
-		return fmt.Errorf("must be an http(s) URL or an artifact path: %w", err)
+		return fmt.Errorf("must be an http(s) URL, an s3:// URL of this server's artifact store or an artifact path: %w", err)
 	}
 	return nil
+}
+
+// URL returns the URL clients are given for the artifact at key: under
+// publicBase (a public or CDN view of the store,
+// COMPUTE_ARTIFACTS_PUBLIC_URL) when set, else the API's artifact path
+// under apiBase ("" for a relative URL). Both are stable: they never
+// expire.
+func URL(apiBase, publicBase, key string) string {
+	if publicBase != "" {
+		return strings.TrimSuffix(publicBase, "/") + "/" + key
+	}
+	return strings.TrimSuffix(apiBase, "/") + PathPrefix + key
 }
 
 // PathPrefix is the API path under which artifacts are served; a URL under
@@ -68,7 +88,9 @@ func (e *StatusError) Temporary() bool {
 }
 
 // Fetcher opens the inputs tasks name by URL: artifacts of this server are
-// read from the Store, anything else is downloaded with Client.
+// read from the Store (artifact paths, URLs under the API's or the
+// store's public base, s3:// URLs of an S3 store), anything else is
+// downloaded with Client.
 type Fetcher struct {
 	// Store holds this server's artifacts.
 	Store Store
@@ -82,6 +104,10 @@ type Fetcher struct {
 	// are read from Store without HTTP. Artifact paths ("/api/v1/artifacts/<key>")
 	// are always read from Store.
 	PublicBaseURL string
+	// PublicArtifactsURL is the base of the public or CDN view of Store
+	// (COMPUTE_ARTIFACTS_PUBLIC_URL); URLs under it are read from Store
+	// without HTTP, with the same ownership check.
+	PublicArtifactsURL string
 	// MaxBytes is the size limit of one input (0: DefaultMaxFetchBytes).
 	MaxBytes int64
 	// Owner returns the tenant of the task a task artifact key belongs to.
@@ -110,6 +136,9 @@ func (f *Fetcher) Open(ctx context.Context, tenantID, rawURL string) (data []byt
 			return nil, "", err
 		}
 		return f.openArtifact(ctx, key)
+	}
+	if u.Scheme == "s3" {
+		return nil, "", fmt.Errorf("%w: %s is not in this server's artifact store", ErrUnsupportedURL, redact(u))
 	}
 	if err := netguard.CheckURL(rawURL); err != nil {
 		return nil, "", fmt.Errorf("%w: %w", ErrUnsupportedURL, err)
@@ -147,6 +176,9 @@ func (f *Fetcher) OpenStream(ctx context.Context, tenantID, rawURL string) (io.R
 		}
 		return limitedBody{rc, &limitReader{r: rc, left: f.maxBytes()}}, desc.Size, nil
 	}
+	if u.Scheme == "s3" {
+		return nil, 0, fmt.Errorf("%w: %s is not in this server's artifact store", ErrUnsupportedURL, redact(u))
+	}
 	if err := netguard.CheckURL(rawURL); err != nil {
 		return nil, 0, fmt.Errorf("%w: %w", ErrUnsupportedURL, err)
 	}
@@ -160,6 +192,45 @@ func (f *Fetcher) OpenStream(ctx context.Context, tenantID, rawURL string) (io.R
 		return nil, 0, fmt.Errorf("fetching %s: %d bytes: %w (limit %d)", redact(u), resp.ContentLength, ErrTooLarge, limit)
 	}
 	return limitedBody{resp.Body, &limitReader{r: resp.Body, left: limit}}, resp.ContentLength, nil
+}
+
+// DefaultPresignTTL is how long a presigned URL of an input handed to a
+// hosted service stays valid: long enough for a queued prediction to
+// start, short enough that a leaked URL soon stops working.
+const DefaultPresignTTL = time.Hour
+
+// Presign returns a presigned GET URL of the input at rawURL when it is an
+// artifact of this server in a store that presigns (S3), for a task of
+// tenantID, valid for ttl; ok is false for any other input (a URL of
+// elsewhere, the local store), which the caller hands over otherwise. A
+// tenant's task cannot presign another tenant's artifact (ErrNotFound).
+func (f *Fetcher) Presign(ctx context.Context, tenantID, rawURL string, ttl time.Duration) (signed string, ok bool, err error) {
+	p, can := f.Store.(Presigner)
+	if !can {
+		return "", false, nil
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", false, nil
+	}
+	key, mine := f.artifactKey(u)
+	if !mine {
+		return "", false, nil
+	}
+	if err := ValidateKey(key); err != nil {
+		return "", false, fmt.Errorf("opening artifact: %w", err)
+	}
+	if err := f.authorize(ctx, tenantID, key); err != nil {
+		return "", false, err
+	}
+	if _, err := f.Store.Stat(ctx, key); err != nil {
+		return "", false, fmt.Errorf("opening artifact %s: %w", key, err)
+	}
+	signed, err = p.Presign(ctx, key, ttl)
+	if err != nil {
+		return "", false, err
+	}
+	return signed, true, nil
 }
 
 // limitedBody reads through a limitReader and closes the body under it.
@@ -186,7 +257,8 @@ func (l *limitReader) Read(p []byte) (int, error) {
 }
 
 // artifactKey returns the artifact key of u when it names one of this
-// server's artifacts: a bare artifact path, or a URL under PublicBaseURL.
+// server's artifacts: a bare artifact path, an s3:// URL of the store, or
+// a URL under PublicArtifactsURL or PublicBaseURL.
 func (f *Fetcher) artifactKey(u *url.URL) (string, bool) {
 	if u.Scheme == "" && u.Host == "" {
 		if key, ok := strings.CutPrefix(u.Path, PathPrefix); ok {
@@ -194,14 +266,28 @@ func (f *Fetcher) artifactKey(u *url.URL) (string, bool) {
 		}
 		return "", false
 	}
-	if f.PublicBaseURL == "" {
+	if loc, ok := f.Store.(Locator); ok {
+		if key, ok := loc.KeyOf(u); ok {
+			return key, true
+		}
+	}
+	if key, ok := under(u, f.PublicArtifactsURL, "/"); ok {
+		return key, true
+	}
+	return under(u, f.PublicBaseURL, PathPrefix)
+}
+
+// under returns the rest of u's path after base's path and sub, when u is
+// on base's scheme and host.
+func under(u *url.URL, base, sub string) (string, bool) {
+	if base == "" {
 		return "", false
 	}
-	base, err := url.Parse(strings.TrimRight(f.PublicBaseURL, "/"))
-	if err != nil || !strings.EqualFold(base.Scheme, u.Scheme) || !strings.EqualFold(base.Host, u.Host) {
+	b, err := url.Parse(strings.TrimRight(base, "/"))
+	if err != nil || !strings.EqualFold(b.Scheme, u.Scheme) || !strings.EqualFold(b.Host, u.Host) {
 		return "", false
 	}
-	return strings.CutPrefix(u.Path, base.Path+PathPrefix)
+	return strings.CutPrefix(u.Path, b.Path+sub)
 }
 
 // authorize refuses a tenant's task an artifact of another tenant's task,

@@ -123,6 +123,38 @@ type Config struct {
 	// in processes that run workers (COMPUTE_EVENT_RETENTION, e.g. 720h;
 	// default 0: keep every event).
 	EventRetention time.Duration `yaml:"event_retention"`
+	// ArtifactsURL selects the artifact store: empty for the directory
+	// DataDir/artifacts, or s3://BUCKET/PREFIX for an S3-compatible
+	// bucket (COMPUTE_ARTIFACTS_URL), which every process of a deployment
+	// on several machines must share.
+	ArtifactsURL string `yaml:"artifacts_url"`
+	// ArtifactsPublicURL is the base of a public or CDN view of the
+	// artifact store, under which the artifact at key is
+	// ArtifactsPublicURL/key (COMPUTE_ARTIFACTS_PUBLIC_URL, e.g.
+	// https://cdn.example.com/compute for a CDN in front of
+	// s3://bucket/compute). When set, results and webhooks hand out these
+	// URLs instead of the API's /api/v1/artifacts/<key>, and they are read
+	// back from the store when tasks name them as input. Anyone who has
+	// such a URL can download the artifact.
+	ArtifactsPublicURL string `yaml:"artifacts_public_url"`
+	// ArtifactRetention deletes the artifacts of finished tasks created
+	// longer ago than this, in processes that run workers
+	// (COMPUTE_ARTIFACT_RETENTION, e.g. 720h for 30 days; default 0: keep
+	// them). The tasks stay; their artifact URLs answer 404.
+	ArtifactRetention time.Duration `yaml:"artifact_retention"`
+	// S3Region is the artifact bucket's region (AWS_REGION; default the
+	// SDK's configuration, else us-east-1).
+	S3Region string `yaml:"aws_region"`
+	// S3Endpoint is the S3 API of a server other than AWS
+	// (AWS_ENDPOINT_URL_S3, e.g. http://minio:9000); buckets are then
+	// addressed by path.
+	S3Endpoint string `yaml:"aws_endpoint_url_s3"`
+	// S3AccessKeyID and S3SecretAccessKey are the artifact bucket's
+	// credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); without
+	// them the AWS SDK's default chain (shared files, instance role) is
+	// used.
+	S3AccessKeyID     string `yaml:"aws_access_key_id"`
+	S3SecretAccessKey string `yaml:"aws_secret_access_key"`
 	// HTTPWriteTimeout bounds writing the response of every route but the
 	// event streams, so a client that never reads cannot pin it
 	// (COMPUTE_HTTP_WRITE_TIMEOUT, default 60s).
@@ -210,6 +242,12 @@ func (c *Config) applyEnv() error {
 	str("COMPUTE_WEBHOOK_SECRET", &c.WebhookSecret)
 	str("REDIS_URL", &c.RedisURL)
 	str("COMPUTE_REDIS_PREFIX", &c.RedisPrefix)
+	str("COMPUTE_ARTIFACTS_URL", &c.ArtifactsURL)
+	str("COMPUTE_ARTIFACTS_PUBLIC_URL", &c.ArtifactsPublicURL)
+	str("AWS_REGION", &c.S3Region)
+	str("AWS_ENDPOINT_URL_S3", &c.S3Endpoint)
+	str("AWS_ACCESS_KEY_ID", &c.S3AccessKeyID)
+	str("AWS_SECRET_ACCESS_KEY", &c.S3SecretAccessKey)
 	var errs []string
 	parse := func(name string, fn func(string) error) {
 		if v, ok := os.LookupEnv(name); ok && v != "" {
@@ -230,6 +268,7 @@ func (c *Config) applyEnv() error {
 	parse("COMPUTE_SSE_MAX_REPLAYS_PER_KEY", func(v string) (err error) { c.SSEMaxReplaysPerKey, err = strconv.Atoi(v); return })
 	parse("COMPUTE_SSE_MAX_REPLAYS", func(v string) (err error) { c.SSEMaxReplays, err = strconv.Atoi(v); return })
 	parse("COMPUTE_EVENT_RETENTION", func(v string) (err error) { c.EventRetention, err = time.ParseDuration(v); return })
+	parse("COMPUTE_ARTIFACT_RETENTION", func(v string) (err error) { c.ArtifactRetention, err = time.ParseDuration(v); return })
 	parse("COMPUTE_HTTP_WRITE_TIMEOUT", func(v string) (err error) { c.HTTPWriteTimeout, err = time.ParseDuration(v); return })
 	parse("COMPUTE_MAX_PAGE_BYTES", func(v string) (err error) { c.MaxPageBytes, err = strconv.Atoi(v); return })
 	parse("COMPUTE_DB_LIST_CONNS", func(v string) (err error) { c.DBListConns, err = strconv.Atoi(v); return })
@@ -296,6 +335,9 @@ func (c *Config) Validate() error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return invalid("COMPUTE_PUBLIC_URL", "%q: want an absolute http(s) URL", c.PublicURL)
 		}
+	}
+	if err := c.validateArtifacts(); err != nil {
+		return err
 	}
 	if c.MaxBodyBytes < 1024 {
 		return invalid("COMPUTE_MAX_BODY_BYTES", "must be at least 1024")
@@ -440,6 +482,35 @@ func ParseQueueLimits(v string) (map[string]int, error) {
 		out[strings.TrimSpace(q)] = limit
 	}
 	return out, nil
+}
+
+// validateArtifacts checks the artifact store's settings.
+func (c *Config) validateArtifacts() error {
+	if c.ArtifactsURL != "" {
+		u, err := url.Parse(c.ArtifactsURL)
+		if err != nil || u.Scheme != "s3" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			return invalid("COMPUTE_ARTIFACTS_URL", "%q: want s3://BUCKET/PREFIX (leave it empty for the data dir)", c.ArtifactsURL)
+		}
+	}
+	if c.ArtifactsPublicURL != "" {
+		u, err := url.Parse(c.ArtifactsPublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+			return invalid("COMPUTE_ARTIFACTS_PUBLIC_URL", "%q: want an absolute http(s) URL without query", c.ArtifactsPublicURL)
+		}
+	}
+	if c.S3Endpoint != "" {
+		u, err := url.Parse(c.S3Endpoint)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return invalid("AWS_ENDPOINT_URL_S3", "%q: want an absolute http(s) URL", c.S3Endpoint)
+		}
+	}
+	if (c.S3AccessKeyID == "") != (c.S3SecretAccessKey == "") {
+		return invalid("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are set together or not at all")
+	}
+	if c.ArtifactRetention != 0 && c.ArtifactRetention < time.Hour {
+		return invalid("COMPUTE_ARTIFACT_RETENTION", "must be 0 (keep artifacts) or at least 1h")
+	}
+	return nil
 }
 
 // validateLimits checks the bounds that keep one client or tenant from

@@ -21,6 +21,8 @@ var envVars = []string{
 	"COMPUTE_SSE_KEEPALIVE", "COMPUTE_ALLOW_PRIVATE_CIDRS", "COMPUTE_WEBHOOK_ALLOW_CIDRS", "COMPUTE_WEBHOOK_PER_DESTINATION",
 	"COMPUTE_SSE_MAX_STREAMS_PER_KEY", "COMPUTE_SSE_MAX_REPLAYS_PER_KEY", "COMPUTE_EVENT_RETENTION",
 	"COMPUTE_HTTP_WRITE_TIMEOUT", "COMPUTE_MAX_PAGE_BYTES", "COMPUTE_DB_LIST_CONNS",
+	"COMPUTE_ARTIFACTS_URL", "COMPUTE_ARTIFACTS_PUBLIC_URL", "COMPUTE_ARTIFACT_RETENTION",
+	"AWS_REGION", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
 }
 
 // clearEnv blanks every variable FromEnv reads for the rest of the test;
@@ -114,6 +116,13 @@ func TestFromEnvReadsEachVariable(t *testing.T) {
 		{name: "COMPUTE_LOG_LEVEL", value: "debug", want: func(c *config.Config) { c.LogLevel = "debug" }},
 		{name: "COMPUTE_LOG_FORMAT", value: "json", want: func(c *config.Config) { c.LogFormat = "json" }},
 		{name: "COMPUTE_WEBHOOK_PER_DESTINATION", value: "4", want: func(c *config.Config) { c.WebhookPerDestination = 4 }},
+		{name: "COMPUTE_ARTIFACTS_URL", value: "s3://bucket/compute", want: func(c *config.Config) { c.ArtifactsURL = "s3://bucket/compute" }},
+		{name: "COMPUTE_ARTIFACTS_PUBLIC_URL", value: "https://cdn.example.com/c", want: func(c *config.Config) { c.ArtifactsPublicURL = "https://cdn.example.com/c" }},
+		{name: "COMPUTE_ARTIFACT_RETENTION", value: "720h", want: func(c *config.Config) { c.ArtifactRetention = 720 * time.Hour }},
+		{name: "AWS_REGION", value: "eu-west-3", want: func(c *config.Config) { c.S3Region = "eu-west-3" }},
+		{name: "AWS_ENDPOINT_URL_S3", value: "http://minio:9000", want: func(c *config.Config) { c.S3Endpoint = "http://minio:9000" }},
+		{name: "AWS_ACCESS_KEY_ID", value: "AKIA0", want: func(c *config.Config) { c.S3AccessKeyID = "AKIA0" }},
+		{name: "AWS_SECRET_ACCESS_KEY", value: "secret", want: func(c *config.Config) { c.S3SecretAccessKey = "secret" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -188,6 +197,8 @@ func TestValidate(t *testing.T) {
 			c.PublicURL, c.MaxBodyBytes, c.Workers = "https://x.example/", 1024, 0
 			c.LogLevel, c.LogFormat, c.ShutdownGrace = "error", "json", 0
 			c.Lease, c.QueueLimits = time.Second, map[string]int{"gpu": 2, "cpu": 0}
+			c.ArtifactsURL, c.ArtifactsPublicURL, c.ArtifactRetention = "s3://b/p", "https://cdn.example/p", 24*time.Hour
+			c.S3Endpoint, c.S3AccessKeyID, c.S3SecretAccessKey = "http://127.0.0.1:7070", "k", "s"
 		}},
 		{name: "addr without port", mut: func(c *config.Config) { c.Addr = "localhost" }, want: []string{"COMPUTE_ADDR", `"localhost"`}},
 		{name: "addr empty", mut: func(c *config.Config) { c.Addr = "" }, want: []string{"COMPUTE_ADDR"}},
@@ -211,6 +222,12 @@ func TestValidate(t *testing.T) {
 		{name: "webhook url relative", mut: func(c *config.Config) { c.WebhookURL = "/hooks" }, want: []string{"COMPUTE_WEBHOOK_URL"}},
 		{name: "webhook url with credentials", mut: func(c *config.Config) { c.WebhookURL = "https://u:p@hooks.example/x" }, want: []string{"COMPUTE_WEBHOOK_URL", "credentials"}},
 		{name: "webhook per destination zero", mut: func(c *config.Config) { c.WebhookPerDestination = 0 }, want: []string{"COMPUTE_WEBHOOK_PER_DESTINATION"}},
+		{name: "artifacts url not s3", mut: func(c *config.Config) { c.ArtifactsURL = "gs://bucket" }, want: []string{"COMPUTE_ARTIFACTS_URL", `"gs://bucket"`}},
+		{name: "artifacts url without bucket", mut: func(c *config.Config) { c.ArtifactsURL = "s3:///prefix" }, want: []string{"COMPUTE_ARTIFACTS_URL"}},
+		{name: "artifacts public url relative", mut: func(c *config.Config) { c.ArtifactsPublicURL = "/files" }, want: []string{"COMPUTE_ARTIFACTS_PUBLIC_URL"}},
+		{name: "s3 endpoint without scheme", mut: func(c *config.Config) { c.S3Endpoint = "minio:9000" }, want: []string{"AWS_ENDPOINT_URL_S3"}},
+		{name: "s3 key without secret", mut: func(c *config.Config) { c.S3AccessKeyID = "AKIA0" }, want: []string{"AWS_SECRET_ACCESS_KEY"}},
+		{name: "artifact retention too short", mut: func(c *config.Config) { c.ArtifactRetention = time.Minute }, want: []string{"COMPUTE_ARTIFACT_RETENTION", "1h"}},
 		{name: "log format unknown", mut: func(c *config.Config) { c.LogFormat = "xml" }, want: []string{"COMPUTE_LOG_FORMAT", `"xml"`}},
 	}
 	for _, tt := range tests {

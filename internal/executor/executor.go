@@ -91,6 +91,12 @@ type Job struct {
 	// when unknown. Executors that upload inputs to a provider's storage
 	// stream them from it; others use OpenInput.
 	OpenInputStream func(ctx context.Context, url string) (io.ReadCloser, int64, error)
+	// PresignInput, when set, returns a short-lived URL through which
+	// anyone can download an input the fields name, when it is one of
+	// our artifacts in a store that can presign (S3); ok is false for
+	// other inputs. Hosted executors hand such a URL to their service
+	// instead of inlining or uploading the input.
+	PresignInput func(ctx context.Context, url string) (signed string, ok bool, err error)
 	// Put stores an output file among the task's artifacts.
 	Put func(ctx context.Context, name, contentType string, data []byte) (task.Artifact, error)
 	// AddError, when set, records a failure the job got past among the

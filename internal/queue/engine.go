@@ -67,6 +67,9 @@ type Config struct {
 	ExecutorLimits map[string]int
 	// PublicBaseURL prefixes artifact URLs (e.g. http://127.0.0.1:9000).
 	PublicBaseURL string
+	// ArtifactsPublicURL, when set, is the base of artifact URLs instead
+	// (a public or CDN view of the artifact store; artifact.URL).
+	ArtifactsPublicURL string
 	// Completers is how many batches of outcomes are written at once
 	// (default 1). One is best on both databases today: SQLite has one
 	// writer, and on PostgreSQL every batch's events take the event-order

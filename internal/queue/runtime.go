@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"sync"
 	"time"
 
@@ -159,6 +158,6 @@ func (r *runtime) PutArtifact(ctx context.Context, name, contentType string, dat
 	if err != nil {
 		return task.Artifact{}, err
 	}
-	a.URL = strings.TrimSuffix(r.e.cfg.PublicBaseURL, "/") + artifact.PathPrefix + a.Key
+	a.URL = artifact.URL(r.e.cfg.PublicBaseURL, r.e.cfg.ArtifactsPublicURL, a.Key)
 	return a, nil
 }

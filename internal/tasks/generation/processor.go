@@ -84,6 +84,9 @@ func (p *Processor) Process(ctx context.Context, job *registry.Job[Fields]) (*ta
 		ej.OpenInputStream = func(ctx context.Context, url string) (io.ReadCloser, int64, error) {
 			return p.fetcher.OpenStream(ctx, job.Task.OriginTenantID, url)
 		}
+		ej.PresignInput = func(ctx context.Context, url string) (string, bool, error) {
+			return p.fetcher.Presign(ctx, job.Task.OriginTenantID, url, artifact.DefaultPresignTTL)
+		}
 	}
 	// The executor reports 0–100 %; the processor keeps the last tenth
 	// for storing the result.

@@ -188,3 +188,45 @@ func TestFollow(t *testing.T) {
 		t.Errorf("a permanent poll failure: %v", err)
 	}
 }
+
+// TestHandOverPresigned: one of our artifacts in a store that presigns is
+// handed over as its presigned URL when the service can reach it, read and
+// inlined when it cannot; a refusal (another tenant's artifact) is the
+// task's invalid input; other URLs are untouched.
+func TestHandOverPresigned(t *testing.T) {
+	t.Parallel()
+	const ours = "/api/v1/artifacts/tasks/0197a5e0-0000-7000-8000-000000000001/image.png"
+	for _, tc := range []struct {
+		name, url, signed, want string
+		err                     error
+	}{
+		{"public bucket", ours, "https://bucket.s3.amazonaws.com/tasks/x/image.png?X-Amz-Signature=1", "https://bucket.s3.amazonaws.com/tasks/x/image.png?X-Amz-Signature=1", nil},
+		{"public base of ours", "https://compute.example.com" + ours, "https://cdn.example.com/p?sig=1", "https://cdn.example.com/p?sig=1", nil},
+		{"private bucket", ours, "http://127.0.0.1:9000/b/tasks/x/image.png?X-Amz-Signature=1", "data:text/plain; charset=utf-8;base64,aW5wdXQ=", nil},
+		{"not ours", "https://example.com/in.png", "", "https://example.com/in.png", nil},
+		{"refused", ours, "", "", errors.New("artifact not found")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			job := &executor.Job{
+				OpenInput: func(context.Context, string) ([]byte, error) { return []byte("input"), nil },
+				PresignInput: func(_ context.Context, url string) (string, bool, error) {
+					if tc.err != nil {
+						return "", false, tc.err
+					}
+					return tc.signed, tc.signed != "", nil
+				},
+			}
+			got, err := hosted.Common{}.HandOver(context.Background(), job, "image_url", tc.url, nil)
+			if tc.err != nil {
+				if executor.CategoryOf(err) != executor.InvalidInput {
+					t.Fatalf("err %v (%s), want invalid input", err, executor.CategoryOf(err))
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("HandOver = %q, %v; want %q", got, err, tc.want)
+			}
+		})
+	}
+}

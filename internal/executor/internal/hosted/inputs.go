@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net"
 	neturl "net/url"
 	"strings"
@@ -64,8 +65,9 @@ func (c Common) HandOverURLs(ctx context.Context, job *executor.Job, in map[stri
 }
 
 // HandOver returns what a hosted service can fetch for the input at url
-// (field names it in errors). A public http(s) URL, or a data URI, is
-// handed over as it is. Anything else — one of our artifacts, a loopback
+// (field names it in errors). A data URI is handed over as it is; one of
+// our artifacts in a store that presigns (job.PresignInput) as a
+// presigned URL when that URL is public; a public http(s) URL as it is. Anything else — one of our artifacts, a loopback
 // or private address — the service cannot reach: it is read through the
 // job and inlined as a data URI of at most inline_input_max_bytes, or
 // streamed to the service's storage through up (upload_inputs says
@@ -76,7 +78,21 @@ func (c Common) HandOver(ctx context.Context, job *executor.Job, field, url stri
 }
 
 func (h handOver) handOver(ctx context.Context, job *executor.Job, field, url string) (string, error) {
-	if strings.HasPrefix(url, "data:") || Public(url) {
+	if strings.HasPrefix(url, "data:") {
+		return url, nil
+	}
+	if job.PresignInput != nil {
+		// One of our artifacts in a bucket the service can reach: it
+		// reads it from there, whatever its size.
+		signed, ok, err := job.PresignInput(ctx, url)
+		if err != nil {
+			return "", executor.Classify(executor.InvalidInput, fmt.Errorf("input %s: %s: %w", field, redact(url), err))
+		}
+		if ok && Public(signed) {
+			return signed, nil
+		}
+	}
+	if Public(url) {
 		return url, nil
 	}
 	if job.OpenInput == nil && job.OpenInputStream == nil {
