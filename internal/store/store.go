@@ -99,6 +99,16 @@ type Admin interface {
 	// RevokeAPIKey revokes the key with that id for good; revoking a
 	// revoked key is not an error. An unknown id is ErrKeyNotFound.
 	RevokeAPIKey(ctx context.Context, id uuid.UUID) (*APIKey, error)
+
+	// ArtifactsToExpire returns up to limit finished tasks that completed
+	// before before and whose artifacts were not expired since they
+	// completed, oldest completion first (artifact retention).
+	ArtifactsToExpire(ctx context.Context, before time.Time, limit int) ([]uuid.UUID, error)
+
+	// MarkArtifactsExpired records that the artifacts of the tasks were
+	// removed at at. A task that is no longer finished before before (it
+	// was retried meanwhile) is left as it is.
+	MarkArtifactsExpired(ctx context.Context, ids []uuid.UUID, before, at time.Time) error
 }
 
 // API is the HTTP API's view of the store: tasks as their clients see
@@ -145,6 +155,14 @@ type API interface {
 	// first, each with its attempts; task.ErrNotFound when the task is
 	// not in scope.
 	ListDeliveries(ctx context.Context, taskID uuid.UUID, scope Scope) ([]Delivery, error)
+
+	// DeleteTask deletes a finished (completed, failed or cancelled) task
+	// in scope with its type row, its events and its webhook deliveries
+	// and attempts, in one transaction, and returns the task as it was.
+	// task.ErrNotFound when it is not in scope; ErrNotFinished when it is
+	// pending or executing, and then nothing is deleted. Its artifacts are
+	// not the store's: the caller removes them.
+	DeleteTask(ctx context.Context, id uuid.UUID, scope Scope) (*task.Task, error)
 
 	// Redeliver makes a delivery pending and due now, whatever its
 	// status, with a fresh attempt budget and retry window; its attempts
@@ -407,6 +425,10 @@ type APIKey struct {
 
 // ErrNotEditable means the task is no longer pending and cannot be patched.
 var ErrNotEditable = errors.New("only pending tasks can be updated")
+
+// ErrNotFinished means the task is pending or executing and cannot be
+// deleted.
+var ErrNotFinished = errors.New("only finished tasks (completed, failed or cancelled) can be deleted")
 
 // ErrKeyNotFound means no active API key has that hash (or id).
 var ErrKeyNotFound = errors.New("api key not found")

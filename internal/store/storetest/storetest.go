@@ -4,9 +4,9 @@
 // fields cover every column kind and echo, and gives every subtest its own
 // fresh database.
 //
-// Not covered: that deleting a task row cascades to its type row. Store has
-// no delete and the suite has no raw database access; the type migrations
-// declare the ON DELETE CASCADE foreign key.
+// Not covered: that DeleteTask removes the type row (the suite has no raw
+// database access); the store deletes it, and the type migrations declare
+// the ON DELETE CASCADE foreign key besides.
 package storetest
 
 import (
@@ -58,6 +58,8 @@ func Run(t *testing.T, open func(t *testing.T, reg *registry.Registry) store.Sto
 		{"WebhookFairness", testWebhookFairness},
 		{"ExecutorGates", testExecutorGates},
 		{"Inbox", testInbox},
+		{"DeleteTask", testDeleteTask},
+		{"ArtifactExpiry", testArtifactExpiry},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
