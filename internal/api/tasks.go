@@ -128,6 +128,7 @@ func (s *Server) registerTaskRoutes() {
 
 	s.registerListRoute()
 	s.registerChangeRoutes()
+	s.registerDeleteRoute()
 	s.registerTypesRoute()
 }
 

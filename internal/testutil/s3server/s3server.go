@@ -24,6 +24,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/computeserver/compute/internal/config"
 )
 
 // The root credentials every server started here accepts.
@@ -49,6 +51,13 @@ func (s *Server) URL(prefix string) string {
 		return "s3://" + s.Bucket
 	}
 	return "s3://" + s.Bucket + "/" + prefix
+}
+
+// Configure points cfg's artifact store at the bucket, under prefix.
+func (s *Server) Configure(cfg *config.Config, prefix string) {
+	cfg.ArtifactsURL = s.URL(prefix)
+	cfg.S3Endpoint, cfg.S3Region = s.Endpoint, Region
+	cfg.S3AccessKeyID, cfg.S3SecretAccessKey = AccessKey, SecretKey
 }
 
 // Client returns an S3 client of the server, for checks a test makes
