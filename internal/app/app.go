@@ -60,6 +60,10 @@ type App struct {
 	// retention prunes the event log (COMPUTE_EVENT_RETENTION) in
 	// processes that run workers; nil otherwise.
 	retention *stream.Retention
+	// artifactRetention removes the artifacts of old finished tasks
+	// (COMPUTE_ARTIFACT_RETENTION) in processes that run workers; nil
+	// otherwise.
+	artifactRetention *artifact.Retention
 }
 
 // Options select what New builds.
@@ -221,6 +225,12 @@ func New(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 			return nil, err
 		}
 	}
+	if opts.Workers && cfg.ArtifactRetention > 0 {
+		if a.artifactRetention, err = artifact.NewRetention(artifact.RetentionConfig{Keep: cfg.ArtifactRetention}, st, artifacts, log); err != nil {
+			a.Close()
+			return nil, err
+		}
+	}
 	if err := a.build(ctx, opts); err != nil {
 		a.Close()
 		return nil, err
@@ -362,6 +372,12 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 			return err
 		}
 		defer a.retention.Stop()
+	}
+	if a.artifactRetention != nil {
+		if err := a.artifactRetention.Start(ctx); err != nil {
+			return err
+		}
+		defer a.artifactRetention.Stop()
 	}
 	if a.API == nil {
 		a.log.Info("working", "database", a.Store.Dialect(), "instance", a.Engine.Instance())

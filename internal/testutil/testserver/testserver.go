@@ -6,6 +6,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,7 +37,14 @@ type Server struct {
 	Base string
 	// App is its wiring, for direct access to the store.
 	App *app.App
+	// stop ends the process once.
+	stop func()
 }
+
+// Stop shuts the process down now (as SIGTERM would) and waits for it,
+// checking that Serve returned without error; the test's end does it
+// otherwise. It is idempotent.
+func (s *Server) Stop() { s.stop() }
 
 // Start listens on a free loopback port (cfg.Addr is overwritten), builds
 // the process with app.New and serves until the test ends, then checks that
@@ -66,15 +74,19 @@ func Start(tb testing.TB, cfg config.Config, opts app.Options, log *slog.Logger)
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.Serve(ctx, ln) }()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("serve: %v", err)
-		}
-		a.Close()
-	})
-	if ln == nil {
-		return &Server{App: a}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				tb.Errorf("serve: %v", err)
+			}
+			a.Close()
+		})
 	}
-	return &Server{Base: "http://" + cfg.Addr, App: a}
+	tb.Cleanup(stop)
+	if ln == nil {
+		return &Server{App: a, stop: stop}
+	}
+	return &Server{Base: "http://" + cfg.Addr, App: a, stop: stop}
 }
