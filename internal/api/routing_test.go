@@ -34,7 +34,7 @@ func TestRoutesMatchExactly(t *testing.T) {
 		{"get with a trailing slash", "GET", task + "/", 404, ""},
 		{"wrong method on the collection", "DELETE", "/api/v1/tasks/", 405, "GET, HEAD, POST"},
 		// POST /api/v1/tasks/{x} is the create of a (here unknown) type.
-		{"wrong method on a task", "DELETE", task, 405, "GET, HEAD, PATCH, POST"},
+		{"wrong method on a task", "PUT", task, 405, "DELETE, GET, HEAD, PATCH, POST"},
 		// GET /api/v1/tasks/{x}/{y} is the typed get.
 		{"wrong method on cancel", "PUT", task + "/cancel", 405, "GET, HEAD, POST"},
 		{"wrong method on health", "POST", "/healthz", 405, "GET, HEAD"},
