@@ -30,6 +30,7 @@ func (s *Server) registerArtifactRoutes() {
 				Content: map[string]*huma.MediaType{"*/*": {Schema: &huma.Schema{Type: huma.TypeString, Format: "binary"}}}},
 			"401": {Description: "Missing or invalid API key."},
 			"404": {Description: "No such artifact."},
+			"503": {Description: "The artifact store (an S3 bucket) cannot be reached; retry after `Retry-After`."},
 			"416": {Description: "The Range cannot be satisfied; `Content-Range: bytes */<size>` gives the file's size."},
 		},
 	})
@@ -67,11 +68,14 @@ func (s *Server) serveArtifact(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f, info, err := s.deps.Artifacts.Open(r.Context(), key)
-	if err != nil {
-		if !errors.Is(err, artifact.ErrNotFound) {
-			s.log.Error("opening artifact", "key", key, "error", err)
-		}
+	if errors.Is(err, artifact.ErrNotFound) {
 		notFound()
+		return
+	}
+	if err != nil {
+		// The store (an S3 bucket) failed: the artifact may well exist.
+		s.log.Error("opening artifact", "key", key, "error", err)
+		writeProblem(w, http.StatusServiceUnavailable, "the artifact store is unavailable; retry later", nil)
 		return
 	}
 	defer f.Close()

@@ -86,3 +86,29 @@ func TestDeleteTask(t *testing.T) {
 		})
 	}
 }
+
+// TestArtifactStoreOutage: while the S3 server is down, an artifact is a
+// 503 (not a 404: it may well exist) and a DELETE is a 503 that leaves the
+// task in place, to be deleted again.
+func TestArtifactStoreOutage(t *testing.T) {
+	t.Parallel()
+	srv := s3server.Start(t)
+	e := start(t, "sqlite", func(c *config.Config) { srv.Configure(c, "") })
+	done := e.must(201, "POST", "/api/v1/tasks/", map[string]any{"task_type": "generation", "prompt": "a dress", "width": 64, "height": 64})
+	id := done["id"].(string)
+	e.waitStatus(id, "completed")
+	path := "/api/v1/artifacts/tasks/" + id + "/image.png"
+	if r := e.do("GET", path, nil); r.status != 200 {
+		t.Fatalf("artifact: %d", r.status)
+	}
+	srv.Stop()
+	r := e.do("GET", path, nil)
+	problemAt(t, r, http.StatusServiceUnavailable, "")
+	if r.header.Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
+	}
+	problemAt(t, e.do("DELETE", "/api/v1/tasks/"+id, nil), http.StatusServiceUnavailable, "")
+	if got := e.must(200, "GET", "/api/v1/tasks/"+id, nil)["status"]; got != "completed" {
+		t.Errorf("the task after a failed delete: %v", got)
+	}
+}

@@ -43,7 +43,12 @@ type Server struct {
 	Bucket string
 	// Dir is the directory it serves (one subdirectory per bucket).
 	Dir string
+	// stop kills the process once and waits for it.
+	stop func()
 }
+
+// Stop kills the server now (an S3 outage); the test's end does otherwise.
+func (s *Server) Stop() { s.stop() }
 
 // URL returns s3://Bucket/prefix.
 func (s *Server) URL(prefix string) string {
@@ -158,16 +163,19 @@ func start(tb testing.TB, bin string) (*Server, error) {
 	exited := make(chan struct{})
 	var waitErr error
 	go func() { waitErr = cmd.Wait(); close(exited) }()
+	var once sync.Once
 	stop := func() {
-		_ = cmd.Process.Kill() // this test's own process, by pid
-		<-exited
+		once.Do(func() {
+			_ = cmd.Process.Kill() // this test's own process, by pid
+			<-exited
+		})
 	}
 	if err := waitListening(addr, exited, &waitErr); err != nil {
 		stop()
 		return nil, fmt.Errorf("%w; its output: %s", err, out.String())
 	}
 	tb.Cleanup(stop)
-	srv := &Server{Endpoint: "http://" + addr, Dir: dir}
+	srv := &Server{Endpoint: "http://" + addr, Dir: dir, stop: stop}
 	srv.Bucket = srv.NewBucket(tb)
 	return srv, nil
 }
