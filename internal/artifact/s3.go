@@ -41,11 +41,11 @@ type S3Config struct {
 	// S3-compatible server supports; without one, AWS's virtual-hosted
 	// addressing is used.
 	Endpoint string
-	// AccessKeyID and SecretAccessKey are static credentials
-	// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY). Without them the SDK's
-	// default chain is used (shared config files, web identity, the EC2
-	// or ECS role).
-	AccessKeyID     string
+	// AccessKeyID is the access key of static credentials
+	// (AWS_ACCESS_KEY_ID). Without it the SDK's default chain is used
+	// (shared config files, web identity, the EC2 or ECS role).
+	AccessKeyID string
+	// SecretAccessKey is the secret of AccessKeyID (AWS_SECRET_ACCESS_KEY).
 	SecretAccessKey string
 }
 

@@ -149,11 +149,12 @@ type Config struct {
 	// (AWS_ENDPOINT_URL_S3, e.g. http://minio:9000); buckets are then
 	// addressed by path.
 	S3Endpoint string `yaml:"aws_endpoint_url_s3"`
-	// S3AccessKeyID and S3SecretAccessKey are the artifact bucket's
-	// credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); without
-	// them the AWS SDK's default chain (shared files, instance role) is
-	// used.
-	S3AccessKeyID     string `yaml:"aws_access_key_id"`
+	// S3AccessKeyID is the access key of the artifact bucket's
+	// credentials (AWS_ACCESS_KEY_ID); without it the AWS SDK's default
+	// chain (shared files, instance role) is used.
+	S3AccessKeyID string `yaml:"aws_access_key_id"`
+	// S3SecretAccessKey is its secret (AWS_SECRET_ACCESS_KEY); the two are
+	// set together or not at all.
 	S3SecretAccessKey string `yaml:"aws_secret_access_key"`
 	// HTTPWriteTimeout bounds writing the response of every route but the
 	// event streams, so a client that never reads cannot pin it

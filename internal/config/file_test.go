@@ -142,3 +142,32 @@ func TestFileErrors(t *testing.T) {
 		t.Errorf("a missing file: %v", err)
 	}
 }
+
+// TestLoadFileArtifacts: the artifact store's settings, the AWS ones
+// included, are read from the file under their lower-case names.
+func TestLoadFileArtifacts(t *testing.T) {
+	for _, v := range []string{"COMPUTE_ARTIFACTS_URL", "COMPUTE_ARTIFACTS_PUBLIC_URL", "COMPUTE_ARTIFACT_RETENTION",
+		"AWS_REGION", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} {
+		t.Setenv(v, "")
+	}
+	path := writeFile(t, `
+artifacts_url: s3://bucket/compute
+artifacts_public_url: https://cdn.example.com/compute
+artifact_retention: 720h
+aws_region: auto
+aws_endpoint_url_s3: https://account.r2.cloudflarestorage.com
+aws_access_key_id: key
+aws_secret_access_key: secret
+`)
+	c, err := config.Load(path)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if c.ArtifactsURL != "s3://bucket/compute" || c.ArtifactsPublicURL != "https://cdn.example.com/compute" || c.ArtifactRetention != 720*time.Hour ||
+		c.S3Region != "auto" || c.S3Endpoint != "https://account.r2.cloudflarestorage.com" || c.S3AccessKeyID != "key" || c.S3SecretAccessKey != "secret" {
+		t.Errorf("settings %+v", c)
+	}
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
+	}
+}
