@@ -69,6 +69,11 @@ func (p *Processor) Process(ctx context.Context, job *registry.Job[Fields]) (*ta
 	ej.OpenInputStream = func(ctx context.Context, url string) (io.ReadCloser, int64, error) {
 		return p.fetcher.OpenStream(ctx, tenant, url)
 	}
+	// A hosted trainer downloads images_data_url (a zip, often large)
+	// from the bucket itself when the store can presign it.
+	ej.PresignInput = func(ctx context.Context, url string) (string, bool, error) {
+		return p.fetcher.Presign(ctx, tenant, url, artifact.DefaultPresignTTL)
+	}
 	// The executor reports 0–100 %; the processor keeps the last
 	// twentieth for recording the weights.
 	progress := executor.ReporterFunc(func(ctx context.Context, pct float64, stage string) error {
