@@ -18,6 +18,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -242,6 +243,9 @@ func (l *Local) ListTask(_ context.Context, taskID string) ([]Object, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing the artifacts of task %s: %w", taskID, err)
 	}
+	// A walk visits a directory's names in order, which is not the keys'
+	// order when a name is a prefix of another ("a/x" and "a.b").
+	slices.SortFunc(objs, func(a, b Object) int { return strings.Compare(a.Key, b.Key) })
 	return objs, nil
 }
 

@@ -65,7 +65,7 @@ func TestStoreContract(t *testing.T) {
 			if a.Key != "tasks/"+id+"/image.png" || a.Size != int64(len(data)) || a.ContentType != "image/png" || len(a.SHA256) != 64 {
 				t.Fatalf("put: %+v", a)
 			}
-			for _, k := range []string{artifact.TaskKey(id, "sub/b.txt"), artifact.TaskKey(other, "c.json")} {
+			for _, k := range []string{artifact.TaskKey(id, "sub/b.txt"), artifact.TaskKey(id, "sub.txt"), artifact.TaskKey(other, "c.json")} {
 				if _, err := st.Put(ctx, k, "", []byte("x")); err != nil {
 					t.Fatal(err)
 				}
@@ -106,15 +106,17 @@ func TestStoreContract(t *testing.T) {
 					t.Errorf("%s modified %v", o.Key, o.Modified)
 				}
 			}
-			if want := []string{a.Key, artifact.TaskKey(id, "sub/b.txt")}; !slices.Equal(keys, want) {
+			if want := []string{a.Key, artifact.TaskKey(id, "sub.txt"), artifact.TaskKey(id, "sub/b.txt")}; !slices.Equal(keys, want) {
 				t.Fatalf("list: %v, want %v", keys, want)
 			}
 			if objs[0].Size != a.Size {
 				t.Errorf("listed size %d", objs[0].Size)
 			}
 
-			if err := st.Delete(ctx, artifact.TaskKey(id, "sub/b.txt")); err != nil {
-				t.Fatal(err)
+			for _, k := range []string{artifact.TaskKey(id, "sub/b.txt"), artifact.TaskKey(id, "sub.txt")} {
+				if err := st.Delete(ctx, k); err != nil {
+					t.Fatal(err)
+				}
 			}
 			if err := st.Delete(ctx, artifact.TaskKey(id, "sub/b.txt")); err != nil {
 				t.Fatalf("deleting a missing artifact: %v", err)
