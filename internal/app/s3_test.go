@@ -150,3 +150,29 @@ func TestArtifactsAcrossMachines(t *testing.T) {
 		t.Errorf("its artifact after retention: %d", code)
 	}
 }
+
+// TestArtifactBucketCheckedAtStart: a process whose bucket does not exist
+// (or whose credentials are refused) stops at start with S3's answer.
+func TestArtifactBucketCheckedAtStart(t *testing.T) {
+	t.Parallel()
+	srv := s3server.Start(t)
+	for _, tc := range []struct{ name, bucket, secret string }{
+		{"missing bucket", "no-such-bucket", s3server.SecretKey},
+		{"wrong secret", srv.Bucket, "not-the-secret"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := testserver.Config(t, "sqlite", key)
+			srv.Configure(&cfg, "")
+			cfg.ArtifactsURL, cfg.S3SecretAccessKey = "s3://"+tc.bucket, tc.secret
+			a, err := app.New(context.Background(), cfg, app.Options{Workers: true, NoAPI: true, Version: "test"}, testdb.Logger(t))
+			if err == nil {
+				a.Close()
+				t.Fatal("the process started")
+			}
+			if !strings.Contains(err.Error(), "checking the artifact bucket") {
+				t.Errorf("error %v does not say the bucket check failed", err)
+			}
+		})
+	}
+}
