@@ -1,8 +1,10 @@
-// Package local is the executor of the built-in Go image operations: work
-// done inside the worker process with github.com/disintegration/imaging,
-// no service involved. Its operations are named by the task type that asks
-// for them (OpAdjustImage). A job lives only as long as the process that
-// runs it: after a restart its handle is lost and the job starts afresh.
+// Package local is the executor of the built-in operations: work done on
+// the worker's machine with no service involved — image adjustments in Go
+// with github.com/disintegration/imaging (OpAdjustImage), and a pan-and-zoom
+// clip of an image rendered by an ffmpeg child process (OpImageToVideo,
+// video.go). Its operations are named by the task type that asks for them.
+// A job lives only as long as the process that runs it: after a restart its
+// handle is lost and the job starts afresh.
 package local
 
 import (
@@ -15,6 +17,7 @@ import (
 	_ "image/gif" // decoders for image.DecodeConfig and imaging.Decode
 	_ "image/jpeg"
 	_ "image/png"
+	"strings"
 
 	"github.com/disintegration/imaging"
 	_ "golang.org/x/image/webp"
@@ -46,12 +49,16 @@ type Settings struct {
 	// Slots is how many jobs run at once in this process; more wait
 	// queued (0: no limit beyond the worker's own).
 	Slots int `json:"slots"`
+	// FFmpeg is the ffmpeg program OpImageToVideo runs (default "ffmpeg",
+	// looked up on PATH when a job runs).
+	FFmpeg string `json:"ffmpeg"`
 }
 
 // Executor runs the built-in operations.
 type Executor struct {
-	name string
-	jobs *inproc.Jobs
+	name   string
+	jobs   *inproc.Jobs
+	ffmpeg string
 	// Hook, when set, runs when a job starts running; an error from it
 	// fails the job. Tests use it to hold a job while it runs.
 	Hook func(ctx context.Context, job *executor.Job) error
@@ -68,7 +75,27 @@ func New(name string, s Settings, jobs *inproc.Jobs) (*Executor, error) {
 	if jobs == nil {
 		jobs = inproc.New(s.Slots)
 	}
-	return &Executor{name: name, jobs: jobs}, nil
+	if s.FFmpeg == "" {
+		s.FFmpeg = "ffmpeg"
+	}
+	return &Executor{name: name, jobs: jobs, ffmpeg: s.FFmpeg}, nil
+}
+
+// Operations are the operations the executor runs.
+var Operations = []string{OpAdjustImage, OpImageToVideo}
+
+// check decodes and checks a job's fields for its operation; an unknown
+// operation is invalid input.
+func check(job *executor.Job) error {
+	switch job.Operation {
+	case OpAdjustImage:
+		_, err := decodeAdjust(job)
+		return err
+	case OpImageToVideo:
+		_, err := decodeVideo(job)
+		return err
+	}
+	return executor.Errorf(executor.InvalidInput, "local: unknown operation %q (known: %s)", job.Operation, strings.Join(Operations, ", "))
 }
 
 // Name implements executor.Executor.
@@ -77,10 +104,7 @@ func (e *Executor) Name() string { return e.name }
 // Start implements executor.Executor: it checks the operation and queues
 // the job.
 func (e *Executor) Start(_ context.Context, job *executor.Job) (executor.Handle, error) {
-	if job.Operation != OpAdjustImage {
-		return executor.Handle{}, executor.Errorf(executor.InvalidInput, "local: unknown operation %q (known: %s)", job.Operation, OpAdjustImage)
-	}
-	if _, err := decodeAdjust(job); err != nil {
+	if err := check(job); err != nil {
 		return executor.Handle{}, err
 	}
 	id, err := e.jobs.Submit()
@@ -93,17 +117,23 @@ func (e *Executor) Start(_ context.Context, job *executor.Job) (executor.Handle,
 // Wait implements executor.Executor: the operation runs in the calling
 // goroutine.
 func (e *Executor) Wait(ctx context.Context, job *executor.Job, h executor.Handle, r executor.Reporter) (*executor.Output, error) {
-	req, err := decodeAdjust(job)
-	if err != nil {
+	if err := check(job); err != nil {
 		return nil, err
 	}
 	var out *executor.Output
-	err = e.jobs.Run(ctx, h.ExternalID, func(ctx context.Context) error {
+	err := e.jobs.Run(ctx, h.ExternalID, func(ctx context.Context) error {
 		if e.Hook != nil {
 			if err := e.Hook(ctx, job); err != nil {
 				return err
 			}
 		}
+		var err error
+		if job.Operation == OpImageToVideo {
+			req, _ := decodeVideo(job) // checked above
+			out, err = e.imageToVideo(ctx, job, req, r)
+			return err
+		}
+		req, _ := decodeAdjust(job) // checked above
 		out, err = adjustImage(ctx, job, req, r)
 		return err
 	})
@@ -158,33 +188,8 @@ func adjustImage(ctx context.Context, job *executor.Job, f AdjustRequest, r exec
 	if err := r.Progress(ctx, 5, "fetching image"); err != nil {
 		return nil, err
 	}
-	if job.OpenInput == nil {
-		return nil, executor.Errorf(executor.InvalidInput, "local: the job cannot read inputs")
-	}
-	data, err := job.OpenInput(ctx, f.ImageURL)
+	img, err := loadImage(ctx, job, f.ImageURL, func() error { return r.Progress(ctx, 30, "decoding") })
 	if err != nil {
-		return nil, classifyFetchError(err)
-	}
-	if err := r.Progress(ctx, 30, "decoding"); err != nil {
-		return nil, err
-	}
-	invalid := func(format string, a ...any) error { return executor.Errorf(executor.InvalidInput, format, a...) }
-	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
-	if err != nil {
-		return nil, invalid("input is not a supported image (png, jpeg, gif, webp): %w", err)
-	}
-	if cfg.Width <= 0 || cfg.Height <= 0 {
-		return nil, invalid("input %s image has an empty size %dx%d", format, cfg.Width, cfg.Height)
-	}
-	if int64(cfg.Width)*int64(cfg.Height) > MaxPixels {
-		return nil, invalid("input image is %dx%d (%.1f megapixels); the limit is %d megapixels",
-			cfg.Width, cfg.Height, float64(cfg.Width)*float64(cfg.Height)/1e6, MaxPixels/1_000_000)
-	}
-	img, err := imaging.Decode(bytes.NewReader(data), imaging.AutoOrientation(true))
-	if err != nil {
-		return nil, invalid("decoding %s image: %w", format, err)
-	}
-	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	if err := r.Progress(ctx, 50, "adjusting"); err != nil {
@@ -215,6 +220,41 @@ func adjustImage(ctx context.Context, job *executor.Job, f AdjustRequest, r exec
 		Artifacts: []task.Artifact{art},
 		Data:      map[string]any{"width": b.Dx(), "height": b.Dy(), "format": f.OutputFormat},
 	}, nil
+}
+
+// loadImage fetches the image at url through the job, checks its size
+// from its header (MaxPixels) and decodes it, turned upright by its EXIF
+// orientation; fetched runs between the fetch and the decoding (a progress
+// report). A URL that cannot be read or a file that is not an image is
+// invalid input.
+func loadImage(ctx context.Context, job *executor.Job, url string, fetched func() error) (image.Image, error) {
+	if job.OpenInput == nil {
+		return nil, executor.Errorf(executor.InvalidInput, "local: the job cannot read inputs")
+	}
+	data, err := job.OpenInput(ctx, url)
+	if err != nil {
+		return nil, classifyFetchError(err)
+	}
+	if err := fetched(); err != nil {
+		return nil, err
+	}
+	invalid := func(format string, a ...any) error { return executor.Errorf(executor.InvalidInput, format, a...) }
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
+	if err != nil {
+		return nil, invalid("input is not a supported image (png, jpeg, gif, webp): %w", err)
+	}
+	if cfg.Width <= 0 || cfg.Height <= 0 {
+		return nil, invalid("input %s image has an empty size %dx%d", format, cfg.Width, cfg.Height)
+	}
+	if int64(cfg.Width)*int64(cfg.Height) > MaxPixels {
+		return nil, invalid("input image is %dx%d (%.1f megapixels); the limit is %d megapixels",
+			cfg.Width, cfg.Height, float64(cfg.Width)*float64(cfg.Height)/1e6, MaxPixels/1_000_000)
+	}
+	img, err := imaging.Decode(bytes.NewReader(data), imaging.AutoOrientation(true))
+	if err != nil {
+		return nil, invalid("decoding %s image: %w", format, err)
+	}
+	return img, ctx.Err()
 }
 
 // adjust applies the adjustments that change something, in a fixed order:
