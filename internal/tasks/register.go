@@ -10,6 +10,7 @@ import (
 	"github.com/computeserver/compute/internal/tasks/generation"
 	"github.com/computeserver/compute/internal/tasks/imageadjuster"
 	"github.com/computeserver/compute/internal/tasks/training"
+	"github.com/computeserver/compute/internal/tasks/videogeneration"
 )
 
 // Deps are the shared services task types may need.
@@ -27,6 +28,7 @@ func Register(reg *registry.Registry, deps Deps) error {
 		generation.Type(generation.Config{Executors: deps.Executors, Fetcher: deps.Fetcher}),
 		imageadjuster.Type(deps.Fetcher, deps.Executors),
 		training.Type(training.Config{Executors: deps.Executors, Fetcher: deps.Fetcher}),
+		videogeneration.Type(deps.Fetcher, deps.Executors),
 	} {
 		if err := reg.Register(t); err != nil {
 			return err
