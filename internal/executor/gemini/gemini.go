@@ -163,7 +163,7 @@ func (e *Executor) call(ctx context.Context, job *executor.Job, f *llm.Fields, m
 	if err != nil {
 		return nil, err
 	}
-	model := strings.TrimPrefix(e.models.For(job.Type), "models/")
+	model := strings.TrimPrefix(f.ModelFor(e.models, job.Type), "models/")
 	if err := m.Report(ctx, 10, "generating at "+e.Name()); err != nil {
 		return nil, err
 	}

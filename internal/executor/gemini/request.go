@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -65,9 +66,16 @@ func (e *Executor) request(ctx context.Context, job *executor.Job, f *llm.Fields
 		if err != nil {
 			return nil, err
 		}
-		parts = append(parts, map[string]any{"inlineData": map[string]any{
-			"mimeType": img.MIME, "data": base64.StdEncoding.EncodeToString(img.Data),
-		}})
+		parts = append(parts, inlinePart(img))
+	}
+	for i, u := range f.ReferenceImageURLs {
+		// An edit's reference images follow the image to edit (§4.2: one
+		// user turn of text and inlineData parts).
+		img, err := llm.ReadImage(ctx, job, fmt.Sprintf("reference_image_urls[%d]", i), u, e.inlineMax)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, inlinePart(img))
 	}
 	if len(parts) > 0 {
 		contents = append(contents, turn("user", parts...))
@@ -85,6 +93,12 @@ func (e *Executor) request(ctx context.Context, job *executor.Job, f *llm.Fields
 	}
 	if f.Seed != nil {
 		gen["seed"] = *f.Seed % math.MaxInt32 // an int32 field
+	}
+	if f.ResponseSchema != nil {
+		// Structured output: a JSON answer following the schema ⚠ (the
+		// Gemini API's responseJsonSchema, not in the reference).
+		gen["responseMimeType"] = "application/json"
+		gen["responseJsonSchema"] = f.ResponseSchema
 	}
 	if job.Operation != llm.OpChat {
 		gen["responseModalities"] = []string{"TEXT", "IMAGE"}
@@ -111,6 +125,11 @@ func (e *Executor) request(ctx context.Context, job *executor.Job, f *llm.Fields
 		body["safetySettings"] = e.safety
 	}
 	return body, nil
+}
+
+// inlinePart is an image as an inlineData part.
+func inlinePart(img llm.Image) map[string]any {
+	return map[string]any{"inlineData": map[string]any{"mimeType": img.MIME, "data": base64.StdEncoding.EncodeToString(img.Data)}}
 }
 
 func turn(role string, parts ...map[string]any) map[string]any {

@@ -101,7 +101,13 @@ func (e *Executor) chat(ctx context.Context, job *executor.Job, f *llm.Fields, m
 	if err != nil {
 		return nil, err
 	}
-	body := map[string]any{"model": e.models.For(job.Type), "messages": msgs}
+	body := map[string]any{"model": f.ModelFor(e.models, job.Type), "messages": msgs}
+	if f.ResponseSchema != nil {
+		// Structured output (§4.1 response_format): the answer is JSON
+		// following the schema; the task type validates it.
+		body["response_format"] = map[string]any{"type": "json_schema",
+			"json_schema": map[string]any{"name": "response", "schema": f.ResponseSchema}}
+	}
 	if f.Temperature != nil {
 		body["temperature"] = *f.Temperature
 	}

@@ -30,7 +30,7 @@ type imagesAnswer struct {
 // (edit_image always; text_to_image with a reference image). Every image
 // of the answer is stored: b64_json decoded, a URL downloaded at once.
 func (e *Executor) image(ctx context.Context, job *executor.Job, f *llm.Fields, m *hosted.Meter) (*executor.Output, error) {
-	model := e.models.For(job.Type)
+	model := f.ModelFor(e.models, job.Type)
 	var req *http.Request
 	var err error
 	if f.ImageURL == "" {
@@ -120,8 +120,26 @@ func (e *Executor) editRequest(ctx context.Context, job *executor.Job, f *llm.Fi
 			return nil, fmt.Errorf("writing the edit form: %w", err)
 		}
 	}
-	if err := filePart(w, "image", img); err != nil {
-		return nil, err
+	if len(f.ReferenceImageURLs) == 0 {
+		if err := filePart(w, "image", img); err != nil {
+			return nil, err
+		}
+	} else {
+		// Several input images go as an array, image[] (the form the
+		// OpenAI SDKs send a list in ⚠ not in the reference): the image to
+		// edit first, then the references.
+		if err := filePart(w, "image[]", img); err != nil {
+			return nil, err
+		}
+		for i, u := range f.ReferenceImageURLs {
+			ref, err := llm.ReadImage(ctx, job, fmt.Sprintf("reference_image_urls[%d]", i), u, e.inlineMax)
+			if err != nil {
+				return nil, err
+			}
+			if err := filePart(w, "image[]", ref); err != nil {
+				return nil, err
+			}
+		}
 	}
 	if f.MaskURL != "" {
 		mask, err := llm.ReadImage(ctx, job, "mask_url", f.MaskURL, e.inlineMax)
@@ -148,7 +166,7 @@ func (e *Executor) editRequest(ctx context.Context, job *executor.Job, f *llm.Fi
 func filePart(w *multipart.Writer, name string, img llm.Image) error {
 	ext := strings.TrimPrefix(img.MIME, "image/")
 	h := textproto.MIMEHeader{}
-	h.Set("Content-Disposition", fmt.Sprintf(`form-data; name=%q; filename="%s.%s"`, name, name, ext))
+	h.Set("Content-Disposition", fmt.Sprintf(`form-data; name=%q; filename="%s.%s"`, name, strings.TrimSuffix(name, "[]"), ext))
 	h.Set("Content-Type", img.MIME)
 	p, err := w.CreatePart(h)
 	if err != nil {

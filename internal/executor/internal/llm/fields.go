@@ -54,8 +54,18 @@ type Fields struct {
 	// stands in for it when it is empty.
 	ImageURL          string `json:"image_url"`
 	ReferenceImageURL string `json:"reference_image_url"`
+	// ReferenceImageURLs are more input images of edit_image, after the
+	// one to edit (a garment to put on the person of ImageURL).
+	ReferenceImageURLs []string `json:"reference_image_urls"`
 	// MaskURL is the edit mask (openai only).
 	MaskURL string `json:"mask_url"`
+	// Model, when set, is the model to call instead of the one the
+	// executor's settings name for the task's type.
+	Model string `json:"model"`
+	// ResponseSchema, when set, is a JSON Schema (an object schema) the
+	// chat's answer must follow: OpenAI's response_format json_schema,
+	// Gemini's responseJsonSchema with responseMimeType application/json.
+	ResponseSchema map[string]any `json:"response_schema"`
 	// Size is the output size ("1024x1024", openai); without it Width and
 	// Height make one.
 	Size   string `json:"size"`
@@ -86,6 +96,9 @@ func Decode(job *executor.Job) (*Fields, error) {
 		if strings.TrimSpace(f.Prompt) == "" && len(f.Messages) == 0 {
 			return nil, executor.Errorf(executor.InvalidInput, "a chat needs a prompt or messages")
 		}
+		if f.ResponseSchema != nil && f.ResponseSchema["type"] != "object" {
+			return nil, executor.Errorf(executor.InvalidInput, "response_schema must be an object schema (\"type\": \"object\")")
+		}
 		for i, m := range f.Messages {
 			switch m.Role {
 			case "system", "user", "assistant":
@@ -103,6 +116,9 @@ func Decode(job *executor.Job) (*Fields, error) {
 	default:
 		return nil, executor.Errorf(executor.InvalidInput, "operation %q is not one of chat, text_to_image, edit_image", job.Operation)
 	}
+	if len(f.ReferenceImageURLs) > 0 && job.Operation != OpEditImage {
+		return nil, executor.Errorf(executor.InvalidInput, "reference_image_urls are read by edit_image only")
+	}
 	if f.MaxTokens < 0 {
 		return nil, executor.Errorf(executor.InvalidInput, "max_tokens %d is negative", f.MaxTokens)
 	}
@@ -110,6 +126,15 @@ func Decode(job *executor.Job) (*Fields, error) {
 		return nil, executor.Errorf(executor.InvalidInput, "size %dx%d is negative", f.Width, f.Height)
 	}
 	return &f, nil
+}
+
+// ModelFor returns the model to call for a job of task type typ: the
+// task's own, else the one models name for the type.
+func (f *Fields) ModelFor(models hosted.Models, typ string) string {
+	if f.Model != "" {
+		return f.Model
+	}
+	return models.For(typ)
 }
 
 // SizeText is the openai size: Size, else "WxH" from Width and Height

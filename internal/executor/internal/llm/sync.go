@@ -83,10 +83,10 @@ func (s *Sync) Recover(_ context.Context, _ *executor.Job, h executor.Handle) (e
 }
 
 // NeedsModel is a check for NewSync that refuses, as invalid input, a job
-// whose task type has no model in models.
+// that names no model of its own and whose task type has none in models.
 func NeedsModel(models hosted.Models) func(*executor.Job, *Fields) error {
-	return func(job *executor.Job, _ *Fields) error {
-		if models.For(job.Type) == "" {
+	return func(job *executor.Job, f *Fields) error {
+		if f.ModelFor(models, job.Type) == "" {
 			return executor.Errorf(executor.InvalidInput, "no model is configured for %s tasks", job.Type)
 		}
 		return nil

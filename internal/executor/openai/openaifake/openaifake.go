@@ -37,8 +37,11 @@ type Request struct {
 	Model, Prompt string
 	// Stream and IncludeUsage are the chat's stream settings.
 	Stream, IncludeUsage bool
-	// Image and Mask are an edit's uploaded files.
+	// Image and Mask are an edit's uploaded files; Images are all its
+	// input images, Image first (several arrive as image[] ⚠, the form
+	// the OpenAI SDKs send a list of images in).
 	Image, Mask []byte
+	Images      [][]byte
 	// At is when it arrived.
 	At time.Time
 }
@@ -273,7 +276,7 @@ func contentText(raw json.RawMessage) string {
 }
 
 // readEdit reads an edit's multipart form (§4.1 "multipart image,
-// optional mask, prompt").
+// optional mask, prompt"): one image, or several as image[] ⚠.
 func readEdit(r *http.Request) (Request, error) {
 	if err := r.ParseMultipartForm(64 << 20); err != nil {
 		return Request{}, fmt.Errorf("the edit must be multipart/form-data: %w", err)
@@ -284,25 +287,29 @@ func readEdit(r *http.Request) (Request, error) {
 	}
 	raw, _ := json.Marshal(fields) // a map of strings always encodes
 	req := Request{Body: raw, Model: fields["model"], Prompt: fields["prompt"]}
-	for _, name := range []string{"image", "mask"} {
-		fh := r.MultipartForm.File[name]
-		if len(fh) == 0 {
-			continue
+	for _, name := range []string{"image", "image[]", "mask"} {
+		for _, fh := range r.MultipartForm.File[name] {
+			file, err := fh.Open()
+			if err != nil {
+				return req, fmt.Errorf("reading %s: %w", name, err)
+			}
+			data, err := io.ReadAll(file)
+			_ = file.Close()
+			if err != nil {
+				return req, fmt.Errorf("reading %s: %w", name, err)
+			}
+			if name == "mask" {
+				req.Mask = data
+				continue
+			}
+			req.Images = append(req.Images, data)
 		}
-		file, err := fh[0].Open()
-		if err != nil {
-			return req, fmt.Errorf("reading %s: %w", name, err)
-		}
-		data, err := io.ReadAll(file)
-		_ = file.Close()
-		if err != nil {
-			return req, fmt.Errorf("reading %s: %w", name, err)
-		}
-		if name == "image" {
-			req.Image = data
-		} else {
-			req.Mask = data
-		}
+	}
+	if len(r.MultipartForm.File["image"]) > 0 && len(r.MultipartForm.File["image[]"]) > 0 {
+		return req, fmt.Errorf("send image or image[], not both")
+	}
+	if len(req.Images) > 0 {
+		req.Image = req.Images[0]
 	}
 	if req.Image == nil {
 		return req, fmt.Errorf("image is required")
