@@ -163,17 +163,62 @@ type UnusableError struct {
 	Type, Requested string
 	// Usable are the configured executors the type can use.
 	Usable []string
+	// Kinds are the executor types the task type runs on: what to
+	// configure when none is.
+	Kinds []string
 }
 
-// Error implements error.
+// Error implements error. With no usable executor it says which executor
+// types to configure (the mock last: it only stands in for tests).
 func (e *UnusableError) Error() string {
 	if len(e.Usable) == 0 {
-		return fmt.Sprintf("no configured executor can run %s tasks", e.Type)
+		msg := fmt.Sprintf("no configured executor can run %s tasks", e.Type)
+		var want []string
+		for _, k := range e.Kinds {
+			if k != "mock" {
+				want = append(want, k)
+			}
+		}
+		if len(want) > 0 {
+			msg += fmt.Sprintf(": configure an executor of type %s (docs/executors.md)", orList(want))
+		}
+		return msg
 	}
 	if e.Requested == "" {
 		return fmt.Sprintf("no default executor for %s tasks; name one of: %s", e.Type, strings.Join(e.Usable, ", "))
 	}
 	return fmt.Sprintf("executor %q is not configured for %s tasks; configured: %s", e.Requested, e.Type, strings.Join(e.Usable, ", "))
+}
+
+// orList joins words as "a", "a or b", "a, b or c".
+func orList(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}
+
+// StandIn refuses a new task of type typeName that would run on name, a
+// mock executor, when nothing chose the mock: not the client (requested),
+// not the type's route. Task types whose mock only stands in for tests (a
+// chat, an image edit) call it at create, so that a server without a real
+// executor for them answers what to configure (an *UnusableError listing
+// the type's other kinds) instead of running the task on the mock. kinds
+// are the executor types the task type runs on.
+func (s *Set) StandIn(typeName string, kinds []string, name string, requested bool) error {
+	if requested || s.kinds[name] != "mock" {
+		return nil
+	}
+	if r, ok := s.routes[typeName]; ok && r.Executor == name {
+		return nil
+	}
+	var real []string
+	for _, n := range s.Usable(kinds) {
+		if s.kinds[n] != "mock" {
+			real = append(real, n)
+		}
+	}
+	return &UnusableError{Type: typeName, Usable: real, Kinds: kinds}
 }
 
 // Resolve returns the executor a new task of type typeName runs on: the one
@@ -185,7 +230,7 @@ func (s *Set) Resolve(typeName string, kinds []string, fallback, requested strin
 	usable := s.Usable(kinds)
 	if requested != "" {
 		if !slices.Contains(usable, requested) {
-			return "", &UnusableError{Type: typeName, Requested: requested, Usable: usable}
+			return "", &UnusableError{Type: typeName, Requested: requested, Usable: usable, Kinds: kinds}
 		}
 		return requested, nil
 	}
@@ -198,7 +243,7 @@ func (s *Set) Resolve(typeName string, kinds []string, fallback, requested strin
 	if len(usable) == 1 {
 		return usable[0], nil
 	}
-	return "", &UnusableError{Type: typeName, Usable: usable}
+	return "", &UnusableError{Type: typeName, Usable: usable, Kinds: kinds}
 }
 
 func (s *Set) list(names []string) string {

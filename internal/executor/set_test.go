@@ -28,6 +28,32 @@ func newSet(t *testing.T) *executor.Set {
 	return set
 }
 
+// TestStandIn: a mock that nothing chose is refused for the types that
+// ask, saying what to configure; one the client or the route named is not.
+func TestStandIn(t *testing.T) {
+	t.Parallel()
+	set := newSet(t)
+	kinds := []string{"openai", "gemini", "mock"}
+	// Both executors are mocks: nothing real is usable.
+	err := set.StandIn("llm_interaction", kinds, "gpu", false)
+	var ue *executor.UnusableError
+	if !errors.As(err, &ue) || err.Error() != "no configured executor can run llm_interaction tasks: configure an executor of type openai or gemini (docs/executors.md)" {
+		t.Errorf("an unnamed mock: %v", err)
+	}
+	if err := set.StandIn("llm_interaction", kinds, "gpu", true); err != nil {
+		t.Errorf("a requested mock: %v", err)
+	}
+	if err := set.Route("llm_interaction", executor.Route{Executor: "cheap"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := set.StandIn("llm_interaction", kinds, "cheap", false); err != nil {
+		t.Errorf("a routed mock: %v", err)
+	}
+	if err := set.StandIn("llm_interaction", kinds, "gpu", false); err == nil {
+		t.Error("a mock the route does not name was accepted")
+	}
+}
+
 func TestSetResolve(t *testing.T) {
 	t.Parallel()
 	set := newSet(t)
@@ -45,7 +71,9 @@ func TestSetResolve(t *testing.T) {
 		{name: "the declared default", typ: "other", kinds: mockOnly, fallback: "cheap", want: "cheap"},
 		{name: "no default among two", typ: "other", kinds: mockOnly, fallback: "mock", wantErr: "no default executor for other tasks; name one of: cheap, gpu"},
 		{name: "not configured", typ: "other", kinds: mockOnly, requested: "comfyui", wantErr: `executor "comfyui" is not configured for other tasks; configured: cheap, gpu`},
-		{name: "a kind the type cannot use", typ: "adjust", kinds: []string{"local"}, requested: "gpu", wantErr: "no configured executor can run adjust tasks"},
+		{name: "a kind the type cannot use", typ: "adjust", kinds: []string{"local"}, requested: "gpu", wantErr: "no configured executor can run adjust tasks: configure an executor of type local (docs/executors.md)"},
+		{name: "what to configure", typ: "llm_interaction", kinds: []string{"openai"}, requested: "gpu",
+			wantErr: "no configured executor can run llm_interaction tasks: configure an executor of type openai (docs/executors.md)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

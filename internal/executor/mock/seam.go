@@ -100,7 +100,7 @@ func (e *Executor) Start(_ context.Context, job *executor.Job) (executor.Handle,
 // Wait implements executor.Executor: the job renders when it gets a slot,
 // reporting 10, 40, 70 and 100 percent, and stores ArtifactName; a
 // training job (OpTrainLoRA) stores WeightsName and ConfigName instead
-// (train.go).
+// (train.go), and a chat (OpChat) answers text (chat.go).
 func (e *Executor) Wait(ctx context.Context, job *executor.Job, h executor.Handle, r executor.Reporter) (*executor.Output, error) {
 	req, err := decodeRequest(job)
 	if err != nil {
@@ -116,6 +116,11 @@ func (e *Executor) Wait(ctx context.Context, job *executor.Job, h executor.Handl
 		if job.Operation == OpTrainLoRA {
 			var err error
 			out, err = e.train(ctx, job, r)
+			return err
+		}
+		if job.Operation == OpChat {
+			var err error
+			out, err = e.chat(ctx, job, r)
 			return err
 		}
 		if err := scriptedFailure(req.Prompt); err != nil {
