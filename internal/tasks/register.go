@@ -10,6 +10,7 @@ import (
 	"github.com/computeserver/compute/internal/tasks/generation"
 	"github.com/computeserver/compute/internal/tasks/imageadjuster"
 	"github.com/computeserver/compute/internal/tasks/training"
+	"github.com/computeserver/compute/internal/tasks/llminteraction"
 	"github.com/computeserver/compute/internal/tasks/videogeneration"
 )
 
@@ -29,6 +30,7 @@ func Register(reg *registry.Registry, deps Deps) error {
 		imageadjuster.Type(deps.Fetcher, deps.Executors),
 		training.Type(training.Config{Executors: deps.Executors, Fetcher: deps.Fetcher}),
 		videogeneration.Type(deps.Fetcher, deps.Executors),
+		llminteraction.Type(deps.Fetcher, deps.Executors),
 	} {
 		if err := reg.Register(t); err != nil {
 			return err
