@@ -3,11 +3,13 @@ package comfyui
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -22,6 +24,8 @@ import (
 //   - "{{input:field}}": the field is an image URL; the image is uploaded
 //     with POST /upload/image to the server the prompt goes to, and the
 //     name the server returns takes the placeholder's place.
+//     "{{input:field.N}}" is the URL at index N (from 0) of a list field
+//     (an editing task's reference_image_urls.0).
 //
 // Substitution is one pass: a field's value is never scanned for
 // placeholders itself.
@@ -123,11 +127,11 @@ func placeholder(s string) (string, bool) {
 }
 
 // missing returns the placeholders' fields that fields lacks (absent or
-// null), sorted.
+// null, or a list too short for an input's index), sorted.
 func (t *template) missing(fields map[string]json.RawMessage) []string {
 	var out []string
 	for _, f := range slices.Concat(t.fields, t.inputs) {
-		if raw, ok := fields[f]; !ok || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		if _, err := lookup(fields, f); err != nil {
 			out = append(out, f)
 		}
 	}
@@ -145,7 +149,8 @@ func (t *template) fill(fields map[string]json.RawMessage) (map[string]any, map[
 	values := make(map[string]any, len(t.fields))
 	for _, f := range t.fields {
 		var v any
-		if err := decodeNumbers(fields[f], &v); err != nil {
+		raw, _ := lookup(fields, f) // missing checked it
+		if err := decodeNumbers(raw, &v); err != nil {
 			return nil, nil, fmt.Errorf("field %s: %w", f, err)
 		}
 		if list, ok := v.([]any); ok {
@@ -155,8 +160,9 @@ func (t *template) fill(fields map[string]json.RawMessage) (map[string]any, map[
 	}
 	urls := make(map[string]string, len(t.inputs))
 	for _, f := range t.inputs {
+		raw, _ := lookup(fields, f) // missing checked it
 		var u string
-		if err := json.Unmarshal(fields[f], &u); err != nil || u == "" {
+		if err := json.Unmarshal(raw, &u); err != nil || u == "" {
 			return nil, nil, fmt.Errorf("field %s: an input image must be a URL string", f)
 		}
 		urls[f] = u
@@ -173,6 +179,31 @@ func (t *template) fill(fields map[string]json.RawMessage) (map[string]any, map[
 		return values[f], true
 	})
 	return filled.(map[string]any), urls, nil
+}
+
+// errMissing is a field lookup that finds nothing.
+var errMissing = errors.New("missing")
+
+// lookup returns the value of field f: a field's, or for "name.N" the
+// element N of the list field name. Absent and null values are
+// errMissing.
+func lookup(fields map[string]json.RawMessage, f string) (json.RawMessage, error) {
+	raw, ok := fields[f]
+	if name, idx, indexed := strings.Cut(f, "."); !ok && indexed {
+		n, err := strconv.Atoi(idx)
+		if err != nil || n < 0 {
+			return nil, errMissing
+		}
+		var list []json.RawMessage
+		if json.Unmarshal(fields[name], &list) != nil || n >= len(list) {
+			return nil, errMissing
+		}
+		raw, ok = list[n], true
+	}
+	if !ok || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return nil, errMissing
+	}
+	return raw, nil
 }
 
 // resolve returns a copy of a filled graph with its inputRefs replaced by

@@ -2,6 +2,7 @@ package comfyui
 
 import (
 	"encoding/json"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -67,5 +68,38 @@ func TestParseTemplateRefusesUIFormat(t *testing.T) {
 		if _, err := parseTemplate("ui", []byte(doc)); err == nil {
 			t.Errorf("parseTemplate(%s) accepted a graph that is not in API format", doc)
 		}
+	}
+}
+
+// TestTemplateIndexedInputs: "{{input:field.N}}" takes the URL at index N
+// of a list field; an index past the list's end is a missing field.
+func TestTemplateIndexedInputs(t *testing.T) {
+	t.Parallel()
+	tmpl, err := parseTemplate("tryon", []byte(`{
+		"1": {"class_type": "LoadImage", "inputs": {"image": "{{input:image_url}}"}},
+		"2": {"class_type": "LoadImage", "inputs": {"image": "{{input:reference_image_urls.0}}"}},
+		"3": {"class_type": "LoadImage", "inputs": {"image": "{{input:reference_image_urls.1}}"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := map[string]json.RawMessage{
+		"image_url":            json.RawMessage(`"https://x.test/person.png"`),
+		"reference_image_urls": json.RawMessage(`["https://x.test/dress.png", "https://x.test/belt.png"]`),
+	}
+	graph, urls, err := tmpl.fill(fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if urls["reference_image_urls.0"] != "https://x.test/dress.png" || urls["reference_image_urls.1"] != "https://x.test/belt.png" {
+		t.Errorf("input urls %v", urls)
+	}
+	raw, _ := json.Marshal(resolve(graph, map[string]string{"image_url": "p.png", "reference_image_urls.0": "d.png", "reference_image_urls.1": "b.png"}))
+	if !strings.Contains(string(raw), `"image":"d.png"`) || !strings.Contains(string(raw), `"image":"b.png"`) {
+		t.Errorf("filled graph %s", raw)
+	}
+	fields["reference_image_urls"] = json.RawMessage(`["https://x.test/dress.png"]`)
+	var missing *MissingFieldsError
+	if _, _, err := tmpl.fill(fields); !errors.As(err, &missing) || strings.Join(missing.Fields, ",") != "reference_image_urls.1" {
+		t.Errorf("one reference short: %v", err)
 	}
 }
