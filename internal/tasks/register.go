@@ -7,10 +7,11 @@ import (
 	"github.com/computeserver/compute/internal/executor"
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/tasks/echo"
+	"github.com/computeserver/compute/internal/tasks/editing"
 	"github.com/computeserver/compute/internal/tasks/generation"
 	"github.com/computeserver/compute/internal/tasks/imageadjuster"
-	"github.com/computeserver/compute/internal/tasks/training"
 	"github.com/computeserver/compute/internal/tasks/llminteraction"
+	"github.com/computeserver/compute/internal/tasks/training"
 	"github.com/computeserver/compute/internal/tasks/videogeneration"
 )
 
@@ -31,6 +32,7 @@ func Register(reg *registry.Registry, deps Deps) error {
 		training.Type(training.Config{Executors: deps.Executors, Fetcher: deps.Fetcher}),
 		videogeneration.Type(deps.Fetcher, deps.Executors),
 		llminteraction.Type(deps.Fetcher, deps.Executors),
+		editing.Type(deps.Fetcher, deps.Executors),
 	} {
 		if err := reg.Register(t); err != nil {
 			return err

@@ -135,10 +135,20 @@ func (e *Executor) Start(ctx context.Context, job *executor.Job) (executor.Handl
 
 // shape turns a generation task's fields into fal's image input (§2.5):
 // width and height become image_size, the four LoRA slots loras,
-// reference_image_url and its strength image_url and strength. Other
-// fields (a training task's images_data_url, steps, trigger_word …) keep
-// their names, which are fal's.
+// reference_image_url and its strength image_url and strength. An editing
+// task's image_url and reference_image_urls also become image_urls, the
+// list multi-image edit models read (image_url stays for those that take
+// one). Other fields (a training task's images_data_url, steps,
+// trigger_word …) keep their names, which are fal's.
 func shape(in map[string]any) {
+	if refs, ok := in["reference_image_urls"].([]any); ok {
+		var all []any
+		if u, ok := in["image_url"].(string); ok && u != "" {
+			all = append(all, u)
+		}
+		in["image_urls"] = append(all, refs...)
+		delete(in, "reference_image_urls")
+	}
 	w, okW := in["width"]
 	h, okH := in["height"]
 	if okW && okH {

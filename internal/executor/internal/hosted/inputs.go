@@ -47,19 +47,37 @@ func Fields(job *executor.Job) (map[string]any, error) {
 }
 
 // HandOverURLs replaces, in the input, the value of every string field
-// whose name ends in _url by what the service can fetch (HandOver).
+// whose name ends in _url, and every string in a list field whose name
+// ends in _urls, by what the service can fetch (HandOver).
 func (c Common) HandOverURLs(ctx context.Context, job *executor.Job, in map[string]any, up Uploader) error {
 	h := c.handOver(up)
 	for k, v := range in {
-		s, ok := v.(string)
-		if !ok || !strings.HasSuffix(k, "_url") || s == "" {
-			continue
+		switch x := v.(type) {
+		case string:
+			if !strings.HasSuffix(k, "_url") || x == "" {
+				continue
+			}
+			got, err := h.handOver(ctx, job, k, x)
+			if err != nil {
+				return err
+			}
+			in[k] = got
+		case []any:
+			if !strings.HasSuffix(k, "_urls") {
+				continue
+			}
+			for i, e := range x {
+				s, ok := e.(string)
+				if !ok || s == "" {
+					continue
+				}
+				got, err := h.handOver(ctx, job, fmt.Sprintf("%s[%d]", k, i), s)
+				if err != nil {
+					return err
+				}
+				x[i] = got
+			}
 		}
-		got, err := h.handOver(ctx, job, k, s)
-		if err != nil {
-			return err
-		}
-		in[k] = got
 	}
 	return nil
 }
