@@ -45,15 +45,19 @@ func (p part) image() *blob {
 	return p.InlineSnk
 }
 
-// response is a generateContent answer (§4.2 Response).
+// candidate is one candidate of an answer (§4.2 Response).
+type candidate struct {
+	Content struct {
+		Parts []part `json:"parts"`
+	} `json:"content"`
+	FinishReason  string `json:"finishReason"`
+	FinishMessage string `json:"finishMessage"`
+}
+
+// response is a generateContent answer (§4.2 Response), or one event of a
+// streamed one.
 type response struct {
-	Candidates []struct {
-		Content struct {
-			Parts []part `json:"parts"`
-		} `json:"content"`
-		FinishReason  string `json:"finishReason"`
-		FinishMessage string `json:"finishMessage"`
-	} `json:"candidates"`
+	Candidates     []candidate `json:"candidates"`
 	PromptFeedback *struct {
 		BlockReason        string `json:"blockReason"`
 		BlockReasonMessage string `json:"blockReasonMessage"`
@@ -65,6 +69,25 @@ type response struct {
 	} `json:"usageMetadata"`
 	ModelVersion string `json:"modelVersion"`
 	ResponseID   string `json:"responseId"`
+
+	// message is a streamed answer's finishMessage, kept for candidate.
+	message string
+}
+
+// finishMessage keeps a streamed answer's finishMessage.
+func (a *response) finishMessage(m string) {
+	if m != "" {
+		a.message = m
+	}
+}
+
+// candidate assembles a streamed answer's candidate: its text, finish
+// reason and message.
+func (a *response) candidate(text, finish string) candidate {
+	var c candidate
+	c.Content.Parts = []part{{Text: text}}
+	c.FinishReason, c.FinishMessage = finish, a.message
+	return c
 }
 
 // safetyReasons are the finishReasons of a content filter (§4.2).

@@ -67,6 +67,10 @@ type Settings struct {
 	// InlineInputMaxBytes bounds an input image sent inline (default
 	// 4 MiB).
 	InlineInputMaxBytes int64 `json:"inline_input_max_bytes"`
+	// Stream streams chat answers (:streamGenerateContent?alt=sse), so
+	// progress climbs while the answer arrives; default false (one
+	// generateContent call). Image operations are never streamed.
+	Stream bool `json:"stream"`
 }
 
 // Executor runs jobs on generateContent.
@@ -83,6 +87,7 @@ type Executor struct {
 	genConfig map[string]any
 	safety    []map[string]any
 	inlineMax int64
+	stream    bool
 }
 
 var _ executor.Executor = (*Executor)(nil)
@@ -96,6 +101,7 @@ func New(name string, s Settings, hc *http.Client) (*Executor, error) {
 	e := &Executor{
 		http: hc, api: hosted.Client{HTTP: hc}, vertex: s.Project != "", key: s.Key, token: s.Token, tokenFile: s.TokenFile,
 		models: s.Models, genConfig: s.GenerationConfig, safety: s.SafetySettings, inlineMax: s.InlineInputMaxBytes,
+		stream: s.Stream,
 	}
 	base := strings.TrimRight(s.BaseURL, "/")
 	version := s.APIVersion
@@ -166,6 +172,9 @@ func (e *Executor) call(ctx context.Context, job *executor.Job, f *llm.Fields, m
 	model := strings.TrimPrefix(f.ModelFor(e.models, job.Type), "models/")
 	if err := m.Report(ctx, 10, "generating at "+e.Name()); err != nil {
 		return nil, err
+	}
+	if e.stream && job.Operation == llm.OpChat {
+		return e.chatStream(ctx, f, m, body, header, model)
 	}
 	resp, err := e.api.Do(ctx, http.MethodPost, e.prefix+"/models/"+url.PathEscape(model)+":generateContent", body, header)
 	if err != nil {

@@ -155,15 +155,15 @@ func TestOpenAI(t *testing.T) {
 	}
 }
 
-// TestGemini: the same on generateContent (the fake): the schema goes as
-// responseJsonSchema, an input image as inlineData.
+// TestGemini: the same on generateContent, streamed (the fake): the
+// schema goes as responseJsonSchema, an input image as inlineData.
 func TestGemini(t *testing.T) {
 	t.Parallel()
 	fake := geminifake.Serve(geminifake.Config{Reply: func(context.Context, geminifake.Request) geminifake.Reply {
 		return geminifake.Reply{Text: "```json\n{\"colour\":\"navy\",\"sleeves\":\"long\"}\n```"}
 	}})
 	t.Cleanup(fake.Close)
-	set := build(t, "gem", "gemini", map[string]any{"base_url": fake.URL, "key": "k", "model": "gemini-2.5-flash"})
+	set := build(t, "gem", "gemini", map[string]any{"base_url": fake.URL, "key": "k", "model": "gemini-2.5-flash", "stream": true})
 	j, rt := fakeruntime.NewJob(t, llminteraction.Name, "gem", &llminteraction.Fields{})
 	img, err := rt.Store.Put(context.Background(), artifact.TaskKey("a1b2c3", "dress.png"), "image/png", pngBytes(t))
 	if err != nil {
@@ -182,7 +182,7 @@ func TestGemini(t *testing.T) {
 	if err := json.Unmarshal(r.Body, &body); err != nil {
 		t.Fatal(err)
 	}
-	if len(r.Images) != 1 || !bytes.Equal(r.Images[0], pngBytes(t)) || body.GenerationConfig["responseMimeType"] != "application/json" {
+	if !r.Stream || len(r.Images) != 1 || !bytes.Equal(r.Images[0], pngBytes(t)) || body.GenerationConfig["responseMimeType"] != "application/json" {
 		t.Errorf("request: %d images, %s", len(r.Images), r.Body)
 	}
 }

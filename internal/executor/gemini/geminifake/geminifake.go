@@ -1,6 +1,7 @@
 // Package geminifake is a fake of Google's generateContent for tests, on
 // both of its front doors (reference/executors.md §4.2): the Gemini API
-// (POST /v1beta/models/{model}:generateContent, x-goog-api-key) and
+// (POST /v1beta/models/{model}:generateContent, x-goog-api-key; streamed
+// as Server-Sent Events at :streamGenerateContent?alt=sse) and
 // Vertex AI (POST /v1/projects/{p}/locations/{l}/publishers/google/
 // models/{model}:generateContent, a bearer token). It answers text, and an
 // image when the request's responseModalities include IMAGE, and reproduces
@@ -31,9 +32,10 @@ import (
 // Request is a recorded generateContent call.
 type Request struct {
 	// Path is the URL path; Model the model in it; Vertex whether it came
-	// through the Vertex route, with its Project and Location.
+	// through the Vertex route, with its Project and Location; Stream
+	// whether it asked :streamGenerateContent (with alt=sse).
 	Path, Model       string
-	Vertex            bool
+	Vertex, Stream    bool
 	Project, Location string
 	Header            http.Header
 	Body              json.RawMessage
@@ -78,8 +80,12 @@ type Reply struct {
 	// Image is the image answered (default a small PNG from the prompt);
 	// a multi-megabyte one exercises large bodies (§4.3).
 	Image []byte
-	// CutBody drops the connection half-way through the body.
+	// CutBody drops the connection half-way through the body (a stream
+	// after half of its chunks).
 	CutBody bool
+	// ChunkWords is how many words of the text each streamed chunk
+	// carries (default 3).
+	ChunkWords int
 }
 
 // Config sets the fake's behaviour.
@@ -124,8 +130,8 @@ func Serve(cfg Config) *Server {
 func (s *Server) Close() { s.served.Shutdown() }
 
 var (
-	apiRoute    = regexp.MustCompile(`^/v1(?:beta|alpha)?/models/([^/:]+):generateContent$`)
-	vertexRoute = regexp.MustCompile(`^/v1(?:beta1)?/projects/([^/]+)/locations/([^/]+)/publishers/google/models/([^/:]+):generateContent$`)
+	apiRoute    = regexp.MustCompile(`^/v1(?:beta|alpha)?/models/([^/:]+):(generateContent|streamGenerateContent)$`)
+	vertexRoute = regexp.MustCompile(`^/v1(?:beta1)?/projects/([^/]+)/locations/([^/]+)/publishers/google/models/([^/:]+):(generateContent|streamGenerateContent)$`)
 )
 
 // rpcStatus is the google.rpc.Status code name usual for an HTTP status
@@ -169,9 +175,9 @@ func writeError(w http.ResponseWriter, code int, status, msg string, details ...
 func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := Request{Path: r.URL.Path, Header: r.Header.Clone(), At: time.Now()}
 	if m := apiRoute.FindStringSubmatch(r.URL.Path); m != nil {
-		req.Model = m[1]
+		req.Model, req.Stream = m[1], m[2] == "streamGenerateContent"
 	} else if m := vertexRoute.FindStringSubmatch(r.URL.Path); m != nil {
-		req.Vertex, req.Project, req.Location, req.Model = true, m[1], m[2], m[3]
+		req.Vertex, req.Project, req.Location, req.Model, req.Stream = true, m[1], m[2], m[3], m[4] == "streamGenerateContent"
 	} else {
 		writeError(w, http.StatusNotFound, "", "Requested entity was not found.")
 		return
@@ -205,6 +211,16 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			details = append(details, map[string]any{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": reply.RetryDelay})
 		}
 		writeError(w, reply.Status, reply.RPCStatus, reply.Message, details...)
+		return
+	}
+	if req.Stream {
+		if r.URL.Query().Get("alt") != "sse" {
+			// Without alt=sse the stream is one JSON array (§4.2 ⚠): not
+			// what a client reading events expects.
+			writeError(w, http.StatusBadRequest, "", "this fake streams only with alt=sse")
+			return
+		}
+		stream(w, req, reply)
 		return
 	}
 	body, err := json.Marshal(answer(req, reply))
@@ -363,4 +379,76 @@ func cut(w http.ResponseWriter, partial []byte) {
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(partial)
 	fakekit.Drop(w)
+}
+
+// stream answers :streamGenerateContent?alt=sse (§4.2): the answer as
+// Server-Sent Events, each a GenerateContentResponse carrying the next
+// words of the text; the last carries the finishReason and the usage, and
+// the image of an image request. A blocked prompt is one event with its
+// promptFeedback. CutBody drops the connection after half the chunks.
+func stream(w http.ResponseWriter, req Request, reply Reply) {
+	whole := answer(req, reply)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	send := func(v any) {
+		raw, _ := json.Marshal(v) // maps of plain values always encode
+		_, _ = fmt.Fprintf(w, "data: %s\r\n\r\n", raw)
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+	cands, ok := whole["candidates"].([]any)
+	if !ok {
+		send(whole)
+		return
+	}
+	cand := cands[0].(map[string]any)
+	parts := cand["content"].(map[string]any)["parts"].([]any)
+	var thoughts, rest []any
+	text := ""
+	for _, p := range parts {
+		pm := p.(map[string]any)
+		switch {
+		case pm["thought"] == true:
+			thoughts = append(thoughts, p)
+		case pm["text"] != nil:
+			text = pm["text"].(string)
+		default:
+			rest = append(rest, p)
+		}
+	}
+	n := reply.ChunkWords
+	if n <= 0 {
+		n = 3
+	}
+	words := strings.SplitAfter(text, " ")
+	var chunks []string
+	for i := 0; i < len(words); i += n {
+		chunks = append(chunks, strings.Join(words[i:min(i+n, len(words))], ""))
+	}
+	chunk := func(parts []any, last bool) map[string]any {
+		c := map[string]any{"content": map[string]any{"role": "model", "parts": parts}, "index": 0}
+		out := map[string]any{"candidates": []any{c}, "modelVersion": whole["modelVersion"], "responseId": whole["responseId"]}
+		if last {
+			c["finishReason"] = cand["finishReason"]
+			out["usageMetadata"] = whole["usageMetadata"]
+		}
+		return out
+	}
+	if len(thoughts) > 0 {
+		send(chunk(thoughts, false))
+	}
+	for i, c := range chunks {
+		if reply.CutBody && i == len(chunks)/2 {
+			fakekit.Drop(w)
+			return
+		}
+		last := i == len(chunks)-1
+		p := []any{map[string]any{"text": c}}
+		if last {
+			p = append(p, rest...)
+		}
+		send(chunk(p, last))
+	}
 }
