@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/computeserver/compute/internal/app"
 	"github.com/computeserver/compute/internal/artifact"
@@ -283,4 +284,47 @@ func post(t *testing.T, base, key string, body map[string]any) (int, string) {
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(out)
+}
+
+// TestStreamedProgressEvents: through a real server, an answer that
+// arrives word by word (a mock with a step delay, routed to the type by
+// the config file, so no provider_type is needed) becomes progress
+// events of the task between its executing and completed statuses, with
+// the stage of the stream.
+func TestStreamedProgressEvents(t *testing.T) {
+	t.Parallel()
+	const key = "llm-events-admin-key-0123456789abcdef"
+	cfg := testserver.Config(t, "sqlite", key)
+	cfg.File = "test.yaml"
+	cfg.Executors = map[string]config.ExecutorEntry{"slow": {Type: "mock", Settings: json.RawMessage(`{"step_delay":"60ms"}`)}}
+	cfg.Types = map[string]config.TypeEntry{"llm_interaction": {Executor: "slow"}}
+	srv := testserver.Start(t, cfg, app.Options{Workers: true}, nil)
+	status, body := post(t, srv.Base, key, map[string]any{"task_type": "llm_interaction",
+		"prompt": "write twenty words about a linen summer dress for the spring catalogue of a small fashion label please"})
+	if status != http.StatusCreated {
+		t.Fatalf("create: %d %s", status, body)
+	}
+	var created struct{ ID string }
+	if err := json.Unmarshal([]byte(body), &created); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.Base+"/api/v1/tasks/"+created.ID+"/events", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// The stream ends after the task's terminal event.
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := string(raw)
+	progress := strings.Count(stream, "event: llm_interaction_progress_update")
+	if progress < 2 || !strings.Contains(stream, "streaming (") || !strings.Contains(stream, `"status":"completed"`) {
+		t.Errorf("%d progress events in the stream, want several with the stream's stage, then completed:\n%s", progress, stream)
+	}
 }
