@@ -5,7 +5,7 @@
 GO ?= go
 export PATH := /usr/local/go/bin:$(PATH)
 
-.PHONY: run test test-short lint build bench bench-scale clientcheck
+.PHONY: run test test-short lint build bench bench-scale clientcheck models
 
 run:
 	$(GO) run ./cmd/compute serve
@@ -24,6 +24,14 @@ build:
 # in clientcheck/), compiles them and runs each against a live server.
 clientcheck:
 	bash clientcheck/run.sh
+
+# models installs the local CPU models (pinned npm packages, models/) into
+# MODELS_DIR, by default $$COMPUTE_DATA_DIR/models (./data/models): the server
+# finds them there and runs background_remove, background_fix, face_enhancer,
+# detail_enhancer and refine on them (docs/local-models.md).
+MODELS_DIR ?= $(or $(COMPUTE_DATA_DIR),./data)/models
+models:
+	bash models/install.sh "$(MODELS_DIR)"
 
 lint:
 	$(GO) vet ./...
