@@ -110,6 +110,8 @@ func NewRegistryOn(fetcher *artifact.Fetcher, set *executor.Set, register Regist
 
 // NewExecutors builds the executors of cfg's config file, or mock and local
 // without one (or without its executors section), and the file's routes.
+// When the local models are installed in the data directory (make models),
+// their executors (executors.Models) are added.
 // Errors name the file and the entry.
 func NewExecutors(cfg config.Config) (*executor.Set, error) {
 	return newExecutors(cfg, executors.Deps{Callbacks: cog.NewCallbacks(), PublicURL: cfg.BaseURL(), DataDir: cfg.DataDir})
@@ -117,7 +119,11 @@ func NewExecutors(cfg config.Config) (*executor.Set, error) {
 
 // newExecutors is NewExecutors handing deps to the executors.
 func newExecutors(cfg config.Config, deps executors.Deps) (*executor.Set, error) {
-	if cfg.Executors == nil && cfg.Types == nil {
+	var models map[string]executors.Entry
+	if cfg.DataDir != "" {
+		models = executors.Models(executors.ModelsDir(cfg.DataDir))
+	}
+	if cfg.Executors == nil && cfg.Types == nil && len(models) == 0 {
 		return executors.Default(), nil
 	}
 	entries := map[string]executors.Entry{"mock": {Type: "mock"}, "local": {Type: "local"}}
@@ -125,6 +131,13 @@ func newExecutors(cfg config.Config, deps executors.Deps) (*executor.Set, error)
 		entries = make(map[string]executors.Entry, len(cfg.Executors))
 		for name, e := range cfg.Executors {
 			entries[name] = executors.Entry{Type: e.Type, Settings: e.Settings, Dir: e.Dir, Where: fmt.Sprintf("line %d", e.Line)}
+		}
+	}
+	// The local models `make models` installed run on built-in executors
+	// (docs/local-models.md), unless the file configures one of that name.
+	for name, e := range models {
+		if _, ok := entries[name]; !ok {
+			entries[name] = e
 		}
 	}
 	routes := make(map[string]executor.Route, len(cfg.Types))

@@ -1,6 +1,8 @@
 package app_test
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -52,5 +54,38 @@ func TestRoutesAreChecked(t *testing.T) {
 				t.Errorf("err %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// With the local models installed in the data directory (make models),
+// their command executors are built in, beside the file's; an executor of
+// the file with the same name wins.
+func TestModelsExecutors(t *testing.T) {
+	t.Parallel()
+	data := t.TempDir()
+	dir := filepath.Join(data, "models")
+	if err := os.MkdirAll(filepath.Join(dir, "node_modules"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	set, err := app.NewExecutors(config.Config{DataDir: data})
+	if err != nil || strings.Join(set.Names(), ",") != "local,mock" {
+		t.Fatalf("without the scripts: %v, %v; want local,mock", set.Names(), err)
+	}
+	for _, f := range []string{"bgremove.mjs", "tfmodels.mjs", "protocol.mjs"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set, err = app.NewExecutors(config.Config{DataDir: data})
+	if err != nil || strings.Join(set.Names(), ",") != "local,mock,models-bg,models-tf" {
+		t.Fatalf("installed: %v, %v; want local,mock,models-bg,models-tf", set.Names(), err)
+	}
+	if k := set.Kind("models-bg"); k != "command" {
+		t.Errorf("models-bg is of type %q, want command", k)
+	}
+	set, err = app.NewExecutors(config.Config{DataDir: data, File: "/etc/c.yaml",
+		Executors: map[string]config.ExecutorEntry{"models-tf": {Type: "mock"}}})
+	if err != nil || strings.Join(set.Names(), ",") != "models-bg,models-tf" || set.Kind("models-tf") != "mock" {
+		t.Fatalf("with a file: %v (models-tf %q), %v; want models-bg and the file's models-tf", set.Names(), set.Kind("models-tf"), err)
 	}
 }
