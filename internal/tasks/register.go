@@ -6,6 +6,7 @@ import (
 	"github.com/computeserver/compute/internal/artifact"
 	"github.com/computeserver/compute/internal/executor"
 	"github.com/computeserver/compute/internal/registry"
+	"github.com/computeserver/compute/internal/tasks/backgroundremove"
 	"github.com/computeserver/compute/internal/tasks/echo"
 	"github.com/computeserver/compute/internal/tasks/editing"
 	"github.com/computeserver/compute/internal/tasks/generation"
@@ -33,6 +34,7 @@ func Register(reg *registry.Registry, deps Deps) error {
 		videogeneration.Type(deps.Fetcher, deps.Executors),
 		llminteraction.Type(deps.Fetcher, deps.Executors),
 		editing.Type(deps.Fetcher, deps.Executors),
+		backgroundremove.Type(deps.Fetcher, deps.Executors),
 	} {
 		if err := reg.Register(t); err != nil {
 			return err

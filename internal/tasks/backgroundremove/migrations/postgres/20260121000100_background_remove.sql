@@ -1,0 +1,10 @@
+-- +goose Up
+CREATE TABLE background_remove_tasks (
+    id                UUID PRIMARY KEY REFERENCES tasks (id) ON DELETE CASCADE,
+    image_url         TEXT NOT NULL,
+    model             TEXT NOT NULL DEFAULT 'medium',
+    result_image_path TEXT
+);
+
+-- +goose Down
+DROP TABLE background_remove_tasks;
