@@ -7,11 +7,14 @@ import (
 	"github.com/computeserver/compute/internal/executor"
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/tasks/backgroundremove"
+	"github.com/computeserver/compute/internal/tasks/detailenhancer"
 	"github.com/computeserver/compute/internal/tasks/echo"
 	"github.com/computeserver/compute/internal/tasks/editing"
+	"github.com/computeserver/compute/internal/tasks/faceenhancer"
 	"github.com/computeserver/compute/internal/tasks/generation"
 	"github.com/computeserver/compute/internal/tasks/imageadjuster"
 	"github.com/computeserver/compute/internal/tasks/llminteraction"
+	"github.com/computeserver/compute/internal/tasks/refine"
 	"github.com/computeserver/compute/internal/tasks/training"
 	"github.com/computeserver/compute/internal/tasks/videogeneration"
 )
@@ -35,6 +38,9 @@ func Register(reg *registry.Registry, deps Deps) error {
 		llminteraction.Type(deps.Fetcher, deps.Executors),
 		editing.Type(deps.Fetcher, deps.Executors),
 		backgroundremove.Type(deps.Fetcher, deps.Executors),
+		faceenhancer.Type(deps.Fetcher, deps.Executors),
+		detailenhancer.Type(deps.Fetcher, deps.Executors),
+		refine.Type(deps.Fetcher, deps.Executors),
 	} {
 		if err := reg.Register(t); err != nil {
 			return err

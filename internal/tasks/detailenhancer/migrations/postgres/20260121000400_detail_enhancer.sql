@@ -1,0 +1,10 @@
+-- +goose Up
+CREATE TABLE detail_enhancer_tasks (
+    id                UUID PRIMARY KEY REFERENCES tasks (id) ON DELETE CASCADE,
+    image_url         TEXT NOT NULL,
+    strength          DOUBLE PRECISION NOT NULL DEFAULT 0.7,
+    result_image_path TEXT
+);
+
+-- +goose Down
+DROP TABLE detail_enhancer_tasks;
