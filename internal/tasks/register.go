@@ -6,6 +6,7 @@ import (
 	"github.com/computeserver/compute/internal/artifact"
 	"github.com/computeserver/compute/internal/executor"
 	"github.com/computeserver/compute/internal/registry"
+	"github.com/computeserver/compute/internal/tasks/backgroundfix"
 	"github.com/computeserver/compute/internal/tasks/backgroundremove"
 	"github.com/computeserver/compute/internal/tasks/detailenhancer"
 	"github.com/computeserver/compute/internal/tasks/echo"
@@ -38,6 +39,7 @@ func Register(reg *registry.Registry, deps Deps) error {
 		llminteraction.Type(deps.Fetcher, deps.Executors),
 		editing.Type(deps.Fetcher, deps.Executors),
 		backgroundremove.Type(deps.Fetcher, deps.Executors),
+		backgroundfix.Type(deps.Fetcher, deps.Executors),
 		faceenhancer.Type(deps.Fetcher, deps.Executors),
 		detailenhancer.Type(deps.Fetcher, deps.Executors),
 		refine.Type(deps.Fetcher, deps.Executors),
