@@ -7,7 +7,6 @@
 //
 // Operations (inputs.image_url is the image; results go to output_dir):
 //   upscale          fields upscale_factor (1–4), strength (0–1) → upscaled.png
-//   enhance_details  fields strength (0–1)                        → enhanced.png
 //   enhance_faces    fields strength (0–1), min_confidence (0–1)  → enhanced.png
 //   detect_faces     fields min_confidence                        → output {faces: […]}
 import { createRequire } from 'node:module';
@@ -87,6 +86,13 @@ function blend(a, b, s, mask) {
     out[i] = Math.max(0, Math.min(255, Math.round(a.data[i] * w + b.data[i] * (1 - w))));
   }
   return { data: out, width: a.width, height: a.height };
+}
+
+/** sharpen applies an unsharp mask (sigma 1) to RGB pixels. */
+async function sharpen(img) {
+  const { data, info } = await sharp(img.data, { raw: { width: img.width, height: img.height, channels: 3 } })
+    .sharpen({ sigma: 1 }).raw().toBuffer({ resolveWithObject: true });
+  return { data, width: info.width, height: info.height };
 }
 
 async function writePNG(img, file) {
@@ -193,22 +199,6 @@ serve({
     ctx.output({ width: out.width, height: out.height, scale: factor });
   },
 
-  // Detail enhancement: super-resolve ×2, then resample back to the
-  // original size; the network's reconstructed edges and texture survive
-  // the downscale, the blur does not. strength blends with the original.
-  async enhance_details(req, ctx) {
-    const f = req.fields || {};
-    ctx.progress(2, 'reading the image');
-    const img = await readRGB(input(req, 'image_url'));
-    const sr = await upscale(img, 2, 1, ctx, 5, 85);
-    ctx.progress(88, 'resampling');
-    const back = await resize(sr, img.width, img.height);
-    const out = blend(back, img, num(f.strength, 0.7, 0, 1));
-    ctx.progress(95, 'writing the image');
-    await writePNG(out, path.join(req.output_dir, 'enhanced.png'));
-    ctx.output({ width: out.width, height: out.height });
-  },
-
   async detect_faces(req, ctx) {
     const f = req.fields || {};
     ctx.progress(5, 'reading the image');
@@ -218,9 +208,11 @@ serve({
     ctx.output({ faces, width: img.width, height: img.height });
   },
 
-  // Face enhancement: find the faces, super-resolve each face's crop (with
-  // a margin) ×2 and resample it back, and blend it over the original with
-  // a feathered mask scaled by strength.
+  // Face enhancement: find the faces; super-resolve each face's crop (with
+  // a margin) ×2 and resample it back, which cleans noise and compression
+  // artefacts but also softens (this network smooths), so sharpen it
+  // (unsharp mask, sigma 1); blend it over the original with a feathered
+  // mask scaled by strength.
   async enhance_faces(req, ctx) {
     const f = req.fields || {};
     ctx.progress(2, 'reading the image');
@@ -238,7 +230,7 @@ serve({
       const part = crop(img, x, y, w, h);
       const lo = 20 + (70 * i) / faces.length, hi = 20 + (70 * (i + 1)) / faces.length;
       const sr = await upscale(part, 2, 1, ctx, lo, hi);
-      const back = await resize(sr, w, h);
+      const back = await sharpen(await resize(sr, w, h));
       paste(out, blend(back, part, strength, featherMask(w, h)), x, y);
     }
     ctx.progress(95, 'writing the image');

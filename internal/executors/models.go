@@ -15,7 +15,7 @@ const (
 	// only in its own process.
 	ModelsBackground = "models-bg"
 	// ModelsTF runs the TensorFlow.js models: ESRGAN super-resolution and
-	// face-api face detection (operations upscale, enhance_details,
+	// face-api face detection (operations upscale,
 	// enhance_faces, detect_faces).
 	ModelsTF = "models-tf"
 )

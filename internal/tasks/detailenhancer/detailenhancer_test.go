@@ -1,8 +1,12 @@
 package detailenhancer_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"image"
+	"image/png"
+	"math"
 	"reflect"
 	"testing"
 	"time"
@@ -21,7 +25,7 @@ import (
 )
 
 func sample() *detailenhancer.Fields {
-	return &detailenhancer.Fields{ImageURL: "https://example.com/a.png", Strength: 0.25}
+	return &detailenhancer.Fields{ImageURL: "https://example.com/a.png", Strength: 0.25, Radius: 2}
 }
 
 func TestDeclare(t *testing.T) {
@@ -31,7 +35,7 @@ func TestDeclare(t *testing.T) {
 		t.Fatal(err)
 	}
 	def, _ := reg.Lookup(detailenhancer.Name)
-	if def == nil || def.Table != detailenhancer.Name+"_tasks" || def.DefaultProvider != "models-tf" {
+	if def == nil || def.Table != detailenhancer.Name+"_tasks" || def.DefaultProvider != "local" {
 		t.Fatalf("definition %+v", def)
 	}
 }
@@ -79,13 +83,17 @@ func TestStoreRoundTrip(t *testing.T) {
 	}
 }
 
-// process runs the processor on the mock (a placeholder image) with the
-// input data stored as the task's image_url.
+// process runs the processor on the local executor with the input data
+// stored as the task's image_url.
 func process(t *testing.T, input []byte) (*task.Result, *fakeruntime.Runtime, *detailenhancer.Fields, error) {
 	t.Helper()
-	f := sample()
+	return processWith(t, input, sample())
+}
+
+func processWith(t *testing.T, input []byte, f *detailenhancer.Fields) (*task.Result, *fakeruntime.Runtime, *detailenhancer.Fields, error) {
+	t.Helper()
 	f.ImageURL = artifact.PathPrefix + "examples/test/input.png"
-	job, rt := fakeruntime.NewJob(t, detailenhancer.Name, "mock", f)
+	job, rt := fakeruntime.NewJob(t, detailenhancer.Name, "local", f)
 	if _, err := rt.Store.Put(context.Background(), "examples/test/input.png", "image/png", input); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +102,7 @@ func process(t *testing.T, input []byte) (*task.Result, *fakeruntime.Runtime, *d
 	return res, rt, f, err
 }
 
-func TestProcessOnTheMock(t *testing.T) {
+func TestProcessOnLocal(t *testing.T) {
 	t.Parallel()
 	res, rt, f, err := process(t, imagetask.ExamplePNG())
 	if err != nil {
@@ -117,5 +125,57 @@ func TestProcessRefusesWhatIsNotAnImage(t *testing.T) {
 	var ee *executor.Error
 	if !errors.As(err, &ee) || ee.Category != executor.InvalidInput {
 		t.Fatalf("err %v, want invalid_input", err)
+	}
+}
+
+// contrast is the mean absolute difference between horizontal neighbours.
+func contrast(img image.Image) float64 {
+	var sum float64
+	b := img.Bounds()
+	for y := b.Min.Y; y < b.Max.Y; y++ {
+		for x := b.Min.X + 1; x < b.Max.X; x++ {
+			r1, g1, b1, _ := img.At(x-1, y).RGBA()
+			r2, g2, b2, _ := img.At(x, y).RGBA()
+			sum += math.Abs(float64(r1>>8)-float64(r2>>8)) + math.Abs(float64(g1>>8)-float64(g2>>8)) + math.Abs(float64(b1>>8)-float64(b2>>8))
+		}
+	}
+	return sum / float64(b.Dx()*b.Dy())
+}
+
+// The unsharp mask raises local contrast, more with strength, and a
+// strength of 0 leaves the image as it was.
+func TestUnsharpBringsOutDetail(t *testing.T) {
+	t.Parallel()
+	orig, err := png.Decode(bytes.NewReader(imagetask.ExamplePNG()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := contrast(orig)
+	prev := base
+	for _, s := range []float64{0.3, 1} {
+		got := contrast(detailenhancer.Unsharp(orig, 1.5, detailenhancer.MaxAmount*s))
+		if got <= prev {
+			t.Errorf("strength %g: contrast %.3f, want more than %.3f", s, got, prev)
+		}
+		prev = got
+	}
+	same := detailenhancer.Unsharp(orig, 1.5, 0)
+	if c := contrast(same); c != base {
+		t.Errorf("strength 0 changed the image: contrast %.3f, was %.3f", c, base)
+	}
+	res, rt, f, err := processWith(t, imagetask.ExamplePNG(), &detailenhancer.Fields{Strength: 1, Radius: 1.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := rt.ReadArtifact(context.Background(), *f.ResultImagePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := png.Decode(bytes.NewReader(data))
+	if err != nil || img.Bounds() != orig.Bounds() || res.Artifacts[0].Width != 32 {
+		t.Fatalf("result %v (%v), artifact %+v", img.Bounds(), err, res.Artifacts[0])
+	}
+	if c := contrast(img); c <= base {
+		t.Errorf("processed: contrast %.3f, want more than %.3f", c, base)
 	}
 }
