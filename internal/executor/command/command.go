@@ -162,6 +162,13 @@ func New(name string, s Settings, o Options) (*Executor, error) {
 	default:
 		e.state = filepath.Join(os.TempDir(), "compute-command", name)
 	}
+	// The paths a process is handed (work, input and output directories)
+	// must mean the same from its working directory as from ours.
+	abs, err := filepath.Abs(e.state)
+	if err != nil {
+		return nil, fmt.Errorf("state_dir: %w", err)
+	}
+	e.state = abs
 	for _, d := range []string{"jobs", "checkpoints"} {
 		if err := os.MkdirAll(filepath.Join(e.state, d), 0o700); err != nil {
 			return nil, fmt.Errorf("state_dir: %w", err)

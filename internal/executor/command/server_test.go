@@ -141,3 +141,32 @@ func TestServerErrorReply(t *testing.T) {
 		}
 	}
 }
+
+// A relative data directory (COMPUTE_DATA_DIR=./data) with a working
+// directory of the server's own: the paths in a request are absolute, so
+// the server finds its task's directories from wherever it runs.
+func TestServerRelativeDataDir(t *testing.T) {
+	t.Parallel()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A directory under the package's, named relative to it (a path
+	// relative to a temporary directory's would climb to / and so mean
+	// the same from anywhere).
+	data, err := os.MkdirTemp(".", "reldata-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(data) })
+	ex, err := command.New("cmd", command.Settings{Mode: command.ModeServer, Command: []string{self}, Dir: t.TempDir(),
+		GraceSeconds: 2, Env: map[string]string{helperEnv: "server"}}, command.Options{DataDir: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ex.Close)
+	_, done := run(t, ex, context.Background(), "ok")
+	if e := await(t, done); e.err != nil || len(e.out.Artifacts) != 1 {
+		t.Fatalf("out %+v, err %v; want the server's output file", e.out, e.err)
+	}
+}
