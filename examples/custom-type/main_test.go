@@ -86,7 +86,7 @@ func TestServesOwnAndBuiltinTypes(t *testing.T) {
 	for _, ty := range types["types"].([]any) {
 		names = append(names, ty.(map[string]any)["name"].(string))
 	}
-	if want := "echo editing generation image_adjuster llm_interaction training video_generation word_count"; strings.Join(names, " ") != want {
+	if want := "background_fix background_remove detail_enhancer echo editing face_enhancer generation image_adjuster llm_interaction refine training video_generation word_count"; strings.Join(names, " ") != want {
 		t.Errorf("task types %v, want %s", names, want)
 	}
 }
