@@ -123,17 +123,18 @@ func Type(fetcher *artifact.Fetcher, set *executor.Set) registry.Type[Fields, Up
 	if set == nil {
 		set = executors.Default()
 	}
+	providers := []string{imagetask.KindCommand, imagetask.KindFal, imagetask.KindReplicate, imagetask.KindMock}
 	gen := generation.Type(generation.Config{Executors: set, Fetcher: fetcher})
 	return registry.Type[Fields, Update]{
 		Name:        Name,
 		Title:       "Background fix",
 		Description: "Puts the subject of an image on a new background: a colour, an image or one drawn from a prompt.",
 		Processor:   &Processor{run: imagetask.Runner{Executors: set, Fetcher: fetcher}, genKinds: gen.Providers},
-		Scheduler: &imagetask.RealOnly[Fields]{Executors: set, Type: Name, Default: DefaultProvider,
+		Scheduler: &imagetask.RealOnly[Fields]{Executors: set, Type: Name, Default: DefaultProvider, Kinds: providers,
 			Skip: func(f *Fields) bool { return f.IsCutout }},
 		Migrations:      registry.Sub(migrations, "migrations"),
 		DefaultProvider: DefaultProvider,
-		Providers:       []string{imagetask.KindCommand, imagetask.KindFal, imagetask.KindReplicate, imagetask.KindMock},
+		Providers:       providers,
 		Timeout:         10 * time.Minute,
 		Examples:        examples(),
 	}

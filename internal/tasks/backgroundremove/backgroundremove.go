@@ -74,15 +74,16 @@ func Type(fetcher *artifact.Fetcher, set *executor.Set) registry.Type[Fields, Up
 	if set == nil {
 		set = executors.Default()
 	}
+	providers := []string{imagetask.KindCommand, imagetask.KindFal, imagetask.KindReplicate, imagetask.KindMock}
 	return registry.Type[Fields, Update]{
 		Name:            Name,
 		Title:           "Background removal",
 		Description:     "Makes the background of an image transparent (a PNG cut-out of the subject).",
 		Processor:       &Processor{run: imagetask.Runner{Executors: set, Fetcher: fetcher}},
-		Scheduler:       &imagetask.RealOnly[Fields]{Executors: set, Type: Name, Default: DefaultProvider},
+		Scheduler:       &imagetask.RealOnly[Fields]{Executors: set, Type: Name, Default: DefaultProvider, Kinds: providers},
 		Migrations:      registry.Sub(migrations, "migrations"),
 		DefaultProvider: DefaultProvider,
-		Providers:       []string{imagetask.KindCommand, imagetask.KindFal, imagetask.KindReplicate, imagetask.KindMock},
+		Providers:       providers,
 		Timeout:         5 * time.Minute,
 		Examples:        imagetask.Examples(Name, nil),
 	}

@@ -186,15 +186,19 @@ func Scaled(report func(ctx context.Context, pct float64, stage string) error, l
 }
 
 // RealOnly is the create-time check of a type whose default runs on the
-// local models: a task that names no executor and would land on the mock
-// (the only usable executor when the models are not installed and no
-// hosted one is configured) is refused with a 422 that says how to enable
-// a real one. Naming provider_type "mock" asks for the placeholder.
+// local models: a task that would land on the mock though nothing chose
+// it (not the client, not the config file's route) — the mock being the
+// only usable executor when the models are not installed and no hosted
+// one is configured — is refused with a 422 that says how to enable a
+// real one (executor.Set.StandIn, and `make models`). Naming provider_type
+// "mock" asks for the placeholder.
 type RealOnly[M any] struct {
 	// Executors are the configured executors.
 	Executors *executor.Set
 	// Type is the task type's name; Default its default executor.
 	Type, Default string
+	// Kinds are the executor types the task type runs on.
+	Kinds []string
 	// Skip, when set, reports that a task needs no executor (it is
 	// done in Go), so the check does not apply.
 	Skip func(fields *M) bool
@@ -204,15 +208,15 @@ var _ registry.SchedulerOf[struct{}] = (*RealOnly[struct{}])(nil)
 
 // Schedule implements registry.SchedulerOf.
 func (s *RealOnly[M]) Schedule(_ context.Context, t *task.Task, fields *M) error {
-	if t.ProviderRequested || s.Executors == nil || s.Executors.Kind(t.ProviderType) != KindMock {
+	if s.Executors == nil || (s.Skip != nil && s.Skip(fields)) {
 		return nil
 	}
-	if s.Skip != nil && s.Skip(fields) {
+	err := s.Executors.StandIn(s.Type, s.Kinds, t.ProviderType, t.ProviderRequested)
+	if err == nil {
 		return nil
 	}
 	return &registry.FieldError{Field: "provider_type", Message: fmt.Sprintf(
-		"no executor runs %s tasks for real here: run `make models` to install the local models "+
-			"(the server then runs them on its built-in executor %s), or configure a fal or replicate "+
-			"executor for it (docs/local-models.md); name provider_type \"mock\" for a placeholder image",
-		s.Type, s.Default)}
+		"%v; or run `make models` to install the local models, which the server then runs %s tasks on "+
+			"(its built-in executor %s; docs/local-models.md); name provider_type \"mock\" for a placeholder image",
+		err, s.Type, s.Default)}
 }

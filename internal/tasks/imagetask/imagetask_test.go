@@ -22,13 +22,24 @@ type fields struct{ Skip bool }
 // allowed.
 func TestRealOnly(t *testing.T) {
 	t.Parallel()
+	kinds := []string{"command", "fal", "replicate", "mock"}
 	s := &imagetask.RealOnly[fields]{Executors: executors.Default(), Type: "background_remove", Default: "models-bg",
-		Skip: func(f *fields) bool { return f.Skip }}
+		Kinds: kinds, Skip: func(f *fields) bool { return f.Skip }}
 	err := s.Schedule(context.Background(), &task.Task{ProviderType: "mock"}, &fields{})
 	var fe *registry.FieldError
 	if !errors.As(err, &fe) || fe.Field != "provider_type" || !strings.Contains(fe.Message, "make models") ||
-		!strings.Contains(fe.Message, "models-bg") {
-		t.Fatalf("a task routed to the mock: %v, want a provider_type error naming make models", err)
+		!strings.Contains(fe.Message, "models-bg") || !strings.Contains(fe.Message, "command, fal or replicate") {
+		t.Fatalf("a task routed to the mock: %v, want a provider_type error naming make models and the executor types", err)
+	}
+	// The config file's route to the mock chooses it.
+	routed, err := executors.Build(map[string]executors.Entry{"mock": {Type: "mock"}},
+		map[string]executor.Route{"background_remove": {Executor: "mock"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &imagetask.RealOnly[fields]{Executors: routed, Type: "background_remove", Default: "models-bg", Kinds: kinds}
+	if err := r.Schedule(context.Background(), &task.Task{Type: "background_remove", ProviderType: "mock"}, &fields{}); err != nil {
+		t.Errorf("routed to the mock by the config file: %v", err)
 	}
 	for _, tt := range []struct {
 		name string
