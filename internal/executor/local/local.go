@@ -2,7 +2,8 @@
 // the worker's machine with no service involved — image adjustments in Go
 // with github.com/disintegration/imaging (OpAdjustImage), and a pan-and-zoom
 // clip of an image rendered by an ffmpeg child process (OpImageToVideo,
-// video.go). Its operations are named by the task type that asks for them.
+// video.go), and an unsharp mask that brings out detail (OpEnhanceDetails,
+// details.go). Its operations are named by the task type that asks for them.
 // A job lives only as long as the process that runs it: after a restart its
 // handle is lost and the job starts afresh.
 package local
@@ -82,7 +83,7 @@ func New(name string, s Settings, jobs *inproc.Jobs) (*Executor, error) {
 }
 
 // Operations are the operations the executor runs.
-var Operations = []string{OpAdjustImage, OpImageToVideo}
+var Operations = []string{OpAdjustImage, OpImageToVideo, OpEnhanceDetails}
 
 // check decodes and checks a job's fields for its operation; an unknown
 // operation is invalid input.
@@ -93,6 +94,9 @@ func check(job *executor.Job) error {
 		return err
 	case OpImageToVideo:
 		_, err := decodeVideo(job)
+		return err
+	case OpEnhanceDetails:
+		_, err := decodeDetails(job)
 		return err
 	}
 	return executor.Errorf(executor.InvalidInput, "local: unknown operation %q (known: %s)", job.Operation, strings.Join(Operations, ", "))
@@ -131,6 +135,11 @@ func (e *Executor) Wait(ctx context.Context, job *executor.Job, h executor.Handl
 		if job.Operation == OpImageToVideo {
 			req, _ := decodeVideo(job) // checked above
 			out, err = e.imageToVideo(ctx, job, req, r)
+			return err
+		}
+		if job.Operation == OpEnhanceDetails {
+			req, _ := decodeDetails(job) // checked above
+			out, err = enhanceDetails(ctx, job, req, r)
 			return err
 		}
 		req, _ := decodeAdjust(job) // checked above

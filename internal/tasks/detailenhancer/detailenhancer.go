@@ -11,11 +11,9 @@
 package detailenhancer
 
 import (
-	"bytes"
 	"context"
 	"embed"
 	"fmt"
-	"image/png"
 	"time"
 
 	"github.com/computeserver/compute/internal/artifact"
@@ -31,7 +29,7 @@ import (
 const Name = "detail_enhancer"
 
 // Operation is the executor operation the type asks for.
-const Operation = "enhance_details"
+const Operation = local.OpEnhanceDetails
 
 // DefaultProvider is the executor a task naming none runs on.
 const DefaultProvider = "local"
@@ -135,55 +133,11 @@ func (p *Processor) Process(ctx context.Context, job *registry.Job[Fields]) (*ta
 		return nil, executor.Errorf(executor.InvalidInput, "image_url is %dx%d (%.1f megapixels); the limit is %d megapixels",
 			in.Config.Width, in.Config.Height, float64(px)/1e6, MaxPixels/1_000_000)
 	}
-	if p.run.Executors.Kind(name(job)) == local.Kind {
-		return p.sharpen(ctx, job, in)
-	}
 	art, out, err := imagetask.Run(ctx, p.run, job, Operation, DefaultProvider, imagetask.Scaled(job.Progress, 5, 95))
 	if err != nil {
 		return nil, err
 	}
 	return p.finish(ctx, job, art, out.Artifacts)
-}
-
-// name is the executor the job runs on.
-func name(job *registry.Job[Fields]) string {
-	if job.Task.ProviderType != "" {
-		return job.Task.ProviderType
-	}
-	return DefaultProvider
-}
-
-// sharpen is the local executor's work, done here in the worker: the
-// unsharp mask, stored as a PNG.
-func (p *Processor) sharpen(ctx context.Context, job *registry.Job[Fields], in *imagetask.Input) (*task.Result, error) {
-	f := job.Fields
-	if err := job.Progress(ctx, 10, "decoding"); err != nil {
-		return nil, err
-	}
-	img, err := in.Decode("image_url")
-	if err != nil {
-		return nil, err
-	}
-	if err := job.Progress(ctx, 30, "enhancing details"); err != nil {
-		return nil, err
-	}
-	out := Unsharp(img, f.Radius, MaxAmount*f.Strength)
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := job.Progress(ctx, 80, "encoding"); err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, out); err != nil {
-		return nil, fmt.Errorf("encoding the result: %w", err)
-	}
-	art, err := job.PutArtifact(ctx, "enhanced.png", "image/png", buf.Bytes())
-	if err != nil {
-		return nil, fmt.Errorf("storing the result: %w", err)
-	}
-	art.Width, art.Height = out.Bounds().Dx(), out.Bounds().Dy()
-	return p.finish(ctx, job, art, []task.Artifact{art})
 }
 
 // finish records the result.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/computeserver/compute/internal/artifact"
 	"github.com/computeserver/compute/internal/executor"
+	"github.com/computeserver/compute/internal/executor/local"
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/store"
 	"github.com/computeserver/compute/internal/task"
@@ -153,13 +154,13 @@ func TestUnsharpBringsOutDetail(t *testing.T) {
 	base := contrast(orig)
 	prev := base
 	for _, s := range []float64{0.3, 1} {
-		got := contrast(detailenhancer.Unsharp(orig, 1.5, detailenhancer.MaxAmount*s))
+		got := contrast(local.Unsharp(orig, 1.5, local.MaxDetailAmount*s))
 		if got <= prev {
 			t.Errorf("strength %g: contrast %.3f, want more than %.3f", s, got, prev)
 		}
 		prev = got
 	}
-	same := detailenhancer.Unsharp(orig, 1.5, 0)
+	same := local.Unsharp(orig, 1.5, 0)
 	if c := contrast(same); c != base {
 		t.Errorf("strength 0 changed the image: contrast %.3f, was %.3f", c, base)
 	}
