@@ -226,8 +226,13 @@ func TestImageToVideoCancelKillsFFmpeg(t *testing.T) {
 		_, err := executor.Execute(ctx, ex, job, rep)
 		done <- err
 	}()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for len(ffmpegChildren(t)) == 0 {
+		select {
+		case err := <-done:
+			t.Fatalf("the job ended before ffmpeg was seen running: %v", err)
+		default:
+		}
 		if time.Now().After(deadline) {
 			t.Fatal("ffmpeg never started")
 		}
