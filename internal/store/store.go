@@ -169,6 +169,9 @@ type API interface {
 	// are kept and their numbering continues. ErrDeliveryNotFound when
 	// the delivery does not exist or its task is not in scope.
 	Redeliver(ctx context.Context, id int64, scope Scope) (*Delivery, error)
+
+	// Endpoints are the webhook endpoints and the ledger across tasks.
+	Endpoints
 }
 
 // Queue is the execution engine's view of the store: claims, leases,
@@ -521,6 +524,14 @@ type Delivery struct {
 	// RedeliveredAt is when Redeliver last reset the delivery; the retry
 	// window counts from it (from CreatedAt before any redelivery).
 	RedeliveredAt *time.Time
+	// EndpointID is the webhook endpoint the delivery was made for
+	// (uuid.Nil: the task's own webhook_url or the default URL, or an
+	// endpoint deleted since).
+	EndpointID uuid.UUID
+	// Secrets are the endpoint's signing secrets, current first, then the
+	// previous one while a rotation's overlap lasts (ClaimDeliveries only;
+	// empty for deliveries without an endpoint).
+	Secrets []string
 
 	// EventType and EventStatus describe the event.
 	EventType   string

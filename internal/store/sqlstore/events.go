@@ -165,26 +165,34 @@ func (s *Store) insertEvents(ctx context.Context, tx *txn, evs []event.Event) ([
 }
 
 // insertDeliveries writes one pending delivery per webhook target of each
-// event (WithWebhookTargets decides them), in the event's transaction: an
-// event is never without its deliveries, and a delivery never without its
-// event.
+// event (WithWebhookTargets decides them) and per enabled webhook endpoint
+// whose filter wants it, in the event's transaction: an event is never
+// without its deliveries, and a delivery never without its event.
 func (s *Store) insertDeliveries(ctx context.Context, tx *txn, evs []event.Event) error {
-	if s.targets == nil {
-		return nil
+	eps, err := s.endpointTargets(ctx, tx, evs)
+	if err != nil {
+		return err
 	}
 	var (
 		rows []string
 		p    params
 	)
-	for _, e := range evs {
-		for _, tg := range s.targets(e) {
-			rows = append(rows, "("+p.list(e.ID, e.TaskID.String(), tg.URL, tg.Destination, dbTime(e.CreatedAt), dbTime(e.CreatedAt))+")")
+	for j, e := range evs {
+		if s.targets != nil {
+			for _, tg := range s.targets(e) {
+				rows = append(rows, "("+p.list(e.ID, e.TaskID.String(), tg.URL, tg.Destination, dbTime(e.CreatedAt), dbTime(e.CreatedAt), nil)+")")
+			}
+		}
+		if eps != nil {
+			for _, tg := range eps[j] {
+				rows = append(rows, "("+p.list(e.ID, e.TaskID.String(), tg.url, tg.destination, dbTime(e.CreatedAt), dbTime(e.CreatedAt), tg.id)+")")
+			}
 		}
 	}
 	if len(rows) == 0 {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (event_id, task_id, url, destination, next_attempt_at, created_at)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (event_id, task_id, url, destination, next_attempt_at, created_at, endpoint_id)
 		VALUES `+strings.Join(rows, ", "), p.vals...); err != nil {
 		return fmt.Errorf("inserting webhook deliveries: %w", err)
 	}

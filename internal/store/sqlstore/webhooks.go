@@ -23,24 +23,30 @@ import (
 // its event (alias e) in the order scanDelivery reads them.
 const deliveryColumns = `d.id, d.event_id, d.task_id, d.url, d.destination, d.status, d.attempts, d.attempts_base,
 d.next_attempt_at, d.last_status_code, d.last_error, d.created_at, d.updated_at, d.delivered_at,
-d.redelivered_at, e.event_type, e.status`
+d.redelivered_at, e.event_type, e.status, d.endpoint_id`
 
 func scanDelivery(s rowScanner, extra ...any) (store.Delivery, error) {
 	var (
 		d                           store.Delivery
 		tid, status, evStatus       string
 		code                        sql.NullInt64
+		endpoint                    sql.NullString
 		updated, delivered, redeliv sql.NullTime
 	)
 	dest := []any{&d.ID, &d.EventID, &tid, &d.URL, &d.Destination, &status, &d.Attempts, &d.AttemptsBase,
 		&d.NextAttemptAt, &code, &d.LastError, &d.CreatedAt, &updated, &delivered,
-		&redeliv, &d.EventType, &evStatus}
+		&redeliv, &d.EventType, &evStatus, &endpoint}
 	if err := s.Scan(append(dest, extra...)...); err != nil {
 		return d, err
 	}
 	var err error
 	if d.TaskID, err = uuid.Parse(tid); err != nil {
 		return d, fmt.Errorf("delivery %d task id %q: %w", d.ID, tid, err)
+	}
+	if endpoint.Valid {
+		if d.EndpointID, err = uuid.Parse(endpoint.String); err != nil {
+			return d, fmt.Errorf("delivery %d endpoint id %q: %w", d.ID, endpoint.String, err)
+		}
 	}
 	d.Status, d.EventStatus = store.DeliveryStatus(status), task.Status(evStatus)
 	d.LastStatusCode = int(code.Int64)
@@ -180,7 +186,11 @@ func (s *Store) ClaimDeliveries(ctx context.Context, c store.DeliveryClaim) ([]s
 			d.Body = json.RawMessage(body)
 			out = append(out, d)
 		}
-		return rows.Err()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("loading claimed webhook deliveries: %w", err)
+		}
+		rows.Close()
+		return s.loadSecrets(ctx, tx, out, now)
 	})
 	if err != nil {
 		return nil, err

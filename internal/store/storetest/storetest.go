@@ -56,6 +56,7 @@ func Run(t *testing.T, open func(t *testing.T, reg *registry.Registry) store.Sto
 		{"Migrations", testMigrations},
 		{"Webhooks", testWebhooks},
 		{"WebhookFairness", testWebhookFairness},
+		{"WebhookEndpoints", testEndpoints},
 		{"ExecutorGates", testExecutorGates},
 		{"Inbox", testInbox},
 		{"DeleteTask", testDeleteTask},
