@@ -378,7 +378,16 @@ func (d *Deliverer) send(ctx context.Context, dl store.Delivery, at time.Time) r
 	// webhook-id is the event id: the same on every attempt, so a
 	// receiver can drop what it has already processed.
 	id := strconv.FormatInt(dl.EventID, 10)
-	if d.cfg.Signer != nil {
+	if len(dl.Secrets) > 0 {
+		// An endpoint's delivery is signed with the endpoint's secrets.
+		sig, err := SignAll(dl.Secrets, id, at, body)
+		if err != nil {
+			return result{err: "the webhook endpoint's secret cannot sign: " + err.Error(), permanent: true}
+		}
+		req.Header.Set("webhook-id", id)
+		req.Header.Set("webhook-timestamp", strconv.FormatInt(at.Unix(), 10))
+		req.Header.Set("webhook-signature", sig)
+	} else if d.cfg.Signer != nil {
 		d.cfg.Signer.SetHeaders(req.Header, id, at, body)
 	} else {
 		req.Header.Set("webhook-id", id)

@@ -6,6 +6,7 @@ package webhook
 
 import (
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -55,4 +56,27 @@ func (s *Signer) SetHeaders(h http.Header, id string, at time.Time, body []byte)
 	h.Set("webhook-id", id)
 	h.Set("webhook-timestamp", strconv.FormatInt(at.Unix(), 10))
 	h.Set("webhook-signature", s.Sign(id, at, body))
+}
+
+// SignAll returns the webhook-signature header value signed with every
+// secret, space-separated, as the Standard Webhooks specification allows
+// during a secret rotation: a receiver accepts the request when any
+// signature matches a secret it holds.
+func SignAll(secrets []string, id string, at time.Time, body []byte) (string, error) {
+	sigs := make([]string, len(secrets))
+	for i, secret := range secrets {
+		s, err := NewSigner(secret)
+		if err != nil {
+			return "", err
+		}
+		sigs[i] = s.Sign(id, at, body)
+	}
+	return strings.Join(sigs, " "), nil
+}
+
+// NewSecret returns a new random secret: "whsec_" and base64 of 32 bytes.
+func NewSecret() string {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key) // never fails (crypto/rand)
+	return SecretPrefix + base64.StdEncoding.EncodeToString(key)
 }

@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"encoding/base64"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -74,5 +75,45 @@ func TestNewSignerRefusesBadSecrets(t *testing.T) {
 		if _, err := webhook.NewSigner(tc.secret); err == nil || !strings.Contains(err.Error(), "whsec_") {
 			t.Errorf("%s: err = %v", tc.name, err)
 		}
+	}
+}
+
+// TestSignAllVerifiesWithEitherSecret: during a rotation's overlap the
+// header carries both signatures, and the reference library accepts the
+// request with the old secret as with the new one, and with no other.
+func TestSignAllVerifiesWithEitherSecret(t *testing.T) {
+	t.Parallel()
+	fresh, old := webhook.NewSecret(), webhook.NewSecret()
+	if fresh == old || !strings.HasPrefix(fresh, webhook.SecretPrefix) {
+		t.Fatalf("NewSecret gave %q and %q", fresh, old)
+	}
+	body := []byte(`{"event_type":"generation_status_update"}`)
+	at := time.Now()
+	sig, err := webhook.SignAll([]string{fresh, old}, "7", at, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(strings.Fields(sig)); n != 2 {
+		t.Fatalf("webhook-signature %q has %d signatures, want 2", sig, n)
+	}
+	h := http.Header{}
+	h.Set("webhook-id", "7")
+	h.Set("webhook-timestamp", strconv.FormatInt(at.Unix(), 10))
+	h.Set("webhook-signature", sig)
+	for _, s := range []string{fresh, old} {
+		v, err := standardwebhooks.NewWebhook(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Verify(body, h); err != nil {
+			t.Errorf("the reference verifier with one of the two secrets refused: %v", err)
+		}
+	}
+	other, _ := standardwebhooks.NewWebhook(webhook.NewSecret())
+	if err := other.Verify(body, h); err == nil {
+		t.Error("a third secret verified")
+	}
+	if _, err := webhook.SignAll([]string{fresh, "nope"}, "7", at, body); err == nil {
+		t.Error("SignAll accepted a bad secret")
 	}
 }
