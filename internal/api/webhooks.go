@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
+	"github.com/google/uuid"
 
 	"github.com/computeserver/compute/internal/store"
 	"github.com/computeserver/compute/internal/task"
@@ -20,6 +21,7 @@ type WebhookDelivery struct {
 	EventType      string           `json:"event_type" doc:"The event's type, e.g. generation_status_update."`
 	EventStatus    task.Status      `json:"event_status" doc:"The task status the event reports."`
 	URL            string           `json:"url" doc:"Where the event is sent."`
+	EndpointID     *string          `json:"endpoint_id" format:"uuid" doc:"The webhook endpoint it was made for; null for the task's own webhook_url or the server's default URL (or an endpoint deleted since)."`
 	Status         string           `json:"status" enum:"pending,delivered,failed,stopped" doc:"pending: waiting for an attempt or being sent; delivered: a 2xx answer; failed: out of attempts or retry window, or the destination is refused; stopped: the receiver answered 410 Gone."`
 	AttemptCount   int              `json:"attempt_count" doc:"Attempts made, including any whose sender stopped before recording them."`
 	NextAttemptAt  *time.Time       `json:"next_attempt_at" doc:"When the next attempt is due (pending deliveries only)."`
@@ -98,6 +100,8 @@ func (s *Server) registerWebhookRoutes() {
 		}
 		return &deliveryOutput{Body: deliveryJSON(d)}, nil
 	})
+	s.registerEndpointRoutes()
+	s.registerLedgerRoutes()
 }
 
 func deliveryJSON(d *store.Delivery) WebhookDelivery {
@@ -106,6 +110,10 @@ func deliveryJSON(d *store.Delivery) WebhookDelivery {
 		URL: d.URL, Status: string(d.Status), AttemptCount: d.Attempts, LastStatusCode: code(d.LastStatusCode),
 		LastError: d.LastError, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, DeliveredAt: d.DeliveredAt,
 		RedeliveredAt: d.RedeliveredAt, Attempts: make([]WebhookAttempt, len(d.AttemptLog)),
+	}
+	if d.EndpointID != uuid.Nil {
+		id := d.EndpointID.String()
+		out.EndpointID = &id
 	}
 	if d.Status == store.DeliveryPending {
 		next := d.NextAttemptAt

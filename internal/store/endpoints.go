@@ -135,8 +135,8 @@ type DeliveryFilter struct {
 	TaskID uuid.UUID
 	// EventTypes keeps deliveries of these event types (empty: any).
 	EventTypes []string
-	// CreatedAfter and CreatedBefore bound the delivery's creation
-	// (zero: unbounded).
+	// CreatedAfter (inclusive) and CreatedBefore (exclusive) bound the
+	// delivery's creation (zero: unbounded).
 	CreatedAfter, CreatedBefore time.Time
 	// IDs keeps these deliveries only (RedeliverMany).
 	IDs []int64

@@ -67,7 +67,7 @@ func deliveryConds(p *params, f store.DeliveryFilter) []string {
 		conds = append(conds, "d.task_id = "+p.add(f.TaskID.String()))
 	}
 	if !f.CreatedAfter.IsZero() {
-		conds = append(conds, "d.created_at > "+p.add(dbTime(f.CreatedAfter)))
+		conds = append(conds, "d.created_at >= "+p.add(dbTime(f.CreatedAfter)))
 	}
 	if !f.CreatedBefore.IsZero() {
 		conds = append(conds, "d.created_at < "+p.add(dbTime(f.CreatedBefore)))
