@@ -153,7 +153,8 @@ type API interface {
 
 	// ListDeliveries returns the webhook deliveries of a task, oldest
 	// first, each with its attempts; task.ErrNotFound when the task is
-	// not in scope.
+	// not in scope. A tenant does not see the deliveries made for an
+	// admin's endpoint that receives every tenant's events.
 	ListDeliveries(ctx context.Context, taskID uuid.UUID, scope Scope) ([]Delivery, error)
 
 	// DeleteTask deletes a finished (completed, failed or cancelled) task

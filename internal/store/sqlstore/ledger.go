@@ -53,7 +53,7 @@ func deliveryConds(p *params, f store.DeliveryFilter) []string {
 	if !f.Scope.Admin {
 		t := p.add(f.Scope.TenantID)
 		conds = append(conds, "d.task_id IN (SELECT id FROM tasks WHERE origin_tenant_id = "+t+")",
-			"(d.endpoint_id IS NULL OR d.endpoint_id IN (SELECT id FROM webhook_endpoints WHERE tenant_id <> '' AND tenant_id = "+t+"))")
+			tenantEndpoints("d.endpoint_id", t))
 	}
 	for _, c := range []string{inList(p, "d.status", f.Statuses), inList(p, "e.event_type", f.EventTypes)} {
 		if c != "" {

@@ -392,7 +392,19 @@ func (s *Store) ListDeliveries(ctx context.Context, taskID uuid.UUID, scope stor
 	if err != nil {
 		return nil, fmt.Errorf("loading task: %w", err)
 	}
+	if !scope.Admin {
+		// Not the deliveries made for an admin's endpoint that receives
+		// every tenant's events: their URL is the admin's.
+		return s.loadDeliveries(ctx, s.r, "d.task_id = $1 AND "+tenantEndpoints("d.endpoint_id", "$2"), taskID.String(), scope.TenantID)
+	}
 	return s.loadDeliveries(ctx, s.r, "d.task_id = $1", taskID.String())
+}
+
+// tenantEndpoints is the condition that keeps a tenant's deliveries: those
+// without an endpoint and those of the tenant's own endpoints. column is
+// the deliveries' endpoint_id column, tenant the tenant id's placeholder.
+func tenantEndpoints(column, tenant string) string {
+	return "(" + column + " IS NULL OR " + column + " IN (SELECT id FROM webhook_endpoints WHERE tenant_id <> '' AND tenant_id = " + tenant + "))"
 }
 
 // loadDeliveries reads the deliveries matching where (over aliases d and
@@ -456,7 +468,7 @@ func (s *Store) Redeliver(ctx context.Context, id int64, scope store.Scope) (*st
 	err := s.inTx(ctx, func(tx *txn) error {
 		where, args := "id = $2", []any{now, id}
 		if !scope.Admin {
-			where += " AND task_id IN (SELECT id FROM tasks WHERE origin_tenant_id = $3)"
+			where += " AND task_id IN (SELECT id FROM tasks WHERE origin_tenant_id = $3) AND " + tenantEndpoints("endpoint_id", "$3")
 			args = append(args, scope.TenantID)
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1,

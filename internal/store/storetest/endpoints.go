@@ -188,6 +188,30 @@ func testEndpoints(t *testing.T, newEnv func(t *testing.T) *env) {
 		}
 	})
 
+	t.Run("a tenant does not see an admin endpoint's deliveries of its tasks", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		a := e.newEndpoint("a", "https://a.example/hook", store.EndpointFilter{})
+		g := e.newEndpoint("", "https://admin.example/hook?token=secret", store.EndpointFilter{})
+		tk := e.tenantTask("a")
+		ds, err := e.s.ListDeliveries(e.ctx, tk.ID, tenantScope("a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) != 1 || ds[0].EndpointID != a.ID {
+			t.Errorf("tenant a's view of its task's deliveries = %+v, want its own endpoint's only", ds)
+		}
+		for _, d := range e.deliveries(tk.ID) {
+			_, err := e.s.Redeliver(e.ctx, d.ID, tenantScope("a"))
+			switch {
+			case d.EndpointID == g.ID && !errors.Is(err, store.ErrDeliveryNotFound):
+				t.Errorf("tenant a redelivering the admin endpoint's delivery: %v, want ErrDeliveryNotFound", err)
+			case d.EndpointID == a.ID && err != nil:
+				t.Errorf("tenant a redelivering its own endpoint's delivery: %v", err)
+			}
+		}
+	})
+
 	t.Run("failed deliveries across tasks, paged, and bulk redelivery", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t)
