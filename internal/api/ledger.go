@@ -18,8 +18,8 @@ var deliveryStatuses = []string{"pending", "delivered", "failed", "stopped"}
 
 type deliveryListInput struct {
 	Status        []string  `query:"status,explode" maxItems:"4" doc:"Only deliveries in these statuses: pending, delivered, failed, stopped (repeat the parameter for several)."`
-	EndpointID    string    `query:"endpoint_id" maxLength:"64" doc:"Only the deliveries of this webhook endpoint."`
-	TaskID        string    `query:"task_id" maxLength:"64" doc:"Only the deliveries of this task."`
+	EndpointID    string    `query:"endpoint_id" format:"uuid" doc:"Only the deliveries of this webhook endpoint."`
+	TaskID        string    `query:"task_id" format:"uuid" doc:"Only the deliveries of this task."`
 	EventType     []string  `query:"event_type,explode" maxItems:"20" doc:"Only deliveries of these event types."`
 	CreatedAfter  time.Time `query:"created_after" doc:"Only deliveries made at or after this time (RFC 3339)."`
 	CreatedBefore time.Time `query:"created_before" doc:"Only deliveries made before this time (RFC 3339)."`
@@ -37,8 +37,8 @@ type deliveryPageOutput struct {
 // DeliveryFilter selects deliveries across tasks for a bulk redelivery.
 type DeliveryFilter struct {
 	Status        []string   `json:"status,omitempty" maxItems:"4" doc:"Statuses: pending, delivered, failed, stopped. Default: failed."`
-	EndpointID    string     `json:"endpoint_id,omitempty" maxLength:"64" doc:"Only the deliveries of this webhook endpoint."`
-	TaskID        string     `json:"task_id,omitempty" maxLength:"64" doc:"Only the deliveries of this task."`
+	EndpointID    string     `json:"endpoint_id,omitempty" format:"uuid" doc:"Only the deliveries of this webhook endpoint."`
+	TaskID        string     `json:"task_id,omitempty" format:"uuid" doc:"Only the deliveries of this task."`
 	EventType     []string   `json:"event_type,omitempty" maxItems:"20" doc:"Only deliveries of these event types."`
 	CreatedAfter  *time.Time `json:"created_after,omitempty" doc:"Only deliveries made at or after this time."`
 	CreatedBefore *time.Time `json:"created_before,omitempty" doc:"Only deliveries made before this time."`
