@@ -213,7 +213,8 @@ func WithListConns(n int) Option {
 // WithWebhookTargets makes the store write, beside every event and in its
 // transaction, one webhook delivery per target that targets returns for
 // it (package webhook decides them). Without it the store writes no
-// deliveries. targets runs inside write transactions: it must be quick
+// deliveries to tasks' own URLs; webhook endpoints' deliveries are written
+// either way (insertDeliveries). targets runs inside write transactions: it must be quick
 // and must not touch the store.
 func WithWebhookTargets(targets func(event.Event) []store.DeliveryTarget) Option {
 	return func(s *Store) { s.targets = targets }
