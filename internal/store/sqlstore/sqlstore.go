@@ -67,6 +67,9 @@ type dialect struct {
 	// columnsQuery lists a table's columns from the catalog: name, type,
 	// NOT NULL, has a default; $1 is the table.
 	columnsQuery string
+	// seconds is the number of seconds from the first time column (%s)
+	// to the second.
+	seconds string
 }
 
 // lockOf returns the clause that row-locks the rows of a table alias in a
@@ -108,6 +111,7 @@ var (
 		jsonAppend:   `json_insert(%s, '$[#]', json(%s))`,
 		goose:        goose.DialectSQLite3,
 		columnsQuery: `SELECT name, type, "notnull" <> 0, dflt_value IS NOT NULL FROM pragma_table_info($1) ORDER BY cid`,
+		seconds:      `((julianday(%[2]s) - julianday(%[1]s)) * 86400.0)`,
 	}
 	pgDialect = dialect{
 		name:          DialectPostgres,
@@ -121,6 +125,7 @@ var (
 		migrationLock: true,
 		columnsQuery: `SELECT column_name, data_type, is_nullable = 'NO', column_default IS NOT NULL
 FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position`,
+		seconds: `EXTRACT(EPOCH FROM (%[2]s - %[1]s))::DOUBLE PRECISION`,
 	}
 )
 

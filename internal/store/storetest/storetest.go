@@ -61,6 +61,7 @@ func Run(t *testing.T, open func(t *testing.T, reg *registry.Registry) store.Sto
 		{"Inbox", testInbox},
 		{"DeleteTask", testDeleteTask},
 		{"ArtifactExpiry", testArtifactExpiry},
+		{"Monitor", testMonitor},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
