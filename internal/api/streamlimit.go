@@ -86,3 +86,17 @@ func writeTooMany(w http.ResponseWriter, detail string) {
 	w.Header().Set("Retry-After", strconv.Itoa(streamRetryAfter))
 	writeProblem(w, http.StatusTooManyRequests, detail, nil)
 }
+
+// open counts the event streams held open on this process.
+func (l *streamLimits) open() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, c := range l.streams {
+		n += c
+	}
+	return n
+}
+
+// OpenStreams counts the event streams (SSE) this process holds open.
+func (s *Server) OpenStreams() int { return s.streams.open() }

@@ -76,6 +76,21 @@ type Config struct {
 	// lock, so more writers make more, smaller batches that queue on it
 	// (docs/performance.md has the measurements).
 	Completers int
+	// Observer, when set, is told of every run (the Prometheus metrics).
+	Observer Observer
+}
+
+// Observer watches runs, for metrics. Its methods are called on the run's
+// goroutine and must not block.
+type Observer interface {
+	// RunStarted is called when a run of t starts, pickup after the task
+	// became due (its run_at, or its creation when later).
+	RunStarted(t *task.Task, pickup time.Duration)
+	// RunEnded is called when a run of t ends after took, with its
+	// outcome: completed, failed, retried, deferred, released, cancelled
+	// or lost. A written outcome is reported once written; an outcome the
+	// store refused (the task changed meanwhile) as lost.
+	RunEnded(t *task.Task, outcome string, took time.Duration)
 }
 
 func (c *Config) setDefaults() {

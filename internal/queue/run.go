@@ -58,12 +58,21 @@ func (e *Engine) run(parent context.Context, rec *store.Record) {
 	runCtx, cancelTimeout := context.WithTimeout(ctx, runTimeout(rec))
 	defer cancelTimeout()
 
+	began := time.Now()
+	if obs := e.cfg.Observer; obs != nil {
+		due := t.RunAt
+		if t.CreatedAt.After(due) {
+			due = t.CreatedAt
+		}
+		obs.RunStarted(t, max(began.Sub(due), 0))
+	}
 	resume := t.IsResumed && resumable(rec.Def, t)
 	result, err := safeProcess(runCtx, rec, env, resume)
 	env.endProgress()
 	change, what := e.outcomeOf(rec, result, err, runCtx, ctx)
 	if change == nil {
 		logRun(slog.LevelInfo, "run stopped", slog.String("reason", what))
+		e.observeEnd(t, what, began)
 		return
 	}
 	// The run keeps its slot and its place in the running set until the
@@ -77,6 +86,11 @@ func (e *Engine) run(parent context.Context, rec *store.Record) {
 	if err != nil {
 		attrs = append(attrs, slog.Any("error", err))
 	}
+	if werr == nil {
+		e.observeEnd(t, what, began)
+	} else {
+		e.observeEnd(t, "lease lost", began)
+	}
 	switch {
 	case werr == nil:
 		logRun(slog.LevelInfo, "task attempt recorded", attrs...)
@@ -89,6 +103,25 @@ func (e *Engine) run(parent context.Context, rec *store.Record) {
 	default:
 		logRun(slog.LevelError, "recording outcome", append(attrs, slog.Any("write_error", werr))...)
 	}
+}
+
+// outcomeLabels name the outcomes outcomeOf describes, for the Observer.
+var outcomeLabels = map[string]string{
+	"completed": "completed", "failed": "failed", "retry scheduled": "retried", "deferred": "deferred",
+	"released at shutdown": "released", "cancelled": "cancelled", "lease lost": "lost",
+}
+
+// observeEnd tells the Observer, if any, that a run of t begun at began
+// ended with the outcome outcomeOf described as what.
+func (e *Engine) observeEnd(t *task.Task, what string, began time.Time) {
+	if e.cfg.Observer == nil {
+		return
+	}
+	label, ok := outcomeLabels[what]
+	if !ok {
+		label = "other"
+	}
+	e.cfg.Observer.RunEnded(t, label, time.Since(began))
 }
 
 // runTimeout is the execution timeout of one attempt: the task's

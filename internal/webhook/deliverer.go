@@ -74,6 +74,10 @@ type Config struct {
 	Signer *Signer
 	// UserAgent is sent with every request (default compute-server/dev).
 	UserAgent string
+	// Observe, when set, is told the result of every attempt recorded:
+	// the delivery's status after it (delivered, pending for a retry,
+	// failed, stopped). It must not block (the Prometheus metrics).
+	Observe func(result string)
 }
 
 func (c *Config) setDefaults() {
@@ -327,7 +331,9 @@ func (d *Deliverer) deliver(ctx context.Context, dl store.Delivery) {
 		o = d.outcome(dl, r, time.Now())
 		v = verdictOf(r)
 	}
-	d.record(ctx, dl, a, o)
+	if d.record(ctx, dl, a, o) && d.cfg.Observe != nil {
+		d.cfg.Observe(string(o.Status))
+	}
 	d.judge(ctx, dl.Destination, v)
 }
 
@@ -464,8 +470,9 @@ func (d *Deliverer) backoff(n int) time.Duration {
 
 // record writes the attempt and the delivery's next state. A failure to
 // record leaves the delivery claimed until its lease ends; it is then
-// sent again (deliveries are at least once).
-func (d *Deliverer) record(ctx context.Context, dl store.Delivery, a store.DeliveryAttempt, o store.DeliveryOutcome) {
+// sent again (deliveries are at least once). It reports whether the
+// outcome was written.
+func (d *Deliverer) record(ctx context.Context, dl store.Delivery, a store.DeliveryAttempt, o store.DeliveryOutcome) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	log := d.log.With("delivery_id", dl.ID, "event_id", dl.EventID, "task_id", dl.TaskID, "attempt", a.Attempt)
@@ -473,10 +480,10 @@ func (d *Deliverer) record(ctx context.Context, dl store.Delivery, a store.Deliv
 	switch {
 	case errors.Is(err, store.ErrDeliveryClaimLost):
 		log.Info("webhook attempt recorded, but the delivery moved on meanwhile", "status_code", a.StatusCode, "error", err)
-		return
+		return false
 	case err != nil:
 		log.Warn("recording a webhook attempt; the delivery will be sent again after its lease", "error", err)
-		return
+		return false
 	}
 	attrs := []any{"status_code", a.StatusCode, "duration", a.Duration}
 	if a.Error != "" {
@@ -492,4 +499,5 @@ func (d *Deliverer) record(ctx context.Context, dl store.Delivery, a store.Deliv
 	default:
 		log.Warn("webhook delivery failed for good", attrs...)
 	}
+	return true
 }
