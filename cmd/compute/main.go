@@ -117,10 +117,20 @@ func newLogger(c config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if c.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(h).With("service", serviceName())
+}
+
+// serviceName names the service in every log line: OTEL_SERVICE_NAME, the
+// standard variable, or "compute".
+func serviceName() string {
+	if s := os.Getenv("OTEL_SERVICE_NAME"); s != "" {
+		return s
+	}
+	return "compute"
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {

@@ -51,6 +51,10 @@ type Config struct {
 	// MaxPageBytes bounds the encoded items of one task-list page
 	// (default 4 MiB); the page ends early and its cursor continues it.
 	MaxPageBytes int
+	// HeartbeatInterval is how often processes heartbeat (default 10s):
+	// GET /monitoring/workers shows a process up while its last
+	// heartbeat is at most three intervals old.
+	HeartbeatInterval time.Duration
 }
 
 // Engine is what the API needs from the execution engine; nil when the
@@ -78,6 +82,9 @@ type Deps struct {
 	// served at POST /api/v1/callbacks/{type}/{token}, without an API key
 	// (the handler checks the job's unguessable token).
 	Callbacks map[string]http.Handler
+	// Metrics serves GET /metrics (the Prometheus text format), without
+	// an API key; nil: no /metrics.
+	Metrics http.Handler
 }
 
 // Server serves the HTTP API.
@@ -119,6 +126,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	if cfg.MaxPageBytes <= 0 {
 		cfg.MaxPageBytes = 4 << 20
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = 10 * time.Second
 	}
 	log := deps.Logger
 	if log == nil {
@@ -167,6 +177,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.registerArtifactRoutes()
 	s.registerEventRoutes()
 	s.registerWebhookRoutes()
+	s.registerMonitoringRoutes()
+	if deps.Metrics != nil {
+		s.mux.Handle("GET /metrics", deps.Metrics)
+	}
 	for kind, h := range deps.Callbacks {
 		s.mux.Handle("POST /api/v1/callbacks/"+kind+"/{token}", h)
 	}

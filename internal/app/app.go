@@ -23,6 +23,7 @@ import (
 	"github.com/computeserver/compute/internal/executor"
 	"github.com/computeserver/compute/internal/executor/cog"
 	"github.com/computeserver/compute/internal/executors"
+	"github.com/computeserver/compute/internal/monitor"
 	"github.com/computeserver/compute/internal/netguard"
 	"github.com/computeserver/compute/internal/queue"
 	"github.com/computeserver/compute/internal/registry"
@@ -53,7 +54,11 @@ type App struct {
 	Webhooks  *webhook.Deliverer
 	Events    *Events
 	API       *api.Server
-	log       *slog.Logger
+	// Metrics are the process's Prometheus metrics, served at /metrics.
+	Metrics *monitor.Metrics
+	log     *slog.Logger
+	// heartbeat registers the process for GET /monitoring/workers.
+	heartbeat *monitor.Heartbeat
 	// identity is the engine's instance identity, held while the app is
 	// open.
 	identity *queue.Identity
@@ -272,10 +277,22 @@ func (a *App) build(ctx context.Context, opts Options) error {
 		eng api.Engine
 		err error
 	)
+	mon, _ := st.(store.Monitor) // the SQL store's; nil leaves the numbers out
+	a.Metrics = monitor.NewMetrics(monitor.Sources{
+		Store: mon, DBs: pools(st), Logger: a.log,
+		OpenStreams: func() int {
+			if a.API == nil {
+				return 0
+			}
+			return a.API.OpenStreams()
+		},
+	})
+	instance := processName()
 	if opts.Workers && cfg.Workers > 0 {
 		if a.identity, err = queue.AcquireIdentity(cfg.InstanceDir()); err != nil {
 			return err
 		}
+		instance = a.identity.Name
 		maxResumes := cfg.MaxResumes
 		if maxResumes == 0 {
 			maxResumes = -1 // never; queue.Config's zero means its default
@@ -283,10 +300,10 @@ func (a *App) build(ctx context.Context, opts Options) error {
 		a.Engine = queue.New(queue.Config{
 			Instance: a.identity.Name, Concurrency: cfg.Workers, ShutdownGrace: cfg.ShutdownGrace,
 			PublicBaseURL: cfg.AnnouncedBaseURL(!opts.NoAPI), ArtifactsPublicURL: cfg.ArtifactsPublicURL, Lease: cfg.Lease, MaxResumes: maxResumes,
-			ExecutorLimits: a.Executors.Concurrency(),
+			ExecutorLimits: a.Executors.Concurrency(), Observer: a.Metrics,
 		}, st, a.Registry, a.Artifacts, a.log)
 		eng = a.Engine
-		if a.Webhooks, err = newDeliverer(cfg, opts.Version, st, a.log); err != nil {
+		if a.Webhooks, err = newDeliverer(cfg, opts.Version, st, a.Metrics.WebhookResult, a.log); err != nil {
 			return err
 		}
 	}
@@ -298,10 +315,14 @@ func (a *App) build(ctx context.Context, opts Options) error {
 		}, api.Deps{
 			Store: st, Registry: a.Registry, Artifacts: a.Artifacts, Engine: eng, Logger: a.log, Events: a.Events.Relay,
 			Executors: a.Executors, Callbacks: map[string]http.Handler{cog.Kind: a.Callbacks},
+			Metrics: a.Metrics.Handler(),
 		})
 		if err != nil {
 			return err
 		}
+	}
+	if mon != nil {
+		a.heartbeat = monitor.NewHeartbeat(mon, store.Process{Instance: instance, Role: role(opts, cfg), Version: opts.Version}, 0, a.log)
 	}
 	return nil
 }
@@ -380,6 +401,17 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		defer a.Webhooks.Stop() // after the engine's last events
 	}
+	if a.heartbeat != nil {
+		if err := a.heartbeat.Start(ctx); err != nil {
+			return err
+		}
+		defer a.heartbeat.Stop()
+	}
+	stopMetrics, err := a.serveMetrics()
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	if a.retention != nil {
 		if err := a.retention.Start(ctx); err != nil {
 			return err

@@ -11,7 +11,7 @@ import (
 )
 
 // newDeliverer builds the webhook deliverer from the configuration.
-func newDeliverer(cfg config.Config, version string, st store.Store, log *slog.Logger) (*webhook.Deliverer, error) {
+func newDeliverer(cfg config.Config, version string, st store.Store, observe func(string), log *slog.Logger) (*webhook.Deliverer, error) {
 	var signer *webhook.Signer
 	if cfg.WebhookSecret != "" {
 		s, err := webhook.NewSigner(cfg.WebhookSecret)
@@ -32,5 +32,6 @@ func newDeliverer(cfg config.Config, version string, st store.Store, log *slog.L
 			Setting: "COMPUTE_WEBHOOK_ALLOW_PRIVATE", CIDRSetting: "COMPUTE_WEBHOOK_ALLOW_CIDRS"},
 		Signer:    signer,
 		UserAgent: "compute-server/" + version,
+		Observe:   observe,
 	}, st, log), nil
 }

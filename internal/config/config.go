@@ -23,6 +23,11 @@ type Config struct {
 	// Addr is the HTTP listen address (COMPUTE_ADDR, default
 	// 127.0.0.1:9000).
 	Addr string `yaml:"addr"`
+	// MetricsAddr, when set, is a listen address serving only GET
+	// /metrics (COMPUTE_METRICS_ADDR): the worker role's metrics, or an
+	// API process's on an internal port. Empty: /metrics is served beside
+	// the API only.
+	MetricsAddr string `yaml:"metrics_addr"`
 	// DataDir holds the SQLite file and the artifacts (COMPUTE_DATA_DIR,
 	// default ./data).
 	DataDir string `yaml:"data_dir"`
@@ -233,6 +238,7 @@ func (c *Config) applyEnv() error {
 		}
 	}
 	str("COMPUTE_ADDR", &c.Addr)
+	str("COMPUTE_METRICS_ADDR", &c.MetricsAddr)
 	str("COMPUTE_DATA_DIR", &c.DataDir)
 	str("DATABASE_URL", &c.DatabaseURL)
 	str("COMPUTE_API_KEY", &c.APIKey)
@@ -321,6 +327,11 @@ func invalid(setting, format string, args ...any) error {
 func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return invalid("COMPUTE_ADDR", "%q: want host:port", c.Addr)
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return invalid("COMPUTE_METRICS_ADDR", "%q: want host:port", c.MetricsAddr)
+		}
 	}
 	if c.DataDir == "" {
 		return invalid("COMPUTE_DATA_DIR", "must not be empty")

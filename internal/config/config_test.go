@@ -15,7 +15,7 @@ import (
 
 // envVars are every variable FromEnv reads.
 var envVars = []string{
-	"COMPUTE_ADDR", "COMPUTE_DATA_DIR", "DATABASE_URL", "COMPUTE_API_KEY", "COMPUTE_PUBLIC_URL",
+	"COMPUTE_ADDR", "COMPUTE_METRICS_ADDR", "COMPUTE_DATA_DIR", "DATABASE_URL", "COMPUTE_API_KEY", "COMPUTE_PUBLIC_URL",
 	"COMPUTE_MAX_BODY_BYTES", "COMPUTE_WORKERS", "COMPUTE_AUTO_MIGRATE", "COMPUTE_ALLOW_PRIVATE_URLS",
 	"COMPUTE_SHUTDOWN_GRACE", "COMPUTE_LEASE", "COMPUTE_MAX_RESUMES", "COMPUTE_QUEUE_LIMITS", "COMPUTE_LOG_LEVEL", "COMPUTE_LOG_FORMAT",
 	"COMPUTE_SSE_KEEPALIVE", "COMPUTE_ALLOW_PRIVATE_CIDRS", "COMPUTE_WEBHOOK_ALLOW_CIDRS", "COMPUTE_WEBHOOK_PER_DESTINATION",
@@ -91,6 +91,7 @@ func TestFromEnvReadsEachVariable(t *testing.T) {
 		want  func(c *config.Config)
 	}{
 		{name: "COMPUTE_ADDR", value: "0.0.0.0:8080", want: func(c *config.Config) { c.Addr = "0.0.0.0:8080" }},
+		{name: "COMPUTE_METRICS_ADDR", value: "127.0.0.1:9100", want: func(c *config.Config) { c.MetricsAddr = "127.0.0.1:9100" }},
 		{name: "COMPUTE_DATA_DIR", value: "/var/lib/compute", want: func(c *config.Config) { c.DataDir = "/var/lib/compute" }},
 		{name: "DATABASE_URL", value: "postgres://u@db/compute", want: func(c *config.Config) { c.DatabaseURL = "postgres://u@db/compute" }},
 		{name: "COMPUTE_API_KEY", value: "0123456789abcdef0123", want: func(c *config.Config) { c.APIKey = "0123456789abcdef0123" }},
@@ -202,6 +203,7 @@ func TestValidate(t *testing.T) {
 		}},
 		{name: "addr without port", mut: func(c *config.Config) { c.Addr = "localhost" }, want: []string{"COMPUTE_ADDR", `"localhost"`}},
 		{name: "addr empty", mut: func(c *config.Config) { c.Addr = "" }, want: []string{"COMPUTE_ADDR"}},
+		{name: "metrics addr without port", mut: func(c *config.Config) { c.MetricsAddr = "localhost" }, want: []string{"COMPUTE_METRICS_ADDR", `"localhost"`}},
 		{name: "data dir empty", mut: func(c *config.Config) { c.DataDir = "" }, want: []string{"COMPUTE_DATA_DIR"}},
 		{name: "database url not postgres", mut: func(c *config.Config) { c.DatabaseURL = "mysql://db/compute" }, want: []string{"DATABASE_URL"}},
 		{name: "database url a file path", mut: func(c *config.Config) { c.DatabaseURL = "/tmp/compute.db" }, want: []string{"DATABASE_URL"}},

@@ -1,0 +1,292 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/computeserver/compute/internal/executor"
+	"github.com/computeserver/compute/internal/store"
+	"github.com/computeserver/compute/internal/task"
+)
+
+// The monitoring routes: the deployment's queues, processes, executors and
+// tenants, read from the database every process shares (and, for an
+// executor's servers, from what this process's executors learnt of them).
+// Every route but /monitoring/tenants needs an admin key; a tenant's key
+// sees its own usage there.
+
+// QueueCounts are a queue's tasks finished within the last 1, 5 and 15
+// minutes.
+type QueueCounts struct {
+	Last1m  int `json:"last_1m"`
+	Last5m  int `json:"last_5m"`
+	Last15m int `json:"last_15m"`
+}
+
+// QueueStatus is one queue in GET /monitoring/queues.
+type QueueStatus struct {
+	Queue                   string      `json:"queue"`
+	Pending                 int         `json:"pending"`
+	Executing               int         `json:"executing"`
+	OldestPendingAt         *time.Time  `json:"oldest_pending_at" doc:"When the oldest pending task was created; null when none is pending."`
+	OldestPendingAgeSeconds float64     `json:"oldest_pending_age_seconds" doc:"How long the oldest pending task has waited since its creation (0 when none is pending)."`
+	Completed               QueueCounts `json:"completed" doc:"Tasks that completed within the last 1, 5 and 15 minutes."`
+	Failed                  QueueCounts `json:"failed" doc:"Tasks that failed for good within the last 1, 5 and 15 minutes."`
+}
+
+type queuesOutput struct {
+	Body struct {
+		At     time.Time     `json:"at" doc:"When the counts were taken."`
+		Queues []QueueStatus `json:"queues" doc:"Every queue with a pending or executing task or one finished in the last 15 minutes, by name."`
+	}
+}
+
+// WorkerStatus is one process in GET /monitoring/workers.
+type WorkerStatus struct {
+	Instance     string     `json:"instance" doc:"The process's instance name (executor_instance of the tasks its workers run)."`
+	Role         string     `json:"role" enum:"serve,api,worker,unknown" doc:"unknown: tasks are executing under an instance that has not registered (or stopped heartbeating more than an hour ago)."`
+	Version      string     `json:"version"`
+	StartedAt    *time.Time `json:"started_at"`
+	LastSeenAt   *time.Time `json:"last_seen_at" doc:"The process's last heartbeat."`
+	Up           bool       `json:"up" doc:"Whether the last heartbeat is recent (within three heartbeat intervals)."`
+	RunningTasks int        `json:"running_tasks" doc:"Tasks executing under this instance now."`
+}
+
+type workersOutput struct {
+	Body struct {
+		Workers []WorkerStatus `json:"workers" doc:"The processes seen in the last hour, by instance."`
+	}
+}
+
+// ExecutorServer is one server of an executor (a ComfyUI server).
+type ExecutorServer struct {
+	URL       string     `json:"url"`
+	Up        bool       `json:"up" doc:"false when this process's last call to the server got no answer."`
+	LastError string     `json:"last_error,omitempty" doc:"What that call got, when the server is down."`
+	CheckedAt *time.Time `json:"checked_at" doc:"When this process last called the server; null when it has not yet."`
+	Slots     int        `json:"slots" doc:"How many jobs the server holds at once."`
+	SlotsUsed int        `json:"slots_used" doc:"Slots held by running tasks of every process."`
+}
+
+// ExecutorStatus is one configured executor in GET /monitoring/executors.
+type ExecutorStatus struct {
+	Name            string           `json:"name" doc:"The configured name, which a task's provider_type names."`
+	Type            string           `json:"type" doc:"The executor kind (comfyui, fal, openai, mock…)."`
+	Concurrency     int              `json:"concurrency" doc:"The most tasks running on it at once over every process; 0: no limit."`
+	StartsPerMinute int              `json:"starts_per_minute" doc:"The most jobs started in any minute; 0: no limit."`
+	Running         int              `json:"running" doc:"Its tasks executing now, in every process."`
+	PausedUntil     *time.Time       `json:"paused_until" doc:"Until when no task of it is claimed (after a 429, or while its start rate is used up); null when it is not paused."`
+	PauseReason     string           `json:"pause_reason,omitempty"`
+	Servers         []ExecutorServer `json:"servers,omitempty" doc:"Its servers, for executors with servers of their own (comfyui)."`
+}
+
+type executorsOutput struct {
+	Body struct {
+		Executors []ExecutorStatus `json:"executors"`
+	}
+}
+
+// TenantStatus is one tenant's usage in GET /monitoring/tenants.
+type TenantStatus struct {
+	TenantID   string         `json:"tenant_id" doc:"The tenant (\"\" for tasks created with an admin key)."`
+	Tasks      map[string]int `json:"tasks" doc:"Its tasks by status."`
+	Total      int            `json:"total"`
+	RunSeconds float64        `json:"run_seconds" doc:"Seconds from start to end of its finished tasks, summed."`
+}
+
+type tenantsOutput struct {
+	Body struct {
+		Tenants []TenantStatus `json:"tenants" doc:"By tenant id; a tenant's key sees only its own."`
+	}
+}
+
+// monitor returns the store's monitoring view.
+func (s *Server) monitor() (store.Monitor, error) {
+	m, ok := s.deps.Store.(store.Monitor)
+	if !ok {
+		return nil, storeProblem(http.StatusServiceUnavailable, "this store does not report monitoring numbers")
+	}
+	return m, nil
+}
+
+// adminOnly refuses a tenant's key.
+func adminOnly(ctx context.Context) error {
+	if !principalFrom(ctx).admin {
+		return huma.Error403Forbidden("the monitoring of the whole deployment needs an admin API key")
+	}
+	return nil
+}
+
+func (s *Server) registerMonitoringRoutes() {
+	tags := []string{"Monitoring"}
+	huma.Register(s.api, huma.Operation{
+		OperationID: "monitor-queues", Method: http.MethodGet, Path: "/api/v1/monitoring/queues", Tags: tags,
+		Summary:     "Queues: pending, executing, oldest pending age, finished in the last 1/5/15 minutes",
+		Description: "Counts for the whole deployment, read from the database. Admin key only.",
+		Security:    bearer, Errors: []int{401, 403, 503},
+	}, func(ctx context.Context, _ *struct{}) (*queuesOutput, error) {
+		if err := adminOnly(ctx); err != nil {
+			return nil, err
+		}
+		m, err := s.monitor()
+		if err != nil {
+			return nil, err
+		}
+		now := task.Now()
+		stats, err := m.QueueStats(ctx, now)
+		if err != nil {
+			return nil, s.problem(err, "queues")
+		}
+		out := &queuesOutput{}
+		out.Body.At = now
+		out.Body.Queues = make([]QueueStatus, len(stats))
+		for i, q := range stats {
+			qs := QueueStatus{
+				Queue: q.Queue, Pending: q.Pending, Executing: q.Executing,
+				Completed: QueueCounts{q.Completed[0], q.Completed[1], q.Completed[2]},
+				Failed:    QueueCounts{q.Failed[0], q.Failed[1], q.Failed[2]},
+			}
+			if !q.OldestPending.IsZero() {
+				at := q.OldestPending
+				qs.OldestPendingAt, qs.OldestPendingAgeSeconds = &at, max(now.Sub(at).Seconds(), 0)
+			}
+			out.Body.Queues[i] = qs
+		}
+		return out, nil
+	})
+
+	huma.Register(s.api, huma.Operation{
+		OperationID: "monitor-workers", Method: http.MethodGet, Path: "/api/v1/monitoring/workers", Tags: tags,
+		Summary:     "Processes: instance, role, version, started, last seen, running tasks",
+		Description: "Every process registers at start and heartbeats; this lists those seen in the last hour, and any instance tasks are executing under that is not among them. Admin key only.",
+		Security:    bearer, Errors: []int{401, 403, 503},
+	}, func(ctx context.Context, _ *struct{}) (*workersOutput, error) {
+		if err := adminOnly(ctx); err != nil {
+			return nil, err
+		}
+		m, err := s.monitor()
+		if err != nil {
+			return nil, err
+		}
+		now := task.Now()
+		procs, err := m.ListProcesses(ctx, now.Add(-time.Hour))
+		if err != nil {
+			return nil, s.problem(err, "workers")
+		}
+		_, running, err := m.ExecutingBy(ctx)
+		if err != nil {
+			return nil, s.problem(err, "workers")
+		}
+		out := &workersOutput{}
+		out.Body.Workers = []WorkerStatus{}
+		for _, p := range procs {
+			started, seen := p.StartedAt, p.LastSeen
+			out.Body.Workers = append(out.Body.Workers, WorkerStatus{
+				Instance: p.Instance, Role: p.Role, Version: p.Version, StartedAt: &started, LastSeenAt: &seen,
+				Up: now.Sub(seen) <= 3*s.cfg.HeartbeatInterval, RunningTasks: running[p.Instance],
+			})
+			delete(running, p.Instance)
+		}
+		for inst, n := range running {
+			out.Body.Workers = append(out.Body.Workers, WorkerStatus{Instance: inst, Role: "unknown", RunningTasks: n})
+		}
+		sort.Slice(out.Body.Workers, func(i, j int) bool { return out.Body.Workers[i].Instance < out.Body.Workers[j].Instance })
+		return out, nil
+	})
+
+	huma.Register(s.api, huma.Operation{
+		OperationID: "monitor-executors", Method: http.MethodGet, Path: "/api/v1/monitoring/executors", Tags: tags,
+		Summary:     "Executors: type, limits, pause, running tasks, servers and slots",
+		Description: "The executors configured on this process. Running tasks, pauses and slots in use are the deployment's (from the database); a server's up/down is what this process's last call to it found. Admin key only.",
+		Security:    bearer, Errors: []int{401, 403, 503},
+	}, func(ctx context.Context, _ *struct{}) (*executorsOutput, error) {
+		if err := adminOnly(ctx); err != nil {
+			return nil, err
+		}
+		m, err := s.monitor()
+		if err != nil {
+			return nil, err
+		}
+		running, _, err := m.ExecutingBy(ctx)
+		if err != nil {
+			return nil, s.problem(err, "executors")
+		}
+		slots, err := m.SlotsInUse(ctx)
+		if err != nil {
+			return nil, s.problem(err, "executors")
+		}
+		pauses := map[string]store.ExecutorPause{}
+		if g, ok := s.deps.Store.(store.Gates); ok {
+			if pauses, err = g.ExecutorPauses(ctx); err != nil {
+				return nil, s.problem(err, "executors")
+			}
+		}
+		out := &executorsOutput{}
+		out.Body.Executors = s.executorStates(running, slots, pauses)
+		return out, nil
+	})
+
+	huma.Register(s.api, huma.Operation{
+		OperationID: "monitor-tenants", Method: http.MethodGet, Path: "/api/v1/monitoring/tenants", Tags: tags,
+		Summary:     "Usage per tenant: tasks by status, run seconds",
+		Description: "An admin key sees every tenant; a tenant's key sees its own usage only.",
+		Security:    bearer, Errors: []int{401, 503},
+	}, func(ctx context.Context, _ *struct{}) (*tenantsOutput, error) {
+		m, err := s.monitor()
+		if err != nil {
+			return nil, err
+		}
+		usage, err := m.TenantUsage(ctx, principalFrom(ctx).scope())
+		if err != nil {
+			return nil, s.problem(err, "tenants")
+		}
+		out := &tenantsOutput{}
+		out.Body.Tenants = make([]TenantStatus, len(usage))
+		for i, u := range usage {
+			ts := TenantStatus{TenantID: u.TenantID, Tasks: u.ByStatus, RunSeconds: u.RunSeconds}
+			for _, n := range u.ByStatus {
+				ts.Total += n
+			}
+			out.Body.Tenants[i] = ts
+		}
+		return out, nil
+	})
+}
+
+// executorStates describes the configured executors, by name.
+func (s *Server) executorStates(running map[string]int, slots map[string]map[string]int, pauses map[string]store.ExecutorPause) []ExecutorStatus {
+	out := []ExecutorStatus{}
+	set := s.deps.Executors
+	if set == nil {
+		return out
+	}
+	names := set.Names()
+	slices.Sort(names)
+	for _, name := range names {
+		l := set.LimitsOf(name)
+		es := ExecutorStatus{Name: name, Type: set.Kind(name), Concurrency: l.Concurrency, StartsPerMinute: l.StartsPerMinute, Running: running[name]}
+		if p, ok := pauses[name]; ok {
+			until := p.Until
+			es.PausedUntil, es.PauseReason = &until, p.Reason
+		}
+		if ex, ok := set.Lookup(name); ok {
+			if r, ok := ex.(executor.ServerReporter); ok {
+				for _, st := range r.ServerStates() {
+					srv := ExecutorServer{URL: st.URL, Up: !st.Down, LastError: st.LastError, Slots: st.Slots, SlotsUsed: slots[name][st.URL]}
+					if !st.CheckedAt.IsZero() {
+						at := st.CheckedAt.UTC()
+						srv.CheckedAt = &at
+					}
+					es.Servers = append(es.Servers, srv)
+				}
+			}
+		}
+		out = append(out, es)
+	}
+	return out
+}
