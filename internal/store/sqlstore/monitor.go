@@ -27,8 +27,11 @@ func (s *Store) QueueStats(ctx context.Context, now time.Time) ([]store.QueueSta
 		}
 		return qs
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT queue_name, COUNT(*), MIN(created_at) FROM tasks WHERE status = 'pending' GROUP BY queue_name
-		UNION ALL SELECT queue_name, -COUNT(*), NULL FROM tasks WHERE status = 'executing' GROUP BY queue_name`)
+	// SQLite would pick tasks_status_created and sort: name the indexes.
+	rows, err := s.r.QueryContext(ctx, `SELECT queue_name, COUNT(*), MIN(created_at) FROM tasks`+s.d.indexedBy("tasks_pending_queue")+`
+		WHERE status = 'pending' GROUP BY queue_name
+		UNION ALL SELECT queue_name, -COUNT(*), NULL FROM tasks`+s.d.indexedBy("tasks_executing_queue")+`
+		WHERE status = 'executing' GROUP BY queue_name`)
 	if err != nil {
 		return nil, fmt.Errorf("counting queues: %w", classify(err))
 	}
@@ -61,7 +64,8 @@ func (s *Store) QueueStats(ctx context.Context, now time.Time) ([]store.QueueSta
 	}
 	rows, err = s.r.QueryContext(ctx, `SELECT queue_name, status,
 		SUM(CASE WHEN completed_at >= $1 THEN 1 ELSE 0 END), SUM(CASE WHEN completed_at >= $2 THEN 1 ELSE 0 END), COUNT(*)
-		FROM tasks WHERE completed_at >= $3 AND status IN ('completed', 'failed') GROUP BY queue_name, status`,
+		FROM tasks`+s.d.indexedBy("tasks_finished_queue")+`
+		WHERE completed_at IS NOT NULL AND completed_at >= $3 AND status IN ('completed', 'failed') GROUP BY queue_name, status`,
 		cuts[0], cuts[1], cuts[2])
 	if err != nil {
 		return nil, fmt.Errorf("counting finished tasks: %w", classify(err))
@@ -132,9 +136,9 @@ func (s *Store) TenantUsage(ctx context.Context, scope store.Scope) ([]store.Ten
 }
 
 // ExecutingBy implements store.Monitor over the executing tasks (few: at
-// most the workers' concurrency), found through tasks_lease.
+// most the workers' concurrency), found through tasks_executing_provider.
 func (s *Store) ExecutingBy(ctx context.Context) (byExecutor, byInstance map[string]int, err error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT provider_type, executor_instance, COUNT(*) FROM tasks
+	rows, err := s.r.QueryContext(ctx, `SELECT provider_type, executor_instance, COUNT(*) FROM tasks`+s.d.indexedBy("tasks_executing_provider")+`
 		WHERE status = 'executing' GROUP BY provider_type, executor_instance`)
 	if err != nil {
 		return nil, nil, fmt.Errorf("counting executing tasks: %w", classify(err))
