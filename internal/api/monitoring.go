@@ -82,7 +82,16 @@ type ExecutorStatus struct {
 	Running         int              `json:"running" doc:"Its tasks executing now, in every process."`
 	PausedUntil     *time.Time       `json:"paused_until" doc:"Until when no task of it is claimed (after a 429, or while its start rate is used up); null when it is not paused."`
 	PauseReason     string           `json:"pause_reason,omitempty"`
+	Last15m         ExecutorRecent   `json:"last_15m" doc:"Its tasks that finished in the last 15 minutes, in every process."`
 	Servers         []ExecutorServer `json:"servers,omitempty" doc:"Its servers, for executors with servers of their own (comfyui)."`
+}
+
+// ExecutorRecent are an executor's recently finished tasks.
+type ExecutorRecent struct {
+	Completed      int     `json:"completed"`
+	Failed         int     `json:"failed" doc:"Tasks that failed for good (after their retries)."`
+	ErrorRate      float64 `json:"error_rate" doc:"failed / (completed + failed); 0 when none finished."`
+	MeanRunSeconds float64 `json:"mean_run_seconds" doc:"Mean time from start to end of the completed ones; 0 when none completed."`
 }
 
 type executorsOutput struct {
@@ -201,7 +210,7 @@ func (s *Server) registerMonitoringRoutes() {
 
 	huma.Register(s.api, huma.Operation{
 		OperationID: "monitor-executors", Method: http.MethodGet, Path: "/api/v1/monitoring/executors", Tags: tags,
-		Summary:     "Executors: type, limits, pause, running tasks, servers and slots",
+		Summary:     "Executors: type, limits, pause, running tasks, recent outcomes and run time, servers and slots",
 		Description: "The executors configured on this process. Running tasks, pauses and slots in use are the deployment's (from the database); a server's up/down is what this process's last call to it found. Admin key only.",
 		Security:    bearer, Errors: []int{401, 403, 503},
 	}, func(ctx context.Context, _ *struct{}) (*executorsOutput, error) {
@@ -220,6 +229,10 @@ func (s *Server) registerMonitoringRoutes() {
 		if err != nil {
 			return nil, s.problem(err, "executors")
 		}
+		recent, err := m.ExecutorStats(ctx, task.Now().Add(-15*time.Minute))
+		if err != nil {
+			return nil, s.problem(err, "executors")
+		}
 		pauses := map[string]store.ExecutorPause{}
 		if g, ok := s.deps.Store.(store.Gates); ok {
 			if pauses, err = g.ExecutorPauses(ctx); err != nil {
@@ -227,7 +240,7 @@ func (s *Server) registerMonitoringRoutes() {
 			}
 		}
 		out := &executorsOutput{}
-		out.Body.Executors = s.executorStates(running, slots, pauses)
+		out.Body.Executors = s.executorStates(running, slots, recent, pauses)
 		return out, nil
 	})
 
@@ -259,7 +272,8 @@ func (s *Server) registerMonitoringRoutes() {
 }
 
 // executorStates describes the configured executors, by name.
-func (s *Server) executorStates(running map[string]int, slots map[string]map[string]int, pauses map[string]store.ExecutorPause) []ExecutorStatus {
+func (s *Server) executorStates(running map[string]int, slots map[string]map[string]int, recent map[string]store.ExecutorStats,
+	pauses map[string]store.ExecutorPause) []ExecutorStatus {
 	out := []ExecutorStatus{}
 	set := s.deps.Executors
 	if set == nil {
@@ -270,6 +284,14 @@ func (s *Server) executorStates(running map[string]int, slots map[string]map[str
 	for _, name := range names {
 		l := set.LimitsOf(name)
 		es := ExecutorStatus{Name: name, Type: set.Kind(name), Concurrency: l.Concurrency, StartsPerMinute: l.StartsPerMinute, Running: running[name]}
+		r := recent[name]
+		es.Last15m = ExecutorRecent{Completed: r.Completed, Failed: r.Failed}
+		if n := r.Completed + r.Failed; n > 0 {
+			es.Last15m.ErrorRate = float64(r.Failed) / float64(n)
+		}
+		if r.Completed > 0 {
+			es.Last15m.MeanRunSeconds = r.RunSeconds / float64(r.Completed)
+		}
 		if p, ok := pauses[name]; ok {
 			until := p.Until
 			es.PausedUntil, es.PauseReason = &until, p.Reason

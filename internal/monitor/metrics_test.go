@@ -294,6 +294,11 @@ func checkMonitoringRoutes(t *testing.T, base, tenantKey string) {
 		Executors []struct {
 			Name, Type string
 			Running    int
+			Last15m    struct {
+				Completed, Failed int
+				ErrorRate         float64 `json:"error_rate"`
+				MeanRunSeconds    float64 `json:"mean_run_seconds"`
+			} `json:"last_15m"`
 		}
 	}
 	if code := call(t, adminKey, "GET", base+"/api/v1/monitoring/executors", "", &executors); code != 200 {
@@ -302,10 +307,19 @@ func checkMonitoringRoutes(t *testing.T, base, tenantKey string) {
 	if len(executors.Executors) == 0 {
 		t.Error("no executors listed")
 	}
+	completed, failed := 0, 0
 	for _, e := range executors.Executors {
 		if e.Type == "" || e.Running != 0 {
 			t.Errorf("executor %+v: want a type and nothing running", e)
 		}
+		completed, failed = completed+e.Last15m.Completed, failed+e.Last15m.Failed
+		if e.Last15m.Completed+e.Last15m.Failed > 0 && (e.Last15m.ErrorRate != float64(e.Last15m.Failed)/float64(e.Last15m.Completed+e.Last15m.Failed) ||
+			e.Last15m.MeanRunSeconds <= 0) {
+			t.Errorf("executor %s: last 15 minutes %+v", e.Name, e.Last15m)
+		}
+	}
+	if completed != 5 || failed != 2 {
+		t.Errorf("executors' last 15 minutes: %d completed, %d failed; want 5 and 2", completed, failed)
 	}
 
 	type tenants struct {

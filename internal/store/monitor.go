@@ -22,6 +22,9 @@ type Monitor interface {
 	// ExecutingBy counts the executing tasks by executor (provider_type)
 	// and by worker instance (executor_instance).
 	ExecutingBy(ctx context.Context) (byExecutor, byInstance map[string]int, err error)
+	// ExecutorStats counts, by executor (provider_type), the tasks that
+	// completed or failed at or after since, with their run seconds.
+	ExecutorStats(ctx context.Context, since time.Time) (map[string]ExecutorStats, error)
 	// SlotsInUse counts the slots held by live runs (Slots) by executor
 	// and server.
 	SlotsInUse(ctx context.Context) (map[string]map[string]int, error)
@@ -60,6 +63,13 @@ type TenantUsage struct {
 	// ByStatus counts the tenant's tasks by status.
 	ByStatus map[string]int
 	// RunSeconds sums started_at to completed_at over its finished tasks.
+	RunSeconds float64
+}
+
+// ExecutorStats are the recent finished tasks of one executor.
+type ExecutorStats struct {
+	Completed, Failed int
+	// RunSeconds sums started_at to completed_at over the completed ones.
 	RunSeconds float64
 }
 

@@ -159,6 +159,39 @@ func (s *Store) ExecutingBy(ctx context.Context) (byExecutor, byInstance map[str
 	return byExecutor, byInstance, rows.Err()
 }
 
+// ExecutorStats implements store.Monitor with a range of
+// tasks_finished_queue (and the rows it points to, for the executor and
+// the start time).
+func (s *Store) ExecutorStats(ctx context.Context, since time.Time) (map[string]store.ExecutorStats, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT provider_type, status, COUNT(*),
+		COALESCE(SUM(CASE WHEN started_at IS NOT NULL THEN `+fmt.Sprintf(s.d.seconds, "started_at", "completed_at")+` ELSE 0 END), 0)
+		FROM tasks`+s.d.indexedBy("tasks_finished_queue")+`
+		WHERE completed_at IS NOT NULL AND completed_at >= $1 AND status IN ('completed', 'failed') GROUP BY provider_type, status`, dbTime(since))
+	if err != nil {
+		return nil, fmt.Errorf("counting executors' finished tasks: %w", classify(err))
+	}
+	defer rows.Close()
+	out := map[string]store.ExecutorStats{}
+	for rows.Next() {
+		var (
+			ex, status string
+			n          int
+			secs       float64
+		)
+		if err := rows.Scan(&ex, &status, &n, &secs); err != nil {
+			return nil, fmt.Errorf("counting executors' finished tasks: %w", err)
+		}
+		st := out[ex]
+		if status == "completed" {
+			st.Completed, st.RunSeconds = n, secs
+		} else {
+			st.Failed = n
+		}
+		out[ex] = st
+	}
+	return out, rows.Err()
+}
+
 // SlotsInUse implements store.Monitor.
 func (s *Store) SlotsInUse(ctx context.Context) (map[string]map[string]int, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT executor, server, COUNT(*) FROM executor_slots s

@@ -141,6 +141,17 @@ func testMonitor(t *testing.T, newEnv func(t *testing.T) *env) {
 		}
 		equal(t, "executing by executor", byEx, map[string]int{"exa": 1, "exb": 1})
 		equal(t, "executing by instance", byInst, map[string]int{"worker-1": 2})
+		stats, err := m.ExecutorStats(e.ctx, task.Now().Add(-15*time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, b := stats["exa"], stats["exb"]; len(stats) != 2 || a.Completed != 3 || a.Failed != 1 || b.Completed != 1 || b.Failed != 0 ||
+			a.RunSeconds < 0.015 || a.RunSeconds > 60 || b.RunSeconds < 0.005 {
+			t.Errorf("ExecutorStats = %+v, want exa 3 completed (at least 15 ms) and 1 failed, exb 1 completed", stats)
+		}
+		if later, err := m.ExecutorStats(e.ctx, task.Now().Add(time.Minute)); err != nil || len(later) != 0 {
+			t.Errorf("ExecutorStats from a minute ahead = %v, %v; want nothing", later, err)
+		}
 	})
 
 	t.Run("slots in use", func(t *testing.T) {
