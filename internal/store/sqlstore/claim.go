@@ -17,8 +17,11 @@ import (
 // (advisory transaction locks on PostgreSQL; SQLite's single writer does it
 // already), counts what runs there, and claims at most the free capacity of
 // each limited queue before filling the rest from unlimited queues. With
-// executor limits, claimCapped does the same for queues and executors
-// together. No claim takes a task whose executor is paused (store.Gates).
+// executor or tenant limits (store.Scheduling), claimCapped does the same
+// for queues, executors and tenants together. No claim takes a task whose
+// executor is paused (store.Gates) or whose queue or executor is held
+// (store.Scheduling). Claims take due tasks in the fair order between
+// tenants (claimIndexOrder).
 func (s *Store) ClaimTasks(ctx context.Context, p store.ClaimParams) ([]*store.Record, error) {
 	if p.Limit <= 0 {
 		return nil, nil
@@ -27,7 +30,11 @@ func (s *Store) ClaimTasks(ctx context.Context, p store.ClaimParams) ([]*store.R
 	if err != nil {
 		return nil, err
 	}
-	capped := len(p.ExecutorLimits) > 0
+	tenants, err := s.cachedTenantLimits(ctx)
+	if err != nil {
+		return nil, err
+	}
+	capped := len(p.ExecutorLimits) > 0 || len(tenants) > 0
 	if !s.d.caps.SkipLocked && len(limits) == 0 && !capped {
 		return s.claimReadFirst(ctx, p)
 	}
@@ -36,7 +43,7 @@ func (s *Store) ClaimTasks(ctx context.Context, p store.ClaimParams) ([]*store.R
 	err = s.inTx(ctx, func(tx *txn) error {
 		var tasks []*task.Task
 		if capped {
-			got, err := s.claimCapped(ctx, tx, p, now, limits)
+			got, err := s.claimCapped(ctx, tx, p, now, limits, tenants)
 			if err != nil {
 				return err
 			}
@@ -146,8 +153,9 @@ func (s *Store) claimWhere(ctx context.Context, tx *txn, p store.ClaimParams, no
 	// IN (subquery), PostgreSQL may rescan the subquery for each row it
 	// updates; a rescan skips the rows this statement has already updated
 	// and locks the next ones, so the claim took every due task, not Limit.
-	q := `WITH picked AS MATERIALIZED (SELECT id FROM tasks` + s.d.indexedBy("tasks_claim") + ` WHERE status = 'pending' AND run_at <= $2 AND ` + startable("$2") + filter + `
-			ORDER BY priority DESC, run_at, created_at LIMIT $4` + s.d.skipLocked + `)
+	index, order := s.claimIndexOrder()
+	q := `WITH picked AS MATERIALIZED (SELECT id FROM tasks` + s.d.indexedBy(index) + ` WHERE status = 'pending' AND run_at <= $2 AND ` + startable("$2") + filter + `
+			ORDER BY ` + order + ` LIMIT $4` + s.d.skipLocked + `)
 		UPDATE tasks SET status = 'executing', executor_type = provider_type, executor_instance = $1, started_at = COALESCE(started_at, $2),
 		updated_at = $2, lease_expires_at = $3, attempt = attempt + 1
 		WHERE id IN (SELECT id FROM picked) AND status = 'pending'
@@ -171,11 +179,12 @@ func startable(now string) string {
 }
 
 // claimFilter appends the conditions of p's queue and type lists, and
-// that the task's executor is not paused at now (a placeholder), to a
+// that the task's executor is not paused at now (a placeholder) and that
+// neither its queue nor its executor is held (store.Scheduling), to a
 // claim's WHERE clause, numbering their parameters after args.
 func claimFilter(p store.ClaimParams, args []any, now string) (string, []any) {
 	ps := params{vals: args}
-	filter := notPaused(now)
+	filter := notPaused(now) + notHeld
 	for _, c := range []string{inList(&ps, "queue_name", p.Queues), inList(&ps, "task_type", p.Types)} {
 		if c != "" {
 			filter += " AND " + c

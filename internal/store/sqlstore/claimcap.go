@@ -17,13 +17,13 @@ import (
 // over, and the ones after them claimed instead.
 const capPicks = 4
 
-// claimCapped claims under executor limits (p.ExecutorLimits) and queue
-// limits (queueLimits) at once. It serialises on each limited queue and
-// executor (advisory transaction locks in a fixed order on PostgreSQL;
+// claimCapped claims under executor limits (p.ExecutorLimits), queue
+// limits (queueLimits) and tenant limits (tenantLimits) at once. It
+// serialises on each limited queue, executor and tenant (advisory transaction locks in a fixed order on PostgreSQL;
 // SQLite's single writer does it already), counts what runs on each, leaves
 // out the full ones in SQL, reads the due candidates in claim order, and
-// picks each one whose queue and executor still have room.
-func (s *Store) claimCapped(ctx context.Context, tx *txn, p store.ClaimParams, now time.Time, queueLimits map[string]int) ([]*task.Task, error) {
+// picks each one whose queue, executor and tenant still have room.
+func (s *Store) claimCapped(ctx context.Context, tx *txn, p store.ClaimParams, now time.Time, queueLimits, tenantLimits map[string]int) ([]*task.Task, error) {
 	queues := make([]string, 0, len(queueLimits))
 	for q := range queueLimits {
 		if len(p.Queues) == 0 || slices.Contains(p.Queues, q) {
@@ -38,15 +38,23 @@ func (s *Store) claimCapped(ctx context.Context, tx *txn, p store.ClaimParams, n
 		}
 	}
 	sort.Strings(executors)
+	tenants := make([]string, 0, len(tenantLimits))
+	for t := range tenantLimits {
+		tenants = append(tenants, t)
+	}
+	sort.Strings(tenants)
 	if s.d.caps.SkipLocked {
-		keys := make([]string, 0, len(queues)+len(executors))
+		keys := make([]string, 0, len(queues)+len(executors)+len(tenants))
 		for _, q := range queues {
 			keys = append(keys, "compute.queue."+q)
 		}
 		for _, e := range executors {
 			keys = append(keys, "compute.executor."+e)
 		}
-		for _, k := range keys { // queues, then executors, each sorted: one order for every claimer
+		for _, t := range tenants {
+			keys = append(keys, "compute.tenant."+t)
+		}
+		for _, k := range keys { // queues, executors, then tenants, each sorted: one order for every claimer
 			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, k); err != nil {
 				return nil, fmt.Errorf("locking %s: %w", k, err)
 			}
@@ -57,6 +65,10 @@ func (s *Store) claimCapped(ctx context.Context, tx *txn, p store.ClaimParams, n
 		return nil, err
 	}
 	freeE, err := s.freeCapacity(ctx, tx, "provider_type", "tasks_executing_provider", executors, p.ExecutorLimits)
+	if err != nil {
+		return nil, err
+	}
+	freeT, err := s.freeCapacity(ctx, tx, "origin_tenant_id", "tasks_executing_tenant", tenants, tenantLimits)
 	if err != nil {
 		return nil, err
 	}
@@ -73,23 +85,33 @@ func (s *Store) claimCapped(ctx context.Context, tx *txn, p store.ClaimParams, n
 			filter += " AND provider_type <> " + ps.add(e)
 		}
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT id, queue_name, provider_type FROM tasks`+s.d.indexedBy("tasks_claim")+`
+	for t, n := range freeT {
+		if n <= 0 {
+			filter += " AND origin_tenant_id <> " + ps.add(t)
+		}
+	}
+	index, order := s.claimIndexOrder()
+	rows, err := tx.QueryContext(ctx, `SELECT id, queue_name, provider_type, origin_tenant_id FROM tasks`+s.d.indexedBy(index)+`
 		WHERE status = 'pending' AND run_at <= $1 AND `+startable("$1")+filter+`
-		ORDER BY priority DESC, run_at, created_at LIMIT $2`+s.d.skipLocked, ps.vals...)
+		ORDER BY `+order+` LIMIT $2`+s.d.skipLocked, ps.vals...)
 	if err != nil {
 		return nil, fmt.Errorf("claiming tasks: %w", err)
 	}
 	var ids []string
 	for rows.Next() {
-		var id, q, e string
-		if err := rows.Scan(&id, &q, &e); err != nil {
+		var id, q, e, tn string
+		if err := rows.Scan(&id, &q, &e, &tn); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("claiming tasks: %w", err)
 		}
 		nq, limitedQ := freeQ[q]
 		ne, limitedE := freeE[e]
-		if (limitedQ && nq <= 0) || (limitedE && ne <= 0) {
+		nt, limitedT := freeT[tn]
+		if (limitedQ && nq <= 0) || (limitedE && ne <= 0) || (limitedT && nt <= 0) {
 			continue
+		}
+		if limitedT {
+			freeT[tn]--
 		}
 		if limitedQ {
 			freeQ[q]--

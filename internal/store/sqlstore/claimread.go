@@ -42,10 +42,11 @@ type claiming struct {
 
 // claimReadSQL is the read-first claim's SELECT of the due tasks in claim
 // order ($1 now, $2 the limit), with claimFilter's extra conditions.
-func (d dialect) claimReadSQL(filter string) string {
-	return `SELECT ` + baseColumns + `, updated_at || '', ` + startable("$1") + ` FROM tasks` + d.indexedBy("tasks_claim") + `
+func (s *Store) claimReadSQL(filter string) string {
+	index, order := s.claimIndexOrder()
+	return `SELECT ` + baseColumns + `, updated_at || '', ` + startable("$1") + ` FROM tasks` + s.d.indexedBy(index) + `
 		WHERE status = 'pending' AND run_at <= $1` + filter + `
-		ORDER BY priority DESC, run_at, created_at LIMIT $2`
+		ORDER BY ` + order + ` LIMIT $2`
 }
 
 // readClaim is the read-first claim's first phase, from the read pool:
@@ -53,7 +54,7 @@ func (d dialect) claimReadSQL(filter string) string {
 func (s *Store) readClaim(ctx context.Context, p store.ClaimParams) (claiming, error) {
 	now := task.Now()
 	filter, args := claimFilter(p, []any{now, p.Limit}, "$1")
-	rows, err := s.r.QueryContext(ctx, s.d.claimReadSQL(filter), args...)
+	rows, err := s.r.QueryContext(ctx, s.claimReadSQL(filter), args...)
 	if err != nil {
 		return claiming{}, fmt.Errorf("claiming tasks: %w", err)
 	}

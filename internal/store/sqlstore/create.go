@@ -62,6 +62,10 @@ func (s *Store) CreateTasks(ctx context.Context, recs []*store.Record) error {
 func (s *Store) insertBaseRows(ctx context.Context, tx *txn, recs []*store.Record) error {
 	rows := make([]string, len(recs))
 	var p params
+	seqs, err := s.fairSeqs(ctx, tx, recordTasks(recs))
+	if err != nil {
+		return err
+	}
 	for i, r := range recs {
 		if r.Task.Status != task.StatusPending {
 			return fmt.Errorf("creating task %s: status is %s, want pending", r.Task.ID, r.Task.Status)
@@ -70,9 +74,9 @@ func (s *Store) insertBaseRows(ctx context.Context, tx *txn, recs []*store.Recor
 		if err != nil {
 			return fmt.Errorf("encoding task: %w", err)
 		}
-		rows[i] = "(" + p.list(vals...) + ")"
+		rows[i] = "(" + p.list(append(vals, seqs[i])...) + ")"
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO tasks (`+insertColumns+`) VALUES `+strings.Join(rows, ", "), p.vals...); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO tasks (`+insertColumns+`, fair_seq) VALUES `+strings.Join(rows, ", "), p.vals...); err != nil {
 		return fmt.Errorf("inserting tasks: %w", err)
 	}
 	return nil
@@ -101,4 +105,13 @@ func (s *Store) insertTypeRows(ctx context.Context, tx *txn, def *registry.Defin
 		return fmt.Errorf("inserting %s rows: %w", def.Table, err)
 	}
 	return nil
+}
+
+// recordTasks returns the tasks of recs.
+func recordTasks(recs []*store.Record) []*task.Task {
+	out := make([]*task.Task, len(recs))
+	for i, r := range recs {
+		out[i] = r.Task
+	}
+	return out
 }

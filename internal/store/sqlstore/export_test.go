@@ -100,7 +100,7 @@ func (s *Store) EnginePlans(ctx context.Context) (map[string]string, error) {
 		q    string
 		args []any
 	}{
-		"claim":          {s.d.claimReadSQL(""), []any{now, 100}},
+		"claim":          {s.claimReadSQL(""), []any{now, 100}},
 		"lease sweep":    {s.d.lockWhereSQL(leaseIndex, leaseExpired, "lease_expires_at", "$2"), []any{now, 100}},
 		"start deadline": {s.d.lockWhereSQL(startDeadlineIndex, overdue, "start_deadline", "$2"), []any{now, 100}},
 		"instance":       {s.d.lockWhereSQL(leaseIndex, byInstance, "id", "$2"), []any{"x", 100}},

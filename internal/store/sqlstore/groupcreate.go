@@ -106,14 +106,22 @@ func (s *Store) createGroup(ctx context.Context, batch []createReq) {
 func (s *Store) createInTx(ctx context.Context, tx *txn, reqs []createReq, res []createRes) error {
 	rows := make([]string, len(reqs))
 	var p params
+	tasks := make([]*task.Task, len(reqs))
+	for i, r := range reqs {
+		tasks[i] = r.rec.Task
+	}
+	seqs, err := s.fairSeqs(ctx, tx, tasks)
+	if err != nil {
+		return err
+	}
 	for i, r := range reqs {
 		vals, err := baseValues(r.rec.Task)
 		if err != nil {
 			return fmt.Errorf("encoding task: %w", err)
 		}
-		rows[i] = "(" + p.list(vals...) + ")"
+		rows[i] = "(" + p.list(append(vals, seqs[i])...) + ")"
 	}
-	q, err := tx.QueryContext(ctx, `INSERT INTO tasks (`+insertColumns+`) VALUES `+strings.Join(rows, ", ")+`
+	q, err := tx.QueryContext(ctx, `INSERT INTO tasks (`+insertColumns+`, fair_seq) VALUES `+strings.Join(rows, ", ")+`
 		ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id`, p.vals...)
 	if err != nil {
 		return fmt.Errorf("inserting tasks: %w", err)

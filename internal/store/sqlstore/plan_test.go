@@ -161,7 +161,7 @@ func TestTaskListUsesIndexes(t *testing.T) {
 func TestEngineQueriesUseTheirIndexes(t *testing.T) {
 	t.Parallel()
 	want := map[string]string{
-		"claim": "tasks_claim", "lease sweep": "tasks_lease", "start deadline": "tasks_start_deadline",
+		"claim": "tasks_fair", "lease sweep": "tasks_lease", "start deadline": "tasks_start_deadline",
 	}
 	for _, dialect := range testdb.Dialects {
 		t.Run(dialect, func(t *testing.T) {

@@ -21,7 +21,9 @@ const slotFree = `(s.task_id IS NULL OR NOT EXISTS (SELECT 1 FROM tasks t
 // another process took the slot it picked first.
 const maxSlotTries = 3
 
-// TakeSlot implements store.Slots. It makes the servers' slot rows if
+// TakeSlot implements store.Slots; it takes no free slot of a drained
+// server (store.HoldServer), whose taken slots are given back as their runs
+// end. It makes the servers' slot rows if
 // they are missing, reads which are free, and takes one with an UPDATE
 // conditional on it still being free: of two processes that picked the
 // same slot, the second writes nothing and picks again.
@@ -29,14 +31,18 @@ func (s *Store) TakeSlot(ctx context.Context, executor string, servers []store.S
 	if len(servers) == 0 {
 		return "", fmt.Errorf("taking a slot of %s: no server to choose from", executor)
 	}
+	held, err := s.heldServers(ctx)
+	if err != nil {
+		return "", err
+	}
 	var got string
-	err := s.inTx(ctx, func(tx *txn) error {
+	err = s.inTx(ctx, func(tx *txn) error {
 		got = ""
 		if err := s.makeSlots(ctx, tx, executor, servers); err != nil {
 			return err
 		}
 		for range maxSlotTries {
-			server, slot, mine, err := s.pickSlot(ctx, tx, executor, servers, holder)
+			server, slot, mine, err := s.pickSlot(ctx, tx, executor, servers, holder, held)
 			if err != nil || server == "" || mine {
 				got = server
 				return err
@@ -85,8 +91,10 @@ func (s *Store) makeSlots(ctx context.Context, tx *txn, executor string, servers
 
 // pickSlot reads the slots of servers and returns the one to take: the
 // holder's own (mine), else a free slot of the server with the most free
-// slots (the earlier in servers on a tie); server is "" when none is free.
-func (s *Store) pickSlot(ctx context.Context, tx *txn, executor string, servers []store.SlotServer, holder store.RunRef) (server string, slot int, mine bool, err error) {
+// slots (the earlier in servers on a tie) that is not drained (held);
+// server is "" when none is free. A holder's own slot on a drained server
+// is still its own: a run that re-attaches to its job there keeps it.
+func (s *Store) pickSlot(ctx context.Context, tx *txn, executor string, servers []store.SlotServer, holder store.RunRef, held map[string]bool) (server string, slot int, mine bool, err error) {
 	urls := make([]string, len(servers))
 	for i, sv := range servers {
 		urls[i] = sv.URL
@@ -114,7 +122,7 @@ func (s *Store) pickSlot(ctx context.Context, tx *txn, executor string, servers 
 		switch {
 		case own:
 			return srv, n, true, nil
-		case empty && i >= 0 && n < servers[i].Slots:
+		case empty && i >= 0 && n < servers[i].Slots && !held[srv]:
 			free[srv] = append(free[srv], n)
 		}
 	}

@@ -111,3 +111,51 @@ func TestSlotsUnderContention(t *testing.T) {
 		})
 	}
 }
+
+// TestDrainedServerTakesNoNewJob checks on both databases that a drained
+// executor server (store.HoldServer) gets no new slot while a run that
+// holds one of its slots keeps it, and takes jobs again once resumed.
+func TestDrainedServerTakesNoNewJob(t *testing.T) {
+	t.Parallel()
+	for _, dialect := range testdb.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			s, ids := newEchoStoreN(t, dialect, 3)
+			if recs, err := s.ClaimTasks(ctx, store.ClaimParams{Worker: "w", Limit: 3, Lease: time.Minute}); err != nil || len(recs) != 3 {
+				t.Fatalf("ClaimTasks: %v, %d records", err, len(recs))
+			}
+			a, b, c := store.RunRef{TaskID: ids[0], Attempt: 1}, store.RunRef{TaskID: ids[1], Attempt: 1}, store.RunRef{TaskID: ids[2], Attempt: 1}
+			servers := []store.SlotServer{{URL: "http://gpu-1", Slots: 2}, {URL: "http://gpu-2", Slots: 1}}
+			take := func(h store.RunRef) string {
+				t.Helper()
+				got, err := s.TakeSlot(ctx, "comfy", servers, h)
+				if err != nil {
+					t.Fatalf("TakeSlot: %v", err)
+				}
+				return got
+			}
+			if got := take(a); got != "http://gpu-1" {
+				t.Fatalf("the first run got %q, want gpu-1 (the most free slots)", got)
+			}
+			if err := s.Hold(ctx, store.Hold{Kind: store.HoldServer, Name: "http://gpu-1", Reason: "maintenance"}); err != nil {
+				t.Fatal(err)
+			}
+			if got := take(b); got != "http://gpu-2" {
+				t.Fatalf("with gpu-1 drained a run got %q, want gpu-2 though gpu-1 has a free slot", got)
+			}
+			if got := take(c); got != "" {
+				t.Fatalf("with gpu-1 drained and gpu-2 full a run got %q, want none", got)
+			}
+			if got := take(a); got != "http://gpu-1" {
+				t.Errorf("the run holding a slot of the drained gpu-1 got %q, want its own", got)
+			}
+			if ok, err := s.Release(ctx, store.HoldServer, "http://gpu-1"); err != nil || !ok {
+				t.Fatalf("Release: %v, %v", ok, err)
+			}
+			if got := take(c); got != "http://gpu-1" {
+				t.Fatalf("after gpu-1 resumed a run got %q, want gpu-1", got)
+			}
+		})
+	}
+}

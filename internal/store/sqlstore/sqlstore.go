@@ -164,6 +164,18 @@ type Store struct {
 	limitsMu sync.Mutex
 	limits   map[string]int
 	limitsAt time.Time
+	// tenantLimits is the cached copy of tenant_limits, as of
+	// tenantLimitsAt (under limitsMu).
+	tenantLimits   map[string]int
+	tenantLimitsAt time.Time
+	// holdsMu guards the cached scheduling holds of drained servers.
+	holdsMu   sync.Mutex
+	servers   map[string]bool
+	serversAt time.Time
+
+	// fifo claims in first-come order (priority, run_at, created_at)
+	// instead of the fair share between tenants (WithFIFOClaim).
+	fifo bool
 
 	// creates feeds the group-commit writer of CreateTask.
 	creates chan createReq
@@ -223,6 +235,14 @@ func WithListConns(n int) Option {
 // and must not touch the store.
 func WithWebhookTargets(targets func(event.Event) []store.DeliveryTarget) Option {
 	return func(s *Store) { s.targets = targets }
+}
+
+// WithFIFOClaim makes claims take due tasks in first-come order
+// (priority, then run_at, then created_at) instead of the fair share
+// between tenants (priority, then each tenant's turn: see claimOrder). It
+// is the order before fair scheduling, kept for comparisons.
+func WithFIFOClaim() Option {
+	return func(s *Store) { s.fifo = true }
 }
 
 var _ store.Store = (*Store)(nil)

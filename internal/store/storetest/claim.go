@@ -3,6 +3,7 @@ package storetest
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -18,11 +19,17 @@ import (
 func testClaimTasks(t *testing.T, newEnv func(t *testing.T) *env) {
 	// order creates tasks whose claim order is D, C, B, A, E and a task
 	// F that is not due, all in one queue; it returns them by letter.
+	// Each is its own tenant's first task, so all take the same turn in
+	// the fair share (testScheduling) and the first-come rule orders them:
+	// priority, then run_at, then created_at.
 	order := func(e *env) map[string]*task.Task {
 		now := task.Now()
+		n := 0
 		mk := func(prio int, runAt, created time.Time) *task.Task {
+			n++
 			return e.createSink(func(t *task.Task) {
 				t.Priority, t.RunAt, t.CreatedAt, t.UpdatedAt, t.QueueName = prio, runAt, created, created, "q"
+				t.OriginTenantID = fmt.Sprintf("tenant-%d", n)
 			}).Task
 		}
 		m := map[string]*task.Task{}
