@@ -181,6 +181,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Metrics != nil {
 		s.mux.Handle("GET /metrics", deps.Metrics)
 	}
+	s.registerSchedulingRoutes()
 	for kind, h := range deps.Callbacks {
 		s.mux.Handle("POST /api/v1/callbacks/"+kind+"/{token}", h)
 	}
