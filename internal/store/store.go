@@ -114,6 +114,8 @@ type Admin interface {
 // API is the HTTP API's view of the store: tasks as their clients see
 // them, the event log, webhook deliveries and key lookups.
 type API interface {
+	Workflows
+
 	// Ping checks the database is reachable.
 	Ping(ctx context.Context) error
 

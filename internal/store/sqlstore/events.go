@@ -178,6 +178,11 @@ func (s *Store) insertDeliveries(ctx context.Context, tx *txn, evs []event.Event
 		p    params
 	)
 	for j, e := range evs {
+		if e.EventType == store.WorkflowEventType {
+			// Deliveries belong to tasks (a foreign key); a
+			// workflow's events reach streams, not webhooks.
+			continue
+		}
 		if s.targets != nil {
 			for _, tg := range s.targets(e) {
 				rows = append(rows, "("+p.list(e.ID, e.TaskID.String(), tg.URL, tg.Destination, dbTime(e.CreatedAt), dbTime(e.CreatedAt), nil)+")")

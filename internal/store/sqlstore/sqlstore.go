@@ -192,6 +192,8 @@ type Store struct {
 	sink func([]event.Event)
 	// targets says which webhook deliveries an event gets (nil: none).
 	targets func(event.Event) []store.DeliveryTarget
+	// workflowHook is the workflow policy (nil: workflows never advance).
+	workflowHook store.WorkflowHook
 }
 
 // statements are the batch statements whose text depends only on the

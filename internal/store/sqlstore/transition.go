@@ -373,7 +373,10 @@ func (s *Store) changeLocked(ctx context.Context, tx *txn, tasks []*task.Task, c
 		out = append(out, t)
 	}
 	evs, err := s.insertEvents(ctx, tx, eventsOf(cs, written, event.KindStatus, now))
-	return out, evs, err
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, evs, s.advanceWorkflows(ctx, tx, written)
 }
 
 // lockTasks loads the tasks with the given ids under a row lock
@@ -465,8 +468,13 @@ func (s *Store) FinishRuns(ctx context.Context, changes []store.StatusChange) ([
 		if err := s.whyRefused(ctx, tx, changes, refused, errs); err != nil {
 			return err
 		}
-		_, err = s.insertEvents(ctx, tx, eventsOf(cs, written, event.KindStatus, now))
-		return err
+		if _, err = s.insertEvents(ctx, tx, eventsOf(cs, written, event.KindStatus, now)); err != nil {
+			return err
+		}
+		// The workflows of the steps these runs finished advance in
+		// this transaction: a step's task is created with the status
+		// that completes its last dependency, or not at all.
+		return s.advanceWorkflows(ctx, tx, written)
 	})
 	if err != nil {
 		return nil, err

@@ -63,6 +63,7 @@ func Run(t *testing.T, open func(t *testing.T, reg *registry.Registry) store.Sto
 		{"ArtifactExpiry", testArtifactExpiry},
 		{"Monitor", testMonitor},
 		{"Scheduling", testScheduling},
+		{"Workflows", testWorkflows},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
