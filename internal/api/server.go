@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"runtime"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -23,6 +24,7 @@ import (
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/store"
 	"github.com/computeserver/compute/internal/stream"
+	"github.com/computeserver/compute/internal/workflow"
 )
 
 // Config configures the HTTP API.
@@ -102,6 +104,10 @@ type Server struct {
 	createUnion, publicUnion, updateUnion *huma.Schema
 	// createCheck validates union create bodies (see unionSchemas).
 	createCheck *huma.Schema
+
+	// wfBuilder checks workflow steps' bodies (workflowBuilder).
+	wfOnce    sync.Once
+	wfBuilder *workflow.Builder
 }
 
 // New builds the API for the registered types.
@@ -182,6 +188,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		s.mux.Handle("GET /metrics", deps.Metrics)
 	}
 	s.registerSchedulingRoutes()
+	s.registerWorkflowRoutes()
 	for kind, h := range deps.Callbacks {
 		s.mux.Handle("POST /api/v1/callbacks/"+kind+"/{token}", h)
 	}

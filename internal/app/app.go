@@ -33,6 +33,7 @@ import (
 	"github.com/computeserver/compute/internal/task"
 	"github.com/computeserver/compute/internal/tasks"
 	"github.com/computeserver/compute/internal/webhook"
+	"github.com/computeserver/compute/internal/workflow"
 )
 
 // RegisterFunc adds task types to a registry.
@@ -208,8 +209,14 @@ func New(ctx context.Context, cfg config.Config, opts Options, log *slog.Logger)
 	if err != nil {
 		return nil, err
 	}
+	// Every process runs the workflow policy: the one whose transaction
+	// completes a step's last dependency creates the step's task.
+	policy := &workflow.Policy{Builder: &workflow.Builder{Registry: reg}}
+	if set != nil {
+		policy.Builder.Executors = set
+	}
 	st, err := sqlstore.Open(ctx, cfg.DSN(), reg, log, sqlstore.WithWebhookTargets(webhook.Targeting{DefaultURL: cfg.WebhookURL}.Targets),
-		sqlstore.WithEventSink(events.Announcer.Announce), sqlstore.WithListConns(cfg.DBListConns))
+		sqlstore.WithEventSink(events.Announcer.Announce), sqlstore.WithListConns(cfg.DBListConns), sqlstore.WithWorkflowHook(policy))
 	if err != nil {
 		events.close()
 		return nil, err
