@@ -158,7 +158,7 @@ func (s *Server) serveEvents(w http.ResponseWriter, r *http.Request) {
 	if bad != nil {
 		details = append(details, bad)
 	}
-	if d := s.unknownTypes(f.TaskTypes); d != nil {
+	if d := s.unknownTypes(withoutWorkflows(f.TaskTypes)); d != nil {
 		details = append(details, d)
 	}
 	for _, v := range nonEmpty(q["status"]) {

@@ -163,6 +163,21 @@ func (s *Server) registerWorkflowRoutes() {
 	}, s.cleanupWorkflow)
 }
 
+// workflowEventType is the task_type of workflows' events in the log:
+// the firehose stream takes it as a task_type filter.
+const workflowEventType = "workflow"
+
+// withoutWorkflows returns names without workflowEventType.
+func withoutWorkflows(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if n != workflowEventType {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 func parseWorkflowID(raw string) (uuid.UUID, error) {
 	id, ok := canonicalUUID(raw)
 	if !ok {

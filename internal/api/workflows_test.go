@@ -1,6 +1,11 @@
 package api_test
 
 import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +13,45 @@ import (
 	"github.com/computeserver/compute/internal/config"
 	"github.com/computeserver/compute/internal/testutil/testdb"
 )
+
+// sseStatuses reads the stream at path until n events of type kind
+// arrived (or 10 s passed) and returns their statuses.
+func (e *env) sseStatuses(path, kind string, n int) []string {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", e.base+path, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+adminKey)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out []string
+	sc := bufio.NewScanner(res.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	event := ""
+	for len(out) < n && sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "event: "):
+			event = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: ") && event == kind:
+			var b struct {
+				Status     string `json:"status"`
+				WorkflowID string `json:"workflow_id"`
+			}
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &b); err != nil || b.WorkflowID == "" {
+				e.t.Errorf("event data %s: %v", line, err)
+			}
+			out = append(out, b.Status)
+		}
+	}
+	return out
+}
 
 // waitWorkflow polls a workflow until it reaches want.
 func (e *env) waitWorkflow(id, want string) map[string]any {
@@ -83,6 +127,12 @@ func TestWorkflowPipelineRuns(t *testing.T) {
 				t.Errorf("report is %v", repTask["status"])
 			}
 			e.must(409, "POST", "/api/v1/workflows/"+id+"/start", nil)
+			// The workflow's events are in the log: the firehose
+			// replays them.
+			want := []string{"pending", "running", "completed"}
+			if got := e.sseStatuses("/api/v1/events?after=0&task_type=workflow", "workflow_status_update", len(want)); !slices.Equal(got, want) {
+				t.Errorf("workflow events %v, want %v", got, want)
+			}
 		})
 	}
 }
