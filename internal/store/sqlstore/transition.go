@@ -372,11 +372,17 @@ func (s *Store) changeLocked(ctx context.Context, tx *txn, tasks []*task.Task, c
 		}
 		out = append(out, t)
 	}
+	// The steps' workflows are locked before the events (lock order, see
+	// lockStepWorkflows) and advanced after them.
+	wfs, err := s.lockStepWorkflows(ctx, tx, written)
+	if err != nil {
+		return nil, nil, err
+	}
 	evs, err := s.insertEvents(ctx, tx, eventsOf(cs, written, event.KindStatus, now))
 	if err != nil {
 		return nil, nil, err
 	}
-	return out, evs, s.advanceWorkflows(ctx, tx, written)
+	return out, evs, s.advanceWorkflows(ctx, tx, wfs)
 }
 
 // lockTasks loads the tasks with the given ids under a row lock
@@ -468,13 +474,18 @@ func (s *Store) FinishRuns(ctx context.Context, changes []store.StatusChange) ([
 		if err := s.whyRefused(ctx, tx, changes, refused, errs); err != nil {
 			return err
 		}
+		// The workflows of the steps these runs finished advance in
+		// this transaction: a step's task is created with the status
+		// that completes its last dependency, or not at all. They are
+		// locked before the events (lock order, see lockStepWorkflows).
+		wfs, err := s.lockStepWorkflows(ctx, tx, written)
+		if err != nil {
+			return err
+		}
 		if _, err = s.insertEvents(ctx, tx, eventsOf(cs, written, event.KindStatus, now)); err != nil {
 			return err
 		}
-		// The workflows of the steps these runs finished advance in
-		// this transaction: a step's task is created with the status
-		// that completes its last dependency, or not at all.
-		return s.advanceWorkflows(ctx, tx, written)
+		return s.advanceWorkflows(ctx, tx, wfs)
 	})
 	if err != nil {
 		return nil, err

@@ -244,67 +244,91 @@ func (s *Store) startLocked(ctx context.Context, tx *txn, w *store.Workflow, now
 	return s.advanceLocked(ctx, tx, w, now)
 }
 
-// CancelWorkflow implements store.Workflows.
+// CancelWorkflow implements store.Workflows. The step tasks to cancel
+// are locked before the workflow's row (the lock order): they are read
+// first without a lock, and should a step get a task in between, the
+// transaction starts again.
 func (s *Store) CancelWorkflow(ctx context.Context, id uuid.UUID, scope store.Scope) (*store.Workflow, error) {
-	err := s.inTx(ctx, func(tx *txn) error {
-		w, err := s.lockWorkflow(ctx, tx, id, scope)
+	for range 10 {
+		snap, err := s.loadWorkflow(ctx, s.r, id, scope, "")
 		if err != nil {
-			return err
+			return nil, err
 		}
-		if w.Status != store.WorkflowPending && w.Status != store.WorkflowRunning {
-			return fmt.Errorf("%w: it is %s; only a pending or running workflow is cancelled", store.ErrWorkflowState, w.Status)
+		var ids []uuid.UUID
+		for i := range snap.Steps {
+			if t := snap.Steps[i].Task; t != nil && !t.Status.Terminal() {
+				ids = append(ids, t.ID)
+			}
 		}
-		now := dbTime(task.Now())
-		// The workflow is cancelled first, so that the hook, run for the
-		// tasks cancelled below, creates nothing more.
-		if err := s.setWorkflowStatus(ctx, tx, w, store.WorkflowCancelled, "cancelled by request", now); err != nil {
-			return err
-		}
-		var (
-			live    []*task.Task
-			changes []task.Change
-		)
-		for i := range w.Steps {
-			st := &w.Steps[i]
-			switch {
-			case st.Task == nil && st.Status == store.StepWaiting:
-				if err := s.endStep(ctx, tx, w.ID, store.StepEnd{StepID: st.ID, Status: store.StepCancelled, Error: "the workflow was cancelled"}); err != nil {
+		moved := false
+		err = s.inTx(ctx, func(tx *txn) error {
+			locked, err := s.lockTasks(ctx, tx, ids, store.AdminScope)
+			if err != nil {
+				return err
+			}
+			w, err := s.lockWorkflow(ctx, tx, id, scope)
+			if err != nil {
+				return err
+			}
+			if w.Status != store.WorkflowPending && w.Status != store.WorkflowRunning {
+				return fmt.Errorf("%w: it is %s; only a pending or running workflow is cancelled", store.ErrWorkflowState, w.Status)
+			}
+			var (
+				live    []*task.Task
+				changes []task.Change
+			)
+			for i := range w.Steps {
+				st := &w.Steps[i]
+				if st.Task == nil || st.Task.Status.Terminal() {
+					continue
+				}
+				lt := locked[st.Task.ID]
+				if lt == nil {
+					moved = true // a step got its task since the snapshot
+					return errRetry
+				}
+				if !lt.Status.Terminal() {
+					live = append(live, lt)
+					changes = append(changes, task.Change{To: task.StatusCancelled,
+						Err: &task.Error{Message: "the workflow was cancelled", Category: task.CategoryCancelled}})
+				}
+			}
+			now := dbTime(task.Now())
+			// The row says cancelled before the tasks are, so that the
+			// hook, run for them, does nothing more.
+			if _, err := tx.ExecContext(ctx, `UPDATE workflows SET status = $1 WHERE id = $2`, store.WorkflowCancelled, id.String()); err != nil {
+				return fmt.Errorf("cancelling workflow: %w", classify(err))
+			}
+			if len(live) > 0 {
+				if _, _, err := s.changeLocked(ctx, tx, live, changes, now); err != nil {
 					return err
 				}
-			case st.Task != nil && !st.Task.Status.Terminal():
-				live = append(live, st.Task)
-				changes = append(changes, task.Change{To: task.StatusCancelled,
-					Err: &task.Error{Message: "the workflow was cancelled", Category: task.CategoryCancelled}})
 			}
+			for i := range w.Steps {
+				st := &w.Steps[i]
+				if st.Task == nil && st.Status == store.StepWaiting {
+					e := store.StepEnd{StepID: st.ID, Status: store.StepCancelled, Error: "the workflow was cancelled"}
+					if err := s.endStep(ctx, tx, w.ID, e); err != nil {
+						return err
+					}
+					st.Status, st.Error = e.Status, e.Error
+				}
+			}
+			return s.setWorkflowStatus(ctx, tx, w, store.WorkflowCancelled, "cancelled by request", now)
+		})
+		if moved {
+			continue
 		}
-		if len(live) == 0 {
-			return nil
-		}
-		ids := make([]uuid.UUID, len(live))
-		for i, t := range live {
-			ids[i] = t.ID
-		}
-		locked, err := s.lockTasks(ctx, tx, ids, store.AdminScope)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		var (
-			ts []*task.Task
-			cs []task.Change
-		)
-		for i, t := range live {
-			if lt := locked[t.ID]; lt != nil && !lt.Status.Terminal() {
-				ts, cs = append(ts, lt), append(cs, changes[i])
-			}
-		}
-		_, _, err = s.changeLocked(ctx, tx, ts, cs, now)
-		return err
-	})
-	if err != nil {
-		return nil, err
+		return s.GetWorkflow(ctx, id, scope)
 	}
-	return s.GetWorkflow(ctx, id, scope)
+	return nil, fmt.Errorf("cancelling workflow %s: its steps kept getting new tasks", id)
 }
+
+// errRetry rolls back a transaction that is to start again.
+var errRetry = errors.New("retry")
 
 // ResumeWorkflow implements store.Workflows.
 func (s *Store) ResumeWorkflow(ctx context.Context, id uuid.UUID, scope store.Scope) (*store.Workflow, error) {
@@ -366,12 +390,21 @@ func (s *Store) endStep(ctx context.Context, tx *txn, wfID uuid.UUID, e store.St
 	return nil
 }
 
-// advanceWorkflows runs the hook for the workflows whose steps' tasks
-// among written reached a terminal status, in tx: the transaction that
-// wrote those statuses.
-func (s *Store) advanceWorkflows(ctx context.Context, tx *txn, written map[uuid.UUID]*task.Task) error {
+// Lock order. Writers of workflows take their locks in one order: the
+// rows of step tasks, then workflow rows (in id order; a workflow's
+// steps are written only under its row's lock), then the event-order
+// lock (which every event insert takes, see eventOrderLock). A
+// transaction that finishes tasks holds their rows first; it locks their
+// workflows (lockStepWorkflows) before it inserts any event, and advances
+// them (advanceWorkflows) afterwards. CancelWorkflow, which must lock
+// step tasks, locks them before the workflow's row.
+
+// lockStepWorkflows locks the running workflows whose steps' tasks among
+// written reached a terminal status and returns their ids in lock order;
+// nil when there is no hook.
+func (s *Store) lockStepWorkflows(ctx context.Context, tx *txn, written map[uuid.UUID]*task.Task) ([]uuid.UUID, error) {
 	if s.workflowHook == nil {
-		return nil
+		return nil, nil
 	}
 	var ids []uuid.UUID
 	for id, t := range written {
@@ -380,44 +413,51 @@ func (s *Store) advanceWorkflows(ctx context.Context, tx *txn, written map[uuid.
 		}
 	}
 	if len(ids) == 0 {
-		return nil
+		return nil, nil
 	}
 	var wfs []string
 	for start := 0; start < len(ids); start += maxBatch {
 		var p params
-		rows, err := tx.QueryContext(ctx, `SELECT DISTINCT workflow_id FROM workflow_steps WHERE task_id IN (`+
-			uuidList(&p, ids[start:min(start+maxBatch, len(ids))])+`)`, p.vals...)
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM workflows WHERE status = 'running' AND id IN
+			(SELECT workflow_id FROM workflow_steps WHERE task_id IN (`+uuidList(&p, ids[start:min(start+maxBatch, len(ids))])+`))
+			ORDER BY id`+s.d.forUpdate, p.vals...)
 		if err != nil {
-			return fmt.Errorf("finding workflow steps: %w", classify(err))
+			return nil, fmt.Errorf("locking workflows: %w", classify(err))
 		}
 		for rows.Next() {
 			var id string
 			if err := rows.Scan(&id); err != nil {
 				rows.Close()
-				return fmt.Errorf("finding workflow steps: %w", classify(err))
+				return nil, fmt.Errorf("locking workflows: %w", classify(err))
 			}
 			wfs = append(wfs, normalizeUUID(id))
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("finding workflow steps: %w", classify(err))
+			return nil, fmt.Errorf("locking workflows: %w", classify(err))
 		}
 	}
-	// Workflows are locked in id order, as rows are everywhere.
 	slices.Sort(wfs)
 	wfs = slices.Compact(wfs)
-	now := dbTime(task.Now())
-	for _, raw := range wfs {
+	out := make([]uuid.UUID, len(wfs))
+	for i, raw := range wfs {
 		id, err := uuid.Parse(raw)
 		if err != nil {
-			return err
+			return nil, err
 		}
+		out[i] = id
+	}
+	return out, nil
+}
+
+// advanceWorkflows runs the hook for workflows that lockStepWorkflows
+// locked in tx, the transaction that finished their steps' tasks.
+func (s *Store) advanceWorkflows(ctx context.Context, tx *txn, ids []uuid.UUID) error {
+	now := dbTime(task.Now())
+	for _, id := range ids {
 		w, err := s.lockWorkflow(ctx, tx, id, store.AdminScope)
 		if err != nil {
 			return err
-		}
-		if w.Status != store.WorkflowRunning {
-			continue
 		}
 		if err := s.advanceLocked(ctx, tx, w, now); err != nil {
 			return err

@@ -272,6 +272,36 @@ func testWorkflows(t *testing.T, newEnv func(t *testing.T) *env) {
 		}
 	})
 
+	t.Run("CancelRacesFinishes", func(t *testing.T) {
+		e := newEnv(t)
+		e.withPolicy()
+		for round := range 8 {
+			w := e.newWorkflow("", true, wstep("a", echoStep), wstep("b", echoStep), wstep("c", echoStep, "a", "b"))
+			claimed := e.claimEchoes()
+			var wg sync.WaitGroup
+			for _, tk := range claimed {
+				wg.Go(func() {
+					if _, err := e.s.FinishRuns(context.Background(), []store.StatusChange{finishRun(tk, task.StatusCompleted, `{"artifacts":[]}`)}); err != nil {
+						t.Errorf("round %d: FinishRuns: %v", round, err)
+					}
+				})
+			}
+			wg.Go(func() {
+				if _, err := e.s.CancelWorkflow(context.Background(), w.ID, store.AdminScope); err != nil && !errors.Is(err, store.ErrWorkflowState) {
+					t.Errorf("round %d: CancelWorkflow: %v", round, err)
+				}
+			})
+			wg.Wait()
+			w = e.workflow(w.ID)
+			if w.Status != store.WorkflowCancelled {
+				t.Errorf("round %d: workflow is %s", round, w.Status)
+			}
+			for _, tk := range e.claimEchoes() {
+				t.Errorf("round %d: task %s was claimable after the cancel", round, tk.ID)
+			}
+		}
+	})
+
 	t.Run("TenantsSeeTheirOwn", func(t *testing.T) {
 		e := newEnv(t)
 		mine := e.newWorkflow("acme", false, wstep("a", echoStep))
