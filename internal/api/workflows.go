@@ -40,7 +40,7 @@ type workflowIDInput struct {
 
 type workflowListInput struct {
 	Status string `query:"status" enum:"pending,running,completed,failed,cancelled" doc:"Only workflows in this status."`
-	Limit  int    `query:"limit" minimum:"1" maximum:"500" default:"50" doc:"Page size."`
+	Limit  int    `query:"limit" minimum:"1" maximum:"500" doc:"Page size (default 50)."`
 	Before string `query:"before" doc:"Continue a list: workflows created before this workflow id (next_before of the previous page)."`
 }
 
