@@ -257,6 +257,24 @@ func (s *Server) createWorkflow(ctx context.Context, in *workflowCreateInput) (*
 			}
 			continue
 		}
+		if ts := s.types[st.Task["task_type"].(string)]; ts != nil {
+			// The type's create schema, as POST /tasks validates it.
+			obj := make(map[string]any, len(st.Task)+len(ts.defaults))
+			for k, v := range ts.defaults {
+				obj[k] = v
+			}
+			for k, v := range st.Task {
+				obj[k] = v
+			}
+			res := &huma.ValidateResult{}
+			loc := "body.steps[" + strconv.Itoa(i) + "].task"
+			huma.Validate(s.api.OpenAPI().Components.Schemas, ts.create, huma.NewPathBuffer([]byte(loc), 4), huma.ModeWriteToServer, obj, res)
+			if len(res.Errors) > 0 {
+				details := make([]error, len(res.Errors))
+				copy(details, res.Errors)
+				return nil, huma.Error422UnprocessableEntity(fmt.Sprintf("invalid workflow: step %q: its task is invalid", st.ID), details...)
+			}
+		}
 		if _, err := b.Build(ctx, specs[i].Task, tenant); err != nil {
 			return nil, stepProblem(i, st.ID, "task", err.Error())
 		}

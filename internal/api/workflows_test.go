@@ -148,21 +148,25 @@ func TestWorkflowCreateRejectsInvalidGraphsNamingTheStep(t *testing.T) {
 	}{
 		{"cycle", []any{
 			map[string]any{"id": "a", "task": echo("x"), "depends_on": []string{"b"}},
-			map[string]any{"id": "b", "task": echo("x"), "depends_on": []string{"a"}}}, "body.steps[0].depends_on", `"a"`},
+			map[string]any{"id": "b", "task": echo("x"), "depends_on": []string{"a"}}}, "body.steps[0].depends_on", "a"},
 		{"unknown reference", []any{
 			map[string]any{"id": "a", "task": echo("x")},
-			map[string]any{"id": "b", "task": echo("{{steps.zz.data}}"), "depends_on": []string{"a"}}}, "body.steps[1].task", `"b"`},
-		{"unknown step", []any{map[string]any{"id": "a", "task": echo("x"), "depends_on": []string{"nope"}}}, "body.steps[0].depends_on", `"a"`},
+			map[string]any{"id": "b", "task": echo("{{steps.zz.data}}"), "depends_on": []string{"a"}}}, "body.steps[1].task", "b"},
+		{"unknown step", []any{map[string]any{"id": "a", "task": echo("x"), "depends_on": []string{"nope"}}}, "body.steps[0].depends_on", "a"},
 		{"body the type rejects", []any{
 			map[string]any{"id": "a", "task": echo("x")},
-			map[string]any{"id": "b", "task": map[string]any{"task_type": "echo", "message": "x", "sleep_ms": -1}}}, "body.steps[1].task", `"b"`},
-		{"unknown type", []any{map[string]any{"id": "a", "task": map[string]any{"task_type": "nope"}}}, "body.steps[0].task", `"a"`},
+			map[string]any{"id": "b", "task": map[string]any{"task_type": "echo", "message": "x", "sleep_ms": -1}}}, "body.steps[1].task.sleep_ms", "b"},
+		{"base field out of range", []any{
+			map[string]any{"id": "a", "task": map[string]any{"task_type": "echo", "message": "x", "priority": 5000}}}, "body.steps[0].task.priority", "a"},
+		{"unknown type", []any{map[string]any{"id": "a", "task": map[string]any{"task_type": "nope"}}}, "body.steps[0].task", "a"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := e.do("POST", "/api/v1/workflows/", map[string]any{"steps": c.steps})
 			problemAt(t, r, 422, c.loc)
-			if !strings.Contains(string(r.body), c.step) {
+			// The step's id is in the problem: as an error's value, or
+			// quoted in the detail.
+			if !strings.Contains(string(r.body), `"value":"`+c.step+`"`) && !strings.Contains(string(r.body), `step \"`+c.step+`\"`) {
 				t.Errorf("the problem does not name step %s: %s", c.step, r.body)
 			}
 		})
