@@ -61,9 +61,13 @@ type WorkflowStep struct {
 }
 
 // Effective is the step's status as clients see it: its task's status
-// (executing is running), else its own.
+// (executing is running), failed when its task was deleted, else its own.
 func (s *WorkflowStep) Effective() string {
 	if s.Task == nil {
+		if s.TaskID != nil {
+			// Its task was deleted (only a finished task can be).
+			return StepFailed
+		}
 		return s.Status
 	}
 	if s.Task.Status == task.StatusExecuting {

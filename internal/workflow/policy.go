@@ -39,7 +39,7 @@ func (p *Policy) Advance(ctx context.Context, wf *store.Workflow) (store.Workflo
 		changed = false
 		for i := range wf.Steps {
 			st := &wf.Steps[i]
-			if status[st.ID] != store.StepWaiting || st.Task != nil {
+			if status[st.ID] != store.StepWaiting || st.TaskID != nil {
 				continue
 			}
 			ready, blocked := true, ""

@@ -136,6 +136,26 @@ func TestPolicyCreatesReadyStepsFillsReferencesAndEnds(t *testing.T) {
 	}
 }
 
+// A step whose task was deleted (DELETE /tasks/{id} of a finished task)
+// never gets another: its dependents are cancelled.
+func TestPolicyTreatsADeletedStepTaskAsFailed(t *testing.T) {
+	w := stored(step("a", echoBody), step("b", echoBody), step("c", echoBody, "a", "b"))
+	finish(&w.Steps[0], task.StatusCompleted, `{}`)
+	w.Steps[0].Task = nil // deleted
+	plan, err := newPolicy(t).Advance(context.Background(), w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range plan.Create {
+		if c.StepID == "a" || c.StepID == "c" {
+			t.Fatalf("plan creates a task for step %s: %+v", c.StepID, plan)
+		}
+	}
+	if len(plan.End) != 1 || plan.End[0].StepID != "c" || plan.End[0].Status != store.StepCancelled {
+		t.Fatalf("plan ends %+v, want c cancelled", plan.End)
+	}
+}
+
 func TestPolicyCancelsDependentsOfAFailedStepAndFailsRejectedBodies(t *testing.T) {
 	p := newPolicy(t)
 	ctx := context.Background()
