@@ -135,9 +135,18 @@ func (s *Server) registerWorkflowRoutes() {
 		name, summary string
 		do            func(context.Context, uuid.UUID, store.Scope) (*store.Workflow, error)
 	}{
-		{"start", "Start a pending workflow", s.deps.Store.StartWorkflow},
-		{"cancel", "Cancel a pending or running workflow: its pending and executing step tasks are cancelled, its waiting steps end", s.deps.Store.CancelWorkflow},
-		{"resume", "Resume a failed or cancelled workflow: failed and cancelled steps run again, completed ones are kept", s.deps.Store.ResumeWorkflow},
+		// Closures, not method values: the store is read when a request
+		// comes, so the routes can be registered without one (`compute
+		// openapi`).
+		{"start", "Start a pending workflow", func(ctx context.Context, id uuid.UUID, sc store.Scope) (*store.Workflow, error) {
+			return s.deps.Store.StartWorkflow(ctx, id, sc)
+		}},
+		{"cancel", "Cancel a pending or running workflow: its pending and executing step tasks are cancelled, its waiting steps end", func(ctx context.Context, id uuid.UUID, sc store.Scope) (*store.Workflow, error) {
+			return s.deps.Store.CancelWorkflow(ctx, id, sc)
+		}},
+		{"resume", "Resume a failed or cancelled workflow: failed and cancelled steps run again, completed ones are kept", func(ctx context.Context, id uuid.UUID, sc store.Scope) (*store.Workflow, error) {
+			return s.deps.Store.ResumeWorkflow(ctx, id, sc)
+		}},
 	}
 	for _, a := range actions {
 		huma.Register(s.api, huma.Operation{
