@@ -78,6 +78,9 @@ type Task struct {
 	IdempotencyKey string `json:"-"`
 	// RequestHash identifies the create request that used IdempotencyKey.
 	RequestHash string `json:"-"`
+	// TraceParent is the W3C traceparent of the request that created the
+	// task ('' when tracing is off); the run's span is its child.
+	TraceParent string `json:"-"`
 }
 
 // Error is one entry of a task's error list: one per failed attempt.
