@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/computeserver/compute/internal/app"
 	"github.com/computeserver/compute/internal/config"
 	"github.com/computeserver/compute/internal/store/sqlstore"
+	"github.com/computeserver/compute/internal/telemetry"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -181,6 +183,18 @@ func roleCmd(f *flags, stderr io.Writer, use, short string, workers, api bool) *
 			log := newLogger(cfg, stderr)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			shutdownTraces, err := telemetry.Setup(ctx, "compute")
+			if err != nil {
+				return err
+			}
+			defer func() {
+				// Flush the queued spans, bounded: the collector may be gone.
+				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				if err := shutdownTraces(sctx); err != nil {
+					log.Warn("flushing traces", "error", err)
+				}
+			}()
 			var ln net.Listener
 			if api {
 				if ln, err = net.Listen("tcp", cfg.Addr); err != nil {

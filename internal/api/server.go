@@ -24,6 +24,7 @@ import (
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/store"
 	"github.com/computeserver/compute/internal/stream"
+	"github.com/computeserver/compute/internal/telemetry"
 	"github.com/computeserver/compute/internal/workflow"
 )
 
@@ -162,7 +163,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	hc.Info.Description = "Accepts typed units of AI/GPU work, stores them durably, schedules and runs them, and reports every change."
 	s.api = humago.New(s.mux, hc)
-	s.api.UseMiddleware(s.authenticate, s.checkBody)
+	s.api.UseMiddleware(nameSpan, s.authenticate, s.checkBody)
 
 	reg := s.api.OpenAPI().Components.Schemas
 	for _, def := range deps.Registry.All() {
@@ -200,6 +201,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 // problem+json 404 and 405 (routing.go), and the text checks of query
 // parameters and headers (input.go) around the routes.
 func (s *Server) Handler() http.Handler {
+	return telemetry.Middleware(s.handler())
+}
+
+// handler is Handler without the trace span (telemetry.Middleware).
+func (s *Server) handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
 			if p := recover(); p != nil {
@@ -219,6 +225,12 @@ func (s *Server) Handler() http.Handler {
 		}
 		s.mux.ServeHTTP(w, r)
 	})
+}
+
+// nameSpan names the request's trace span after its operation's route.
+func nameSpan(ctx huma.Context, next func(huma.Context)) {
+	telemetry.NameSpan(ctx.Context(), ctx.Operation().Method, ctx.Operation().Path)
+	next(ctx)
 }
 
 // OpenAPI returns the OpenAPI document.

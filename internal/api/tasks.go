@@ -18,6 +18,7 @@ import (
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/store"
 	"github.com/computeserver/compute/internal/task"
+	"github.com/computeserver/compute/internal/telemetry"
 )
 
 type createInput struct {
@@ -274,6 +275,7 @@ func (s *Server) create(ctx context.Context, ts *typeSchemas, in *createInput) (
 		tenant = p.tenantID
 	}
 	t := newTask(def, &base, tenant)
+	t.TraceParent = telemetry.TraceParent(ctx) // "" when tracing is off
 	if err := s.resolveExecutor(def, t, base.ProviderType); err != nil {
 		return nil, err
 	}

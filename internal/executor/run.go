@@ -6,7 +6,12 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/computeserver/compute/internal/task"
+	"github.com/computeserver/compute/internal/telemetry"
 )
 
 // cancelTimeout bounds the cancel Execute pushes into the service after
@@ -22,16 +27,30 @@ const cancelTimeout = 15 * time.Second
 // Every error Execute returns names ex; the service's failures are
 // classified (*Error).
 func Execute(ctx context.Context, ex Executor, job *Job, r Reporter) (*Output, error) {
+	ctx, span := telemetry.Start(ctx, "executor.execute", attribute.String("executor", ex.Name()))
+	defer span.End()
 	out, err := execute(ctx, ex, job, r)
 	if err != nil {
 		err = named(ex.Name(), err)
+		endSpan(span, err)
 	}
 	return out, err
 }
 
+// endSpan records err on span (a no-op span while tracing is off).
+func endSpan(span trace.Span, err error) {
+	if err != nil && span.IsRecording() {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+}
+
 func execute(ctx context.Context, ex Executor, job *Job, r Reporter) (*Output, error) {
 	if h := job.Saved; h != nil && h.Executor == ex.Name() {
-		got, err := ex.Recover(ctx, job, *h)
+		rctx, span := telemetry.Start(ctx, "executor.recover")
+		got, err := ex.Recover(rctx, job, *h)
+		endSpan(span, err)
+		span.End()
 		switch {
 		case err == nil:
 			if err := job.SaveHandle(ctx, got); err != nil {
@@ -48,7 +67,10 @@ func execute(ctx context.Context, ex Executor, job *Job, r Reporter) (*Output, e
 			return nil, err
 		}
 	}
-	h, err := ex.Start(ctx, job)
+	sctx, span := telemetry.Start(ctx, "executor.start")
+	h, err := ex.Start(sctx, job)
+	endSpan(span, err)
+	span.End()
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +91,10 @@ func execute(ctx context.Context, ex Executor, job *Job, r Reporter) (*Output, e
 // ends first, unless the run lost its claim (task.ErrRunLost): the task's
 // new run may have re-attached to the job.
 func wait(ctx context.Context, ex Executor, job *Job, h Handle, r Reporter) (*Output, error) {
-	out, err := ex.Wait(ctx, job, h, r)
+	wctx, span := telemetry.Start(ctx, "executor.wait")
+	out, err := ex.Wait(wctx, job, h, r)
+	endSpan(span, err)
+	span.End()
 	if err != nil && ctx.Err() != nil && !errors.Is(context.Cause(ctx), task.ErrRunLost) {
 		cancelDetached(ctx, ex, h)
 	}

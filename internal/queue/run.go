@@ -10,9 +10,12 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/store"
 	"github.com/computeserver/compute/internal/task"
+	"github.com/computeserver/compute/internal/telemetry"
 )
 
 // outcome is a run's result on its way to the completer.
@@ -25,6 +28,12 @@ type outcome struct {
 // run executes one attempt and records its outcome.
 func (e *Engine) run(parent context.Context, rec *store.Record) {
 	t := rec.Task
+	// The run's span (claim to recorded outcome) is a child of the create
+	// request's span, whose context the task row keeps.
+	var span trace.Span
+	parent, span = startRunSpan(parent, t)
+	defer span.End()
+	traceID := telemetry.TraceID(parent)
 	defer func() {
 		<-e.slots
 		e.runs.Done()
@@ -36,7 +45,11 @@ func (e *Engine) run(parent context.Context, rec *store.Record) {
 		if !e.log.Enabled(parent, level) {
 			return
 		}
-		attrs = append([]slog.Attr{slog.Any("task_id", t.ID), slog.String("task_type", t.Type), slog.Int("attempt", t.Attempt)}, attrs...)
+		head := []slog.Attr{slog.Any("task_id", t.ID), slog.String("task_type", t.Type), slog.Int("attempt", t.Attempt)}
+		if traceID != "" {
+			head = append(head, slog.String("trace_id", traceID))
+		}
+		attrs = append(head, attrs...)
 		e.log.LogAttrs(parent, level, msg, attrs...)
 	}
 
@@ -70,6 +83,7 @@ func (e *Engine) run(parent context.Context, rec *store.Record) {
 	result, err := safeProcess(runCtx, rec, env, resume)
 	env.endProgress()
 	change, what := e.outcomeOf(rec, result, err, runCtx, ctx)
+	endRunSpan(span, what, err)
 	if change == nil {
 		logRun(slog.LevelInfo, "run stopped", slog.String("reason", what))
 		e.observeEnd(t, what, began)
