@@ -1,0 +1,107 @@
+package telemetry_test
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+
+	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/computeserver/compute/internal/telemetry"
+)
+
+// TestSetupExportsOverOTLPHTTP: off without the OTEL_* variables (no
+// traceparent, the handler runs untouched); with OTEL_EXPORTER_OTLP_ENDPOINT
+// a request's span reaches an OTLP/HTTP receiver on loopback, with the
+// service name of OTEL_SERVICE_NAME, and the traceparent a create stores
+// names that span's trace.
+func TestSetupExportsOverOTLPHTTP(t *testing.T) {
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "")
+	t.Setenv("OTEL_TRACES_EXPORTER", "")
+	var stored string
+	h := telemetry.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		telemetry.NameSpan(r.Context(), r.Method, "/api/v1/tasks/")
+		stored = telemetry.TraceParent(r.Context())
+		w.WriteHeader(http.StatusCreated)
+	}))
+	shutdown, err := telemetry.Setup(t.Context(), "compute")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/api/v1/tasks/", nil))
+	if telemetry.Enabled() || stored != "" {
+		t.Fatalf("tracing off: enabled %v, traceparent %q", telemetry.Enabled(), stored)
+	}
+	_ = shutdown(t.Context())
+
+	var (
+		mu  sync.Mutex
+		got []*coltrace.ExportTraceServiceRequest
+	)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		req := &coltrace.ExportTraceServiceRequest{}
+		if r.URL.Path != "/v1/traces" || proto.Unmarshal(body, req) != nil {
+			http.Error(w, "bad export", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		got = append(got, req)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		out, _ := proto.Marshal(&coltrace.ExportTraceServiceResponse{})
+		_, _ = w.Write(out)
+	}))
+	defer rcv.Close()
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", rcv.URL)
+	t.Setenv("OTEL_SERVICE_NAME", "compute-test")
+	shutdown, err = telemetry.Setup(t.Context(), "compute")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("POST", "/api/v1/tasks/", nil)
+	req.Header.Set("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if err := shutdown(t.Context()); err != nil { // flushes
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var service, name, traceID string
+	for _, r := range got {
+		for _, rs := range r.ResourceSpans {
+			for _, a := range rs.Resource.Attributes {
+				if a.Key == "service.name" {
+					service = a.Value.GetStringValue()
+				}
+			}
+			for _, ss := range rs.ScopeSpans {
+				for _, s := range ss.Spans {
+					name = s.Name
+					traceID = hexID(s.TraceId)
+				}
+			}
+		}
+	}
+	if service != "compute-test" || name != "POST /api/v1/tasks/" {
+		t.Fatalf("exported service %q span %q, want compute-test, POST /api/v1/tasks/", service, name)
+	}
+	if traceID != "0af7651916cd43dd8448eb211c80319c" {
+		t.Errorf("span trace id %s, want the caller's", traceID)
+	}
+	if want := "00-" + traceID + "-"; len(stored) != 55 || stored[:36] != want {
+		t.Errorf("stored traceparent %q, want one of trace %s", stored, traceID)
+	}
+}
+
+func hexID(b []byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 0, 2*len(b))
+	for _, c := range b {
+		out = append(out, digits[c>>4], digits[c&15])
+	}
+	return string(out)
+}
