@@ -51,6 +51,7 @@ func (e *env) fullTask() *task.Task {
 	t.LeaseExpiresAt = ptr(base.Add(6 * time.Second))
 	t.IdempotencyKey = "idem-full-" + t.ID.String()
 	t.RequestHash = "hash-full"
+	t.TraceParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 	return t
 }
 
