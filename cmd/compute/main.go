@@ -183,7 +183,7 @@ func roleCmd(f *flags, stderr io.Writer, use, short string, workers, api bool) *
 			log := newLogger(cfg, stderr)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			shutdownTraces, err := telemetry.Setup(ctx, "compute")
+			shutdownTraces, err := telemetry.Setup(ctx, serviceName())
 			if err != nil {
 				return err
 			}
