@@ -16,6 +16,7 @@ import (
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/store"
 	"github.com/computeserver/compute/internal/task"
+	"github.com/computeserver/compute/internal/telemetry"
 )
 
 // Resolver picks the executor a task runs on (executor.Set.Resolve).
@@ -141,6 +142,7 @@ func (b *Builder) Build(ctx context.Context, body json.RawMessage, tenant string
 		return nil, &BodyError{err.Error()}
 	}
 	t := newTask(def, &bb, tenant)
+	t.TraceParent = telemetry.TraceParent(ctx) // the request's or run's span; "" when tracing is off
 	if err := b.resolve(def, t, bb.ProviderType); err != nil {
 		return nil, err
 	}
