@@ -7,6 +7,9 @@ import (
 	"sync"
 	"testing"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
 
@@ -104,4 +107,45 @@ func hexID(b []byte) string {
 		out = append(out, digits[c>>4], digits[c&15])
 	}
 	return string(out)
+}
+
+// TestClientSpanCarriesTheTrace: an outbound call made while serving a
+// request gets a client span of the request's trace, and the service
+// called gets that trace's traceparent. (After TestSetupExportsOverOTLPHTTP,
+// which needs tracing off at its start.)
+func TestClientSpanCarriesTheTrace(t *testing.T) {
+	exp := tracetest.NewInMemoryExporter()
+	telemetry.Install(sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp)))
+	var got string
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Get("traceparent")
+	}))
+	defer upstream.Close()
+	var serverTrace string
+	h := telemetry.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		serverTrace = telemetry.TraceID(r.Context())
+		req, _ := http.NewRequestWithContext(r.Context(), "GET", upstream.URL, nil)
+		req, end := telemetry.StartClient(req)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			end(0, err)
+			t.Error(err)
+			return
+		}
+		end(resp.StatusCode, nil)
+		resp.Body.Close()
+	}))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
+	if serverTrace == "" || len(got) != 55 || got[3:35] != serverTrace {
+		t.Fatalf("upstream got traceparent %q, want one of the request's trace %q", got, serverTrace)
+	}
+	var client int
+	for _, s := range exp.GetSpans() {
+		if s.SpanKind == trace.SpanKindClient && s.SpanContext.TraceID().String() == serverTrace {
+			client++
+		}
+	}
+	if client != 1 {
+		t.Errorf("%d client spans in the request's trace, want 1", client)
+	}
 }
