@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/computeserver/compute/internal/app"
 	"github.com/computeserver/compute/internal/telemetry"
+	"github.com/computeserver/compute/internal/testutil/logbuf"
 	"github.com/computeserver/compute/internal/testutil/testdb"
 	"github.com/computeserver/compute/internal/testutil/testserver"
 )
@@ -29,7 +31,8 @@ func TestCreateAndRunShareATrace(t *testing.T) {
 			api := cfg
 			api.Workers = 0
 			srv := testserver.Start(t, api, app.Options{Version: "test"}, testdb.Logger(t))
-			testserver.Start(t, cfg, app.Options{Workers: true, NoAPI: true, Version: "test"}, testdb.Logger(t))
+			var logs logbuf.Buffer
+			testserver.Start(t, cfg, app.Options{Workers: true, NoAPI: true, Version: "test"}, logs.Logger())
 
 			var created struct{ ID string }
 			if code := call(t, "POST", srv.Base+"/api/v1/tasks/", `{"task_type":"generation","prompt":"a dress","width":64,"height":64}`, &created); code != 201 {
@@ -65,6 +68,10 @@ func TestCreateAndRunShareATrace(t *testing.T) {
 			}
 			if executorSpans == 0 {
 				t.Errorf("no executor spans in the run's trace %s", run.SpanContext.TraceID())
+			}
+			want := "trace_id=" + run.SpanContext.TraceID().String()
+			if !strings.Contains(logs.String(), want) {
+				t.Errorf("the run's log lines lack %s:\n%s", want, logs.String())
 			}
 		})
 	}
