@@ -177,6 +177,13 @@ func (f *Fake) setupLocked() {
 	ctx, stop := context.WithCancel(f.ctx)
 	f.setupStart, f.setupEnd, f.setupFailed = time.Now(), time.Time{}, false
 	f.setupGo, f.setupStop = make(chan struct{}, 1), stop
+	if f.cfg.SetupTime == 0 {
+		// No setup time: ready as the fake starts, not a moment later
+		// (a request racing the goroutine below got a 503).
+		stop()
+		f.setupEnd, f.setupFailed = f.setupStart, f.cfg.SetupFails
+		return
+	}
 	advance := f.setupGo
 	f.wg.Add(1)
 	go func() {
