@@ -32,10 +32,13 @@ const (
 
 // Workflow is a stored DAG of steps, each of which becomes one task.
 type Workflow struct {
-	ID          uuid.UUID
-	TenantID    string
-	Status      string
-	Error       string
+	ID       uuid.UUID
+	TenantID string
+	Status   string
+	Error    string
+	// WebhookURL receives the workflow's workflow_status_update events
+	// ("" sends them only to matching webhook endpoints).
+	WebhookURL  string
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
 	StartedAt   *time.Time

@@ -178,12 +178,11 @@ func (s *Store) insertDeliveries(ctx context.Context, tx *txn, evs []event.Event
 		p    params
 	)
 	for j, e := range evs {
-		if e.EventType == store.WorkflowEventType {
-			// Deliveries belong to tasks (a foreign key); a
-			// workflow's events reach streams, not webhooks.
-			continue
-		}
-		if s.targets != nil {
+		// A workflow's events go to its own webhook_url only, never to
+		// the default URL (whose receivers expect task events), and to
+		// the endpoints whose filter wants them.
+		wf := e.EventType == store.WorkflowEventType
+		if s.targets != nil && (!wf || e.WebhookURL != "") {
 			for _, tg := range s.targets(e) {
 				rows = append(rows, "("+p.list(e.ID, e.TaskID.String(), tg.URL, tg.Destination, dbTime(e.CreatedAt), dbTime(e.CreatedAt), nil)+")")
 			}

@@ -46,13 +46,15 @@ func decodeDeliveryCursor(c string) (int64, error) {
 
 // deliveryConds are the conditions (over aliases d and e) that keep the
 // deliveries matching f. A tenant sees the deliveries of its own tasks
-// made for the task's own URL or for the tenant's own endpoints, not
-// those of an admin's endpoint that receives every tenant's events.
+// (and workflows) made for their own URL or for the tenant's own
+// endpoints, not those of an admin's endpoint that receives every
+// tenant's events.
 func deliveryConds(p *params, f store.DeliveryFilter) []string {
 	conds := []string{"1 = 1"}
 	if !f.Scope.Admin {
 		t := p.add(f.Scope.TenantID)
-		conds = append(conds, "d.task_id IN (SELECT id FROM tasks WHERE origin_tenant_id = "+t+")",
+		conds = append(conds, "(d.task_id IN (SELECT id FROM tasks WHERE origin_tenant_id = "+t+
+			") OR d.task_id IN (SELECT id FROM workflows WHERE tenant_id = "+t+"))",
 			tenantEndpoints("d.endpoint_id", t))
 	}
 	for _, c := range []string{inList(p, "d.status", f.Statuses), inList(p, "e.event_type", f.EventTypes)} {

@@ -43,7 +43,7 @@ var _ store.Workflows = (*Store)(nil)
 // workflowTaskType is the task_type of a workflow's events.
 const workflowTaskType = "workflow"
 
-const workflowColumns = `id, tenant_id, status, error, created_at, updated_at, started_at, completed_at`
+const workflowColumns = `id, tenant_id, status, error, webhook_url, created_at, updated_at, started_at, completed_at`
 
 func scanWorkflow(r rowScanner) (*store.Workflow, error) {
 	var (
@@ -51,7 +51,7 @@ func scanWorkflow(r rowScanner) (*store.Workflow, error) {
 		id                 string
 		started, completed sql.NullTime
 	)
-	if err := r.Scan(&id, &w.TenantID, &w.Status, &w.Error, &w.CreatedAt, &w.UpdatedAt, &started, &completed); err != nil {
+	if err := r.Scan(&id, &w.TenantID, &w.Status, &w.Error, &w.WebhookURL, &w.CreatedAt, &w.UpdatedAt, &started, &completed); err != nil {
 		return nil, err
 	}
 	var err error
@@ -67,8 +67,8 @@ func scanWorkflow(r rowScanner) (*store.Workflow, error) {
 func (s *Store) CreateWorkflow(ctx context.Context, wf *store.Workflow, start bool) (*store.Workflow, error) {
 	now := dbTime(task.Now())
 	err := s.inTx(ctx, func(tx *txn) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO workflows (id, tenant_id, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)`,
-			wf.ID.String(), wf.TenantID, store.WorkflowPending, now, now); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO workflows (id, tenant_id, status, webhook_url, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)`,
+			wf.ID.String(), wf.TenantID, store.WorkflowPending, wf.WebhookURL, now, now); err != nil {
 			return fmt.Errorf("inserting workflow: %w", classify(err))
 		}
 		for i, st := range wf.Steps {
@@ -589,6 +589,7 @@ func (s *Store) workflowEvent(ctx context.Context, tx *txn, w *store.Workflow, n
 		return err
 	}
 	_, err = s.insertEvents(ctx, tx, []event.Event{{TaskID: w.ID, TaskType: workflowTaskType, EventType: store.WorkflowEventType,
-		Status: task.Status(w.Status), TenantID: w.TenantID, CreatedAt: now, Body: raw, Kind: event.KindStatus}})
+		Status: task.Status(w.Status), TenantID: w.TenantID, CreatedAt: now, Body: raw, Kind: event.KindStatus,
+		WebhookURL: w.WebhookURL}})
 	return err
 }

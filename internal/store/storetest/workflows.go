@@ -302,6 +302,7 @@ func testWorkflows(t *testing.T, newEnv func(t *testing.T) *env) {
 		}
 	})
 
+	t.Run("EventsReachWebhooks", func(t *testing.T) { testWorkflowWebhooks(t, newEnv) })
 	t.Run("TenantsSeeTheirOwn", func(t *testing.T) {
 		e := newEnv(t)
 		mine := e.newWorkflow("acme", false, wstep("a", echoStep))
