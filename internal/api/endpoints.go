@@ -18,7 +18,7 @@ import (
 // WebhookEndpointFilter chooses the events an endpoint receives; an empty
 // list does not filter.
 type WebhookEndpointFilter struct {
-	TaskTypes  []string      `json:"task_types,omitempty" maxItems:"50" doc:"Only the events of tasks of these types."`
+	TaskTypes  []string      `json:"task_types,omitempty" maxItems:"50" doc:"Only the events of tasks of these types (workflow: workflows' workflow_status_update events)."`
 	EventTypes []string      `json:"event_types,omitempty" maxItems:"50" doc:"Only events of these types (e.g. generation_status_update, generation_progress_update)."`
 	Statuses   []task.Status `json:"statuses,omitempty" maxItems:"10" doc:"Only the status events that report these task statuses."`
 	Progress   bool          `json:"progress,omitempty" doc:"Send progress events too; by default only status events are sent."`
@@ -252,9 +252,10 @@ func (s *Server) updateEndpoint(ctx context.Context, in *endpointUpdateInput) (*
 	return &endpointOutput{Body: endpointJSON(ep)}, nil
 }
 
-// endpointFilter checks a filter: task types must be registered.
+// endpointFilter checks a filter: task types must be registered (or be
+// workflow, the task type of workflows' events).
 func (s *Server) endpointFilter(f *WebhookEndpointFilter) (store.EndpointFilter, error) {
-	for _, t := range f.TaskTypes {
+	for _, t := range withoutWorkflows(f.TaskTypes) {
 		if _, ok := s.types[t]; !ok {
 			return store.EndpointFilter{}, huma.Error422UnprocessableEntity("validation failed", &huma.ErrorDetail{
 				Location: "body.filter.task_types", Message: "not a task type of this server", Value: t,

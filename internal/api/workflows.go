@@ -28,6 +28,7 @@ type workflowCreateBody struct {
 	Steps          []workflowStepIn `json:"steps" minItems:"1" maxItems:"100" doc:"The steps: a DAG by depends_on."`
 	Start          bool             `json:"start,omitempty" doc:"Start the workflow at once (otherwise POST /workflows/{workflow_id}/start)."`
 	OriginTenantID string           `json:"origin_tenant_id,omitempty" maxLength:"256" doc:"Tenant; set from the API key for tenant keys. Every step's task belongs to it."`
+	WebhookURL     string           `json:"webhook_url,omitempty" maxLength:"2048" format:"uri" doc:"HTTP(S) URL that receives this workflow's workflow_status_update events (the server's default webhook URL never does). Steps' tasks name their own."`
 }
 
 type workflowCreateInput struct {
@@ -59,6 +60,7 @@ type WorkflowView struct {
 	Status         string             `json:"status" enum:"pending,running,completed,failed,cancelled"`
 	Error          string             `json:"error,omitempty"`
 	OriginTenantID string             `json:"origin_tenant_id,omitempty"`
+	WebhookURL     string             `json:"webhook_url,omitempty" doc:"Receives the workflow's workflow_status_update events."`
 	CreatedAt      time.Time          `json:"created_at"`
 	UpdatedAt      time.Time          `json:"updated_at"`
 	StartedAt      *time.Time         `json:"started_at"`
@@ -91,7 +93,7 @@ type workflowCleanupOutput struct {
 }
 
 func workflowView(w *store.Workflow) WorkflowView {
-	v := WorkflowView{ID: w.ID, Status: w.Status, Error: w.Error, OriginTenantID: w.TenantID,
+	v := WorkflowView{ID: w.ID, Status: w.Status, Error: w.Error, OriginTenantID: w.TenantID, WebhookURL: w.WebhookURL,
 		CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt, StartedAt: w.StartedAt, CompletedAt: w.CompletedAt}
 	for i := range w.Steps {
 		st := &w.Steps[i]
@@ -233,6 +235,11 @@ func (s *Server) createWorkflow(ctx context.Context, in *workflowCreateInput) (*
 			})
 		}
 	}
+	if in.Body.WebhookURL != "" {
+		if err := checkWebhookURL(in.Body.WebhookURL); err != nil {
+			return nil, s.problem(err, "workflow")
+		}
+	}
 	if !p.admin {
 		if d := foreignTenant(p, "body.origin_tenant_id", tenant); d != nil {
 			return nil, huma.Error422UnprocessableEntity("validation failed", d)
@@ -292,7 +299,7 @@ func (s *Server) createWorkflow(ctx context.Context, in *workflowCreateInput) (*
 	if err != nil {
 		return nil, s.problem(err, "workflow")
 	}
-	wf := &store.Workflow{ID: id, TenantID: tenant}
+	wf := &store.Workflow{ID: id, TenantID: tenant, WebhookURL: in.Body.WebhookURL}
 	for _, sp := range specs {
 		wf.Steps = append(wf.Steps, store.WorkflowStep{ID: sp.ID, Body: sp.Task, DependsOn: sp.DependsOn})
 	}
