@@ -53,9 +53,7 @@ func deliveryConds(p *params, f store.DeliveryFilter) []string {
 	conds := []string{"1 = 1"}
 	if !f.Scope.Admin {
 		t := p.add(f.Scope.TenantID)
-		conds = append(conds, "(d.task_id IN (SELECT id FROM tasks WHERE origin_tenant_id = "+t+
-			") OR d.task_id IN (SELECT id FROM workflows WHERE tenant_id = "+t+"))",
-			tenantEndpoints("d.endpoint_id", t))
+		conds = append(conds, tenantOwns("d.task_id", t), tenantEndpoints("d.endpoint_id", t))
 	}
 	for _, c := range []string{inList(p, "d.status", f.Statuses), inList(p, "e.event_type", f.EventTypes)} {
 		if c != "" {

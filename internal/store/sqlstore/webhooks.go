@@ -400,6 +400,15 @@ func (s *Store) ListDeliveries(ctx context.Context, taskID uuid.UUID, scope stor
 	return s.loadDeliveries(ctx, s.r, "d.task_id = $1", taskID.String())
 }
 
+// tenantOwns is the condition that keeps the deliveries of a tenant's
+// tasks and workflows (a workflow's deliveries have its id as task_id).
+// column is the deliveries' task_id column, tenant the tenant id's
+// placeholder.
+func tenantOwns(column, tenant string) string {
+	return "(" + column + " IN (SELECT id FROM tasks WHERE origin_tenant_id = " + tenant + ") OR " +
+		column + " IN (SELECT id FROM workflows WHERE tenant_id = " + tenant + "))"
+}
+
 // tenantEndpoints is the condition that keeps a tenant's deliveries: those
 // without an endpoint and those of the tenant's own endpoints. column is
 // the deliveries' endpoint_id column, tenant the tenant id's placeholder.
@@ -468,7 +477,7 @@ func (s *Store) Redeliver(ctx context.Context, id int64, scope store.Scope) (*st
 	err := s.inTx(ctx, func(tx *txn) error {
 		where, args := "id = $2", []any{now, id}
 		if !scope.Admin {
-			where += " AND task_id IN (SELECT id FROM tasks WHERE origin_tenant_id = $3) AND " + tenantEndpoints("endpoint_id", "$3")
+			where += " AND " + tenantOwns("task_id", "$3") + " AND " + tenantEndpoints("endpoint_id", "$3")
 			args = append(args, scope.TenantID)
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $1,

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"testing"
 
@@ -65,6 +66,12 @@ func testWorkflowWebhooks(t *testing.T, newEnv func(t *testing.T) *env) {
 		Statuses: []store.DeliveryStatus{store.DeliveryDelivered}})
 	if err != nil || len(page.Deliveries) != 3 {
 		t.Errorf("acme's delivered deliveries: %d, %v; want the workflow's 3", len(page.Deliveries), err)
+	}
+	if _, err := e.s.Redeliver(e.ctx, ds[0].ID, store.Scope{TenantID: "acme"}); err != nil {
+		t.Errorf("acme redelivers its workflow's delivery: %v", err)
+	}
+	if _, err := e.s.Redeliver(e.ctx, ds[0].ID, store.Scope{TenantID: "other"}); !errors.Is(err, store.ErrDeliveryNotFound) {
+		t.Errorf("another tenant redelivers acme's workflow delivery: %v", err)
 	}
 	page, err = e.s.ListDeliveryPage(e.ctx, store.DeliveryFilter{Scope: store.Scope{TenantID: "other"}})
 	if err != nil || len(page.Deliveries) != 0 {
