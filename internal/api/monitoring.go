@@ -126,7 +126,7 @@ func (s *Server) monitor() (store.Monitor, error) {
 // adminOnly refuses a tenant's key.
 func adminOnly(ctx context.Context) error {
 	if !principalFrom(ctx).admin {
-		return huma.Error403Forbidden("the monitoring of the whole deployment needs an admin API key")
+		return huma.Error403Forbidden("this route needs an admin API key: it concerns the whole deployment")
 	}
 	return nil
 }

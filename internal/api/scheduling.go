@@ -84,14 +84,6 @@ func (s *Server) scheduling() (store.Scheduling, error) {
 	return sc, nil
 }
 
-// schedulingAdminOnly is the problem of a tenant key on an operators' route.
-func schedulingAdminOnly(ctx context.Context) error {
-	if principalFrom(ctx).admin {
-		return nil
-	}
-	return huma.Error403Forbidden("this route needs an admin key")
-}
-
 func (s *Server) registerSchedulingRoutes() {
 	tags := []string{"Scheduling"}
 	huma.Register(s.api, huma.Operation{
@@ -124,7 +116,7 @@ func (s *Server) registerSchedulingRoutes() {
 			"0 removes the limit. Every process's claims follow a change within a second. Tasks already running go on.",
 		Security: bearer, Errors: []int{401, 403, 422},
 	}, func(ctx context.Context, in *tenantLimitInput) (*tenantLimitOutput, error) {
-		if err := schedulingAdminOnly(ctx); err != nil {
+		if err := adminOnly(ctx); err != nil {
 			return nil, err
 		}
 		if err := checkTenantName(in.Tenant); err != nil {
@@ -145,7 +137,7 @@ func (s *Server) registerSchedulingRoutes() {
 		Summary:  "List paused queues and executors and drained servers (admin)",
 		Security: bearer, Errors: []int{401, 403},
 	}, func(ctx context.Context, _ *struct{}) (*pauseListOutput, error) {
-		if err := schedulingAdminOnly(ctx); err != nil {
+		if err := adminOnly(ctx); err != nil {
 			return nil, err
 		}
 		sc, err := s.scheduling()
@@ -171,7 +163,7 @@ func (s *Server) registerSchedulingRoutes() {
 			"Pausing what is paused keeps its start and takes the new reason. Resume with POST /api/v1/scheduling/pauses/resume.",
 		Security: bearer, Errors: []int{401, 403, 422},
 	}, func(ctx context.Context, in *pauseInput) (*pauseOutput, error) {
-		if err := schedulingAdminOnly(ctx); err != nil {
+		if err := adminOnly(ctx); err != nil {
 			return nil, err
 		}
 		h := store.Hold{Kind: store.HoldKind(in.Body.Kind), Name: in.Body.Name, Reason: in.Body.Reason}
@@ -207,7 +199,7 @@ func (s *Server) registerSchedulingRoutes() {
 		Description: "Its tasks (or the server's slots) are taken again within a second. Resuming what is not paused answers resumed: false.",
 		Security:    bearer, Errors: []int{401, 403, 422},
 	}, func(ctx context.Context, in *resumeInput) (*resumeOutput, error) {
-		if err := schedulingAdminOnly(ctx); err != nil {
+		if err := adminOnly(ctx); err != nil {
 			return nil, err
 		}
 		sc, err := s.scheduling()
