@@ -108,9 +108,18 @@ type Job struct {
 	// the job.
 	SaveHandle func(ctx context.Context, h Handle) error
 
+	// Batchable says the task type lets the job run in a batch with
+	// compatible jobs (see Batcher), when its executor batches; false for
+	// a job that must run alone (a generation task with an explicit seed).
+	Batchable bool
+
 	// admit, when set (Set.Run sets it), is asked before the job is
 	// started afresh: an error refuses the start.
 	admit func(ctx context.Context) error
+	// batch, when set (Set.Run sets it for an executor that batches),
+	// starts a fresh Batchable job as a member of a batch, admitting the
+	// batch once, instead of admit and Start.
+	batch func(ctx context.Context) (Handle, error)
 }
 
 // Reporter receives a job's progress (0–100) and stage. An error from it

@@ -37,7 +37,9 @@ func (s *Set) Chain(typeName, name string, requested bool) ([]Executor, error) {
 // ProviderUnavailable or StartTimeout. A recovered run resumes on the
 // executor its saved handle names, when that one is in the chain. A job
 // starts only within its executor's start rate, and a 429 pauses the
-// executor (see Gate); either defers the task (*task.DeferError). The
+// executor (see Gate); either defers the task (*task.DeferError). A
+// Batchable job of an executor configured to batch joins a batch of
+// compatible jobs (see Batcher), which takes one start of the rate. The
 // error of the last executor tried is returned, naming the failures
 // before it.
 func (s *Set) Run(ctx context.Context, name string, requested bool, job *Job, r Reporter) (*Output, error) {
@@ -56,6 +58,12 @@ func (s *Set) Run(ctx context.Context, name string, requested bool, job *Job, r 
 	var earlier []string
 	for i, ex := range chain {
 		job.admit = func(ctx context.Context) error { return s.admit(ctx, ex.Name()) }
+		job.batch = nil
+		if cfg := s.limits[ex.Name()].Batch; cfg.MaxSize > 1 {
+			job.batch = func(ctx context.Context) (Handle, error) {
+				return s.batches.join(ctx, ex, cfg, job, job.admit)
+			}
+		}
 		out, err := Execute(ctx, ex, job, r)
 		err = s.pauseOn(ctx, ex.Name(), err)
 		if err == nil || i == len(chain)-1 || !failsOver(err) || ctx.Err() != nil {

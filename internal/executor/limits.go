@@ -23,6 +23,9 @@ type Limits struct {
 	// StartsPerMinute is the most jobs the executor starts in any minute;
 	// 0: no limit.
 	StartsPerMinute int `json:"starts_per_minute,omitempty"`
+	// Batch gathers compatible jobs into one unit of an executor that is
+	// a Batcher; zero: no batching.
+	Batch Batching `json:"batch,omitzero"`
 }
 
 // Capacity is implemented by executors whose own servers bound how many

@@ -62,15 +62,25 @@ func execute(ctx context.Context, ex Executor, job *Job, r Reporter) (*Output, e
 		}
 		// The service lost the job: start it afresh below.
 	}
-	if job.admit != nil {
-		if err := job.admit(ctx); err != nil {
-			return nil, err
+	var h Handle
+	var err error
+	if job.batch != nil && job.Batchable && job.Saved == nil {
+		// A recovered job (Saved) never batches: it starts alone.
+		sctx, span := telemetry.Start(ctx, "executor.start", attribute.Bool("batch", true))
+		h, err = job.batch(sctx)
+		endSpan(span, err)
+		span.End()
+	} else {
+		if job.admit != nil {
+			if err := job.admit(ctx); err != nil {
+				return nil, err
+			}
 		}
+		sctx, span := telemetry.Start(ctx, "executor.start")
+		h, err = ex.Start(sctx, job)
+		endSpan(span, err)
+		span.End()
 	}
-	sctx, span := telemetry.Start(ctx, "executor.start")
-	h, err := ex.Start(sctx, job)
-	endSpan(span, err)
-	span.End()
 	if err != nil {
 		return nil, err
 	}

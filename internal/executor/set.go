@@ -29,13 +29,15 @@ type Set struct {
 	routes map[string]Route
 	limits map[string]Limits
 	gate   Gate
+	// batches gathers the jobs of executors that batch.
+	batches *collector
 }
 
 // NewSet returns an empty set, whose start rates and pauses are kept in
 // this process until UseGate.
 func NewSet() *Set {
 	return &Set{byName: map[string]Executor{}, kinds: map[string]string{}, routes: map[string]Route{},
-		limits: map[string]Limits{}, gate: NewLocalGate()}
+		limits: map[string]Limits{}, gate: NewLocalGate(), batches: newCollector()}
 }
 
 // UseGate makes g keep the set's start rates and pauses (the task store,
@@ -43,7 +45,9 @@ func NewSet() *Set {
 func (s *Set) UseGate(g Gate) { s.gate = g }
 
 // SetLimits sets the limits of the executor named name, which must have
-// been added. Without a concurrency, an executor with a Capacity gets that.
+// been added. Without a concurrency, an executor with a Capacity gets that,
+// times its batches' max_size when it batches. Batching an executor that
+// is no Batcher is an error.
 func (s *Set) SetLimits(name string, l Limits) error {
 	ex, ok := s.byName[name]
 	if !ok {
@@ -52,8 +56,17 @@ func (s *Set) SetLimits(name string, l Limits) error {
 	if l.Concurrency < 0 || l.StartsPerMinute < 0 {
 		return fmt.Errorf("executor %q: concurrency and starts_per_minute must not be negative", name)
 	}
+	if err := l.Batch.Validate(); err != nil {
+		return fmt.Errorf("executor %q: %w", name, err)
+	}
+	if _, ok := ex.(Batcher); !ok && l.Batch.MaxSize > 1 {
+		return fmt.Errorf("executor %q: batch: executors of type %s cannot batch", name, s.kinds[name])
+	}
 	if c, ok := ex.(Capacity); ok && l.Concurrency == 0 {
-		l.Concurrency = c.Capacity()
+		// A batch holds one of the executor's own slots for up to
+		// max_size tasks: claim that many per slot, or batches never
+		// fill.
+		l.Concurrency = c.Capacity() * max(l.Batch.MaxSize, 1)
 	}
 	s.limits[name] = l
 	return nil

@@ -254,7 +254,7 @@ func BuildWith(entries map[string]Entry, routes map[string]executor.Route, deps 
 }
 
 // limitKeys are the settings every executor takes, its Limits.
-var limitKeys = []string{"concurrency", "starts_per_minute"}
+var limitKeys = []string{"batch", "concurrency", "starts_per_minute"}
 
 // splitLimits takes the settings every executor has (limitKeys) out of
 // raw: its limits, and the rest for the executor type's own settings.
@@ -272,6 +272,15 @@ func splitLimits(raw json.RawMessage) (executor.Limits, json.RawMessage, error) 
 		if !ok {
 			continue
 		}
+		delete(m, k)
+		if k == "batch" {
+			b, err := parseBatch(v)
+			if err != nil {
+				return l, nil, err
+			}
+			l.Batch = b
+			continue
+		}
 		var n int
 		if err := json.Unmarshal(v, &n); err != nil || n < 0 {
 			return l, nil, fmt.Errorf("%s: want a whole number, 0 or more (0: no limit), got %s", k, v)
@@ -281,13 +290,44 @@ func splitLimits(raw json.RawMessage) (executor.Limits, json.RawMessage, error) 
 		} else {
 			l.StartsPerMinute = n
 		}
-		delete(m, k)
 	}
 	rest, err := json.Marshal(m)
 	if err != nil {
 		return l, nil, err
 	}
 	return l, rest, nil
+}
+
+// parseBatch reads an executor's `batch: {max_size: N, max_wait: "500ms"}`;
+// errors name the key.
+func parseBatch(raw json.RawMessage) (executor.Batching, error) {
+	var b struct {
+		MaxSize *int   `json:"max_size"`
+		MaxWait string `json:"max_wait"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		if key, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return executor.Batching{}, fmt.Errorf("batch: unknown setting %s (known: max_size, max_wait)", key)
+		}
+		return executor.Batching{}, fmt.Errorf("batch: want {max_size: N, max_wait: DURATION}: %s", strings.TrimPrefix(err.Error(), "json: "))
+	}
+	if b.MaxSize == nil {
+		return executor.Batching{}, fmt.Errorf("batch.max_size: required (1 to %d)", executor.MaxBatchSize)
+	}
+	out := executor.Batching{MaxSize: *b.MaxSize}
+	if out.MaxSize < 1 {
+		return out, fmt.Errorf("batch.max_size: want 1 to %d, got %d", executor.MaxBatchSize, out.MaxSize)
+	}
+	if b.MaxWait != "" {
+		d, err := time.ParseDuration(b.MaxWait)
+		if err != nil {
+			return out, fmt.Errorf("batch.max_wait %q: want a duration such as 500ms, 0s to %s", b.MaxWait, executor.MaxBatchWait)
+		}
+		out.MaxWait = d
+	}
+	return out, out.Validate()
 }
 
 // strictDecoder decodes raw into a settings struct, refusing unknown keys.

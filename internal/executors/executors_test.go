@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/computeserver/compute/internal/executor"
 	"github.com/computeserver/compute/internal/executor/cog"
@@ -42,13 +43,27 @@ func TestBuild(t *testing.T) {
 		want    string
 	}{
 		{"unknown settings key", map[string]executors.Entry{"gpu": {Type: "mock", Settings: json.RawMessage(`{"slotz":1}`), Where: "line 3"}}, nil,
-			`executors.gpu (line 3): unknown setting "slotz" (known: concurrency, max_side, slots, starts_per_minute, step_delay)`},
+			`executors.gpu (line 3): unknown setting "slotz" (known: batch, concurrency, max_side, slots, starts_per_minute, step_delay)`},
 		{"bad setting", map[string]executors.Entry{"gpu": {Type: "mock", Settings: json.RawMessage(`{"step_delay":"soon"}`)}}, nil,
 			`executors.gpu: step_delay "soon"`},
 		{"comfyui without servers", map[string]executors.Entry{"gpu": {Type: "comfyui", Settings: json.RawMessage(`{"workflows":"wf"}`)}}, nil,
 			`executors.gpu: servers: at least one server is required`},
 		{"unknown type", map[string]executors.Entry{"gpu": {Type: "tpu"}}, nil,
 			`executors.gpu: unknown executor type "tpu"`},
+		{"unknown batch key", map[string]executors.Entry{"gpu": {Type: "mock", Settings: json.RawMessage(`{"batch":{"max_size":2,"size":3}}`)}}, nil,
+			`executors.gpu: batch: unknown setting "size" (known: max_size, max_wait)`},
+		{"batch size zero", map[string]executors.Entry{"gpu": {Type: "comfyui", Settings: json.RawMessage(`{"batch":{"max_size":0}}`)}}, nil,
+			`executors.gpu: batch.max_size: want 1 to 64, got 0`},
+		{"batch too large", map[string]executors.Entry{"gpu": {Type: "comfyui", Settings: json.RawMessage(`{"batch":{"max_size":65}}`)}}, nil,
+			`executors.gpu: batch.max_size: want 1 to 64, got 65`},
+		{"batch without a size", map[string]executors.Entry{"gpu": {Type: "comfyui", Settings: json.RawMessage(`{"batch":{"max_wait":"1s"}}`)}}, nil,
+			`executors.gpu: batch.max_size: required`},
+		{"batch wait too long", map[string]executors.Entry{"gpu": {Type: "comfyui", Settings: json.RawMessage(`{"batch":{"max_size":4,"max_wait":"2m"}}`)}}, nil,
+			`executors.gpu: batch.max_wait: want 0s to 1m0s, got 2m0s`},
+		{"batch wait not a duration", map[string]executors.Entry{"gpu": {Type: "comfyui", Settings: json.RawMessage(`{"batch":{"max_size":4,"max_wait":"soon"}}`)}}, nil,
+			`executors.gpu: batch.max_wait "soon": want a duration`},
+		{"batch on an executor that cannot", map[string]executors.Entry{"gpu": {Type: "mock", Settings: json.RawMessage(`{"batch":{"max_size":4}}`)}}, nil,
+			`executors.gpu: executor "gpu": batch: executors of type mock cannot batch`},
 		{"route to nothing", map[string]executors.Entry{"gpu": {Type: "mock"}}, map[string]executor.Route{"generation": {Executor: "fal"}},
 			`types.generation: executor "fal" is not configured (configured: gpu)`},
 	}
@@ -144,5 +159,32 @@ func TestCommandType(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "executors.x") {
 			t.Errorf("%s: err %v, want it to name executors.x and contain %q", tt.name, err, tt.want)
 		}
+	}
+}
+
+// TestBatchConcurrency: a comfyui executor that batches claims max_size
+// tasks per server slot unless its concurrency says otherwise.
+func TestBatchConcurrency(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name, extra string
+		want        int
+		batch       executor.Batching
+	}{
+		{"no batching: the slots", ``, 3, executor.Batching{}},
+		{"slots times max_size", `,"batch":{"max_size":4,"max_wait":"750ms"}`, 12, executor.Batching{MaxSize: 4, MaxWait: 750 * time.Millisecond}},
+		{"an explicit concurrency", `,"batch":{"max_size":4},"concurrency":5`, 5, executor.Batching{MaxSize: 4}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			settings := `{"servers":[{"url":"http://127.0.0.1:1","slots":2},{"url":"http://127.0.0.1:2"}],"workflows":"../executor/comfyui/testdata/workflows"` + tt.extra + `}`
+			set, err := executors.Build(map[string]executors.Entry{"gpu": {Type: "comfyui", Settings: json.RawMessage(settings)}}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l := set.LimitsOf("gpu"); l.Concurrency != tt.want || l.Batch != tt.batch {
+				t.Errorf("limits %+v, want concurrency %d, batch %+v", l, tt.want, tt.batch)
+			}
+		})
 	}
 }
