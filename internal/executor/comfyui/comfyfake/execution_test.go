@@ -5,6 +5,7 @@ import (
 	"image/color"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -287,6 +288,46 @@ func TestWorkflowsProduceRealImages(t *testing.T) {
 	img = view(t, base, out["filename"].(string), "", "temp")
 	if r, _, _, _ := img.At(3, 3).RGBA(); img.Bounds().Dx() != 16 || img.Bounds().Dy() != 16 || r != 0 {
 		t.Errorf("inverted, scaled image %v at (3,3) = %v", img.Bounds(), img.At(3, 3))
+	}
+}
+
+// A batch (EmptyImage batch_size 3) is saved as one file per image, in
+// batch order, with one counter incremented per image; "%batch_num%" in
+// the prefix is the image's index (nodes.py SaveImage.save_images).
+func TestBatchSavesOneFilePerImage(t *testing.T) {
+	t.Parallel()
+	s := StartT(t, Options{})
+	base := s.URL()
+	names := func(id string) []string {
+		var out []string
+		for _, f := range history(t, base, id)["outputs"].(map[string]any)["2"].(map[string]any)["images"].([]any) {
+			out = append(out, f.(map[string]any)["filename"].(string))
+		}
+		return out
+	}
+	g := emptyGraph(8, 8, 0x00FF00, "b")
+	g["1"].(map[string]any)["inputs"].(map[string]any)["batch_size"] = 3
+	id := submit(t, base, map[string]any{"prompt": g})
+	waitFor(t, s, "the batch", func(st Stats) bool { return len(st.Finished) == 1 })
+	if got := strings.Join(names(id), " "); got != "b_00001_.png b_00002_.png b_00003_.png" {
+		t.Errorf("files %s", got)
+	}
+	g = emptyGraph(8, 8, 0x0000FF, "b")
+	g["1"].(map[string]any)["inputs"].(map[string]any)["batch_size"] = 2
+	id = submit(t, base, map[string]any{"prompt": g})
+	waitFor(t, s, "the second batch", func(st Stats) bool { return len(st.Finished) == 2 })
+	if got := strings.Join(names(id), " "); got != "b_00004_.png b_00005_.png" {
+		t.Errorf("files of the next batch %s, want the counter to go on", got)
+	}
+	g = emptyGraph(8, 8, 0x0000FF, "n_%batch_num%")
+	g["1"].(map[string]any)["inputs"].(map[string]any)["batch_size"] = 2
+	id = submit(t, base, map[string]any{"prompt": g})
+	waitFor(t, s, "the numbered batch", func(st Stats) bool { return len(st.Finished) == 3 })
+	if got := strings.Join(names(id), " "); got != "n_0_00001_.png n_1_00002_.png" {
+		t.Errorf("files with %%batch_num%% %s", got)
+	}
+	if img := view(t, base, "b_00005_.png", "", "output"); img.Bounds().Dx() != 8 {
+		t.Errorf("image %v", img.Bounds())
 	}
 }
 

@@ -89,10 +89,13 @@ func (f *fileStore) dropTemp() {
 	}
 }
 
-// saveNext stores data as {base}_{counter:05}_.png in dir/subfolder, the
-// counter one past the highest already there (folder_paths.get_save_image_path),
-// and returns the file name.
-func (f *fileStore) saveNext(dir, subfolder, base string, data []byte) string {
+// saveBatch stores each of data as {base}_{counter:05}_.png in
+// dir/subfolder, base's "%batch_num%" replaced by the image's index in the
+// batch, the counter one past the highest already there for base
+// (folder_paths.get_save_image_path) and incremented per image
+// (nodes.py SaveImage.save_images), and returns the file names in batch
+// order.
+func (f *fileStore) saveBatch(dir, subfolder, base string, data [][]byte) []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	folder, err := fileKey(dir, subfolder)
@@ -114,9 +117,13 @@ func (f *fileStore) saveNext(dir, subfolder, base string, data []byte) string {
 			counter = n
 		}
 	}
-	name := fmt.Sprintf("%s_%05d_.png", base, counter+1)
-	f.files[folder+"/"+name] = data
-	return name
+	names := make([]string, len(data))
+	for i, d := range data {
+		counter++
+		names[i] = fmt.Sprintf("%s_%05d_.png", strings.ReplaceAll(base, "%batch_num%", strconv.Itoa(i)), counter)
+		f.files[folder+"/"+names[i]] = d
+	}
+	return names
 }
 
 // upload stores an uploaded file as server.py image_upload does: unless

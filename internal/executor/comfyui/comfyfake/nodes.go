@@ -233,9 +233,11 @@ func runLoadImage(rc *runContext, in map[string]any) ([]value, uiOutput, error) 
 	return []value{{kind: "IMAGE", images: []*image.NRGBA{img}}, {kind: "MASK"}}, nil, nil
 }
 
-// saveImages is SaveImage/PreviewImage (nodes.py save_images): files named
-// {prefix}_{counter:05}_.png, counter one past the highest already in the
-// folder (folder_paths.get_save_image_path), executors.md §1.3.
+// saveImages is SaveImage/PreviewImage (nodes.py save_images): one file
+// per image of the batch, named {prefix}_{counter:05}_.png, counter one
+// past the highest already in the folder (folder_paths.get_save_image_path)
+// and incremented per image, "%batch_num%" in the prefix replaced by the
+// image's index; listed in batch order, executors.md §1.3.
 func saveImages(rc *runContext, images value, prefix, dir string) ([]value, uiOutput, error) {
 	if len(images.images) == 0 {
 		return nil, nil, &exception{typ: "IndexError", message: "list index out of range"}
@@ -250,13 +252,16 @@ func saveImages(rc *runContext, images value, prefix, dir string) ([]value, uiOu
 	if path.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, "../") {
 		return nil, nil, &exception{typ: "Exception", message: "**** ERROR: Saving image outside the output folder is not allowed."}
 	}
-	results := make([]any, 0, len(images.images))
-	for _, img := range images.images {
+	files := make([][]byte, len(images.images))
+	for i, img := range images.images {
 		data, err := encodePNG(img)
 		if err != nil {
 			return nil, nil, &exception{typ: "OSError", message: err.Error()}
 		}
-		name := rc.s.files.saveNext(dir, subfolder, base, data)
+		files[i] = data
+	}
+	results := make([]any, 0, len(files))
+	for _, name := range rc.s.files.saveBatch(dir, subfolder, base, files) {
 		results = append(results, map[string]any{"filename": name, "subfolder": subfolder, "type": dir})
 	}
 	return nil, uiOutput{"images": results}, nil
