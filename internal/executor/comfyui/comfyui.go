@@ -125,6 +125,12 @@ type health struct {
 // tracked is a prompt this process follows: its slot and its waiters.
 type tracked struct {
 	release func()
+	// acquiring: a recovering run is taking the prompt's slot.
+	acquiring bool
+	// live are the batch members this process follows (starts or
+	// recovers and has not seen end): the prompt is cancelled only when
+	// none is left.
+	live    map[int]bool
 	waiters int
 	// kick wakes the prompt's Wait (a cancel happened).
 	kick chan struct{}
@@ -325,7 +331,7 @@ func (e *Executor) track(id string) *tracked {
 	defer e.mu.Unlock()
 	t, ok := e.tracked[id]
 	if !ok {
-		t = &tracked{kick: make(chan struct{}, 1)}
+		t = &tracked{kick: make(chan struct{}, 1), live: map[int]bool{}}
 		e.tracked[id] = t
 	}
 	return t
@@ -339,7 +345,7 @@ func (e *Executor) hold(id string, release func()) {
 	if t.release != nil {
 		t.release()
 	}
-	t.release = release
+	t.release, t.acquiring = release, false
 }
 
 // untrack gives the prompt's slot back and forgets it.

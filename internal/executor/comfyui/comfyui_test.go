@@ -67,7 +67,7 @@ func TestTemplates(t *testing.T) {
 		want   string
 	}{
 		{"missing fields", `{"width":64,"height":64,"color":null}`, "needs field(s) the task lacks: color, prefix"},
-		{"unknown workflow", `{"comfy_workflow":"flux"}`, `unknown workflow "flux" (comfy_workflow); the workflows are: edit, generation, invert`},
+		{"unknown workflow", `{"comfy_workflow":"flux"}`, `unknown workflow "flux" (comfy_workflow); the workflows are: batch, edit, generation, invert`},
 		{"workflow not a name", `{"comfy_workflow":3}`, "comfy_workflow must be a template name"},
 		{"input not a URL", `{"comfy_workflow":"edit","image_url":5,"width":8,"height":8,"prefix":"x"}`, "image_url: an input image must be a URL string"},
 	} {

@@ -27,6 +27,9 @@ type state struct {
 	// Errors their errors.
 	Tried  []string      `json:"tried,omitempty"`
 	Errors []ServerError `json:"errors,omitempty"`
+	// Batch is the job's place in a batch's prompt; nil for a prompt of
+	// its own.
+	Batch *batchState `json:"batch,omitempty"`
 }
 
 // ServerError is a server's failure of a job, kept when the job moved to
@@ -123,7 +126,11 @@ func (e *Executor) Start(ctx context.Context, job *executor.Job) (executor.Handl
 	if err != nil {
 		return executor.Handle{}, err
 	}
-	return e.submit(ctx, job, p, state{ClientID: uuid.NewString(), Workflow: p.workflow}, nil)
+	hs, err := e.submit(ctx, newGroup(job), p, state{ClientID: uuid.NewString(), Workflow: p.workflow}, nil)
+	if err != nil {
+		return executor.Handle{}, err
+	}
+	return hs[0], nil
 }
 
 // failsOver reports whether err is the server's problem rather than the
@@ -133,71 +140,83 @@ func failsOver(err error) bool {
 		executor.Is(err, executor.RateLimited) || executor.Is(err, executor.Lost)
 }
 
-// submit sends the job to a server not in st.Tried: it takes a slot on
-// an up server, uploads the inputs there, saves the handle with a new
-// prompt id, then POSTs the prompt. A server that fails (no answer, 5xx,
-// a failed upload) is added to st.Tried with its error and the next one is
-// tried. When none is left the error names every server's failure; its
-// category is that of last, the error that moved the job off its previous
-// server, or provider_unavailable.
-func (e *Executor) submit(ctx context.Context, job *executor.Job, p *prepared, st state, last error) (executor.Handle, error) {
+// submit sends the prompt of g's jobs (one job, or a batch) to a server
+// not in st.Tried: it takes a slot on an up server, uploads the inputs
+// there, saves the jobs' handles with a new prompt id, then POSTs the
+// prompt. A server that fails (no answer, 5xx, a failed upload) is added
+// to st.Tried with its error and the next one is tried. When none is left
+// the error names every server's failure; its category is that of last,
+// the error that moved the job off its previous server, or
+// provider_unavailable. The handles are g's jobs', in order.
+func (e *Executor) submit(ctx context.Context, g *group, p *prepared, st state, last error) ([]executor.Handle, error) {
+	job := g.jobs[0]
 	for {
 		up, down := e.candidates(ctx, st.Tried)
 		if len(up) == 0 {
-			return executor.Handle{}, e.exhausted(st, down, last)
+			return nil, e.exhausted(st, down, last)
 		}
 		srv, release, err := e.slots.Acquire(ctx, e.name, holderOf(job), up)
 		if err != nil {
-			return executor.Handle{}, err
+			return nil, err
 		}
-		h, err := e.submitTo(ctx, job, p, st, srv)
+		hs, err := e.submitTo(ctx, g, p, st, srv)
 		if err == nil {
-			e.hold(h.ExternalID, release)
-			return h, nil
+			id := hs[g.live()[0]].ExternalID
+			e.hold(id, release)
+			e.addMembers(id, memberIndexes(g))
+			return hs, nil
 		}
 		release()
 		if !failsOver(err) || ctx.Err() != nil {
-			return executor.Handle{}, serverError(srv.URL, err)
+			return nil, serverError(srv.URL, err)
 		}
 		st.Tried = append(st.Tried, srv.URL)
 		st.Errors = append(st.Errors, ServerError{Server: srv.URL, Error: detail(err)})
-		noteFailover(ctx, job, srv.URL, err)
+		for _, i := range g.live() {
+			noteFailover(ctx, g.jobs[i], srv.URL, err)
+		}
 		last = err
 	}
 }
 
-// submitTo uploads the job's inputs to srv, saves its handle and submits
-// its prompt there.
-func (e *Executor) submitTo(ctx context.Context, job *executor.Job, p *prepared, st state, srv Server) (executor.Handle, error) {
+// submitTo uploads the inputs of g's prompt to srv, saves its jobs'
+// handles and submits the prompt there.
+func (e *Executor) submitTo(ctx context.Context, g *group, p *prepared, st state, srv Server) ([]executor.Handle, error) {
 	c := e.client(srv.URL)
-	names, err := e.upload(ctx, job, p, c)
+	names, err := e.upload(ctx, g.jobs[0], p, c)
 	if err != nil {
-		return executor.Handle{}, err
+		return nil, err
 	}
-	graph := resolve(p.graph, names)
 	h := executor.Handle{Executor: e.name, Server: srv.URL, ExternalID: uuid.NewString(), Version: executor.HandleVersion}
-	if h.State, err = json.Marshal(st); err != nil {
-		return executor.Handle{}, fmt.Errorf("encoding handle state: %w", err)
+	// The handles are saved before the prompt is sent (§1.5 step 1): a
+	// crash after the POST leaves handles recovery can find the prompt by.
+	hs, err := g.save(ctx, h, st)
+	if err != nil {
+		return nil, fmt.Errorf("saving the handle before submitting: %w", err)
 	}
-	// The handle is saved before the prompt is sent (§1.5 step 1): a
-	// crash after the POST leaves a handle recovery can find the prompt by.
-	if err := job.SaveHandle(ctx, h); err != nil {
-		return executor.Handle{}, fmt.Errorf("saving the handle before submitting: %w", err)
-	}
+	graph := resolveBatch(p.graph, names, len(g.live()))
 	rctx, cancel := context.WithTimeout(ctx, e.requestTimeout)
 	defer cancel()
 	ans, err := c.submit(rctx, promptRequest{Prompt: graph, ClientID: st.ClientID, PromptID: h.ExternalID})
 	if err != nil {
-		return executor.Handle{}, err
+		if ctx.Err() != nil {
+			// The run ended while the prompt was being sent: the server
+			// may have queued it, so it is cancelled by its id.
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.requestTimeout)
+			_ = e.Cancel(cctx, h)
+			cancel()
+		}
+		return nil, err
 	}
+	g.sent = true
 	if ans.PromptID != "" && ans.PromptID != h.ExternalID {
 		// A server older than client-chosen ids (§1.5 step 1) chose its own.
 		h.ExternalID = ans.PromptID
-		if err := job.SaveHandle(ctx, h); err != nil {
-			return executor.Handle{}, fmt.Errorf("saving the handle of prompt %s: %w", ans.PromptID, err)
+		if hs, err = g.save(ctx, h, st); err != nil {
+			return nil, fmt.Errorf("saving the handle of prompt %s: %w", ans.PromptID, err)
 		}
 	}
-	return h, nil
+	return hs, nil
 }
 
 // upload puts the job's input images on the server and returns their
@@ -319,8 +338,13 @@ func decodeState(h executor.Handle) (state, error) {
 
 // Cancel implements executor.Executor: a pending prompt is deleted from
 // the queue, a running one interrupted by id (§1.1 POST /queue, POST
-// /interrupt); one in neither has ended.
+// /interrupt); one in neither has ended. A batch member's cancel only
+// ends this process's interest in its image while other members this
+// process follows still want theirs; the last one cancels the prompt.
 func (e *Executor) Cancel(ctx context.Context, h executor.Handle) error {
+	if st, err := decodeState(h); err == nil && st.Batch != nil && !e.leave(h.ExternalID, st.Batch.Index) {
+		return nil
+	}
 	e.markCancelled(h.ExternalID)
 	e.releaseIdle(h.ExternalID)
 	c := e.client(h.Server)
@@ -374,11 +398,19 @@ func (e *Executor) Recover(ctx context.Context, job *executor.Job, h executor.Ha
 	}
 	switch {
 	case live:
-		_, release, err := e.slots.Acquire(ctx, e.name, holderOf(job), e.servers[i:i+1])
-		if err != nil {
-			return h, err
+		// The members of a batch recovered in this process share the
+		// prompt's one slot.
+		if e.claimSlot(h.ExternalID) {
+			_, release, err := e.slots.Acquire(ctx, e.name, holderOf(job), e.servers[i:i+1])
+			if err != nil {
+				e.untrack(h.ExternalID)
+				return h, err
+			}
+			e.hold(h.ExternalID, release)
 		}
-		e.hold(h.ExternalID, release)
+		if st, _ := decodeState(h); st.Batch != nil {
+			e.addMembers(h.ExternalID, []int{st.Batch.Index})
+		}
 	case !found:
 		return h, &executor.Error{Category: executor.Lost, Server: h.Server,
 			Err: fmt.Errorf("prompt %s is in neither the history nor the queue of %s (the server restarted or forgot it)", h.ExternalID, h.Server)}

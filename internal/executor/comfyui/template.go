@@ -27,6 +27,10 @@ import (
 //     "{{input:field.N}}" is the URL at index N (from 0) of a list field
 //     (an editing task's reference_image_urls.0).
 //
+// "{{batch_size}}" is not a task's field but the executor's: the number
+// of jobs the prompt runs (1, or a batch's size, see Batcher). A template
+// with it is batchable.
+//
 // Substitution is one pass: a field's value is never scanned for
 // placeholders itself.
 type template struct {
@@ -52,11 +56,21 @@ func (e *MissingFieldsError) Error() string {
 // known (resolve).
 type inputRef struct{ field string }
 
+// batchRef stands for "{{batch_size}}" in a filled graph until the batch's
+// size is known (resolveBatch).
+type batchRef struct{}
+
 const (
 	placeholderOpen  = "{{"
 	placeholderClose = "}}"
 	inputPrefix      = "input:"
+	// fieldBatchSize is the placeholder the executor fills with the
+	// prompt's batch size.
+	fieldBatchSize = "batch_size"
 )
+
+// batchable reports whether the template takes a batch size.
+func (t *template) batchable() bool { return slices.Contains(t.fields, fieldBatchSize) }
 
 // loadTemplates reads every `<name>.json` in dir.
 func loadTemplates(dir string) (map[string]*template, error) {
@@ -131,6 +145,9 @@ func placeholder(s string) (string, bool) {
 func (t *template) missing(fields map[string]json.RawMessage) []string {
 	var out []string
 	for _, f := range slices.Concat(t.fields, t.inputs) {
+		if f == fieldBatchSize {
+			continue // the executor's
+		}
 		if _, err := lookup(fields, f); err != nil {
 			out = append(out, f)
 		}
@@ -148,6 +165,10 @@ func (t *template) fill(fields map[string]json.RawMessage) (map[string]any, map[
 	}
 	values := make(map[string]any, len(t.fields))
 	for _, f := range t.fields {
+		if f == fieldBatchSize {
+			values[f] = batchRef{}
+			continue
+		}
 		var v any
 		raw, _ := lookup(fields, f) // missing checked it
 		if err := decodeNumbers(raw, &v); err != nil {
@@ -207,11 +228,22 @@ func lookup(fields map[string]json.RawMessage, f string) (json.RawMessage, error
 }
 
 // resolve returns a copy of a filled graph with its inputRefs replaced by
-// the uploaded names.
+// the uploaded names, for a prompt of one job.
 func resolve(graph map[string]any, names map[string]string) map[string]any {
+	return resolveBatch(graph, names, 1)
+}
+
+// resolveBatch returns a copy of a filled graph with its inputRefs
+// replaced by the uploaded names and its batch size by size.
+func resolveBatch(graph map[string]any, names map[string]string, size int) map[string]any {
 	return substitute(graph, func(leaf any) (any, bool) {
-		ref, ok := leaf.(inputRef)
-		return names[ref.field], ok
+		switch ref := leaf.(type) {
+		case inputRef:
+			return names[ref.field], true
+		case batchRef:
+			return size, true
+		}
+		return nil, false
 	}).(map[string]any)
 }
 

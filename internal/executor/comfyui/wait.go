@@ -57,16 +57,20 @@ func (e *Executor) Wait(ctx context.Context, job *executor.Job, h executor.Handl
 		}
 		if err == nil {
 			out, err := e.collect(ctx, job, h, st, entry)
-			e.untrack(h.ExternalID)
+			e.leave(h.ExternalID, batchOf(st))
 			if err == nil {
 				err = pr.report(ctx, 100, "done")
 			}
 			return out, err
 		}
-		e.untrack(h.ExternalID)
+		// A batch member whose run ended leaves the prompt; Execute's
+		// Cancel cancels it only when no member is left.
+		e.leave(h.ExternalID, batchOf(st))
 		if ctx.Err() != nil || !failsOver(err) || e.wasCancelled(h.ExternalID) {
 			return nil, serverError(h.Server, err)
 		}
+		// A batch member fails over alone, with its own fields.
+		st.Batch = nil
 		st.Tried = append(st.Tried, h.Server)
 		st.Errors = append(st.Errors, ServerError{Server: h.Server, Error: detail(err)})
 		noteFailover(ctx, job, h.Server, err)
@@ -77,9 +81,11 @@ func (e *Executor) Wait(ctx context.Context, job *executor.Job, h executor.Handl
 		if perr != nil {
 			return nil, perr
 		}
-		if h, err = e.submit(ctx, job, p, st, err); err != nil {
+		hs, err := e.submit(ctx, newGroup(job), p, st, err)
+		if err != nil {
 			return nil, err
 		}
+		h = hs[0]
 	}
 }
 
@@ -119,7 +125,11 @@ func (e *Executor) await(ctx context.Context, h executor.Handle, st state, pr *p
 	wctx, stop := context.WithCancel(ctx)
 	events := make(chan event, 64)
 	var wg sync.WaitGroup
-	wg.Go(func() { e.listen(wctx, h.Server, st.ClientID, id, events, e.pollInterval) })
+	if st.Batch == nil || st.Batch.Index == 0 {
+		// One socket per clientId (§1.6): the other members of a batch
+		// poll.
+		wg.Go(func() { e.listen(wctx, h.Server, st.ClientID, id, events, e.pollInterval) })
+	}
 	defer func() { stop(); wg.Wait() }()
 
 	p := &poller{e: e, c: e.client(h.Server), id: id, server: h.Server}
@@ -290,6 +300,12 @@ func (e *Executor) collect(ctx context.Context, job *executor.Job, h executor.Ha
 	if len(entry.Prompt) > 2 {
 		out.Data[DataWorkflowData] = entry.Prompt[2]
 	}
+	if b := st.Batch; b != nil {
+		out.Data[DataBatchIndex], out.Data[DataBatchSize] = b.Index, b.Size
+		if len(b.Seed) > 0 {
+			out.Data[DataSeed] = b.Seed
+		}
+	}
 	nodes := make([]string, 0, len(entry.Outputs))
 	for id := range entry.Outputs {
 		nodes = append(nodes, id)
@@ -306,6 +322,11 @@ func (e *Executor) collect(ctx context.Context, job *executor.Job, h executor.Ha
 			var files []fileRef
 			if json.Unmarshal(entry.Outputs[id][k], &files) != nil {
 				continue // text and other non-file outputs
+			}
+			if b := st.Batch; b != nil && len(files) == b.Size && b.Index < len(files) {
+				// A list of the batch's images, in batch order: the
+				// member's is its own.
+				files = files[b.Index : b.Index+1]
 			}
 			for _, f := range files {
 				if f.Filename == "" {
