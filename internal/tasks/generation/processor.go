@@ -33,6 +33,12 @@ type Output struct {
 	// provider may have scaled down.
 	Width  int `json:"width"`
 	Height int `json:"height"`
+	// BatchIndex and BatchSize are the image's place in the batch it was
+	// made in, when the executor ran the task with others (a ComfyUI
+	// prompt of batch_size N); Seed is then the prompt's seed, which with
+	// them reproduces the image.
+	BatchIndex *int `json:"batch_index,omitempty"`
+	BatchSize  int  `json:"batch_size,omitempty"`
 }
 
 // Processor runs generation tasks on the executor their provider_type
@@ -64,6 +70,9 @@ func (p *Processor) Process(ctx context.Context, job *registry.Job[Fields]) (*ta
 	if err := f.Validate(); err != nil {
 		return nil, task.Permanent(fmt.Errorf("invalid fields: %w", err))
 	}
+	// A task that names its seed must get the image of that seed: only
+	// derived seeds may run in a batch, whose prompt has one seed.
+	derived := f.Seed == nil || *f.Seed == DeriveSeed(job.Task.ID)
 	if f.Seed == nil {
 		seed := DeriveSeed(job.Task.ID)
 		f.Seed = &seed
@@ -75,6 +84,7 @@ func (p *Processor) Process(ctx context.Context, job *registry.Job[Fields]) (*ta
 	if err != nil {
 		return nil, err
 	}
+	ej.Batchable = derived
 	p.keepComfyFields(job, ej)
 	if p.fetcher != nil {
 		ej.OpenInput = func(ctx context.Context, url string) ([]byte, error) {
@@ -116,10 +126,26 @@ func (p *Processor) Process(ctx context.Context, job *registry.Job[Fields]) (*ta
 	if err := job.Progress(ctx, 100, "done"); err != nil {
 		return nil, err
 	}
-	return &task.Result{
-		Artifacts: out.Artifacts,
-		Data:      Output{Seed: *f.Seed, Width: art.Width, Height: art.Height},
-	}, nil
+	data := Output{Seed: *f.Seed, Width: art.Width, Height: art.Height}
+	batchOutput(&data, out.Data)
+	return &task.Result{Artifacts: out.Artifacts, Data: data}, nil
+}
+
+// batchOutput copies a batch member's place and the batch's seed from an
+// executor's result data into o.
+func batchOutput(o *Output, data map[string]any) {
+	index, ok := data[comfyui.DataBatchIndex].(int)
+	size, _ := data[comfyui.DataBatchSize].(int)
+	if !ok || size < 1 {
+		return
+	}
+	o.BatchIndex, o.BatchSize = &index, size
+	if raw, ok := data[comfyui.DataSeed].(json.RawMessage); ok {
+		var seed int64
+		if json.Unmarshal(raw, &seed) == nil {
+			o.Seed = seed
+		}
+	}
 }
 
 // Resume implements registry.ResumerOf: the run re-attaches to its job
