@@ -50,7 +50,7 @@ type record struct {
 
 // newJob returns a generation-type job with fields (merged over a small
 // image's defaults) recording into a new record.
-func newJob(t *testing.T, fields map[string]any) (*executor.Job, *record) {
+func newJob(t testing.TB, fields map[string]any) (*executor.Job, *record) {
 	t.Helper()
 	all := map[string]any{"prompt": "a linen dress", "width": 64, "height": 48, "color": 0x336699, "prefix": "t" + uuid.NewString()[:8]}
 	for k, v := range fields {
