@@ -305,3 +305,39 @@ func TestBatchRecover(t *testing.T) {
 		t.Errorf("%d slots still taken", used)
 	}
 }
+
+// TestBatchMemberFailsOverAlone: when the server running a batch's prompt
+// goes away, each member is submitted again alone, from its own fields,
+// to another server, and reports no batch.
+func TestBatchMemberFailsOverAlone(t *testing.T) {
+	t.Parallel()
+	first := comfyfake.StartT(t, comfyfake.Options{})
+	second := comfyfake.StartT(t, comfyfake.Options{})
+	ex := newExecutor(t, fast(first.URL(), second.URL()), comfyui.Options{})
+	set := batchingSet(t, ex, 2, time.Minute)
+	var jobs []*executor.Job
+	var recs []*record
+	for i := range 2 {
+		j, rec := batchJob(t, 300+i)
+		jobs, recs = append(jobs, j), append(recs, rec)
+	}
+	first.Pause()
+	done := runAll(t, set, jobs, recs, nil)
+	waitFor(t, first, "the batch to run on the first server", func(s comfyfake.Stats) bool { return s.Running != "" })
+	first.Kill()
+	for i, c := range done {
+		r := await(t, c)
+		if r.err != nil {
+			t.Fatalf("member %d: %v", i, r.err)
+		}
+		if r.out.Data[comfyui.DataServerURL] != second.URL() || r.out.Data[comfyui.DataBatchIndex] != nil || len(r.out.Artifacts) != 1 {
+			t.Errorf("member %d: data %v, artifacts %d; want its own prompt on the second server", i, r.out.Data, len(r.out.Artifacts))
+		}
+		if g := graphOf(t, r.out); g["1"]["inputs"].(map[string]any)["batch_size"] != float64(1) {
+			t.Errorf("member %d ran %v, want batch_size 1", i, g["1"]["inputs"])
+		}
+	}
+	if n := submissions(second); n != 2 {
+		t.Errorf("the second server received %d prompts, want one per member", n)
+	}
+}
