@@ -174,12 +174,18 @@ func (g *group) save(ctx context.Context, h executor.Handle, st state) ([]execut
 					return nil, err
 				}
 				g.errs[i] = err
+				if g.sent {
+					continue // the prompt's batch is fixed: the others keep their places
+				}
 				again = true
 				break
 			}
 			hs[i] = mh
 		}
-		if !again || g.sent {
+		if len(g.live()) == 0 {
+			return nil, fmt.Errorf("no job of the batch is left: %w", g.errs[0])
+		}
+		if !again {
 			return hs, nil
 		}
 	}

@@ -341,3 +341,40 @@ func TestBatchMemberFailsOverAlone(t *testing.T) {
 		t.Errorf("the second server received %d prompts, want one per member", n)
 	}
 }
+
+// TestBatchLeavesOutAMemberItCannotSave: a member whose handle cannot be
+// saved (its task was cancelled meanwhile) is left out of the prompt; the
+// others run as a smaller batch, each in its new place.
+func TestBatchLeavesOutAMemberItCannotSave(t *testing.T) {
+	t.Parallel()
+	fake := comfyfake.StartT(t, comfyfake.Options{})
+	ex := newExecutor(t, fast(fake.URL()), comfyui.Options{})
+	var jobs []*executor.Job
+	var recs []*record
+	for i := range 3 {
+		j, rec := batchJob(t, 400+i)
+		jobs, recs = append(jobs, j), append(recs, rec)
+	}
+	stale := errors.New("the run lost its task")
+	jobs[1].SaveHandle = func(context.Context, executor.Handle) error { return stale }
+	hs, err := ex.StartBatch(testCtx(t), jobs)
+	var be *executor.BatchError
+	if !errors.As(err, &be) || !errors.Is(be.Errs[1], stale) || be.Errs[0] != nil || be.Errs[2] != nil {
+		t.Fatalf("StartBatch: %v, want member 1 left out", err)
+	}
+	for k, i := range []int{0, 2} {
+		out, err := ex.Wait(testCtx(t), jobs[i], hs[i], recs[i])
+		if err != nil {
+			t.Fatalf("member %d: %v", i, err)
+		}
+		if out.Data[comfyui.DataBatchIndex] != k || out.Data[comfyui.DataBatchSize] != 2 || len(recs[i].files) != 1 {
+			t.Errorf("member %d: data %v, files %v; want place %d of 2", i, out.Data, recs[i].files, k)
+		}
+		if g := graphOf(t, out); g["1"]["inputs"].(map[string]any)["batch_size"] != float64(2) {
+			t.Errorf("the prompt ran %v, want batch_size 2", g["1"]["inputs"])
+		}
+	}
+	if n := submissions(fake); n != 1 {
+		t.Errorf("%d prompts, want 1", n)
+	}
+}

@@ -12,7 +12,9 @@
 // every output with /view into the artifact store, and fails over to a
 // server not tried yet when the server goes away or fails for reasons of
 // its own. Cancel deletes a pending prompt from the queue and interrupts a
-// running one; Recover looks the prompt up by id (§1.5 resume).
+// running one; Recover looks the prompt up by id (§1.5 resume). Jobs whose
+// templates take {{batch_size}} and that differ only in their seed may run
+// as one prompt (batch.go, executor.Batcher).
 package comfyui
 
 import (
