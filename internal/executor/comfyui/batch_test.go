@@ -24,6 +24,16 @@ func batchJob(t *testing.T, seed int) (*executor.Job, *record) {
 	return j, rec
 }
 
+// batchJobs are n batch jobs, seeds from seed on.
+func batchJobs(t *testing.T, n, seed int) ([]*executor.Job, []*record) {
+	t.Helper()
+	jobs, recs := make([]*executor.Job, n), make([]*record, n)
+	for i := range n {
+		jobs[i], recs[i] = batchJob(t, seed+i)
+	}
+	return jobs, recs
+}
+
 // batchingSet is a Set of ex batching up to size jobs for wait.
 func batchingSet(t *testing.T, ex *comfyui.Executor, size int, wait time.Duration) *executor.Set {
 	t.Helper()
@@ -82,12 +92,7 @@ func TestBatch(t *testing.T) {
 	slots := comfyui.NewLocalSlots()
 	ex := newExecutor(t, fast(fake.URL()), comfyui.Options{Slots: slots})
 	set := batchingSet(t, ex, 4, time.Minute)
-	var jobs []*executor.Job
-	var recs []*record
-	for i := range 4 {
-		j, rec := batchJob(t, 1000+i)
-		jobs, recs = append(jobs, j), append(recs, rec)
-	}
+	jobs, recs := batchJobs(t, 4, 1000)
 	fake.Pause()
 	done := runAll(t, set, jobs, recs, nil) // full long before max_wait
 	waitFor(t, fake, "the batch's prompt to run", func(s comfyfake.Stats) bool { return s.Running != "" })
@@ -171,13 +176,10 @@ func TestBatchCancelledMember(t *testing.T) {
 	fake := comfyfake.StartT(t, comfyfake.Options{})
 	ex := newExecutor(t, fast(fake.URL()), comfyui.Options{})
 	set := batchingSet(t, ex, 3, time.Minute)
-	var jobs []*executor.Job
-	var recs []*record
+	jobs, recs := batchJobs(t, 3, 7)
 	ctxs := make([]context.Context, 3)
 	cancels := make([]context.CancelFunc, 3)
 	for i := range 3 {
-		j, rec := batchJob(t, 7+i)
-		jobs, recs = append(jobs, j), append(recs, rec)
 		ctxs[i], cancels[i] = context.WithCancel(testCtx(t))
 	}
 	fake.Pause()
@@ -203,11 +205,9 @@ func TestBatchCancelledMember(t *testing.T) {
 	}
 
 	// Every member cancelled: the prompt is interrupted.
-	jobs, recs = nil, nil
-	for i := range 2 {
-		j, rec := batchJob(t, 20+i)
+	jobs, recs = batchJobs(t, 2, 20)
+	for i, j := range jobs {
 		j.Fields, _ = json.Marshal(map[string]any{"comfy_workflow": "batch", "prefix": "second", "seed": 20 + i, "width": 64, "height": 48, "color": 1})
-		jobs, recs = append(jobs, j), append(recs, rec)
 		ctxs[i], cancels[i] = context.WithCancel(testCtx(t))
 	}
 	set = batchingSet(t, ex, 2, time.Minute)
@@ -235,12 +235,7 @@ func TestBatchRecover(t *testing.T) {
 	t.Parallel()
 	fake := comfyfake.StartT(t, comfyfake.Options{})
 	dead := newExecutor(t, fast(fake.URL()), comfyui.Options{})
-	var jobs []*executor.Job
-	var recs []*record
-	for i := range 3 {
-		j, rec := batchJob(t, 50+i)
-		jobs, recs = append(jobs, j), append(recs, rec)
-	}
+	jobs, recs := batchJobs(t, 3, 50)
 	fake.Pause()
 	defer fake.Resume()
 	hs, err := dead.StartBatch(testCtx(t), jobs)
@@ -315,12 +310,7 @@ func TestBatchMemberFailsOverAlone(t *testing.T) {
 	second := comfyfake.StartT(t, comfyfake.Options{})
 	ex := newExecutor(t, fast(first.URL(), second.URL()), comfyui.Options{})
 	set := batchingSet(t, ex, 2, time.Minute)
-	var jobs []*executor.Job
-	var recs []*record
-	for i := range 2 {
-		j, rec := batchJob(t, 300+i)
-		jobs, recs = append(jobs, j), append(recs, rec)
-	}
+	jobs, recs := batchJobs(t, 2, 300)
 	first.Pause()
 	done := runAll(t, set, jobs, recs, nil)
 	waitFor(t, first, "the batch to run on the first server", func(s comfyfake.Stats) bool { return s.Running != "" })
@@ -349,12 +339,7 @@ func TestBatchLeavesOutAMemberItCannotSave(t *testing.T) {
 	t.Parallel()
 	fake := comfyfake.StartT(t, comfyfake.Options{})
 	ex := newExecutor(t, fast(fake.URL()), comfyui.Options{})
-	var jobs []*executor.Job
-	var recs []*record
-	for i := range 3 {
-		j, rec := batchJob(t, 400+i)
-		jobs, recs = append(jobs, j), append(recs, rec)
-	}
+	jobs, recs := batchJobs(t, 3, 400)
 	stale := errors.New("the run lost its task")
 	jobs[1].SaveHandle = func(context.Context, executor.Handle) error { return stale }
 	hs, err := ex.StartBatch(testCtx(t), jobs)

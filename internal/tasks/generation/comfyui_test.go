@@ -7,12 +7,46 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/computeserver/compute/internal/executor"
 	"github.com/computeserver/compute/internal/executor/comfyui/comfyfake"
 	"github.com/computeserver/compute/internal/executors"
 	"github.com/computeserver/compute/internal/task"
 	"github.com/computeserver/compute/internal/tasks/generation"
 	"github.com/computeserver/compute/internal/testutil/fakeruntime"
 )
+
+// comfySet builds a comfyui executor "gpu" over fake from config entries
+// (workflows relative to the config's directory) whose generation
+// template is EmptyImage (with batchSize, JSON) → SaveImage named by the
+// prompt; batch, when set, is its batch setting.
+func comfySet(t *testing.T, fake *comfyfake.Server, batchSize string, batch map[string]any) *executor.Set {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "wf"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	graph := `{"1": {"class_type": "EmptyImage", "inputs": {"width": "{{width}}", "height": "{{height}}", "batch_size": ` + batchSize + `, "color": 255}},
+	           "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "{{prompt}}"}}}`
+	if err := os.WriteFile(filepath.Join(dir, "wf", "txt2img.json"), []byte(graph), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := map[string]any{
+		"servers":   []map[string]any{{"url": fake.URL(), "slots": 1}},
+		"workflows": "wf", "defaults": map[string]string{"generation": "txt2img"}, "poll_interval": "50ms",
+	}
+	if batch != nil {
+		s["batch"] = batch
+	}
+	settings, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := executors.Build(map[string]executors.Entry{"gpu": {Type: "comfyui", Settings: settings, Dir: dir}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
 
 // TestProcessOnComfyUI runs a generation task on a comfyui executor built
 // from config entries (workflows relative to the config's directory)
@@ -22,26 +56,7 @@ import (
 func TestProcessOnComfyUI(t *testing.T) {
 	t.Parallel()
 	fake := comfyfake.StartT(t, comfyfake.Options{})
-	dir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, "wf"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	graph := `{"1": {"class_type": "EmptyImage", "inputs": {"width": "{{width}}", "height": "{{height}}", "batch_size": 1, "color": 255}},
-	           "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "{{prompt}}"}}}`
-	if err := os.WriteFile(filepath.Join(dir, "wf", "txt2img.json"), []byte(graph), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	settings, err := json.Marshal(map[string]any{
-		"servers":   []map[string]any{{"url": fake.URL(), "slots": 1}},
-		"workflows": "wf", "defaults": map[string]string{"generation": "txt2img"}, "poll_interval": "50ms",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := executors.Build(map[string]executors.Entry{"gpu": {Type: "comfyui", Settings: settings, Dir: dir}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	set := comfySet(t, fake, "1", nil)
 	f := valid()
 	f.Prompt = "dress"
 	job, rt := fakeruntime.NewJob(t, generation.Name, "gpu", f)
@@ -73,27 +88,7 @@ func TestProcessOnComfyUI(t *testing.T) {
 func TestBatchOnComfyUI(t *testing.T) {
 	t.Parallel()
 	fake := comfyfake.StartT(t, comfyfake.Options{})
-	dir := t.TempDir()
-	if err := os.Mkdir(filepath.Join(dir, "wf"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	graph := `{"1": {"class_type": "EmptyImage", "inputs": {"width": "{{width}}", "height": "{{height}}", "batch_size": "{{batch_size}}", "color": 255}},
-	           "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "{{prompt}}"}}}`
-	if err := os.WriteFile(filepath.Join(dir, "wf", "txt2img.json"), []byte(graph), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	settings, err := json.Marshal(map[string]any{
-		"servers":   []map[string]any{{"url": fake.URL(), "slots": 1}},
-		"workflows": "wf", "defaults": map[string]string{"generation": "txt2img"}, "poll_interval": "50ms",
-		"batch": map[string]any{"max_size": 3, "max_wait": "30s"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	set, err := executors.Build(map[string]executors.Entry{"gpu": {Type: "comfyui", Settings: settings, Dir: dir}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	set := comfySet(t, fake, `"{{batch_size}}"`, map[string]any{"max_size": 3, "max_wait": "30s"})
 	proc := generation.Type(generation.Config{Executors: set}).Processor
 	type ran struct {
 		res  *task.Result
