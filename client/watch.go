@@ -109,9 +109,15 @@ const healthyConn = 10 * time.Second
 // row fail, or when ctx ends (ctx.Err()). Watching a task that has
 // already finished yields its events up to the end.
 func (c *Client) Watch(ctx context.Context, id string, opts *WatchOptions) iter.Seq2[Event, error] {
+	return c.watch(ctx, id, opts, false)
+}
+
+// watch is Watch; with refusedEnds, a stream the server refuses (any
+// error answer, 429 and 503 included) ends it at once with the *Problem.
+func (c *Client) watch(ctx context.Context, id string, opts *WatchOptions, refusedEnds bool) iter.Seq2[Event, error] {
 	o := opts.withDefaults()
 	return func(yield func(Event, error) bool) {
-		w := &watcher{c: c, id: id, o: o, last: o.After, retry: defaultRetry}
+		w := &watcher{c: c, id: id, o: o, last: o.After, retry: defaultRetry, refusedEnds: refusedEnds}
 		w.run(ctx, yield)
 	}
 }
@@ -123,6 +129,8 @@ type watcher struct {
 	o     WatchOptions
 	last  int64         // the last event id received
 	retry time.Duration // the stream's retry value
+	// refusedEnds ends the watch at the first error answer.
+	refusedEnds bool
 }
 
 // errStop ends a connection because the consumer stopped or the task
@@ -142,7 +150,7 @@ func (w *watcher) run(ctx context.Context, yield func(Event, error) bool) {
 			return
 		}
 		var p *Problem
-		if errors.As(err, &p) && !retryable(p.Status) || errors.Is(err, bufio.ErrTooLong) || errors.Is(err, errNotStream) {
+		if errors.As(err, &p) && (w.refusedEnds || !retryable(p.Status)) || errors.Is(err, bufio.ErrTooLong) || errors.Is(err, errNotStream) {
 			yield(Event{}, err)
 			return
 		}
@@ -286,8 +294,9 @@ type WaitOptions struct {
 
 // Wait returns the task once it has finished (completed, failed or
 // cancelled): it follows the task's event stream (Watch) and reads the
-// task when the stream ends; when the stream is refused or keeps failing,
-// it polls GET /api/v1/tasks/{id} instead. A failed or cancelled task is
+// task when the stream ends; when the server refuses the stream (429: too
+// many streams for the key, 503) or connections keep failing, it polls GET
+// /api/v1/tasks/{id} every PollInterval instead. A failed or cancelled task is
 // not an error: look at its Status.
 func (c *Client) Wait(ctx context.Context, id string, opts *WaitOptions) (*Task, error) {
 	var o WaitOptions
@@ -297,7 +306,7 @@ func (c *Client) Wait(ctx context.Context, id string, opts *WaitOptions) (*Task,
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Second
 	}
-	for _, err := range c.Watch(ctx, id, o.Watch) {
+	for _, err := range c.watch(ctx, id, o.Watch, true) {
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
