@@ -31,7 +31,13 @@ var version = "0.1.0-dev"
 func main() {
 	if err := newRoot(os.Stdout, os.Stderr).Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "compute:", err)
-		os.Exit(1)
+		// The client commands' errors carry their exit status
+		// (cliconfig.go); every other error is 1.
+		code := 1
+		if ee := (*exitError)(nil); errors.As(err, &ee) {
+			code = ee.code
+		}
+		os.Exit(code)
 	}
 }
 
@@ -160,6 +166,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.AddCommand(opening...)
 	root.AddCommand(openapiCmd(stdout), newTaskTypeCmd(stdout))
+	// The client commands talk to a running server through package client.
+	root.AddCommand(taskCmd(stdout, stderr), workflowCmd(stdout, stderr))
 	return root
 }
 
