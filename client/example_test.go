@@ -93,15 +93,17 @@ func ExampleProblem() {
 func ExampleClient_List() {
 	c := connect()
 	ctx := context.Background()
-	later := time.Now().Add(time.Hour) // they wait, pending
+	queue := fmt.Sprintf("example-%d", time.Now().UnixNano()) // a queue of this run's own
+	later := time.Now().Add(time.Hour)                        // the tasks wait, pending
 	for _, msg := range []string{"first", "second"} {
 		_, err := c.Create(ctx, client.TaskCreate{Type: "echo", Fields: map[string]any{"message": msg},
-			QueueName: "example-list", RunAt: later})
+			QueueName: queue, RunAt: later})
 		if err != nil {
 			log.Fatal(err)
 		}
 	}
-	for t, err := range c.All(ctx, &client.ListOptions{Queues: []string{"example-list"}, Limit: 1}) {
+	// All pages through the list (one task per page here), newest first.
+	for t, err := range c.All(ctx, &client.ListOptions{Queues: []string{queue}, Limit: 1}) {
 		if err != nil {
 			log.Fatal(err)
 		}
