@@ -143,6 +143,15 @@ func (c *Client) call(ctx context.Context, method, path string, q url.Values, bo
 	return c.do(req, out)
 }
 
+// callFor is call decoding the answer into a new T.
+func callFor[T any](ctx context.Context, c *Client, method, path string, q url.Values, body any) (*T, error) {
+	var v T
+	if err := c.call(ctx, method, path, q, body, &v); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
 // sameOrigin reports whether u is served by the client's server (scheme,
 // host and port), the only place the API key is sent.
 func (c *Client) sameOrigin(u *url.URL) bool {

@@ -108,11 +108,7 @@ func (c *Client) Create(ctx context.Context, in TaskCreate) (*Task, error) {
 // Get returns a task; an unknown one (or another tenant's) is a *Problem
 // with status 404.
 func (c *Client) Get(ctx context.Context, id string) (*Task, error) {
-	var t Task
-	if err := c.call(ctx, http.MethodGet, "/api/v1/tasks/"+escape(id), nil, nil, &t); err != nil {
-		return nil, err
-	}
-	return &t, nil
+	return callFor[Task](ctx, c, http.MethodGet, "/api/v1/tasks/"+escape(id), nil, nil)
 }
 
 // ListOptions filter and page a task list; zero fields do not filter.
@@ -269,11 +265,7 @@ func (p *TaskPatch) body() map[string]any {
 // Patch changes a pending task and returns it; a task that is no longer
 // pending is a *Problem with status 409.
 func (c *Client) Patch(ctx context.Context, id string, p TaskPatch) (*Task, error) {
-	var t Task
-	if err := c.call(ctx, http.MethodPatch, "/api/v1/tasks/"+escape(id), nil, p.body(), &t); err != nil {
-		return nil, err
-	}
-	return &t, nil
+	return callFor[Task](ctx, c, http.MethodPatch, "/api/v1/tasks/"+escape(id), nil, p.body())
 }
 
 // Cancel cancels a pending or executing task and returns it; a finished
@@ -289,11 +281,7 @@ func (c *Client) Retry(ctx context.Context, id string) (*Task, error) {
 }
 
 func (c *Client) action(ctx context.Context, id, name string) (*Task, error) {
-	var t Task
-	if err := c.call(ctx, http.MethodPost, "/api/v1/tasks/"+escape(id)+"/"+name, nil, nil, &t); err != nil {
-		return nil, err
-	}
-	return &t, nil
+	return callFor[Task](ctx, c, http.MethodPost, "/api/v1/tasks/"+escape(id)+"/"+name, nil, nil)
 }
 
 // Delete deletes a finished task with its events and artifacts; a pending
@@ -304,9 +292,5 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 
 // Result returns a task's status and, once it has completed, its outputs.
 func (c *Client) Result(ctx context.Context, id string) (*TaskResult, error) {
-	var r TaskResult
-	if err := c.call(ctx, http.MethodGet, "/api/v1/tasks/"+escape(id)+"/result", nil, nil, &r); err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return callFor[TaskResult](ctx, c, http.MethodGet, "/api/v1/tasks/"+escape(id)+"/result", nil, nil)
 }

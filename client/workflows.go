@@ -99,20 +99,12 @@ type WorkflowCleanup struct {
 // CreateWorkflow creates a workflow; an invalid graph is a *Problem with
 // status 422 naming the step.
 func (c *Client) CreateWorkflow(ctx context.Context, in WorkflowCreate) (*Workflow, error) {
-	var w Workflow
-	if err := c.call(ctx, http.MethodPost, "/api/v1/workflows/", nil, in, &w); err != nil {
-		return nil, err
-	}
-	return &w, nil
+	return callFor[Workflow](ctx, c, http.MethodPost, "/api/v1/workflows/", nil, in)
 }
 
 // GetWorkflow returns a workflow with its steps.
 func (c *Client) GetWorkflow(ctx context.Context, id string) (*Workflow, error) {
-	var w Workflow
-	if err := c.call(ctx, http.MethodGet, "/api/v1/workflows/"+escape(id), nil, nil, &w); err != nil {
-		return nil, err
-	}
-	return &w, nil
+	return callFor[Workflow](ctx, c, http.MethodGet, "/api/v1/workflows/"+escape(id), nil, nil)
 }
 
 // ListWorkflows returns one page of workflows, newest first (opts may be
@@ -130,11 +122,7 @@ func (c *Client) ListWorkflows(ctx context.Context, opts *WorkflowListOptions) (
 			q.Set("before", opts.Before)
 		}
 	}
-	var page WorkflowPage
-	if err := c.call(ctx, http.MethodGet, "/api/v1/workflows/", q, nil, &page); err != nil {
-		return nil, err
-	}
-	return &page, nil
+	return callFor[WorkflowPage](ctx, c, http.MethodGet, "/api/v1/workflows/", q, nil)
 }
 
 // StartWorkflow starts a pending workflow.
@@ -154,20 +142,12 @@ func (c *Client) ResumeWorkflow(ctx context.Context, id string) (*Workflow, erro
 }
 
 func (c *Client) workflowAction(ctx context.Context, id, name string) (*Workflow, error) {
-	var w Workflow
-	if err := c.call(ctx, http.MethodPost, "/api/v1/workflows/"+escape(id)+"/"+name, nil, nil, &w); err != nil {
-		return nil, err
-	}
-	return &w, nil
+	return callFor[Workflow](ctx, c, http.MethodPost, "/api/v1/workflows/"+escape(id)+"/"+name, nil, nil)
 }
 
 // CleanupWorkflow deletes a finished workflow's intermediate artifacts.
 func (c *Client) CleanupWorkflow(ctx context.Context, id string) (*WorkflowCleanup, error) {
-	var out WorkflowCleanup
-	if err := c.call(ctx, http.MethodPost, "/api/v1/workflows/"+escape(id)+"/cleanup", nil, nil, &out); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return callFor[WorkflowCleanup](ctx, c, http.MethodPost, "/api/v1/workflows/"+escape(id)+"/cleanup", nil, nil)
 }
 
 // WaitWorkflow reads the workflow every interval (default 1 s) until it

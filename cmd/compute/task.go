@@ -28,14 +28,7 @@ func taskCmd(stdout, stderr io.Writer) *cobra.Command {
 	cf.register(cmd)
 	with := cf.runner(stderr)
 	one := func(use, short string, call func(*client.Client, context.Context, string) (*client.Task, error)) *cobra.Command {
-		return &cobra.Command{Use: use + " <task id>", Short: short, Args: exactArgs(1),
-			RunE: with(func(cmd *cobra.Command, args []string, c *client.Client, s clientSettings) error {
-				t, err := call(c, cmd.Context(), args[0])
-				if err != nil {
-					return err
-				}
-				return printTask(stdout, t, s.outputJSON)
-			})}
+		return idCommand(use+" <task id>", short, with, call, func(t *client.Task, asJSON bool) error { return printTask(stdout, t, asJSON) })
 	}
 	cmd.AddCommand(
 		taskCreateCmd(stdout, stderr, with),
@@ -106,20 +99,43 @@ func taskCreateCmd(stdout, stderr io.Writer, with runner) *cobra.Command {
 	return cmd
 }
 
+// idCommand is a command that calls the API with one id and prints what it
+// answers.
+func idCommand[T any](use, short string, with runner, call func(*client.Client, context.Context, string) (T, error),
+	print func(T, bool) error) *cobra.Command {
+	return &cobra.Command{Use: use, Short: short, Args: exactArgs(1),
+		RunE: with(func(cmd *cobra.Command, args []string, c *client.Client, s clientSettings) error {
+			v, err := call(c, cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return print(v, s.outputJSON)
+		})}
+}
+
+// readFile reads --file, standard input for "-".
+func readFile(file string, stdin io.Reader) ([]byte, error) {
+	var raw []byte
+	var err error
+	if file == "-" {
+		raw, err = io.ReadAll(stdin)
+	} else {
+		raw, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return nil, usagef("--file: %w", err)
+	}
+	return raw, nil
+}
+
 // readBody builds a JSON object from a file (or standard input for "-")
 // and --field values: name=text is a string, name:=JSON any JSON value.
 func readBody(file string, fields []string, stdin io.Reader) (map[string]any, error) {
 	body := map[string]any{}
 	if file != "" {
-		var raw []byte
-		var err error
-		if file == "-" {
-			raw, err = io.ReadAll(stdin)
-		} else {
-			raw, err = os.ReadFile(file)
-		}
+		raw, err := readFile(file, stdin)
 		if err != nil {
-			return nil, usagef("--file: %w", err)
+			return nil, err
 		}
 		if err := json.Unmarshal(raw, &body); err != nil || body == nil {
 			return nil, usagef("--file %s: want a JSON object", file)

@@ -26,14 +26,7 @@ func workflowCmd(stdout, stderr io.Writer) *cobra.Command {
 	cf.register(cmd)
 	with := cf.runner(stderr)
 	action := func(use, short string, call func(*client.Client, context.Context, string) (*client.Workflow, error)) *cobra.Command {
-		return &cobra.Command{Use: use + " <workflow id>", Short: short, Args: exactArgs(1),
-			RunE: with(func(cmd *cobra.Command, args []string, c *client.Client, s clientSettings) error {
-				w, err := call(c, cmd.Context(), args[0])
-				if err != nil {
-					return err
-				}
-				return printWorkflow(stdout, w, s.outputJSON)
-			})}
+		return idCommand(use+" <workflow id>", short, with, call, func(w *client.Workflow, asJSON bool) error { return printWorkflow(stdout, w, asJSON) })
 	}
 	cmd.AddCommand(
 		workflowCreateCmd(stdout, stderr, with),
@@ -77,15 +70,9 @@ func workflowCreateCmd(stdout, stderr io.Writer, with runner) *cobra.Command {
 			if file == "" {
 				return usagef("--file is required (- for standard input)")
 			}
-			var raw []byte
-			var err error
-			if file == "-" {
-				raw, err = io.ReadAll(cmd.InOrStdin())
-			} else {
-				raw, err = os.ReadFile(file)
-			}
+			raw, err := readFile(file, cmd.InOrStdin())
 			if err != nil {
-				return usagef("--file: %w", err)
+				return err
 			}
 			var in client.WorkflowCreate
 			if err := json.Unmarshal(raw, &in); err != nil {
