@@ -27,10 +27,17 @@ type Option func(*Client)
 // WithAPIKey sends key as the bearer token of every request.
 func WithAPIKey(key string) Option { return func(c *Client) { c.key = key } }
 
-// WithHTTPClient sends the requests through hc instead of a client of the
-// package's own. Watch streams last as long as a task runs: hc should have
-// no Timeout (bound calls with their context instead).
-func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
+// WithHTTPClient sends the requests through hc (when not nil) instead of
+// a client of the package's own. Watch streams last as long as a task
+// runs: hc should have no Timeout (bound calls with their context
+// instead).
+func WithHTTPClient(hc *http.Client) Option {
+	return func(c *Client) {
+		if hc != nil {
+			c.hc = hc
+		}
+	}
+}
 
 // WithUserAgent sets the User-Agent header.
 func WithUserAgent(ua string) Option { return func(c *Client) { c.ua = ua } }
