@@ -27,6 +27,7 @@ import (
 	"github.com/computeserver/compute/internal/executor/openai"
 	"github.com/computeserver/compute/internal/executor/replicate"
 	"github.com/computeserver/compute/internal/store"
+	"github.com/computeserver/compute/internal/telemetry"
 )
 
 // Entry is one configured executor: the config file's
@@ -202,6 +203,9 @@ func BuildWith(entries map[string]Entry, routes map[string]executor.Route, deps 
 	if deps.HTTP == nil {
 		deps.HTTP = &http.Client{Timeout: 5 * time.Minute}
 	}
+	// Every call of the hosted executors (their APIs, uploads, output
+	// downloads) is a client span of the run's trace, with traceparent.
+	deps.HTTP = telemetry.WrapClient(deps.HTTP)
 	set, known := executor.NewSet(), builtins()
 	var comfySlots comfyui.Slots = comfyui.NewLocalSlots()
 	if deps.Slots != nil {

@@ -109,43 +109,63 @@ func hexID(b []byte) string {
 	return string(out)
 }
 
-// TestClientSpanCarriesTheTrace: an outbound call made while serving a
-// request gets a client span of the request's trace, and the service
-// called gets that trace's traceparent. (After TestSetupExportsOverOTLPHTTP,
-// which needs tracing off at its start.)
+// TestClientSpanCarriesTheTrace: an outbound call made through
+// Transport while serving a request gets a client span of the request's
+// trace, and the service called gets that trace's traceparent; a call
+// made outside any trace gets neither, and the caller's request is never
+// changed. (After TestSetupExportsOverOTLPHTTP, which needs tracing off
+// at its start.)
 func TestClientSpanCarriesTheTrace(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	telemetry.Install(sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp)))
-	var got string
+	var mu sync.Mutex
+	var got []string
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got = r.Header.Get("traceparent")
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, r.Header.Get("traceparent"))
 	}))
 	defer upstream.Close()
-	var serverTrace string
-	h := telemetry.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		serverTrace = telemetry.TraceID(r.Context())
-		req, _ := http.NewRequestWithContext(r.Context(), "GET", upstream.URL, nil)
-		req, end := telemetry.StartClient(req)
-		resp, err := http.DefaultClient.Do(req)
+	client := telemetry.WrapClient(telemetry.WrapClient(nil)) // wrapping twice makes one span per call
+	call := func(req *http.Request) {
+		resp, err := client.Do(req)
 		if err != nil {
-			end(0, err)
 			t.Error(err)
 			return
 		}
-		end(resp.StatusCode, nil)
 		resp.Body.Close()
+	}
+	var serverTrace string
+	var sent *http.Request
+	h := telemetry.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		serverTrace = telemetry.TraceID(r.Context())
+		sent, _ = http.NewRequestWithContext(r.Context(), "GET", upstream.URL, nil)
+		call(sent)
 	}))
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/", nil))
-	if serverTrace == "" || len(got) != 55 || got[3:35] != serverTrace {
-		t.Fatalf("upstream got traceparent %q, want one of the request's trace %q", got, serverTrace)
+	untraced, _ := http.NewRequest("GET", upstream.URL, nil)
+	call(untraced)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 2 || serverTrace == "" || len(got[0]) != 55 || got[0][3:35] != serverTrace {
+		t.Fatalf("upstream got traceparents %q, want one of the request's trace %q first", got, serverTrace)
 	}
-	var client int
+	if got[1] != "" {
+		t.Errorf("a call outside any trace sent traceparent %q", got[1])
+	}
+	if sent.Header.Get("traceparent") != "" {
+		t.Errorf("the transport changed the caller's request: %v", sent.Header)
+	}
+	var spans int
 	for _, s := range exp.GetSpans() {
-		if s.SpanKind == trace.SpanKindClient && s.SpanContext.TraceID().String() == serverTrace {
-			client++
+		if s.SpanKind == trace.SpanKindClient {
+			spans++
+			if s.SpanContext.TraceID().String() != serverTrace {
+				t.Errorf("client span %q in trace %s, want the request's %s", s.Name, s.SpanContext.TraceID(), serverTrace)
+			}
 		}
 	}
-	if client != 1 {
-		t.Errorf("%d client spans in the request's trace, want 1", client)
+	if spans != 1 {
+		t.Errorf("%d client spans, want 1", spans)
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/computeserver/compute/internal/executor"
+	"github.com/computeserver/compute/internal/telemetry"
 )
 
 // Kind is the executor type name of ComfyUI in the config file.
@@ -208,9 +209,10 @@ func New(name string, s Settings, o Options) (*Executor, error) {
 	if e.slots == nil {
 		e.slots = NewLocalSlots()
 	}
-	if e.hc == nil {
-		e.hc = &http.Client{}
-	}
+	// Every call (/prompt, /history, /view, /interrupt, the websocket's
+	// upgrade…) made for a run is a client span of its trace, with
+	// traceparent; the health probes are outside any trace and make none.
+	e.hc = telemetry.WrapClient(e.hc)
 	ws := *e.hc
 	ws.Timeout = 0
 	e.wsClient = &ws

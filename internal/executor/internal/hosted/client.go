@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/computeserver/compute/internal/executor"
-	"github.com/computeserver/compute/internal/telemetry"
 )
 
 // maxBody bounds a service's JSON answer.
@@ -98,13 +97,10 @@ func (c *Client) Open(req *http.Request) (*http.Response, error) {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	req, end := telemetry.StartClient(req)
 	resp, err := hc.Do(req)
 	if err != nil {
-		end(0, err)
 		return nil, executor.FromTransport(fmt.Errorf("%s %s: %w", req.Method, redact(req.URL.String()), unwrapURL(err)))
 	}
-	end(resp.StatusCode, nil) // the span covers the call up to the answer's header
 	return resp, nil
 }
 
