@@ -541,6 +541,10 @@ type Delivery struct {
 	EventStatus task.Status
 	// Body is the event body, the request body (ClaimDeliveries only).
 	Body json.RawMessage
+	// TraceParent is the W3C traceparent stored on the delivery's task
+	// ('' for a workflow's, or when tracing was off; ClaimDeliveries
+	// only): the delivery's span joins the task's trace.
+	TraceParent string
 	// AttemptLog lists the recorded attempts, oldest first
 	// (ListDeliveries and Redeliver only).
 	AttemptLog []DeliveryAttempt

@@ -18,6 +18,7 @@ import (
 
 	"github.com/computeserver/compute/internal/netguard"
 	"github.com/computeserver/compute/internal/store"
+	"github.com/computeserver/compute/internal/telemetry"
 )
 
 // Config configures a Deliverer. Zero values take the documented defaults.
@@ -171,6 +172,9 @@ func New(cfg Config, st store.Deliveries, log *slog.Logger) *Deliverer {
 	// A webhook is answered where it was sent: a redirect is an answer
 	// (a failed attempt), not a destination to follow.
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	// Each attempt's request is a client span, with traceparent, of the
+	// attempt's webhook.deliver span.
+	client.Transport = telemetry.Transport(client.Transport)
 	return &Deliverer{
 		cfg:    cfg,
 		store:  st,
@@ -325,11 +329,13 @@ func (d *Deliverer) deliver(ctx context.Context, dl store.Delivery) {
 		a.Error = fmt.Sprintf("not sent: the %d attempts allowed were used up, some by senders that stopped before recording them", d.cfg.MaxAttempts)
 		o = store.DeliveryOutcome{Status: store.DeliveryFailed}
 	} else {
-		r := d.send(ctx, dl, started)
+		sctx, span := startDeliverSpan(ctx, dl)
+		r := d.send(sctx, dl, started)
 		a.Duration = time.Since(started)
 		a.StatusCode, a.ResponseSnippet, a.Error = r.code, r.snippet, r.err
 		o = d.outcome(dl, r, time.Now())
 		v = verdictOf(r)
+		endDeliverSpan(span, r, o)
 	}
 	if d.record(ctx, dl, a, o) && d.cfg.Observe != nil {
 		d.cfg.Observe(string(o.Status))

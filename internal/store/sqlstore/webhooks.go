@@ -170,20 +170,20 @@ func (s *Store) ClaimDeliveries(ctx context.Context, c store.DeliveryClaim) ([]s
 		// SQLite's RETURNING cannot name a joined table: read the claimed
 		// rows with their events in a second statement.
 		var byID params
-		rows, err = tx.QueryContext(ctx, `SELECT `+deliveryColumns+`, e.body
-			FROM webhook_deliveries d JOIN task_events e ON e.id = d.event_id
+		rows, err = tx.QueryContext(ctx, `SELECT `+deliveryColumns+`, e.body, COALESCE(t.trace_parent, '')
+			FROM webhook_deliveries d JOIN task_events e ON e.id = d.event_id LEFT JOIN tasks t ON t.id = d.task_id
 			WHERE d.id IN (`+byID.list(ids...)+`) ORDER BY d.next_attempt_at, d.id`, byID.vals...)
 		if err != nil {
 			return fmt.Errorf("loading claimed webhook deliveries: %w", err)
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var body string
-			d, err := scanDelivery(rows, &body)
+			var body, traceParent string
+			d, err := scanDelivery(rows, &body, &traceParent)
 			if err != nil {
 				return fmt.Errorf("loading claimed webhook deliveries: %w", err)
 			}
-			d.Body = json.RawMessage(body)
+			d.Body, d.TraceParent = json.RawMessage(body), traceParent
 			out = append(out, d)
 		}
 		if err := rows.Err(); err != nil {
