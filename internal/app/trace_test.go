@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,10 +22,7 @@ import (
 // run's span is a child of the request's, the executor's calls children
 // of the run's.
 func TestCreateAndRunShareATrace(t *testing.T) {
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	t.Cleanup(func() { _ = tp.Shutdown(t.Context()) })
-	telemetry.Install(tp) // process-wide; the other tests only make more spans
+	exp := installTracing(t)
 	for _, dialect := range testdb.Dialects {
 		t.Run(dialect, func(t *testing.T) {
 			cfg := testserver.Config(t, dialect, key)
@@ -85,4 +83,22 @@ func attr(s tracetest.SpanStub, key string) string {
 		}
 	}
 	return ""
+}
+
+// installTracing turns tracing on for the process with an in-memory
+// exporter, once: the tests that read spans share it (the others only make
+// more spans).
+func installTracing(t *testing.T) *tracetest.InMemoryExporter {
+	t.Helper()
+	tracing.once.Do(func() {
+		tracing.exp = tracetest.NewInMemoryExporter()
+		telemetry.Install(sdktrace.NewTracerProvider(sdktrace.WithSyncer(tracing.exp)))
+	})
+	return tracing.exp
+}
+
+// tracing is the process's in-memory exporter (installTracing).
+var tracing struct {
+	once sync.Once
+	exp  *tracetest.InMemoryExporter
 }

@@ -47,9 +47,13 @@ func (s *Server) routes() http.Handler {
 	return s.middleware(mux)
 }
 
-// middleware applies Faults.HTTPStatus and ComfyUI's origin check.
+// middleware tells Options.OnRequest, applies Faults.HTTPStatus and
+// ComfyUI's origin check.
 func (s *Server) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.opts.OnRequest != nil {
+			s.opts.OnRequest(r)
+		}
 		if !strings.HasPrefix(r.URL.Path, "/_comfyfake/") {
 			if status := s.Faults().HTTPStatus; status != 0 {
 				http.Error(w, fmt.Sprintf("comfyfake: injected HTTP %d", status), status)

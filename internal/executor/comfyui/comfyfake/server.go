@@ -87,6 +87,10 @@ type Options struct {
 	// /_comfyfake/restart, so a test driving the fake in another process
 	// (cmd/comfyfake) can read Stats and flip Faults. Not part of ComfyUI.
 	ControlRoutes bool
+	// OnRequest, when set, is shown every request as it arrives (its
+	// method, path and headers, such as a traceparent) before it is
+	// served; it must not read the body. Not part of ComfyUI.
+	OnRequest func(r *http.Request)
 	// Logger receives the fake's log lines; nil discards them.
 	Logger *slog.Logger
 	// Faults are the failure knobs in force at start; SetFaults changes them.
