@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -51,6 +52,13 @@ type webhookListOutput struct {
 	}
 }
 
+type workflowWebhookListOutput struct {
+	Body struct {
+		WorkflowID string            `json:"workflow_id" format:"uuid"`
+		Deliveries []WebhookDelivery `json:"deliveries"`
+	}
+}
+
 type deliveryInput struct {
 	ID string `path:"id" doc:"The delivery id."`
 }
@@ -77,10 +85,30 @@ func (s *Server) registerWebhookRoutes() {
 		}
 		out := &webhookListOutput{}
 		out.Body.TaskID = id.String()
-		out.Body.Deliveries = make([]WebhookDelivery, len(ds))
-		for i := range ds {
-			out.Body.Deliveries[i] = deliveryJSON(&ds[i])
+		out.Body.Deliveries = deliveriesJSON(ds)
+		return out, nil
+	})
+
+	huma.Register(s.api, huma.Operation{
+		OperationID: "list-workflow-webhooks", Method: http.MethodGet, Path: "/api/v1/workflows/{workflow_id}/webhooks", Tags: tags,
+		Summary:     "List a workflow's webhook deliveries and their attempts",
+		Description: "One delivery per workflow_status_update event sent to the workflow's webhook_url or to a matching webhook endpoint, oldest first, each with every recorded attempt. Its steps' tasks have theirs at GET /api/v1/tasks/{task_id}/webhooks.",
+		Security:    bearer, Errors: []int{401, 404},
+	}, func(ctx context.Context, in *workflowIDInput) (*workflowWebhookListOutput, error) {
+		id, err := parseWorkflowID(in.WorkflowID)
+		if err != nil {
+			return nil, err
 		}
+		ds, err := s.deps.Store.ListWorkflowDeliveries(ctx, id, principalFrom(ctx).scope())
+		if errors.Is(err, store.ErrWorkflowNotFound) {
+			return nil, huma.Error404NotFound("workflow not found")
+		}
+		if err != nil {
+			return nil, s.problem(err, "workflow")
+		}
+		out := &workflowWebhookListOutput{}
+		out.Body.WorkflowID = id.String()
+		out.Body.Deliveries = deliveriesJSON(ds)
 		return out, nil
 	})
 
@@ -102,6 +130,15 @@ func (s *Server) registerWebhookRoutes() {
 	})
 	s.registerEndpointRoutes()
 	s.registerLedgerRoutes()
+}
+
+// deliveriesJSON is deliveryJSON of each of ds.
+func deliveriesJSON(ds []store.Delivery) []WebhookDelivery {
+	out := make([]WebhookDelivery, len(ds))
+	for i := range ds {
+		out[i] = deliveryJSON(&ds[i])
+	}
+	return out
 }
 
 func deliveryJSON(d *store.Delivery) WebhookDelivery {

@@ -121,5 +121,59 @@ func TestWorkflowEventsReachWebhooks(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+		checkWorkflowDeliveries(t, e, id, asA, epAdmin["id"].(string), len(own))
 	})
+}
+
+// checkWorkflowDeliveries checks GET /api/v1/workflows/{id}/webhooks, the
+// per-workflow view of the ledger, once the deliveries of the workflow
+// id's events (own of them to its webhook_url) are recorded: its owner
+// (headers asOwner) sees its own URL's and its endpoint's deliveries with
+// their attempts, oldest first, not those of the admin's endpoint
+// adminEndpoint, which the admin sees too; another tenant and unknown
+// or malformed ids get a 404 problem.
+func checkWorkflowDeliveries(t *testing.T, e *env, id string, asOwner []string, adminEndpoint string, own int) {
+	t.Helper()
+	path := "/api/v1/workflows/" + id + "/webhooks"
+	view := e.must(200, "GET", path, nil, asOwner...)
+	if view["workflow_id"] != id {
+		t.Errorf("workflow_id %v, want %s", view["workflow_id"], id)
+	}
+	ds := view["deliveries"].([]any)
+	var ownURL, lastID float64
+	for _, d := range ds {
+		dm := d.(map[string]any)
+		if dm["task_id"] != id || dm["event_type"] != "workflow_status_update" {
+			t.Errorf("delivery %v is not of workflow %s's events", dm, id)
+		}
+		if dm["endpoint_id"] == adminEndpoint {
+			t.Errorf("the owner sees the admin endpoint's delivery %v", dm)
+		}
+		if dm["id"].(float64) <= lastID {
+			t.Errorf("deliveries not oldest first: %v after %v", dm["id"], lastID)
+		}
+		lastID = dm["id"].(float64)
+		if strings.HasSuffix(dm["url"].(string), "/own") {
+			ownURL++
+			if as := dm["attempts"].([]any); dm["status"] != "delivered" || len(as) != 1 || as[0].(map[string]any)["status_code"] == nil {
+				t.Errorf("own delivery %v, want delivered with its one attempt", dm)
+			}
+		}
+	}
+	if int(ownURL) != own || len(ds) != 2*own {
+		t.Errorf("%d deliveries, %v to the own URL; want %d there and as many to the endpoint", len(ds), ownURL, own)
+	}
+	admin := e.must(200, "GET", path, nil)["deliveries"].([]any)
+	if len(admin) != len(ds)+1 {
+		t.Errorf("the admin sees %d deliveries, want the owner's %d and its endpoint's", len(admin), len(ds))
+	}
+	for _, p := range []string{path, "/api/v1/workflows/" + "00000000-0000-4000-8000-000000000000/webhooks", "/api/v1/workflows/nope/webhooks"} {
+		hdr := []string{"Authorization", "Bearer " + e.tenantKey("b")}
+		if p != path {
+			hdr = asOwner
+		}
+		if r := e.do("GET", p, nil, hdr...); r.status != 404 || !strings.Contains(r.header.Get("Content-Type"), "problem+json") {
+			t.Errorf("GET %s: %d %s, want a 404 problem", p, r.status, r.body)
+		}
+	}
 }

@@ -133,6 +133,12 @@ type Workflows interface {
 	// GetWorkflow loads a workflow in scope with its steps and their
 	// tasks; ErrWorkflowNotFound when it is not in scope.
 	GetWorkflow(ctx context.Context, id uuid.UUID, scope Scope) (*Workflow, error)
+	// ListWorkflowDeliveries returns the webhook deliveries of a
+	// workflow's own events (workflow_status_update), oldest first, each
+	// with its attempts; ErrWorkflowNotFound when the workflow is not in
+	// scope. As ListDeliveries, a tenant does not see the deliveries made
+	// for an admin's endpoint that receives every tenant's events.
+	ListWorkflowDeliveries(ctx context.Context, id uuid.UUID, scope Scope) ([]Delivery, error)
 	// ListWorkflows returns workflows (without their steps' tasks),
 	// newest first.
 	ListWorkflows(ctx context.Context, f WorkflowFilter) ([]*Workflow, error)

@@ -380,24 +380,37 @@ func cleanText(s string, max int) string {
 
 // ListDeliveries implements store.Store.
 func (s *Store) ListDeliveries(ctx context.Context, taskID uuid.UUID, scope store.Scope) ([]store.Delivery, error) {
-	where, args := "id = $1", []any{taskID.String()}
+	return s.ownDeliveries(ctx, "tasks", "origin_tenant_id", taskID, scope, task.ErrNotFound)
+}
+
+// ListWorkflowDeliveries implements store.Workflows.
+func (s *Store) ListWorkflowDeliveries(ctx context.Context, workflowID uuid.UUID, scope store.Scope) ([]store.Delivery, error) {
+	return s.ownDeliveries(ctx, "workflows", "tenant_id", workflowID, scope, store.ErrWorkflowNotFound)
+}
+
+// ownDeliveries lists the deliveries of the events of id, a row of table
+// (tasks or workflows, whose tenant column is tenantCol; a workflow's
+// deliveries have its id as task_id); notFound when the row is not in
+// scope.
+func (s *Store) ownDeliveries(ctx context.Context, table, tenantCol string, id uuid.UUID, scope store.Scope, notFound error) ([]store.Delivery, error) {
+	where, args := "id = $1", []any{id.String()}
 	if !scope.Admin {
-		where, args = where+" AND origin_tenant_id = $2", append(args, scope.TenantID)
+		where, args = where+" AND "+tenantCol+" = $2", append(args, scope.TenantID)
 	}
 	var one int
-	err := s.r.QueryRowContext(ctx, `SELECT 1 FROM tasks WHERE `+where, args...).Scan(&one)
+	err := s.r.QueryRowContext(ctx, `SELECT 1 FROM `+table+` WHERE `+where, args...).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, task.ErrNotFound
+		return nil, notFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("loading task: %w", err)
+		return nil, fmt.Errorf("loading %s row: %w", table, err)
 	}
 	if !scope.Admin {
 		// Not the deliveries made for an admin's endpoint that receives
 		// every tenant's events: their URL is the admin's.
-		return s.loadDeliveries(ctx, s.r, "d.task_id = $1 AND "+tenantEndpoints("d.endpoint_id", "$2"), taskID.String(), scope.TenantID)
+		return s.loadDeliveries(ctx, s.r, "d.task_id = $1 AND "+tenantEndpoints("d.endpoint_id", "$2"), id.String(), scope.TenantID)
 	}
-	return s.loadDeliveries(ctx, s.r, "d.task_id = $1", taskID.String())
+	return s.loadDeliveries(ctx, s.r, "d.task_id = $1", id.String())
 }
 
 // tenantOwns is the condition that keeps the deliveries of a tenant's
