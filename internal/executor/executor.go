@@ -142,6 +142,10 @@ type Output struct {
 	Artifacts []task.Artifact
 	// Data is executor-specific result data (sizes, seeds, text).
 	Data map[string]any
+	// Usage is what the service reported spending on the job (its own
+	// measure of service seconds, a model's tokens); zero when it reports
+	// nothing. Execute adds it to the run's task.UsageMeter.
+	Usage task.Usage
 }
 
 // Executor runs jobs in one configured service. Its methods are safe for

@@ -34,6 +34,9 @@ func Execute(ctx context.Context, ex Executor, job *Job, r Reporter) (*Output, e
 		err = named(ex.Name(), err)
 		endSpan(span, err)
 	}
+	if out != nil {
+		task.ReportUsage(ctx, out.Usage)
+	}
 	return out, err
 }
 

@@ -89,8 +89,10 @@ type Observer interface {
 	// RunEnded is called when a run of t ends after took, with its
 	// outcome: completed, failed, retried, deferred, released, cancelled
 	// or lost. A written outcome is reported once written; an outcome the
-	// store refused (the task changed meanwhile) as lost.
-	RunEnded(t *task.Task, outcome string, took time.Duration)
+	// store refused (the task changed meanwhile) as lost. usage is what
+	// the run's services reported spending, as written with the outcome
+	// (zero when nothing was written).
+	RunEnded(t *task.Task, outcome string, took time.Duration, usage task.Usage)
 }
 
 func (c *Config) setDefaults() {

@@ -80,13 +80,19 @@ func (e *Engine) run(parent context.Context, rec *store.Record) {
 		obs.RunStarted(t, max(began.Sub(due), 0))
 	}
 	resume := t.IsResumed && resumable(rec.Def, t)
-	result, err := safeProcess(runCtx, rec, env, resume)
+	// The executors report what their services spent into the meter;
+	// it is written with the run's outcome, whatever the outcome.
+	var usage task.UsageMeter
+	result, err := safeProcess(task.WithUsageMeter(runCtx, &usage), rec, env, resume)
 	env.endProgress()
 	change, what := e.outcomeOf(rec, result, err, runCtx, ctx)
+	if change != nil {
+		change.Usage = usage.Total()
+	}
 	endRunSpan(span, what, err)
 	if change == nil {
 		logRun(slog.LevelInfo, "run stopped", slog.String("reason", what))
-		e.observeEnd(t, what, began)
+		e.observeEnd(t, what, began, task.Usage{})
 		return
 	}
 	// The run keeps its slot and its place in the running set until the
@@ -101,9 +107,9 @@ func (e *Engine) run(parent context.Context, rec *store.Record) {
 		attrs = append(attrs, slog.Any("error", err))
 	}
 	if werr == nil {
-		e.observeEnd(t, what, began)
+		e.observeEnd(t, what, began, change.Usage)
 	} else {
-		e.observeEnd(t, "lease lost", began)
+		e.observeEnd(t, "lease lost", began, task.Usage{})
 	}
 	switch {
 	case werr == nil:
@@ -126,8 +132,9 @@ var outcomeLabels = map[string]string{
 }
 
 // observeEnd tells the Observer, if any, that a run of t begun at began
-// ended with the outcome outcomeOf described as what.
-func (e *Engine) observeEnd(t *task.Task, what string, began time.Time) {
+// ended with the outcome outcomeOf described as what, having written
+// usage.
+func (e *Engine) observeEnd(t *task.Task, what string, began time.Time, usage task.Usage) {
 	if e.cfg.Observer == nil {
 		return
 	}
@@ -135,7 +142,7 @@ func (e *Engine) observeEnd(t *task.Task, what string, began time.Time) {
 	if !ok {
 		label = "other"
 	}
-	e.cfg.Observer.RunEnded(t, label, time.Since(began))
+	e.cfg.Observer.RunEnded(t, label, time.Since(began), usage)
 }
 
 // runTimeout is the execution timeout of one attempt: the task's

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"time"
+
+	"github.com/computeserver/compute/internal/task"
 )
 
 // Monitor is the operations view's read of the store (the monitoring
@@ -15,9 +17,10 @@ type Monitor interface {
 	// task or one finished within the last 15 minutes before now, its
 	// counts; ordered by queue name.
 	QueueStats(ctx context.Context, now time.Time) ([]QueueStats, error)
-	// TenantUsage returns each tenant's tasks by status and the run
-	// seconds of its finished tasks (started to completed), ordered by
-	// tenant; only scope's tenant unless scope is admin.
+	// TenantUsage returns each tenant's tasks by status, the run seconds
+	// of its finished tasks (started to completed) and the sum of its
+	// tasks' usage, ordered by tenant; only scope's tenant unless scope is
+	// admin.
 	TenantUsage(ctx context.Context, scope Scope) ([]TenantUsage, error)
 	// ExecutingBy counts the executing tasks by executor (provider_type)
 	// and by worker instance (executor_instance).
@@ -64,6 +67,9 @@ type TenantUsage struct {
 	ByStatus map[string]int
 	// RunSeconds sums started_at to completed_at over its finished tasks.
 	RunSeconds float64
+	// Usage sums its tasks' usage (service seconds and tokens the
+	// services reported), whatever their status.
+	Usage task.Usage
 }
 
 // ExecutorStats are the recent finished tasks of one executor.

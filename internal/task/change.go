@@ -45,6 +45,10 @@ type Change struct {
 	// the task back before it started anything (its executor was paused),
 	// so the task has not started and its start deadline still counts.
 	Unstart bool
+	// Usage is what the run's services reported spending; it is added to
+	// the task's (a run's outcome, whatever it is: a failed run was paid
+	// for too).
+	Usage Usage
 }
 
 // Check reports why c may not be applied to t: an error wrapping
@@ -115,6 +119,7 @@ func (c *Change) Delta(attempt int, now time.Time) Delta {
 	if c.CountResume {
 		d.AddResumes = 1
 	}
+	d.AddUsage = c.Usage
 	switch {
 	case c.To == StatusPending:
 		// A fresh run, or one that re-attaches to the external job.
@@ -172,6 +177,9 @@ type Delta struct {
 	AddResumes int
 	// AppendError, when set, is appended to errors.
 	AppendError *Error
+	// AddUsage adds to the task's usage (provider_seconds, input_tokens,
+	// output_tokens); ResetForRetry keeps it, as it keeps errors.
+	AddUsage Usage
 }
 
 // Opt is a value a Delta may write: V replaces the task's value when Set
@@ -217,4 +225,5 @@ func (d Delta) ApplyTo(t *Task) {
 	if d.AppendError != nil {
 		t.Errors = append(t.Errors, *d.AppendError)
 	}
+	t.Usage = t.Usage.Plus(d.AddUsage)
 }

@@ -67,6 +67,9 @@ type Task struct {
 	// Result is the processor's Result as stored; absent until the task
 	// completes.
 	Result json.RawMessage `json:"result,omitempty"`
+	// Usage is what the services the task ran on reported spending,
+	// summed over its runs.
+	Usage Usage `json:"usage" doc:"What the services the task ran on reported spending (service seconds, tokens), summed over its runs; zeros when none reported anything."`
 
 	// Attempt counts claims; every write a run makes is conditional on it,
 	// so a worker that lost its claim cannot overwrite a newer run.

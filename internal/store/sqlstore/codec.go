@@ -20,7 +20,8 @@ origin_instance, origin_zone, origin_tenant_id, created_at, updated_at, started_
 run_at, executor_type, executor_instance, service_task_id, errors, error_message, error_category,
 retry_count, max_attempts, is_resumed, resume_attempt_count, last_resume_attempt, timeout_seconds,
 start_timeout_seconds, webhook_url, webhook_events, result, attempt, lease_expires_at,
-idempotency_key, request_hash, entity_id, executor_handle, provider_requested, trace_parent`
+idempotency_key, request_hash, entity_id, executor_handle, provider_requested, trace_parent,
+provider_seconds, input_tokens, output_tokens`
 
 // eventColumns are the columns of `tasks` a task's events are made from
 // (event.New), in the order scanEventTask reads them.
@@ -96,7 +97,8 @@ func scanTask(s rowScanner, extra ...any) (*task.Task, error) {
 		&t.RunAt, &t.ExecutorType, &t.ExecutorInstance, &t.ServiceTaskID, &errs, &t.ErrorMessage, &t.ErrorCategory,
 		&t.RetryCount, &t.MaxAttempts, &t.IsResumed, &t.ResumeAttemptCount, &lastResume, &t.TimeoutSeconds,
 		&t.StartTimeoutSeconds, &t.WebhookURL, &events, &result, &t.Attempt, &lease,
-		&idem, &t.RequestHash, &t.EntityID, &handle, &t.ProviderRequested, &t.TraceParent}
+		&idem, &t.RequestHash, &t.EntityID, &handle, &t.ProviderRequested, &t.TraceParent,
+		&t.Usage.ProviderSeconds, &t.Usage.InputTokens, &t.Usage.OutputTokens}
 	if err := s.Scan(append(dest, extra...)...); err != nil {
 		return nil, err
 	}
@@ -145,7 +147,8 @@ func baseValues(t *task.Task) ([]any, error) {
 		dbTime(t.RunAt), t.ExecutorType, t.ExecutorInstance, t.ServiceTaskID, string(errs), t.ErrorMessage, t.ErrorCategory,
 		t.RetryCount, t.MaxAttempts, t.IsResumed, t.ResumeAttemptCount, nullTime(t.LastResumeAttempt), t.TimeoutSeconds,
 		t.StartTimeoutSeconds, t.WebhookURL, string(events), nullJSON(t.Result), t.Attempt, nullTime(t.LeaseExpiresAt),
-		nullString(t.IdempotencyKey), t.RequestHash, t.EntityID, nullJSON(t.ExecutorHandle), t.ProviderRequested, t.TraceParent, nullTime(startDeadline(t))}, nil
+		nullString(t.IdempotencyKey), t.RequestHash, t.EntityID, nullJSON(t.ExecutorHandle), t.ProviderRequested, t.TraceParent,
+		t.Usage.ProviderSeconds, t.Usage.InputTokens, t.Usage.OutputTokens, nullTime(startDeadline(t))}, nil
 }
 
 // startDeadline is when a task that has not started must fail, if ever.

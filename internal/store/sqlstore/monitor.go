@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/computeserver/compute/internal/store"
+	"github.com/computeserver/compute/internal/task"
 )
 
 var _ store.Monitor = (*Store)(nil)
@@ -102,7 +103,8 @@ func (s *Store) QueueStats(ctx context.Context, now time.Time) ([]store.QueueSta
 func (s *Store) TenantUsage(ctx context.Context, scope store.Scope) ([]store.TenantUsage, error) {
 	q := `SELECT origin_tenant_id, status, COUNT(*),
 		COALESCE(SUM(CASE WHEN started_at IS NOT NULL AND completed_at IS NOT NULL THEN ` +
-		fmt.Sprintf(s.d.seconds, "started_at", "completed_at") + ` ELSE 0 END), 0)
+		fmt.Sprintf(s.d.seconds, "started_at", "completed_at") + ` ELSE 0 END), 0),
+		COALESCE(SUM(provider_seconds), 0), COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0)
 		FROM tasks`
 	var args []any
 	if !scope.Admin {
@@ -121,8 +123,9 @@ func (s *Store) TenantUsage(ctx context.Context, scope store.Scope) ([]store.Ten
 			tenant, status string
 			n              int
 			secs           float64
+			used           task.Usage
 		)
-		if err := rows.Scan(&tenant, &status, &n, &secs); err != nil {
+		if err := rows.Scan(&tenant, &status, &n, &secs, &used.ProviderSeconds, &used.InputTokens, &used.OutputTokens); err != nil {
 			return nil, fmt.Errorf("reading tenant usage: %w", err)
 		}
 		if len(out) == 0 || out[len(out)-1].TenantID != tenant {
@@ -131,6 +134,7 @@ func (s *Store) TenantUsage(ctx context.Context, scope store.Scope) ([]store.Ten
 		u := &out[len(out)-1]
 		u.ByStatus[status] = n
 		u.RunSeconds += secs
+		u.Usage = u.Usage.Plus(used)
 	}
 	return out, rows.Err()
 }

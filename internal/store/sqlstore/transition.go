@@ -112,6 +112,15 @@ var deltaCols = []deltaCol{
 		return s, true
 	}},
 	{batchCol{"new_started_at", "timestamptz"}, "started_at", nil, func(d *task.Delta) (any, bool) { return opt(d.StartedAt, optTime) }},
+	{batchCol{"add_provider_seconds", "double precision"}, "provider_seconds", func(dialect) string { return "tasks.provider_seconds + %s" }, func(d *task.Delta) (any, bool) {
+		return d.AddUsage.ProviderSeconds, d.AddUsage.ProviderSeconds != 0
+	}},
+	{batchCol{"add_input_tokens", "bigint"}, "input_tokens", func(dialect) string { return "tasks.input_tokens + %s" }, func(d *task.Delta) (any, bool) {
+		return d.AddUsage.InputTokens, d.AddUsage.InputTokens != 0
+	}},
+	{batchCol{"add_output_tokens", "bigint"}, "output_tokens", func(dialect) string { return "tasks.output_tokens + %s" }, func(d *task.Delta) (any, bool) {
+		return d.AddUsage.OutputTokens, d.AddUsage.OutputTokens != 0
+	}},
 }
 
 // shape is the set of deltaCols a delta writes, one bit each; changes of

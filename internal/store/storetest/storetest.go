@@ -62,6 +62,7 @@ func Run(t *testing.T, open func(t *testing.T, reg *registry.Registry) store.Sto
 		{"DeleteTask", testDeleteTask},
 		{"ArtifactExpiry", testArtifactExpiry},
 		{"Monitor", testMonitor},
+		{"Usage", testUsage},
 		{"Scheduling", testScheduling},
 		{"Workflows", testWorkflows},
 	}
