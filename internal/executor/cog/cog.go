@@ -129,6 +129,11 @@ type prediction struct {
 	Output any    `json:"output"`
 	Error  any    `json:"error"`
 	Logs   string `json:"logs"`
+	// Metrics.PredictTime is the model's time in seconds, on a finished
+	// prediction.
+	Metrics struct {
+		PredictTime float64 `json:"predict_time"`
+	} `json:"metrics"`
 }
 
 // Start implements executor.Executor: it chooses the prediction id and
@@ -274,6 +279,9 @@ func (e *Executor) step(ctx context.Context, job *executor.Job, id string, p *pr
 		return false, nil, m.Running(ctx, p.Logs, "running on cog")
 	case statusSucceeded:
 		out, err := hosted.Collect(ctx, m, e.http, job, p.Output, map[string]any{"prediction_id": id})
+		if out != nil {
+			out.Usage.ProviderSeconds = p.Metrics.PredictTime
+		}
 		return true, out, err
 	case statusFailed:
 		return true, nil, hosted.Failure("cog prediction "+id, p.Error)

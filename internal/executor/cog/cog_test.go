@@ -153,7 +153,7 @@ func ctx(t *testing.T) context.Context {
 // an async answer and a webhook to our callback route with a token.
 func TestHandleSavedBeforeThePut(t *testing.T) {
 	t.Parallel()
-	s := newService(t, cogfake.Config{})
+	s := newService(t, cogfake.Config{RunTime: 30 * time.Millisecond})
 	ex := s.executor(t, "")
 	st := &hostedtest.Store{}
 	j := st.Prepare(s.jobs.Job(t, executortest.Behaviour{}, nil))
@@ -183,6 +183,10 @@ func TestHandleSavedBeforeThePut(t *testing.T) {
 	}
 	if len(out.Artifacts) != 1 || out.Artifacts[0].Width != 64 || out.Artifacts[0].Height != 48 {
 		t.Errorf("artifacts %+v, want one 64×48 image from the data URL", out.Artifacts)
+	}
+	// metrics.predict_time of the finished prediction.
+	if u := out.Usage; u.ProviderSeconds < 0.03 || u.ProviderSeconds > 60 {
+		t.Errorf("Output.Usage %+v, want the prediction's predict_time (at least the 30 ms it ran)", u)
 	}
 }
 

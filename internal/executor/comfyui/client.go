@@ -110,6 +110,22 @@ func (h *historyEntry) message(name string) json.RawMessage {
 	return nil
 }
 
+// executionSeconds is how long the server executed the prompt: from its
+// execution_start message to its execution_success, whose timestamps are
+// milliseconds since the epoch (§1.3, §1.6); 0 when either is missing
+// or they are out of order.
+func (h *historyEntry) executionSeconds() float64 {
+	var start, end struct {
+		Timestamp int64 `json:"timestamp"`
+	}
+	a, b := h.message("execution_start"), h.message("execution_success")
+	if a == nil || b == nil || json.Unmarshal(a, &start) != nil || json.Unmarshal(b, &end) != nil ||
+		start.Timestamp <= 0 || end.Timestamp < start.Timestamp {
+		return 0
+	}
+	return float64(end.Timestamp-start.Timestamp) / 1000
+}
+
 // fileRef is an output file of a history entry (§1.3 outputs).
 type fileRef struct {
 	Filename  string `json:"filename"`

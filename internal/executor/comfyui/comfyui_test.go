@@ -466,3 +466,20 @@ func TestProgressFromWebsocket(t *testing.T) {
 		t.Errorf("stages %v do not name the running SaveImage node", rec.stages)
 	}
 }
+
+// TestProviderSecondsFromHistory: the job's service time is its history
+// entry's execution_start to execution_success (timestamps in ms), here
+// at least the two nodes' delay of the fake.
+func TestProviderSecondsFromHistory(t *testing.T) {
+	t.Parallel()
+	fake := comfyfake.StartT(t, comfyfake.Options{NodeDelay: 50 * time.Millisecond})
+	ex := newExecutor(t, fast(fake.URL()), comfyui.Options{})
+	j, rec := newJob(t, nil)
+	out, err := executor.Execute(testCtx(t), ex, j, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := out.Usage; u.ProviderSeconds < 0.1 || u.ProviderSeconds > 60 || u.InputTokens != 0 || u.OutputTokens != 0 {
+		t.Errorf("Output.Usage %+v, want the execution's seconds (two nodes of 50 ms)", u)
+	}
+}

@@ -292,7 +292,7 @@ func (e *Executor) collect(ctx context.Context, job *executor.Job, h executor.Ha
 	c := e.client(h.Server)
 	out := &executor.Output{Data: map[string]any{
 		DataPromptID: h.ExternalID, DataServerURL: h.Server, DataWorkflow: st.Workflow,
-	}}
+	}, Usage: task.Usage{ProviderSeconds: entry.executionSeconds()}}
 	if len(st.Tried) > 0 {
 		out.Data[DataRetryServers] = st.Tried
 		out.Data[DataServerErrors] = st.Errors

@@ -197,7 +197,12 @@ func stateOf(h executor.Handle) (state, error) {
 type status struct {
 	Status        string `json:"status"`
 	QueuePosition *int   `json:"queue_position"`
-	Logs          []struct {
+	// Metrics are optional on COMPLETED ("legacy apps might not return
+	// metrics"): inference_time is the model's time, in seconds.
+	Metrics struct {
+		InferenceTime float64 `json:"inference_time"`
+	} `json:"metrics"`
+	Logs []struct {
 		Message string `json:"message"`
 	} `json:"logs"`
 }
@@ -245,6 +250,9 @@ func (e *Executor) Wait(ctx context.Context, job *executor.Job, h executor.Handl
 		}
 		var err error
 		out, err = e.result(ctx, job, h.ExternalID, s, &m)
+		if out != nil {
+			out.Usage.ProviderSeconds = st.Metrics.InferenceTime
+		}
 		return "", true, err
 	})
 	return out, err

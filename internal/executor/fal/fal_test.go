@@ -149,6 +149,11 @@ func TestPollsThrough202WhileRunning(t *testing.T) {
 	if got := out.Data["request_id"]; got != subs[0].ID {
 		t.Errorf("data request_id %v, want %s", got, subs[0].ID)
 	}
+	// COMPLETED's metrics.inference_time: the fake's run time, without the
+	// queue time.
+	if u := out.Usage; u.ProviderSeconds < 0.06 || u.ProviderSeconds >= 0.08+60 || u.InputTokens != 0 {
+		t.Errorf("Output.Usage %+v, want the request's inference_time (at least the 60 ms it ran)", u)
+	}
 }
 
 // TestSubmitInput: a generation task's fields become fal's input (§2.5):

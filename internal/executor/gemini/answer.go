@@ -6,6 +6,7 @@ import (
 
 	"github.com/computeserver/compute/internal/executor"
 	"github.com/computeserver/compute/internal/executor/internal/hosted"
+	"github.com/computeserver/compute/internal/task"
 )
 
 // status is a google.rpc.Status error body (§4.2 Errors).
@@ -159,6 +160,15 @@ func (a *response) data() map[string]any {
 	return d
 }
 
+// usage is the answer's token counts (usageMetadata): the prompt's and
+// the candidates'.
+func (a *response) usage() task.Usage {
+	if u := a.UsageMetadata; u != nil {
+		return task.Usage{InputTokens: int64(u.PromptTokenCount), OutputTokens: int64(u.CandidatesTokenCount)}
+	}
+	return task.Usage{}
+}
+
 // chatOutput is a chat's result (§4.2 "llm_interaction = join
 // candidates[0].content.parts[].text"): STOP is the answer; MAX_TOKENS
 // the truncated answer, marked truncated; other reasons fail
@@ -178,7 +188,7 @@ func chatOutput(ctx context.Context, m *hosted.Meter, a *response) (*executor.Ou
 	if err := m.Report(ctx, 100, "done"); err != nil {
 		return nil, err
 	}
-	return &executor.Output{Data: d}, nil
+	return &executor.Output{Data: d, Usage: a.usage()}, nil
 }
 
 // imageOutput stores an image operation's output (§4.2 "editing = … the
@@ -217,6 +227,5 @@ func (e *Executor) imageOutput(ctx context.Context, job *executor.Job, m *hosted
 	if err := m.Report(ctx, 100, "done"); err != nil {
 		return nil, err
 	}
-	d := a.data()
-	return &executor.Output{Artifacts: arts, Data: d}, nil
+	return &executor.Output{Artifacts: arts, Data: a.data(), Usage: a.usage()}, nil
 }

@@ -122,6 +122,9 @@ func TestChat(t *testing.T) {
 	if u, ok := out.Data["usage"].(map[string]any); !ok || u["completion_tokens"] != 2 {
 		t.Errorf("usage %v", out.Data["usage"])
 	}
+	if u := out.Usage; u.InputTokens <= 0 || u.OutputTokens != 2 || u.ProviderSeconds != 0 {
+		t.Errorf("Output.Usage %+v, want the prompt's tokens and 2 answer tokens (usageMetadata)", u)
+	}
 	r := s.fake.Requests()[0]
 	var body struct {
 		Contents []struct {

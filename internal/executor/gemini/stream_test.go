@@ -33,6 +33,9 @@ func TestStreamedChat(t *testing.T) {
 	if u, ok := out.Data["usage"].(map[string]any); !ok || u["completion_tokens"] != 150 {
 		t.Errorf("usage %v", out.Data["usage"])
 	}
+	if u := out.Usage; u.InputTokens <= 0 || u.OutputTokens != 150 {
+		t.Errorf("Output.Usage %+v, want the last event's usageMetadata", u)
+	}
 	r := s.fake.Requests()[0]
 	if !r.Stream || !strings.HasSuffix(r.Path, ":streamGenerateContent") {
 		t.Errorf("request to %s (stream %v)", r.Path, r.Stream)

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/computeserver/compute/internal/executor"
+	"github.com/computeserver/compute/internal/task"
 )
 
 // OpChat is the chat operation (llm_interaction): the mock answers text,
@@ -89,7 +90,7 @@ func (e *Executor) chat(ctx context.Context, job *executor.Job, r executor.Repor
 	return &executor.Output{Data: map[string]any{
 		"text": text.String(), "finish_reason": finish, "truncated": finish == "length", "model": model,
 		"usage": map[string]any{"prompt_tokens": n, "completion_tokens": len(words), "total_tokens": n + len(words)},
-	}}, nil
+	}, Usage: task.Usage{InputTokens: int64(n), OutputTokens: int64(len(words))}}, nil
 }
 
 // Example returns a JSON value that follows the JSON Schema s, built

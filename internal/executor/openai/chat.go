@@ -15,6 +15,7 @@ import (
 	"github.com/computeserver/compute/internal/executor"
 	"github.com/computeserver/compute/internal/executor/internal/hosted"
 	"github.com/computeserver/compute/internal/executor/internal/llm"
+	"github.com/computeserver/compute/internal/task"
 )
 
 // reportEvery spaces the progress reports of a streamed answer.
@@ -242,7 +243,11 @@ func finish(ctx context.Context, m *hosted.Meter, a *answer) (*executor.Output, 
 	if err := m.Report(ctx, 100, "done"); err != nil {
 		return nil, err
 	}
-	return &executor.Output{Data: data}, nil
+	out := &executor.Output{Data: data}
+	if a.Usage != nil {
+		out.Usage = task.Usage{InputTokens: int64(a.Usage.PromptTokens), OutputTokens: int64(a.Usage.CompletionTokens)}
+	}
+	return out, nil
 }
 
 // messages builds the conversation: the system instruction, the task's

@@ -13,6 +13,7 @@ import (
 	"github.com/computeserver/compute/internal/executor"
 	"github.com/computeserver/compute/internal/executor/internal/hosted"
 	"github.com/computeserver/compute/internal/executor/internal/llm"
+	"github.com/computeserver/compute/internal/task"
 )
 
 // imagesAnswer is the images response envelope (§4.1 Images).
@@ -81,10 +82,20 @@ func (e *Executor) image(ctx context.Context, job *executor.Job, f *llm.Fields, 
 	if len(urls) == 0 {
 		return nil, executor.Errorf(executor.ProviderError, "the %s answered no image", what)
 	}
+	var used task.Usage
 	if len(ans.Usage) > 0 && string(ans.Usage) != "null" {
 		var u any
 		if json.Unmarshal(ans.Usage, &u) == nil {
 			data["usage"] = u
+		}
+		// gpt-image-1 counts input_tokens (text and image) and
+		// output_tokens (the image's).
+		var n struct {
+			InputTokens  int64 `json:"input_tokens"`
+			OutputTokens int64 `json:"output_tokens"`
+		}
+		if json.Unmarshal(ans.Usage, &n) == nil {
+			used = task.Usage{InputTokens: n.InputTokens, OutputTokens: n.OutputTokens}
 		}
 	}
 	if err := m.Report(ctx, 90, "storing outputs"); err != nil {
@@ -97,7 +108,7 @@ func (e *Executor) image(ctx context.Context, job *executor.Job, f *llm.Fields, 
 	if err := m.Report(ctx, 100, "done"); err != nil {
 		return nil, err
 	}
-	return &executor.Output{Artifacts: arts, Data: data}, nil
+	return &executor.Output{Artifacts: arts, Data: data, Usage: used}, nil
 }
 
 // editRequest builds POST /images/edits (§4.1: multipart image, optional

@@ -129,6 +129,10 @@ func TestChatStreams(t *testing.T) {
 			if u, ok := out.Data["usage"].(map[string]any); !ok || u["total_tokens"].(int) <= 0 {
 				t.Errorf("usage %v, want token counts", out.Data["usage"])
 			}
+			// The fake counts words: the prompt's, the answer's.
+			if want := (task.Usage{InputTokens: 3, OutputTokens: int64(len(strings.Fields(tt.want)))}); out.Usage != want {
+				t.Errorf("Output.Usage %+v, want %+v", out.Usage, want)
+			}
 			if out.Data["truncated"] != false || out.Data["finish_reason"] != "stop" {
 				t.Errorf("finish %v, truncated %v", out.Data["finish_reason"], out.Data["truncated"])
 			}
@@ -261,6 +265,11 @@ func TestImages(t *testing.T) {
 		}
 		if out.Data["revised_prompt"] != "a dress" {
 			t.Errorf("data %v", out.Data)
+		}
+		// gpt-image-1's usage: input_tokens (the fake counts the prompt's
+		// words) and output_tokens.
+		if want := (task.Usage{InputTokens: 2, OutputTokens: 1056}); out.Usage != want {
+			t.Errorf("Output.Usage %+v, want %+v", out.Usage, want)
 		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/computeserver/compute/internal/executor"
 	"github.com/computeserver/compute/internal/executor/internal/hosted"
+	"github.com/computeserver/compute/internal/task"
 )
 
 // Kind is the executor type name of Replicate in the config file.
@@ -121,7 +122,14 @@ type prediction struct {
 	Error       any    `json:"error"`
 	Logs        string `json:"logs"`
 	DataRemoved bool   `json:"data_removed"`
-	URLs        struct {
+	// Metrics appear on terminal predictions (§3.1): predict_time
+	// excludes queueing; language models add token counts.
+	Metrics struct {
+		PredictTime      float64 `json:"predict_time"`
+		InputTokenCount  int64   `json:"input_token_count"`
+		OutputTokenCount int64   `json:"output_token_count"`
+	} `json:"metrics"`
+	URLs struct {
 		Get    string `json:"get"`
 		Cancel string `json:"cancel"`
 	} `json:"urls"`
@@ -264,7 +272,13 @@ func (e *Executor) succeeded(ctx context.Context, job *executor.Job, id string, 
 	if p.DataRemoved {
 		return nil, executor.Errorf(executor.Lost, "Replicate removed the output of prediction %s (kept an hour)", id)
 	}
-	return hosted.Collect(ctx, m, e.r.HTTP, job, p.Output, map[string]any{"prediction_id": id})
+	out, err := hosted.Collect(ctx, m, e.r.HTTP, job, p.Output, map[string]any{"prediction_id": id})
+	if err != nil {
+		return nil, err
+	}
+	out.Usage = task.Usage{ProviderSeconds: p.Metrics.PredictTime,
+		InputTokens: p.Metrics.InputTokenCount, OutputTokens: p.Metrics.OutputTokenCount}
+	return out, nil
 }
 
 // Cancel implements executor.Executor: POST the cancel URL (§3.1). A

@@ -143,7 +143,7 @@ func TestRoutes(t *testing.T) {
 	} {
 		t.Run(tc.model, func(t *testing.T) {
 			t.Parallel()
-			s := newService(t, replicatefake.Config{Retention: 2 * time.Second})
+			s := newService(t, replicatefake.Config{Retention: 2 * time.Second, RunTime: 30 * time.Millisecond})
 			out, st, err := run(t, t.Context(), s.executor(t, tc.model), s.jobs.Job(t, executortest.Behaviour{}, nil))
 			if err != nil {
 				t.Fatalf("Execute: %v", err)
@@ -165,6 +165,10 @@ func TestRoutes(t *testing.T) {
 			}
 			if data, ok := st.File("output-0.png"); !ok || string(data[1:4]) != "PNG" {
 				t.Errorf("output-0.png not stored")
+			}
+			// metrics.predict_time: the fake's run time, without queueing.
+			if u := out.Usage; u.ProviderSeconds < 0.03 || u.ProviderSeconds > 60 || u.InputTokens != 0 {
+				t.Errorf("Output.Usage %+v, want the prediction's predict_time (at least the 30 ms it ran)", u)
 			}
 		})
 	}
