@@ -106,6 +106,10 @@ type TenantStatus struct {
 	Tasks      map[string]int `json:"tasks" doc:"Its tasks by status."`
 	Total      int            `json:"total"`
 	RunSeconds float64        `json:"run_seconds" doc:"Seconds from start to end of its finished tasks, summed."`
+	// The usage its tasks' services reported (task.Usage), summed.
+	ProviderSeconds float64 `json:"provider_seconds" doc:"Seconds of work the services reported for its tasks (Replicate and Cog predict_time, fal inference_time, ComfyUI execution start to success), summed; services that report none (OpenAI, Gemini, local executors) add nothing."`
+	InputTokens     int64   `json:"input_tokens" doc:"Prompt (input) tokens language and image models reported for its tasks (OpenAI, Gemini, Replicate), summed."`
+	OutputTokens    int64   `json:"output_tokens" doc:"Answer (output) tokens language and image models reported for its tasks, summed."`
 }
 
 type tenantsOutput struct {
@@ -261,7 +265,8 @@ func (s *Server) registerMonitoringRoutes() {
 		out := &tenantsOutput{}
 		out.Body.Tenants = make([]TenantStatus, len(usage))
 		for i, u := range usage {
-			ts := TenantStatus{TenantID: u.TenantID, Tasks: u.ByStatus, RunSeconds: u.RunSeconds}
+			ts := TenantStatus{TenantID: u.TenantID, Tasks: u.ByStatus, RunSeconds: u.RunSeconds,
+				ProviderSeconds: u.Usage.ProviderSeconds, InputTokens: u.Usage.InputTokens, OutputTokens: u.Usage.OutputTokens}
 			for _, n := range u.ByStatus {
 				ts.Total += n
 			}

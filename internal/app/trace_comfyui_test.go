@@ -27,7 +27,8 @@ import (
 // executor's start and wait, a client span for each of the executor's
 // HTTP calls to the server (/prompt, /history, /view) whose traceparent
 // the server received, and the webhook delivery with its request, whose
-// traceparent the receiver got too.
+// traceparent the receiver got too. The task shows the server's execution
+// time as its usage.provider_seconds.
 func TestComfyUIRunIsOneTrace(t *testing.T) {
 	exp := installTracing(t)
 	for _, dialect := range testdb.Dialects {
@@ -127,6 +128,16 @@ func TestComfyUIRunIsOneTrace(t *testing.T) {
 			}
 			if probes := seen["/system_stats"]; len(probes) > 0 && probes[0] != "" {
 				t.Errorf("a health probe, outside any trace, sent traceparent %q", probes[0])
+			}
+			// The server's execution time (its history's execution_start
+			// to execution_success) is the task's service time.
+			var got struct {
+				Usage struct {
+					ProviderSeconds float64 `json:"provider_seconds"`
+				}
+			}
+			if code := call(t, "GET", srv.Base+"/api/v1/tasks/"+created.ID, "", &got); code != 200 || got.Usage.ProviderSeconds <= 0 {
+				t.Errorf("GET the task: %d, usage %+v; want the ComfyUI execution's seconds", code, got.Usage)
 			}
 		})
 	}

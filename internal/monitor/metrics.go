@@ -43,6 +43,8 @@ type Metrics struct {
 	pickup   *prometheus.HistogramVec
 	run      *prometheus.HistogramVec
 	webhooks *prometheus.CounterVec
+	tokens   *prometheus.CounterVec
+	provider *prometheus.CounterVec
 }
 
 var _ queue.Observer = (*Metrics)(nil)
@@ -78,8 +80,16 @@ func NewMetrics(src Sources) *Metrics {
 			Name: "compute_webhook_deliveries_total",
 			Help: "Webhook delivery attempts this process recorded, by the delivery's result (delivered, pending: a retry is scheduled, failed, stopped).",
 		}, []string{"result"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "compute_provider_tokens_total",
+			Help: "Tokens the services reported for the task runs this process ended, by task type, executor and type (input: the prompt's, output: the answer's).",
+		}, []string{"task_type", "executor", "type"}),
+		provider: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "compute_provider_seconds_total",
+			Help: "Seconds of work the services reported for the task runs this process ended (Replicate and Cog predict_time, fal inference_time, ComfyUI execution start to success), by task type and executor.",
+		}, []string{"task_type", "executor"}),
 	}
-	m.reg.MustRegister(m.tasks, m.pickup, m.run, m.webhooks,
+	m.reg.MustRegister(m.tasks, m.pickup, m.run, m.webhooks, m.tokens, m.provider,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if src.Store != nil {
 		m.reg.MustRegister(&queueCollector{st: src.Store, log: m.log})
@@ -116,9 +126,18 @@ func (m *Metrics) RunStarted(t *task.Task, pickup time.Duration) {
 }
 
 // RunEnded implements queue.Observer.
-func (m *Metrics) RunEnded(t *task.Task, outcome string, took time.Duration) {
+func (m *Metrics) RunEnded(t *task.Task, outcome string, took time.Duration, usage task.Usage) {
 	m.tasks.WithLabelValues(t.Type, t.ProviderType, outcome).Inc()
 	m.run.WithLabelValues(t.Type, t.ProviderType).Observe(took.Seconds())
+	if usage.InputTokens != 0 {
+		m.tokens.WithLabelValues(t.Type, t.ProviderType, "input").Add(float64(usage.InputTokens))
+	}
+	if usage.OutputTokens != 0 {
+		m.tokens.WithLabelValues(t.Type, t.ProviderType, "output").Add(float64(usage.OutputTokens))
+	}
+	if usage.ProviderSeconds > 0 {
+		m.provider.WithLabelValues(t.Type, t.ProviderType).Add(usage.ProviderSeconds)
+	}
 }
 
 // WebhookResult counts a recorded webhook attempt (webhook.Config.Observe).
