@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -103,10 +105,19 @@ func TestBatch(t *testing.T) {
 	files := map[string]int{}
 	indexes := map[any]bool{}
 	var seeds []string
+	var shares float64
 	for i, c := range done {
 		r := await(t, c)
 		if r.err != nil {
 			t.Fatalf("job %d: %v", i, r.err)
+		}
+		shares += r.out.Usage.ProviderSeconds
+		if i == len(done)-1 {
+			// The members' shares of the prompt's execution add up to it.
+			id, _ := r.out.Data[comfyui.DataPromptID].(string)
+			if total := executionSeconds(t, fake.URL(), id); total <= 0 || math.Abs(shares-total) > 1e-9 {
+				t.Errorf("the members report %v provider seconds in all, want the prompt's %v", shares, total)
+			}
 		}
 		if len(r.out.Artifacts) != 1 || len(recs[i].files) != 1 {
 			t.Fatalf("job %d stored %d artifacts (%v), want its own image", i, len(r.out.Artifacts), recs[i].files)
@@ -362,4 +373,30 @@ func TestBatchLeavesOutAMemberItCannotSave(t *testing.T) {
 	if n := submissions(fake); n != 1 {
 		t.Errorf("%d prompts, want 1", n)
 	}
+}
+
+// executionSeconds reads the prompt's execution_start to
+// execution_success from the server's history (timestamps in ms).
+func executionSeconds(t *testing.T, base, promptID string) float64 {
+	t.Helper()
+	res, err := http.Get(base + "/history/" + promptID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var h map[string]struct {
+		Status struct{ Messages [][]json.RawMessage }
+	}
+	if err := json.NewDecoder(res.Body).Decode(&h); err != nil {
+		t.Fatal(err)
+	}
+	at := map[string]int64{}
+	for _, m := range h[promptID].Status.Messages {
+		var name string
+		var data struct{ Timestamp int64 }
+		if len(m) == 2 && json.Unmarshal(m[0], &name) == nil && json.Unmarshal(m[1], &data) == nil {
+			at[name] = data.Timestamp
+		}
+	}
+	return float64(at["execution_success"]-at["execution_start"]) / 1000
 }

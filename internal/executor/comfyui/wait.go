@@ -302,6 +302,12 @@ func (e *Executor) collect(ctx context.Context, job *executor.Job, h executor.Ha
 	}
 	if b := st.Batch; b != nil {
 		out.Data[DataBatchIndex], out.Data[DataBatchSize] = b.Index, b.Size
+		// The prompt ran the batch's jobs together: each member gets its
+		// share of the execution's seconds, so the members' sum is the
+		// prompt's.
+		if b.Size > 1 {
+			out.Usage.ProviderSeconds /= float64(b.Size)
+		}
 		if len(b.Seed) > 0 {
 			out.Data[DataSeed] = b.Seed
 		}
