@@ -82,6 +82,7 @@ func TestTypesMatchTheSpec(t *testing.T) {
 		{"Task", jsonNames[Task](), common("Public")},
 		{"TaskCreate", keys(createBody), common("Create")},
 		{"TaskError", jsonNames[TaskError](), props("TaskError")},
+		{"Usage", jsonNames[Usage](), props("Usage")},
 		{"Result", jsonNames[Result](), props("TaskResult")},
 		{"Artifact", jsonNames[Artifact](), props("TaskArtifact")},
 		{"Output", jsonNames[Output](), props("Output")},

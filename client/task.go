@@ -77,11 +77,23 @@ type Task struct {
 
 	// Result is the task's outputs, once it has completed.
 	Result *Result `json:"result,omitempty"`
+	// Usage is what the services the task ran on reported spending,
+	// summed over its runs.
+	Usage Usage `json:"usage"`
 
 	// Fields are the members of the task's own type (prompt, width, …):
 	// every member of the JSON object that is not a field above. Field
 	// decodes one.
 	Fields map[string]json.RawMessage `json:"-"`
+}
+
+// Usage is what the services a task ran on reported spending: their own
+// measure of service seconds and language models' tokens (0: none
+// reported).
+type Usage struct {
+	ProviderSeconds float64 `json:"provider_seconds"`
+	InputTokens     int64   `json:"input_tokens"`
+	OutputTokens    int64   `json:"output_tokens"`
 }
 
 // TaskError is one entry of a task's error list.
