@@ -107,7 +107,7 @@ func testExecutorGates(t *testing.T, newEnv func(t *testing.T) *env) {
 			if err := g.PauseExecutor(e.ctx, "a", now.Add(time.Minute), "other"); err != nil {
 				t.Fatal(err)
 			}
-			pauseC := now.Add(400 * time.Millisecond)
+			pauseC := now.Add(2 * time.Second)
 			if err := g.PauseExecutor(e.ctx, "c", pauseC, "short"); err != nil {
 				t.Fatal(err)
 			}
@@ -118,12 +118,24 @@ func testExecutorGates(t *testing.T, newEnv func(t *testing.T) *env) {
 			if p := pauses["a"]; p.Reason != "the service answered 429" || p.Until.Before(now.Add(59*time.Minute)) {
 				t.Errorf("a's pause is %+v, want the hour-long one with its reason", p)
 			}
-			if got := claimed(e, store.ClaimParams{ExecutorLimits: limits}); !slices.Equal(got, []uuid.UUID{b}) {
+			got := claimed(e, store.ClaimParams{ExecutorLimits: limits})
+			// c's pause is short so that its end can be awaited; a machine
+			// starved for longer than it may see c's pause over already.
+			cEnded := !time.Now().Before(pauseC)
+			switch {
+			case slices.Equal(got, []uuid.UUID{b}):
+			case cEnded && sameSet(got, []uuid.UUID{b, c}):
+				t.Logf("c's pause ended before the first claim did; c was claimed with b")
+			default:
 				t.Fatalf("claim with a and c paused took %v, want only b's task %v", got, b)
 			}
 			time.Sleep(time.Until(pauseC) + 50*time.Millisecond)
-			if got := claimed(e, store.ClaimParams{ExecutorLimits: limits}); !slices.Equal(got, []uuid.UUID{c}) {
-				t.Fatalf("claim after c's pause ended took %v, want c's task %v", got, c)
+			want := []uuid.UUID{c}
+			if len(got) == 2 {
+				want = nil // c was claimed already
+			}
+			if got := claimed(e, store.ClaimParams{ExecutorLimits: limits}); !slices.Equal(got, want) {
+				t.Fatalf("claim after c's pause ended took %v, want %v", got, want)
 			}
 			if st := e.get(a).Task.Status; st != task.StatusPending {
 				t.Errorf("a's task is %s while a is paused", st)
