@@ -270,7 +270,9 @@ func TestReconcileLostCallback(t *testing.T) {
 // second run, §3.2 idempotent PUT) and the run completes.
 func TestReconcileStillRunning(t *testing.T) {
 	t.Parallel()
-	s := newService(t, cogfake.Config{RunTime: 400 * time.Millisecond})
+	// The prediction outlasts many callback timeouts, even on a starved
+	// machine whose timers fire late.
+	s := newService(t, cogfake.Config{RunTime: 1500 * time.Millisecond})
 	ex := s.executor(t, "60ms")
 	if _, err := executor.Execute(ctx(t), ex, (&hostedtest.Store{}).Prepare(s.jobs.Job(t, executortest.Behaviour{}, nil)), hostedtest.Discard()); err != nil {
 		t.Fatalf("Execute: %v", err)
