@@ -151,6 +151,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	hc.CreateHooks = nil // no $schema links in bodies
 	hc.DocsPath = ""     // the default docs page loads assets from a CDN
 	hc.OpenAPIPath = "/openapi"
+	hc.Tags = docTags()
 	typeNames := map[reflect.Type]string{}
 	for _, def := range deps.Registry.All() {
 		typeNames[def.Model] = camel(def.Name) + "Fields"
@@ -180,6 +181,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.createUnion, s.createCheck, s.publicUnion, s.updateUnion = unionSchemas(reg, s.ordered)
 
 	s.registerHealth()
+	if err := s.registerDocs(); err != nil {
+		return nil, err
+	}
 	s.registerTaskRoutes()
 	s.registerArtifactRoutes()
 	s.registerEventRoutes()
