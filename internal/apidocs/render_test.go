@@ -1,0 +1,118 @@
+package apidocs_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/computeserver/compute/internal/app"
+	"github.com/computeserver/compute/internal/testutil/testserver"
+)
+
+// chromium returns the headless browser's path: COMPUTE_TEST_CHROMIUM, or
+// chromium on the PATH. Without one the test is skipped, except under
+// CI=true, where it fails (.ci/run installs Debian's chromium).
+func chromium(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("COMPUTE_TEST_CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium is required in CI (apt-get install chromium) but is not on the PATH")
+	}
+	t.Skip("chromium not found (set COMPUTE_TEST_CHROMIUM or install Debian's chromium); skipping the browser test")
+	return ""
+}
+
+// TestPageRendersTheDocument loads /docs of a real server in headless
+// Chromium and checks the DOM its scripts built: a section for every
+// operation and every component schema of the served /openapi.json, and
+// generated examples.
+func TestPageRendersTheDocument(t *testing.T) {
+	t.Parallel()
+	bin := chromium(t)
+	cfg := testserver.Config(t, "sqlite", "docs-test-key-0123456789")
+	cfg.Workers = 0
+	srv := testserver.Start(t, cfg, app.Options{Version: "test"}, nil)
+
+	res, err := http.Get(srv.Base + "/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("GET /openapi.json: %d %v", res.StatusCode, err)
+	}
+	var doc struct {
+		Paths      map[string]map[string]struct{ OperationID string } `json:"paths"`
+		Components struct {
+			Schemas map[string]json.RawMessage `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir="+t.TempDir(), "--virtual-time-budget=20000", "--dump-dom", srv.Base+"/docs")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("chromium: %v; stderr: %s", err, tail(stderr.String()))
+	}
+	dom := string(out)
+	if strings.Contains(dom, "data-error=") {
+		t.Fatalf("the page reports an error: %s", tail(dom))
+	}
+	ops := 0
+	for path, item := range doc.Paths {
+		for method, op := range item {
+			ops++
+			if !strings.Contains(dom, `id="op-`+op.OperationID+`"`) {
+				t.Errorf("no section for %s %s (%s)", method, path, op.OperationID)
+			}
+		}
+	}
+	if !strings.Contains(dom, `data-rendered="`+strconv.Itoa(ops)+`"`) {
+		t.Errorf("the page did not render the document's %d operations", ops)
+	}
+	for name := range doc.Components.Schemas {
+		if !strings.Contains(dom, `id="schema-`+name+`"`) {
+			t.Errorf("no section for schema %s", name)
+		}
+	}
+	for _, want := range []string{
+		`curl -X POST "$COMPUTE_URL/api/v1/tasks/"`, // the create example
+		`"task_type": "`,                            // a generated union example
+		`Chosen by <code>task_type</code>`,          // the discriminator of TaskCreate
+		`href="#schema-TaskCreate"`,                 // links to schemas
+	} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("the rendered page lacks %s", want)
+		}
+	}
+}
+
+func tail(s string) string {
+	if len(s) > 2000 {
+		return "…" + s[len(s)-2000:]
+	}
+	return s
+}
