@@ -165,7 +165,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		f.registerStore(c)
 	}
 	root.AddCommand(opening...)
-	root.AddCommand(openapiCmd(stdout), newTaskTypeCmd(stdout))
+	root.AddCommand(openapiCmd(stdout), newTaskTypeCmd(stdout), healthcheckCmd(&f, stdout), artifactsCmd(&f, stdout))
 	// The client commands talk to a running server through package client.
 	root.AddCommand(taskCmd(stdout, stderr), workflowCmd(stdout, stderr))
 	return root

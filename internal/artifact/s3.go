@@ -348,3 +348,22 @@ func (r *s3Reader) Close() error {
 	r.body = nil
 	return err
 }
+
+// CreateBucket creates the store's bucket if it does not exist yet (a
+// deployment's first start: Compose's bucket service runs `compute
+// artifacts create-bucket`). It reports whether it made the bucket; a
+// bucket this account already owns is not an error.
+func (s *S3) CreateBucket(ctx context.Context) (created bool, err error) {
+	if _, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket}); err == nil {
+		return false, nil
+	}
+	_, err = s.client.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: &s.bucket})
+	var owned *types.BucketAlreadyOwnedByYou
+	if errors.As(err, &owned) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("creating the artifact bucket %s: %w", s.bucket, err)
+	}
+	return true, nil
+}
