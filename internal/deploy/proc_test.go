@@ -187,9 +187,11 @@ func (p *proc) checkUser(t *testing.T, cred *syscall.Credential) {
 		want = int(cred.Uid)
 	}
 	w := strconv.Itoa(want)
-	if got := p.uids(t); got != strings.Join([]string{w, w, w, w}, " ") {
+	got := p.uids(t)
+	if got != strings.Join([]string{w, w, w, w}, " ") {
 		t.Errorf("%s runs with uids %s, want %d", p.name, got, want)
 	}
+	t.Logf("%s (pid %d) runs with uids %s", p.name, p.cmd.Process.Pid, got)
 	if want == 0 {
 		t.Errorf("%s runs as root", p.name)
 	}
