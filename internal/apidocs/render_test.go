@@ -100,9 +100,9 @@ func TestPageRendersTheDocument(t *testing.T) {
 	}
 	for _, want := range []string{
 		`curl -X POST "$COMPUTE_URL/api/v1/tasks/"`, // the create example
-		`"task_type": "`,                   // a generated union example
-		`Chosen by <code>task_type</code>`, // the discriminator of TaskCreate
-		`href="#schema-TaskCreate"`,        // links to schemas
+		`-d '{"task_type":"`,                        // the union's example names its variant
+		`Chosen by <code>task_type</code>`,          // the discriminator of TaskCreate
+		`href="#schema-TaskCreate"`,                 // links to schemas
 	} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("the rendered page lacks %s", want)

@@ -176,7 +176,20 @@ export function example(doc, schema, seen = new Set(), depth = 0) {
   if (schema.default !== undefined) return schema.default;
   if (Array.isArray(schema.enum) && schema.enum.length) return schema.enum[0];
   const alts = schema.oneOf || schema.anyOf;
-  if (alts && alts.length) return example(doc, alts[0], seen, depth + 1);
+  if (alts && alts.length) {
+    const disc = schema.discriminator;
+    if (!disc || !disc.mapping) return example(doc, alts[0], seen, depth + 1);
+    // The variant with the fewest required fields, its discriminator set.
+    let best = null;
+    for (const [value, ref] of Object.entries(disc.mapping)) {
+      const n = (resolve(doc, { $ref: ref })?.required || []).length;
+      if (!best || n < best.n) best = { value, ref, n };
+    }
+    const ex = example(doc, { $ref: best.ref }, seen, depth + 1);
+    const out = { [disc.propertyName]: best.value, ...(ex && typeof ex === 'object' ? ex : {}) };
+    out[disc.propertyName] = best.value;
+    return out;
+  }
   if (schema.allOf) {
     return schema.allOf.reduce((acc, s) => Object.assign(acc, example(doc, s, seen, depth + 1) || {}), {});
   }
