@@ -16,7 +16,7 @@ import (
 
 // healthcheckCmd is the container's HEALTHCHECK: the image has no shell
 // and no curl, so the binary checks itself. It GETs --url (by default
-// /healthz at COMPUTE_ADDR's port on loopback) and exits 0 on a 2xx.
+// healthURL of COMPUTE_ADDR) and exits 0 on a 2xx.
 func healthcheckCmd(f *flags, stdout io.Writer) *cobra.Command {
 	var (
 		target  string
@@ -25,7 +25,7 @@ func healthcheckCmd(f *flags, stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "healthcheck",
 		Short: "Exit 0 when the server at COMPUTE_ADDR (or --url) answers its /healthz",
-		Long: "GETs --url, by default http://127.0.0.1:PORT/healthz with COMPUTE_ADDR's port, and exits 0 on a 2xx answer, 1 otherwise. " +
+		Long: "GETs --url, by default /healthz at COMPUTE_ADDR (on 127.0.0.1 when it listens on every interface), and exits 0 on a 2xx answer, 1 otherwise. " +
 			"A worker has no API: point --url at its COMPUTE_METRICS_ADDR's /metrics.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -34,11 +34,7 @@ func healthcheckCmd(f *flags, stdout io.Writer) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				_, port, err := net.SplitHostPort(cfg.Addr)
-				if err != nil {
-					return fmt.Errorf("COMPUTE_ADDR %q: %w", cfg.Addr, err)
-				}
-				target = "http://" + net.JoinHostPort("127.0.0.1", port) + "/healthz"
+				target = healthURL(cfg.Addr)
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
@@ -59,9 +55,20 @@ func healthcheckCmd(f *flags, stdout io.Writer) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&target, "url", "", "URL to GET (default http://127.0.0.1:<COMPUTE_ADDR's port>/healthz)")
+	cmd.Flags().StringVar(&target, "url", "", "URL to GET (default /healthz at COMPUTE_ADDR, 127.0.0.1 for 0.0.0.0)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "how long to wait for the answer")
 	return cmd
+}
+
+// healthURL is /healthz at the listen address addr: on loopback when
+// addr listens on every interface (the container's 0.0.0.0:9000), else at
+// the host it names.
+func healthURL(addr string) string {
+	host, port, _ := net.SplitHostPort(addr) // Validate checked it
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/healthz"
 }
 
 // artifactsCmd groups the artifact store's commands.

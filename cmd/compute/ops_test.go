@@ -47,6 +47,22 @@ func TestHealthcheck(t *testing.T) {
 
 // TestArtifactsCreateBucket: the bucket of COMPUTE_ARTIFACTS_URL is made
 // once; a second run finds it; without an S3 URL the command refuses.
+func TestHealthURL(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ name, addr, want string }{
+		{"every interface", "0.0.0.0:9000", "http://127.0.0.1:9000/healthz"},
+		{"every interface, IPv6", "[::]:9000", "http://127.0.0.1:9000/healthz"},
+		{"no host", ":9000", "http://127.0.0.1:9000/healthz"},
+		{"one address", "10.1.2.3:9000", "http://10.1.2.3:9000/healthz"},
+		{"IPv6 loopback", "[::1]:9000", "http://[::1]:9000/healthz"},
+		{"a name", "localhost:8080", "http://localhost:8080/healthz"},
+	} {
+		if got := healthURL(c.addr); got != c.want {
+			t.Errorf("%s: healthURL(%q) = %q, want %q", c.name, c.addr, got, c.want)
+		}
+	}
+}
+
 func TestArtifactsCreateBucket(t *testing.T) {
 	s3 := s3server.Start(t)
 	t.Setenv("COMPUTE_DATA_DIR", t.TempDir())
