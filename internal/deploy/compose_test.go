@@ -19,16 +19,22 @@ import (
 // keys, ${VAR:-default} interpolation), with env as the only environment.
 func loadCompose(t *testing.T, env map[string]string) (*types.Project, error) {
 	t.Helper()
+	return loadComposeFile(t, filepath.Join(root, "compose.yaml"), env)
+}
+
+// loadComposeFile loads one Compose file as loadCompose does.
+func loadComposeFile(t *testing.T, path string, env map[string]string) (*types.Project, error) {
+	t.Helper()
 	var list []string
 	for k, v := range env {
 		list = append(list, k+"="+v)
 	}
-	abs, err := filepath.Abs(root)
+	abs, err := filepath.Abs(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts, err := cli.NewProjectOptions([]string{filepath.Join(abs, "compose.yaml")},
-		cli.WithWorkingDirectory(abs), cli.WithEnv(list), cli.WithDiscardEnvFile)
+	opts, err := cli.NewProjectOptions([]string{abs},
+		cli.WithWorkingDirectory(filepath.Dir(abs)), cli.WithName("compute"), cli.WithEnv(list), cli.WithDiscardEnvFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,6 +192,28 @@ func TestComposeFile(t *testing.T) {
 	_, metricsPort, _ := strings.Cut(env(worker)["COMPUTE_METRICS_ADDR"], ":")
 	if hc := strings.Join(worker.HealthCheck.Test, " "); metricsPort == "" || !regexp.MustCompile(`:`+metricsPort+`/metrics\b`).MatchString(hc) {
 		t.Errorf("the worker's healthcheck %q does not ask its COMPUTE_METRICS_ADDR port %s", hc, metricsPort)
+	}
+}
+
+// TestComposeLoaderRejects shows the loader TestComposeFile relies on
+// refuses what Compose refuses, so its passing means something.
+func TestComposeLoaderRejects(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ name, yaml, want string }{
+		{"unknown key", "services:\n  a:\n    image: x\n    healthcheck_test: [CMD, true]\n", "healthcheck_test"},
+		{"bad condition", "services:\n  a:\n    image: x\n    depends_on:\n      b:\n        condition: service_ready\n  b:\n    image: y\n", "condition"},
+		{"missing dependency", "services:\n  a:\n    image: x\n    depends_on: [c]\n", `undefined service "c"`},
+		{"required variable", "services:\n  a:\n    image: ${IMAGE:?set IMAGE}\n", "set IMAGE"},
+	} {
+		path := filepath.Join(t.TempDir(), "compose.yaml")
+		if err := os.WriteFile(path, []byte(c.yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadComposeFile(t, path, nil); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error naming %q", c.name, err, c.want)
+		} else {
+			t.Logf("%s: %v", c.name, err)
+		}
 	}
 }
 

@@ -388,6 +388,27 @@ func TestDockerfile(t *testing.T) {
 	}
 }
 
+// TestDockerfileParserRejects shows the parser TestDockerfile relies on
+// refuses malformed files.
+func TestDockerfileParserRejects(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ name, text, want string }{
+		{"unknown instruction", "FROM scratch\nCOPPY a b\n", "unknown instruction"},
+		{"before FROM", "RUN true\nFROM scratch\n", "before the first FROM"},
+		{"dangling continuation", "FROM scratch\nRUN true \\\n", "continuation"},
+		{"bad FROM", "FROM a b c d\n", "want IMAGE"},
+		{"no arguments", "FROM scratch\nUSER\n", "without arguments"},
+	} {
+		path := filepath.Join(t.TempDir(), "Dockerfile")
+		if err := os.WriteFile(path, []byte(c.text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := parseDockerfile(path); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
+	}
+}
+
 func containsString(list []string, s string) bool {
 	for _, v := range list {
 		if v == s {
