@@ -108,6 +108,24 @@ func TestPageRendersTheDocument(t *testing.T) {
 			t.Errorf("the rendered page lacks %s", want)
 		}
 	}
+	// The key is asked for where the document requires it, only there.
+	if s := section(t, dom, "op-get-task"); !strings.Contains(s, `Authorization: Bearer $COMPUTE_API_KEY`) {
+		t.Errorf("get-task's example sends no key: %s", s)
+	}
+	if s := section(t, dom, "op-healthz"); strings.Contains(s, "Authorization") || strings.Contains(s, `class="lock"`) {
+		t.Errorf("healthz's section asks for a key: %s", s)
+	}
+}
+
+// section returns the rendered section whose id is id.
+func section(t *testing.T, dom, id string) string {
+	t.Helper()
+	_, after, ok := strings.Cut(dom, `id="`+id+`"`)
+	if !ok {
+		t.Fatalf("no section %s", id)
+	}
+	s, _, _ := strings.Cut(after, "</section>")
+	return s
 }
 
 func tail(s string) string {

@@ -37,13 +37,19 @@ function groups(doc, ops) {
   return [...declared, ...rest].map((name) => ({ name, tag: info.get(name), ops: by.get(name) }));
 }
 
+// secured reports whether the operation needs an API key: its own
+// security requirements, else the document's.
+function secured(doc, op) {
+  return (op.security ?? doc.security ?? []).length > 0;
+}
+
 // curl is a shell example of the operation.
 function curl(doc, method, path, op) {
   const lines = [];
   const query = (op.parameters || []).filter((p) => p.in === 'query' && p.required).map((p) => `${p.name}=…`);
-  let url = '$COMPUTE_URL' + path + (query.length ? '?' + query.join('&') : '');
+  const url = '$COMPUTE_URL' + path + (query.length ? '?' + query.join('&') : '');
   lines.push(`curl${isStream(op) ? ' -N' : ''} -X ${method.toUpperCase()} "${url}"`);
-  if (op.security === undefined ? doc.security : op.security.length) lines.push(`  -H "Authorization: Bearer $COMPUTE_API_KEY"`);
+  if (secured(doc, op)) lines.push(`  -H "Authorization: Bearer $COMPUTE_API_KEY"`);
   const body = jsonBody(op);
   if (body) {
     lines.push(`  -H 'Content-Type: ${body.type}'`);
@@ -94,11 +100,10 @@ function operationSection(doc, { path, method, op, shared }) {
   const id = opId(op, method, path);
   const search = [method, path, op.summary || '', op.operationId || ''].join(' ').toLowerCase();
   const sec = el('section', { class: 'op', id, 'data-search': search });
-  const secured = op.security === undefined ? (doc.security || []).length > 0 : op.security.length > 0;
   sec.append(el('h3', {},
     el('span', { class: 'method ' + method }, method),
     el('span', { class: 'path' }, path),
-    secured ? el('span', { class: 'lock', title: 'Needs Authorization: Bearer <API key>' }, 'API key') : null));
+    secured(doc, op) ? el('span', { class: 'lock', title: 'Needs Authorization: Bearer <API key>' }, 'API key') : null));
   if (op.summary) sec.append(el('p', {}, el('strong', {}, op.summary), op.operationId ? el('span', { class: 'muted mono' }, '  ' + op.operationId) : null));
   if (op.deprecated) sec.append(el('p', { class: 'error' }, 'Deprecated.'));
   sec.append(prose(op.description));
