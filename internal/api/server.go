@@ -88,6 +88,12 @@ type Deps struct {
 	// Metrics serves GET /metrics (the Prometheus text format), without
 	// an API key; nil: no /metrics.
 	Metrics http.Handler
+	// Dashboard serves the web dashboard, without an API key (the page
+	// asks for one), on each of DashboardPatterns; nil: no dashboard.
+	Dashboard http.Handler
+	// DashboardPatterns are the ServeMux patterns Dashboard is mounted on
+	// ("GET /{$}", "GET /ui/{path...}"); they must not overlap /api/.
+	DashboardPatterns []string
 }
 
 // Server serves the HTTP API.
@@ -191,6 +197,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.registerMonitoringRoutes()
 	if deps.Metrics != nil {
 		s.mux.Handle("GET /metrics", deps.Metrics)
+	}
+	if deps.Dashboard != nil {
+		for _, p := range deps.DashboardPatterns {
+			s.mux.Handle(p, deps.Dashboard)
+		}
 	}
 	s.registerSchedulingRoutes()
 	s.registerWorkflowRoutes()

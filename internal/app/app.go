@@ -20,6 +20,7 @@ import (
 	"github.com/computeserver/compute/internal/apikey"
 	"github.com/computeserver/compute/internal/artifact"
 	"github.com/computeserver/compute/internal/config"
+	"github.com/computeserver/compute/internal/dashboard"
 	"github.com/computeserver/compute/internal/executor"
 	"github.com/computeserver/compute/internal/executor/cog"
 	"github.com/computeserver/compute/internal/executors"
@@ -315,6 +316,10 @@ func (a *App) build(ctx context.Context, opts Options) error {
 		}
 	}
 	if !opts.NoAPI {
+		dash, err := dashboard.New()
+		if err != nil {
+			return err
+		}
 		a.API, err = api.New(api.Config{
 			MaxBodyBytes: cfg.MaxBodyBytes, Version: opts.Version,
 			MaxStreamsPerKey: cfg.SSEMaxStreamsPerKey, MaxReplaysPerKey: cfg.SSEMaxReplaysPerKey,
@@ -322,7 +327,7 @@ func (a *App) build(ctx context.Context, opts Options) error {
 		}, api.Deps{
 			Store: st, Registry: a.Registry, Artifacts: a.Artifacts, Engine: eng, Logger: a.log, Events: a.Events.Relay,
 			Executors: a.Executors, Callbacks: map[string]http.Handler{cog.Kind: a.Callbacks},
-			Metrics: a.Metrics.Handler(),
+			Metrics: a.Metrics.Handler(), Dashboard: dash, DashboardPatterns: dashboard.Patterns(),
 		})
 		if err != nil {
 			return err
