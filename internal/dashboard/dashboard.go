@@ -30,7 +30,7 @@ const Prefix = "/ui/"
 // own origin, shows media from its own origin or from blob: URLs (the
 // artifacts it fetches with the API key), and may not be framed.
 const ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; " +
-	"img-src 'self' blob: data:; media-src 'self' blob:; font-src 'self'; manifest-src 'self'; " +
+	"img-src 'self' blob:; media-src 'self' blob:; font-src 'self'; manifest-src 'self'; " +
 	"base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 // file is one embedded asset, ready to serve.

@@ -227,7 +227,8 @@ export function renderCreate(root, typeName) {
           rest.push(`${fe.location}: ${fe.message}`);
         }
       }
-      replace(top, notice('error', `${err.status} ${err.message}`, rest.length ? h('ul', {}, rest.map((r) => h('li', {}, r))) : null));
+      replace(top, notice('error', `The server refused the task (${err.status}): ${err.message}.`, seen.size ? ' The fields concerned are marked below.' : '',
+        rest.length ? h('ul', {}, rest.map((r) => h('li', {}, r))) : null));
     }
   });
 

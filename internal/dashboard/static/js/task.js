@@ -117,7 +117,7 @@ export function renderTask(root, id) {
       h('dt', {}, label), h('dd', {}, TIMES.has(k) ? when(task[k]) : String(task[k]))]));
     fieldsEl.textContent = JSON.stringify(task, null, 2);
     const res = task.result || null;
-    const key = JSON.stringify(res);
+    const key = JSON.stringify([res, TERMINAL.includes(task.status)]);
     if (key === resultShown) return;
     resultShown = key;
     previews.close();
