@@ -265,6 +265,7 @@ func TestDashboardInChromium(t *testing.T) {
 	})
 
 	signIn(b, adminKey)
+	resumeStream(b, srv.Base)
 	created := createFromForm(b)
 	watchList(b, srv.Base)
 	openArtifact(b, created)
@@ -497,4 +498,60 @@ func tenantView(b *browser) {
 		b.t.Error("the tenant's queues view does not say it is admin only")
 	}
 	b.shot("monitoring-tenant")
+}
+
+// resumeStream checks the page's SSE reader: it follows the firehose with
+// the key in a header, and after a drop it resumes with Last-Event-ID, so
+// the events of a task made while it was away arrive, each once, in order.
+func resumeStream(b *browser, base string) {
+	b.t.Helper()
+	_, err := chromedp.Run(b.ctx, chromedp.Evaluate[chromedp.Void](`(async () => {
+	  const {EventStream} = await import('/ui/js/api.js');
+	  window.__es = {ids: [], tasks: [], states: []};
+	  window.__stream = new EventStream('/api/v1/events?task_type=echo', {
+	    onEvent: (e) => { __es.ids.push(e.id); __es.tasks.push(e.data.task_id + ':' + e.data.status); },
+	    onState: (s) => __es.states.push(s),
+	  }).start();
+	})()`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		b.t.Fatalf("starting a stream in the page: %v", err)
+	}
+	b.wait("the stream live", `__es.states.includes('live')`)
+	echo := func(msg string) string {
+		var task struct{ ID string }
+		if code := apiCall(b.t, adminKey, "POST", base+"/api/v1/tasks/", `{"task_type":"echo","message":"`+msg+`"}`, &task); code != 201 {
+			b.t.Fatalf("create: %d", code)
+		}
+		return task.ID
+	}
+	first := echo("before the drop")
+	b.wait("the first task's events", `__es.tasks.includes(`+jsString(first+":completed")+`)`)
+	// Drop the connection and hold the reconnection for 2 s.
+	eval[bool](b, `(__stream.backoff = 2000, __stream.ctrl.abort(), true)`)
+	b.wait("the stream reconnecting", `__es.states[__es.states.length - 1] === 'reconnecting'`)
+	second := echo("while away")
+	var got struct{ Status string }
+	for deadline := time.Now().Add(20 * time.Second); got.Status != "completed"; time.Sleep(20 * time.Millisecond) {
+		if apiCall(b.t, adminKey, "GET", base+"/api/v1/tasks/"+second, "", &got); time.Now().After(deadline) {
+			b.t.Fatalf("the echo task is %q", got.Status)
+		}
+	}
+	if eval[string](b, `__es.states[__es.states.length - 1]`) != "reconnecting" {
+		b.t.Fatal("the stream came back before the task finished; the drop proves nothing")
+	}
+	b.wait("the missed task's events", `__es.tasks.includes(`+jsString(second+":completed")+`)`)
+	res := eval[struct {
+		IDs   []int64  `json:"ids"`
+		Tasks []string `json:"tasks"`
+	}](b, `(__stream.close(), __es)`)
+	for i := 1; i < len(res.IDs); i++ {
+		if res.IDs[i] <= res.IDs[i-1] {
+			b.t.Fatalf("event ids %v: not each once in order", res.IDs)
+		}
+	}
+	for _, want := range []string{second + ":pending", second + ":executing", second + ":completed"} {
+		if !contains(res.Tasks, want) {
+			b.t.Errorf("events %v lack %s, sent while the stream was away", res.Tasks, want)
+		}
+	}
 }
