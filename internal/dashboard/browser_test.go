@@ -107,10 +107,11 @@ func (b *browser) do(what string, actions ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
-// wait polls a JavaScript condition in the page until it is true.
+// wait polls a JavaScript condition in the page until it is true; an
+// exception (an element not there yet) counts as false.
 func (b *browser) wait(what, cond string) {
 	b.t.Helper()
-	_, err := chromedp.Run(b.ctx, chromedp.Poll[chromedp.Void](cond,
+	_, err := chromedp.Run(b.ctx, chromedp.Poll[chromedp.Void](`(() => { try { return `+cond+`; } catch (_) { return false; } })()`,
 		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(45*time.Second)))
 	if err != nil {
 		b.shot("failed-" + strings.ReplaceAll(what, " ", "-"))
@@ -161,25 +162,18 @@ func (b *browser) shot(name string) {
 	b.t.Logf("screenshot %s", p)
 }
 
-// apiCall sends a request with a key and decodes the answer into out.
+// apiCall sends a request with a key (and a JSON body, unless empty) and
+// decodes the answer into out (when not nil); it returns the status.
 func apiCall(t *testing.T, key, method, url, body string, out any) int {
 	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
+	header := http.Header{"Authorization": {"Bearer " + key}}
 	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
+		header.Set("Content-Type", "application/json")
 	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
+	res, raw := send(t, method, url, body, header)
 	if out != nil {
-		if err := json.NewDecoder(res.Body).Decode(out); err != nil {
-			t.Fatalf("%s %s: %d: %v", method, url, res.StatusCode, err)
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Fatalf("%s %s: %d %q: %v", method, url, res.StatusCode, raw, err)
 		}
 	}
 	return res.StatusCode

@@ -19,10 +19,11 @@ import (
 
 const adminKey = "dashboard-test-admin-key-0123456789"
 
-// get fetches a path of the server without a key.
-func get(t *testing.T, method, url string, header http.Header) (*http.Response, []byte) {
+// send sends a request with the headers and returns the answer and its
+// body.
+func send(t *testing.T, method, url, body string, header http.Header) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,11 +35,11 @@ func get(t *testing.T, method, url string, header http.Header) (*http.Response, 
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
-	body, err := io.ReadAll(res.Body)
+	raw, err := io.ReadAll(res.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return res, body
+	return res, raw
 }
 
 // TestServedByTheServer: the real server serves the page at "/" and its
@@ -60,7 +61,7 @@ func TestServedByTheServer(t *testing.T) {
 		{"icon", "/ui/favicon.svg", "image/svg+xml", "<svg"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res, body := get(t, "GET", srv.Base+tc.path, nil)
+			res, body := send(t, "GET", srv.Base+tc.path, "", nil)
 			if res.StatusCode != 200 || res.Header.Get("Content-Type") != tc.contentType || !strings.Contains(string(body), tc.contains) {
 				t.Fatalf("GET %s: %d %q, body %.80q", tc.path, res.StatusCode, res.Header.Get("Content-Type"), body)
 			}
@@ -80,7 +81,7 @@ func TestServedByTheServer(t *testing.T) {
 			if etag == "" {
 				t.Fatal("no ETag")
 			}
-			again, _ := get(t, "GET", srv.Base+tc.path, http.Header{"If-None-Match": {etag}})
+			again, _ := send(t, "GET", srv.Base+tc.path, "", http.Header{"If-None-Match": {etag}})
 			if again.StatusCode != http.StatusNotModified {
 				t.Errorf("revalidation with the ETag: %d, want 304", again.StatusCode)
 			}
@@ -100,7 +101,7 @@ func TestServedByTheServer(t *testing.T) {
 		{"post to the page", "POST", "/", 405},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			res, body := get(t, tc.method, srv.Base+tc.path, nil)
+			res, body := send(t, tc.method, srv.Base+tc.path, "", nil)
 			var p struct {
 				Status int    `json:"status"`
 				Detail string `json:"detail"`
@@ -115,7 +116,7 @@ func TestServedByTheServer(t *testing.T) {
 	}
 
 	// The API still wants its key: the page is public, the data is not.
-	if res, _ := get(t, "GET", srv.Base+"/api/v1/tasks/", nil); res.StatusCode != 401 {
+	if res, _ := send(t, "GET", srv.Base+"/api/v1/tasks/", "", nil); res.StatusCode != 401 {
 		t.Errorf("GET /api/v1/tasks/ without a key: %d, want 401", res.StatusCode)
 	}
 }

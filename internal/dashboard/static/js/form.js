@@ -46,6 +46,32 @@ function hint(sc) {
 
 const LONG_TEXT = /prompt|message|system|content|text/;
 
+// example is a JSON value of the schema's shape, shown as a placeholder
+// of the JSON text areas.
+function example(doc, sc, depth) {
+  sc = resolve(doc, sc);
+  if (depth > 3) return null;
+  if (sc.enum) return sc.enum[0];
+  switch (typeOf(sc)) {
+    case 'object': {
+      const out = {};
+      for (const [k, v] of Object.entries(sc.properties || {})) out[k] = example(doc, v, depth + 1);
+      return out;
+    }
+    case 'array':
+      return [example(doc, sc.items || {}, depth + 1)];
+    case 'integer':
+    case 'number':
+      return sc.minimum || 0;
+    case 'boolean':
+      return false;
+    case 'string':
+      return '';
+    default:
+      return null;
+  }
+}
+
 // Field is one property's control; value() returns undefined when unset.
 class Field {
   constructor(doc, name, sc, required) {
@@ -93,11 +119,11 @@ class Field {
           return h('textarea', {rows: 2, placeholder: 'one per line'});
         }
         this.kind = 'json';
-        return h('textarea', {rows: 4, class: 'mono', placeholder: 'JSON array'});
+        return h('textarea', {rows: 4, class: 'mono', placeholder: 'JSON, e.g. ' + JSON.stringify(example(this.doc, sc, 0))});
       }
       default:
         this.kind = 'json';
-        return h('textarea', {rows: 4, class: 'mono', placeholder: 'JSON'});
+        return h('textarea', {rows: 4, class: 'mono', placeholder: sc.properties ? 'JSON, e.g. ' + JSON.stringify(example(this.doc, sc, 0)) : 'JSON object'});
     }
   }
 
@@ -156,7 +182,10 @@ export function renderCreate(root, typeName) {
     .filter(([name]) => name !== 'task_type')
     .map(([name, sc]) => new Field(doc, name, sc, required.has(name)));
   const byName = new Map(fields.map((f) => [f.name, f]));
-  const own = fields.filter((f) => !f.required && !common.has(f.name));
+  // The type's own optional fields: the wide ones (text areas) first, as
+  // they carry the content, then the short ones in a grid.
+  const wide = (f) => f.input.tagName === 'TEXTAREA' || f.kind === 'enum-array';
+  const own = fields.filter((f) => !f.required && !common.has(f.name)).sort((a, b) => wide(b) - wide(a));
   const shared = fields.filter((f) => !f.required && common.has(f.name));
   const top = h('div', {id: 'form-msg'});
   const submit = h('button', {type: 'submit', id: 'create-submit'}, `Create ${def.name} task`);
