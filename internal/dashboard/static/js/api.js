@@ -102,6 +102,12 @@ export async function fetchBlob(path, opts) {
   return res.blob();
 }
 
+// SILENCE_MS is how long a stream may send nothing, not even a
+// keep-alive, before it is taken for dead and reconnected.
+const SILENCE_MS = 60000;
+
+const newEvent = () => ({id: null, event: 'message', data: []});
+
 // EventStream follows a Server-Sent Event route with the key. onEvent
 // gets {id, event, data} (data parsed from JSON); onState gets 'live',
 // 'reconnecting' or 'ended'; onError gets an ApiError that stops the
@@ -174,30 +180,50 @@ export class EventStream {
     }
     this.onState('live');
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buf = '';
-    let ev = {id: null, event: 'message', data: []};
-    for (;;) {
-      const {value, done} = await reader.read();
-      if (done) return true;
-      buf += value;
-      let nl;
-      while ((nl = buf.search(/\r\n|\r|\n/)) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + (buf[nl] === '\r' && buf[nl + 1] === '\n' ? 2 : 1));
-        if (line === '') {
-          if (ev.data.length) this.dispatch(ev);
-          ev = {id: null, event: 'message', data: []};
-          continue;
-        }
-        if (line.startsWith(':')) continue;
-        const colon = line.indexOf(':');
-        const field = colon < 0 ? line : line.slice(0, colon);
-        let val = colon < 0 ? '' : line.slice(colon + 1);
-        if (val.startsWith(' ')) val = val.slice(1);
-        if (field === 'id') ev.id = val;
-        else if (field === 'event') ev.event = val;
-        else if (field === 'data') ev.data.push(val);
+    const p = {buf: '', ev: newEvent()};
+    // The server sends a keep-alive comment every 15 s when idle
+    // (COMPUTE_SSE_KEEPALIVE): a connection silent for much longer died
+    // without a word (a sleeping laptop, a dropped proxy) and is replaced.
+    let watchdog = null;
+    const arm = () => {
+      clearTimeout(watchdog);
+      watchdog = setTimeout(() => this.ctrl.abort(), SILENCE_MS);
+    };
+    arm();
+    try {
+      for (;;) {
+        const {value, done} = await reader.read();
+        if (done) return true;
+        arm();
+        this.consume(p, value);
       }
+    } finally {
+      clearTimeout(watchdog);
+    }
+  }
+
+  // consume parses the complete lines of a chunk (after what was left of
+  // the last one), dispatching each event at its blank line.
+  consume(p, text) {
+    p.buf += text;
+    let nl;
+    while ((nl = p.buf.search(/\r\n|\r|\n/)) >= 0) {
+      if (p.buf[nl] === '\r' && nl === p.buf.length - 1) break; // a \r\n cut in two
+      const line = p.buf.slice(0, nl);
+      p.buf = p.buf.slice(nl + (p.buf[nl] === '\r' && p.buf[nl + 1] === '\n' ? 2 : 1));
+      if (line === '') {
+        if (p.ev.data.length) this.dispatch(p.ev);
+        p.ev = newEvent();
+        continue;
+      }
+      if (line.startsWith(':')) continue;
+      const colon = line.indexOf(':');
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let val = colon < 0 ? '' : line.slice(colon + 1);
+      if (val.startsWith(' ')) val = val.slice(1);
+      if (field === 'id') p.ev.id = val;
+      else if (field === 'event') p.ev.event = val;
+      else if (field === 'data') p.ev.data.push(val);
     }
   }
 
