@@ -264,6 +264,7 @@ func TestDashboardInChromium(t *testing.T) {
 	watchList(b, srv.Base)
 	openArtifact(b, created)
 	redeliver(b, created, &hooks)
+	openVideo(b, srv.Base, created)
 	cancelTask(b, srv.Base)
 	workflowGraph(b, srv.Base)
 	monitoring(b)
@@ -548,4 +549,29 @@ func resumeStream(b *browser, base string) {
 			b.t.Errorf("events %v lack %s, sent while the stream was away", res.Tasks, want)
 		}
 	}
+}
+
+// openVideo renders a clip of the task's image (video_generation on the
+// local executor, which needs ffmpeg) and plays its preview's metadata.
+func openVideo(b *browser, base, imageTask string) {
+	b.t.Helper()
+	if _, err := exec.LookPath("ffmpeg"); err != nil {
+		if os.Getenv("CI") == "true" {
+			b.t.Fatal("the video preview step needs ffmpeg in CI (.ci/run installs it)")
+		}
+		b.t.Log("no ffmpeg: the video preview is not checked")
+		return
+	}
+	var task struct{ ID string }
+	body := `{"task_type":"video_generation","image_url":"/api/v1/artifacts/tasks/` + imageTask + `/image.png","duration":1,"fps":8,"width":256,"height":192}`
+	if code := apiCall(b.t, adminKey, "POST", base+"/api/v1/tasks/", body, &task); code != 201 {
+		b.t.Fatalf("create: %d", code)
+	}
+	b.show("#/tasks/" + task.ID)
+	video := `document.querySelector('#artifacts video')`
+	b.wait("the clip's metadata", `!!`+video+` && `+video+`.readyState >= 1 && `+video+`.videoWidth === 256 && `+video+`.videoHeight === 192`)
+	if src := eval[string](b, video+`.src`); !strings.HasPrefix(src, "blob:") {
+		b.t.Errorf("the clip plays from %q, want a blob: URL", src)
+	}
+	b.shot("task-video")
 }
