@@ -140,3 +140,5 @@ func capText(s string) string {
 	}
 	return s[:limit] + "…"
 }
+
+var _ http.Handler = (*Handler)(nil)
