@@ -115,6 +115,14 @@ func TestServedByTheServer(t *testing.T) {
 		})
 	}
 
+	// The page's "API docs" link leads somewhere.
+	if res, body := send(t, "GET", srv.Base+"/docs", "", nil); res.StatusCode != 200 || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/html") {
+		t.Errorf("GET /docs, the page's API docs link: %d %q %.80q", res.StatusCode, res.Header.Get("Content-Type"), body)
+	}
+	if _, page := send(t, "GET", srv.Base+"/", "", nil); !strings.Contains(string(page), `href="/docs"`) {
+		t.Error("the page has no link to /docs")
+	}
+
 	// The API still wants its key: the page is public, the data is not.
 	if res, _ := send(t, "GET", srv.Base+"/api/v1/tasks/", "", nil); res.StatusCode != 401 {
 		t.Errorf("GET /api/v1/tasks/ without a key: %d, want 401", res.StatusCode)
