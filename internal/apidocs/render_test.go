@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -13,28 +12,9 @@ import (
 	"time"
 
 	"github.com/computeserver/compute/internal/app"
+	"github.com/computeserver/compute/internal/testutil/chromium"
 	"github.com/computeserver/compute/internal/testutil/testserver"
 )
-
-// chromium returns the headless browser's path: COMPUTE_TEST_CHROMIUM, or
-// chromium on the PATH. Without one the test is skipped, except under
-// CI=true, where it fails (.ci/run installs Debian's chromium).
-func chromium(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("COMPUTE_TEST_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium is required in CI (apt-get install chromium) but is not on the PATH")
-	}
-	t.Skip("chromium not found (set COMPUTE_TEST_CHROMIUM or install Debian's chromium); skipping the browser test")
-	return ""
-}
 
 // TestPageRendersTheDocument loads /docs of a real server in headless
 // Chromium and checks the DOM its scripts built: a section for every
@@ -42,7 +22,7 @@ func chromium(t *testing.T) string {
 // generated examples.
 func TestPageRendersTheDocument(t *testing.T) {
 	t.Parallel()
-	bin := chromium(t)
+	bin := chromium.Path(t)
 	cfg := testserver.Config(t, "sqlite", "docs-test-key-0123456789")
 	cfg.Workers = 0
 	srv := testserver.Start(t, cfg, app.Options{Version: "test"}, nil)

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ import (
 	"github.com/computeserver/compute/internal/apikey"
 	"github.com/computeserver/compute/internal/app"
 	"github.com/computeserver/compute/internal/config"
+	"github.com/computeserver/compute/internal/testutil/chromium"
 	"github.com/computeserver/compute/internal/testutil/testdb"
 	"github.com/computeserver/compute/internal/testutil/testserver"
 )
@@ -35,23 +35,6 @@ const tenantKey = "dashboard-test-tenant-key-0123456789"
 
 // stepDelay is the mock's pause before each of its four progress steps.
 const stepDelay = "800ms"
-
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("COMPUTE_TEST_CHROMIUM"); p != "" {
-		return p
-	}
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("the dashboard's browser test needs Chromium in CI: install Debian's chromium (.ci/run does) or set COMPUTE_TEST_CHROMIUM")
-	}
-	t.Skip("no chromium on the PATH (install Debian's chromium, or set COMPUTE_TEST_CHROMIUM)")
-	return ""
-}
 
 // screenshotDir is COMPUTE_SCREENSHOTS or test-screenshots/ at the root
 // of the module, emptied of earlier PNGs.
@@ -202,7 +185,7 @@ const record = `(() => {
 
 func TestDashboardInChromium(t *testing.T) {
 	t.Parallel()
-	chromium := chromiumPath(t)
+	bin := chromium.Path(t)
 	shots := screenshotDir(t)
 
 	// A webhook receiver on loopback, counting what it is sent.
@@ -226,7 +209,7 @@ func TestDashboardInChromium(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.WindowSize(1360, 900),
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.WindowSize(1360, 900),
 		chromedp.Flag("lang", "en-US"), chromedp.UserDataDir(t.TempDir()))
 	if os.Geteuid() == 0 {
 		opts = append(opts, chromedp.NoSandbox) // Chromium refuses to run its sandbox as root
