@@ -224,15 +224,16 @@ func runChaos(t *testing.T, sc scenario) {
 	}
 	submit(newEchoTasks(t, def, totalTasks/5, rng, false))
 
-	kills, stops := 0, 0
+	kills, stops, lastKilled := 0, 0, -1
 	var freezes []freeze
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for r, a := range rounds {
 		<-tick.C
 		n, slow := (totalTasks-len(submitted))/(len(rounds)-r), 0
-		if a == sigstop {
-			// Slow tasks, claimed first, for the frozen worker to hold.
+		if a == sigstop || a == sigkill {
+			// Slow tasks, claimed first, for the frozen or killed worker
+			// to hold.
 			slow = min(n, slowPerWorker*max(sc.workers, 2))
 		}
 		submit(append(newEchoTasks(t, def, slow, rng, true), newEchoTasks(t, def, n-slow, rng, false)...))
@@ -243,18 +244,29 @@ func runChaos(t *testing.T, sc scenario) {
 		}
 		switch a {
 		case sigkill:
-			i := kills % len(slots)
+			// Kill a worker that holds tasks, so that its successor has
+			// them to recover at start (a worker killed idle proves
+			// nothing about recovery).
+			// Not the slot killed last: its successor holds what it
+			// recovered, and killing it again and again would spend
+			// those tasks' attempts.
 			kills++
+			i, running := busiest(t, ctx, st, slots, kills, lastKilled)
+			for wait := time.Now().Add(2 * time.Second); running == 0 && time.Now().Before(wait); {
+				time.Sleep(20 * time.Millisecond)
+				i, running = busiest(t, ctx, st, slots, kills, lastKilled)
+			}
+			lastKilled = i
 			slots[i].kill(t)
 			slots[i] = c.start(fmt.Sprintf("worker%d", i))
 		case sigstop:
 			stops++
 			// Freeze a worker that holds tasks (on SQLite a worker
 			// notices new work only when it polls, once a second).
-			i, running := busiest(t, ctx, st, slots, stops)
+			i, running := busiest(t, ctx, st, slots, stops, -1)
 			for wait := time.Now().Add(2 * time.Second); running == 0 && time.Now().Before(wait); {
 				time.Sleep(20 * time.Millisecond)
-				i, running = busiest(t, ctx, st, slots, stops)
+				i, running = busiest(t, ctx, st, slots, stops, -1)
 			}
 			p := slots[i]
 			t.Logf("round %d: SIGSTOP %s (pid %d) with %d running tasks for %s", r+1, p.name, p.pid(), running, stopFor)
@@ -392,8 +404,9 @@ func newEchoTasks(t *testing.T, def *registry.Definition, n int, rng *rand.Rand,
 }
 
 // busiest returns the slot whose process runs the most tasks, so that a
-// SIGSTOP leaves work behind; on a tie, the n-th slot in rotation.
-func busiest(t *testing.T, ctx context.Context, st store.Store, slots []*proc, n int) (int, int) {
+// SIGSTOP or SIGKILL leaves work behind; on a tie, the n-th slot in
+// rotation. Slot skip is passed over when there is another.
+func busiest(t *testing.T, ctx context.Context, st store.Store, slots []*proc, n, skip int) (int, int) {
 	t.Helper()
 	page, err := st.ListTasks(ctx, store.ListFilter{Scope: store.AdminScope, Statuses: []task.Status{task.StatusExecuting}, Limit: 500})
 	if err != nil {
@@ -410,8 +423,11 @@ func busiest(t *testing.T, ctx context.Context, st store.Store, slots []*proc, n
 		return 0
 	}
 	best := n % len(slots)
+	if best == skip && len(slots) > 1 {
+		best = (best + 1) % len(slots)
+	}
 	for i, p := range slots {
-		if running(p) > running(slots[best]) {
+		if i != skip && running(p) > running(slots[best]) {
 			best = i
 		}
 	}
