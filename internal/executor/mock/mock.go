@@ -142,6 +142,8 @@ func (e *Executor) sleep(ctx context.Context) error {
 // params are the picture's parameters, all derived from one hash.
 type params struct {
 	from, to, stripe color.NRGBA
+	// subject is the colour of the shaded ellipse in the middle.
+	subject color.NRGBA
 	// dx, dy give the stripes' direction; period their spacing in pixels.
 	dx, dy, period int
 }
@@ -150,17 +152,22 @@ func palette(prompt string, seed int64) params {
 	h := sha256.Sum256([]byte(prompt + "\x00" + strconv.FormatInt(seed, 10)))
 	rgb := func(b []byte) color.NRGBA { return color.NRGBA{b[0], b[1], b[2], 255} }
 	return params{
-		from:   rgb(h[0:3]),
-		to:     rgb(h[3:6]),
-		stripe: rgb(h[6:9]),
-		dx:     int(h[9]%5) + 1,
-		dy:     int(h[10]%5) + 1,
-		period: int(binary.BigEndian.Uint16(h[11:13])%48) + 16,
+		from:    rgb(h[0:3]),
+		to:      rgb(h[3:6]),
+		stripe:  rgb(h[6:9]),
+		subject: rgb(h[13:16]),
+		dx:      int(h[9]%5) + 1,
+		dy:      int(h[10]%5) + 1,
+		period:  int(binary.BigEndian.Uint16(h[11:13])%48) + 16,
 	}
 }
 
 // render draws a diagonal gradient from p.from to p.to with translucent
-// stripes of p.stripe; integer arithmetic only, so it is exact everywhere.
+// stripes of p.stripe, and in front of it a subject: an ellipse of
+// p.subject (60 % of the width, 80 % of the height, centred), darker towards
+// its edge. The subject gives a background removal downstream of the mock
+// something to cut out (ISNet keeps the ellipse and drops the rest).
+// Integer arithmetic only, so it is exact everywhere.
 func render(p params, w, h int) *image.NRGBA {
 	img := image.NewNRGBA(image.Rect(0, 0, w, h))
 	span := (w - 1) + (h - 1)
@@ -168,13 +175,23 @@ func render(p params, w, h int) *image.NRGBA {
 		span = 1
 	}
 	mix := func(a, b uint8, t, n int) uint8 { return uint8((int(a)*(n-t) + int(b)*t) / n) }
+	// The ellipse in fixed point: a pixel's offset from the centre over
+	// the radius, in units of 1/one.
+	const one = 1024
+	ellipse := func(v, n, tenths int) int { return (2*v - n + 1) * 5 * one / (tenths * n) }
+	shade := func(c uint8, d int) uint8 { return uint8(int(c) * (2*one*one - d) / (2 * one * one)) }
 	for y := range h {
 		row := img.Pix[y*img.Stride : y*img.Stride+4*w]
+		ey := ellipse(y, h, 4)
 		for x := range w {
 			t := x + y
 			r, g, b := mix(p.from.R, p.to.R, t, span), mix(p.from.G, p.to.G, t, span), mix(p.from.B, p.to.B, t, span)
 			if ((x*p.dx+y*p.dy)/p.period)%3 == 0 {
 				r, g, b = mix(r, p.stripe.R, 1, 2), mix(g, p.stripe.G, 1, 2), mix(b, p.stripe.B, 1, 2)
+			}
+			ex := ellipse(x, w, 3)
+			if d := ex*ex + ey*ey; d <= one*one {
+				r, g, b = shade(p.subject.R, d), shade(p.subject.G, d), shade(p.subject.B, d)
 			}
 			i := 4 * x
 			row[i], row[i+1], row[i+2], row[i+3] = r, g, b, 255

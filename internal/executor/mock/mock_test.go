@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image/color"
 	"image/png"
 	"testing"
 	"time"
@@ -35,6 +36,32 @@ func TestRenderIsDeterministic(t *testing.T) {
 	} {
 		if c := render(t, &e, other); bytes.Equal(a.PNG, c.PNG) {
 			t.Errorf("%+v gave the same bytes as %+v", other, req)
+		}
+	}
+}
+
+// The picture has a subject for a background removal to keep: a uniform
+// ellipse in the middle (its centre and the points at 90 % of its radii
+// are one hue, darker outwards), and around it the striped background.
+func TestRenderHasASubject(t *testing.T) {
+	t.Parallel()
+	img, err := png.Decode(bytes.NewReader(render(t, &mock.Executor{}, mock.ImageRequest{Prompt: "an armchair", Seed: 7, Width: 200, Height: 100}).PNG))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(x, y int) color.NRGBA { return color.NRGBAModel.Convert(img.At(x, y)).(color.NRGBA) }
+	centre := at(100, 50)
+	// 90 % of the radii: 0.9 × 60 px across, 0.9 × 40 px down.
+	for _, p := range [][2]int{{154, 50}, {46, 50}, {100, 86}, {100, 14}} {
+		edge := at(p[0], p[1])
+		if edge.R > centre.R || edge.G > centre.G || edge.B > centre.B || edge == centre {
+			t.Errorf("%v inside the ellipse is %v, want the centre's %v, darker", p, edge, centre)
+		}
+	}
+	corners := []color.NRGBA{at(0, 0), at(199, 0), at(0, 99), at(199, 99)}
+	for _, c := range corners {
+		if c == centre {
+			t.Errorf("a corner has the subject's colour %v", c)
 		}
 	}
 }

@@ -8,8 +8,6 @@ import (
 	"image/png"
 	"math"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 
@@ -26,6 +24,7 @@ import (
 	"github.com/computeserver/compute/internal/tasks/faceenhancer"
 	"github.com/computeserver/compute/internal/tasks/refine"
 	"github.com/computeserver/compute/internal/testutil/fakeruntime"
+	"github.com/computeserver/compute/internal/testutil/testmodels"
 )
 
 // The tests of this file run the real local models (make models) through
@@ -54,38 +53,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// modelsDir is where make models installed the models for this checkout:
-// $COMPUTE_DATA_DIR/models (relative to the repository root), else
-// data/models.
-func modelsDir(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs("../../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	data := os.Getenv("COMPUTE_DATA_DIR")
-	switch {
-	case data == "":
-		data = filepath.Join(root, "data")
-	case !filepath.IsAbs(data):
-		data = filepath.Join(root, data)
-	}
-	return executors.ModelsDir(data)
-}
-
 // modelSet returns the executors of the installed models, or skips the
 // test (fails it when CI=true) when they are not installed.
 func modelSet(t *testing.T) *executor.Set {
 	t.Helper()
-	dir := modelsDir(t)
-	_, nodeErr := exec.LookPath("node")
-	if !executors.ModelsInstalled(dir) || nodeErr != nil {
-		msg := "the local models are not installed in " + dir + " (or node is not on PATH): run `make models` to test them"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg + " (CI=true: .ci/run installs them)")
-		}
-		t.Skip(msg)
-	}
+	dir := testmodels.Require(t)
 	models.once.Do(func() {
 		state, err := os.MkdirTemp("", "compute-models-test-")
 		if err != nil {

@@ -7,13 +7,12 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/computeserver/compute/internal/app"
+	"github.com/computeserver/compute/internal/testutil/testmodels"
 	"github.com/computeserver/compute/internal/testutil/testserver"
 )
 
@@ -81,13 +80,9 @@ func TestServeWithoutModels(t *testing.T) {
 // README's "Try it".
 func TestServeRemovesABackground(t *testing.T) {
 	t.Parallel()
-	dir := modelsDir(t)
-	modelSet(t) // skips (or fails on CI) without the models
 	cfg := testserver.Config(t, "sqlite", serveKey)
 	cfg.AllowPrivateURLs = true // the image comes from a loopback server
-	if err := os.Symlink(dir, filepath.Join(cfg.DataDir, "models")); err != nil {
-		t.Fatal(err)
-	}
+	testmodels.Link(t, cfg.DataDir) // skips (or fails on CI) without the models
 	srv := testserver.Start(t, cfg, app.Options{Workers: true, Version: "test"}, nil)
 	images := httptest.NewServer(http.FileServer(http.Dir("testdata")))
 	t.Cleanup(images.Close)
