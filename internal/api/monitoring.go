@@ -88,10 +88,24 @@ type ExecutorStatus struct {
 
 // ExecutorRecent are an executor's recently finished tasks.
 type ExecutorRecent struct {
-	Completed      int     `json:"completed"`
-	Failed         int     `json:"failed" doc:"Tasks that failed for good (after their retries)."`
-	ErrorRate      float64 `json:"error_rate" doc:"failed / (completed + failed); 0 when none finished."`
-	MeanRunSeconds float64 `json:"mean_run_seconds" doc:"Mean time from start to end of the completed ones; 0 when none completed."`
+	Completed      int             `json:"completed"`
+	Failed         int             `json:"failed" doc:"Tasks that failed for good (after their retries)."`
+	ErrorRate      float64         `json:"error_rate" doc:"failed / (completed + failed); 0 when none finished."`
+	MeanRunSeconds float64         `json:"mean_run_seconds" doc:"Mean time from start to end of the completed ones; 0 when none completed."`
+	RecentErrors   []ExecutorError `json:"recent_errors" doc:"Its last tasks that failed for good, newest first (at most 5)."`
+}
+
+// recentErrors is how many of an executor's last failures
+// GET /monitoring/executors lists.
+const recentErrors = 5
+
+// ExecutorError is one of an executor's recent failures.
+type ExecutorError struct {
+	TaskID        string    `json:"task_id" format:"uuid"`
+	TaskType      string    `json:"task_type"`
+	At            time.Time `json:"at" doc:"When it failed."`
+	ErrorCategory string    `json:"error_category"`
+	ErrorMessage  string    `json:"error_message"`
 }
 
 type executorsOutput struct {
@@ -214,7 +228,7 @@ func (s *Server) registerMonitoringRoutes() {
 
 	huma.Register(s.api, huma.Operation{
 		OperationID: "monitor-executors", Method: http.MethodGet, Path: "/api/v1/monitoring/executors", Tags: tags,
-		Summary:     "Executors: type, limits, pause, running tasks, recent outcomes and run time, servers and slots",
+		Summary:     "Executors: type, limits, pause, running tasks, recent outcomes, errors and run time, servers and slots",
 		Description: "The executors configured on this process. Running tasks, pauses and slots in use are the deployment's (from the database); a server's up/down is what this process's last call to it found. Admin key only.",
 		Security:    bearer, Errors: []int{401, 403, 503},
 	}, func(ctx context.Context, _ *struct{}) (*executorsOutput, error) {
@@ -233,7 +247,12 @@ func (s *Server) registerMonitoringRoutes() {
 		if err != nil {
 			return nil, s.problem(err, "executors")
 		}
-		recent, err := m.ExecutorStats(ctx, task.Now().Add(-15*time.Minute))
+		since := task.Now().Add(-15 * time.Minute)
+		recent, err := m.ExecutorStats(ctx, since)
+		if err != nil {
+			return nil, s.problem(err, "executors")
+		}
+		failures, err := m.RecentFailures(ctx, since, recentErrors)
 		if err != nil {
 			return nil, s.problem(err, "executors")
 		}
@@ -244,7 +263,7 @@ func (s *Server) registerMonitoringRoutes() {
 			}
 		}
 		out := &executorsOutput{}
-		out.Body.Executors = s.executorStates(running, slots, recent, pauses)
+		out.Body.Executors = s.executorStates(running, slots, recent, failures, pauses)
 		return out, nil
 	})
 
@@ -278,7 +297,7 @@ func (s *Server) registerMonitoringRoutes() {
 
 // executorStates describes the configured executors, by name.
 func (s *Server) executorStates(running map[string]int, slots map[string]map[string]int, recent map[string]store.ExecutorStats,
-	pauses map[string]store.ExecutorPause) []ExecutorStatus {
+	failures map[string][]store.Failure, pauses map[string]store.ExecutorPause) []ExecutorStatus {
 	out := []ExecutorStatus{}
 	set := s.deps.Executors
 	if set == nil {
@@ -290,7 +309,12 @@ func (s *Server) executorStates(running map[string]int, slots map[string]map[str
 		l := set.LimitsOf(name)
 		es := ExecutorStatus{Name: name, Type: set.Kind(name), Concurrency: l.Concurrency, StartsPerMinute: l.StartsPerMinute, Running: running[name]}
 		r := recent[name]
-		es.Last15m = ExecutorRecent{Completed: r.Completed, Failed: r.Failed}
+		es.Last15m = ExecutorRecent{Completed: r.Completed, Failed: r.Failed, RecentErrors: []ExecutorError{}}
+		for _, f := range failures[name] {
+			es.Last15m.RecentErrors = append(es.Last15m.RecentErrors, ExecutorError{
+				TaskID: f.TaskID.String(), TaskType: f.TaskType, At: f.At, ErrorCategory: f.Category, ErrorMessage: f.Message,
+			})
+		}
 		if n := r.Completed + r.Failed; n > 0 {
 			es.Last15m.ErrorRate = float64(r.Failed) / float64(n)
 		}

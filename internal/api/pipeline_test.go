@@ -192,4 +192,3 @@ func (e *env) artifactImage(result map[string]any) image.Image {
 	}
 	return img
 }
-

@@ -28,6 +28,8 @@ type loadTask struct {
 	Provider string    `json:"provider_type"`
 	Tenant   string    `json:"origin_tenant_id"`
 	Created  time.Time `json:"created_at"`
+	// message is what a failing task fails with.
+	message string
 	// kind is K (completes), F (fails), P (stays pending) or E (held
 	// executing).
 	kind string
@@ -107,17 +109,18 @@ var knownLoad = map[string]map[string]int{
 func (c *cluster) create(t *testing.T, key, tenant, kind string, i int) loadTask {
 	t.Helper()
 	var body string
+	lt := loadTask{kind: kind}
 	switch kind {
 	case "K":
 		body = fmt.Sprintf(`{"task_type":"echo","message":"ok %s %d","sleep_ms":30}`, tenant, i)
 	case "F":
-		body = fmt.Sprintf(`{"task_type":"echo","message":"bad","fail_with":"boom %s %d","max_attempts":1}`, tenant, i)
+		lt.message = fmt.Sprintf("boom %s %d", tenant, i)
+		body = fmt.Sprintf(`{"task_type":"echo","message":"bad","fail_with":%q,"max_attempts":1}`, lt.message)
 	case "P":
 		body = fmt.Sprintf(`{"task_type":"echo","message":"held %s %d","queue_name":"held"}`, tenant, i)
 	case "E":
 		body = fmt.Sprintf(`{"task_type":"generation","prompt":"gated %s %d","width":64,"height":64,"provider_type":"gpu"}`, tenant, i)
 	}
-	lt := loadTask{kind: kind}
 	if code := call(t, key, "POST", c.base+"/api/v1/tasks/", body, &lt); code != 201 {
 		t.Fatalf("create %s: %d", body, code)
 	}
@@ -368,6 +371,7 @@ func checkExecutors(t *testing.T, c *cluster, load []loadTask, held int) {
 	t.Helper()
 	type recent struct{ Completed, Failed int }
 	want := map[string]recent{}
+	wantErrors := map[string][]string{} // by executor, sorted
 	for _, lt := range load {
 		r := want[lt.Provider]
 		switch lt.kind {
@@ -375,6 +379,7 @@ func checkExecutors(t *testing.T, c *cluster, load []loadTask, held int) {
 			r.Completed++
 		case "F":
 			r.Failed++
+			wantErrors[lt.Provider] = append(wantErrors[lt.Provider], lt.ID+" echo permanent "+lt.message)
 		}
 		want[lt.Provider] = r
 	}
@@ -385,8 +390,15 @@ func checkExecutors(t *testing.T, c *cluster, load []loadTask, held int) {
 				Running    int
 				Last15m    struct {
 					recent
-					ErrorRate float64 `json:"error_rate"`
-					MeanRun   float64 `json:"mean_run_seconds"`
+					ErrorRate    float64 `json:"error_rate"`
+					MeanRun      float64 `json:"mean_run_seconds"`
+					RecentErrors []struct {
+						TaskID   string `json:"task_id"`
+						TaskType string `json:"task_type"`
+						At       time.Time
+						Category string `json:"error_category"`
+						Message  string `json:"error_message"`
+					} `json:"recent_errors"`
 				} `json:"last_15m"`
 				Servers []struct {
 					URL       string
@@ -402,6 +414,18 @@ func checkExecutors(t *testing.T, c *cluster, load []loadTask, held int) {
 		seen := map[string]recent{}
 		for _, e := range got.Executors {
 			seen[e.Name] = e.Last15m.recent
+			var errs []string
+			for i, f := range e.Last15m.RecentErrors {
+				errs = append(errs, fmt.Sprintf("%s %s %s %s", f.TaskID, f.TaskType, f.Category, f.Message))
+				if time.Since(f.At) > time.Minute || time.Until(f.At) > time.Second || (i > 0 && f.At.After(e.Last15m.RecentErrors[i-1].At)) {
+					problems = append(problems, fmt.Sprintf("executor %s: error %d at %v, want a recent time, newest first", e.Name, i, f.At))
+				}
+			}
+			sort.Strings(errs)
+			slices.Sort(wantErrors[e.Name])
+			if fmt.Sprint(errs) != fmt.Sprint(wantErrors[e.Name]) {
+				problems = append(problems, fmt.Sprintf("executor %s: recent errors\n%v\nwant the failed tasks\n%v", e.Name, errs, wantErrors[e.Name]))
+			}
 			w := want[e.Name]
 			if n := w.Completed + w.Failed; n > 0 && e.Last15m.ErrorRate != float64(w.Failed)/float64(n) {
 				problems = append(problems, fmt.Sprintf("executor %s: error rate %v, want %d/%d", e.Name, e.Last15m.ErrorRate, w.Failed, n))

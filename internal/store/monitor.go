@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/computeserver/compute/internal/task"
 )
 
@@ -28,6 +30,10 @@ type Monitor interface {
 	// ExecutorStats counts, by executor (provider_type), the tasks that
 	// completed or failed at or after since, with their run seconds.
 	ExecutorStats(ctx context.Context, since time.Time) (map[string]ExecutorStats, error)
+	// RecentFailures returns, by executor (provider_type), its tasks that
+	// failed for good at or after since, newest first, at most
+	// perExecutor of each.
+	RecentFailures(ctx context.Context, since time.Time, perExecutor int) (map[string][]Failure, error)
 	// SlotsInUse counts the slots held by live runs (Slots) by executor
 	// and server.
 	SlotsInUse(ctx context.Context) (map[string]map[string]int, error)
@@ -77,6 +83,16 @@ type ExecutorStats struct {
 	Completed, Failed int
 	// RunSeconds sums started_at to completed_at over the completed ones.
 	RunSeconds float64
+}
+
+// Failure is a task that failed for good, as the monitoring view shows it.
+type Failure struct {
+	TaskID   uuid.UUID
+	TaskType string
+	// At is when it failed (its completed_at).
+	At       time.Time
+	Category string
+	Message  string
 }
 
 // Process is a running compute process as it registers itself.

@@ -196,6 +196,35 @@ func (s *Store) ExecutorStats(ctx context.Context, since time.Time) (map[string]
 	return out, rows.Err()
 }
 
+// RecentFailures implements store.Monitor with a range of
+// tasks_finished_queue, numbered by executor.
+func (s *Store) RecentFailures(ctx context.Context, since time.Time, perExecutor int) (map[string][]store.Failure, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT provider_type, id, task_type, completed_at, error_category, error_message FROM (
+		SELECT provider_type, id, task_type, completed_at, error_category, error_message,
+			ROW_NUMBER() OVER (PARTITION BY provider_type ORDER BY completed_at DESC, id DESC) AS n
+		FROM tasks`+s.d.indexedBy("tasks_finished_queue")+`
+		WHERE completed_at IS NOT NULL AND completed_at >= $1 AND status = 'failed') f
+		WHERE n <= $2 ORDER BY provider_type, completed_at DESC, id DESC`, dbTime(since), perExecutor)
+	if err != nil {
+		return nil, fmt.Errorf("reading recent failures: %w", classify(err))
+	}
+	defer rows.Close()
+	out := map[string][]store.Failure{}
+	for rows.Next() {
+		var (
+			ex string
+			f  store.Failure
+			at aggTime
+		)
+		if err := rows.Scan(&ex, &f.TaskID, &f.TaskType, &at, &f.Category, &f.Message); err != nil {
+			return nil, fmt.Errorf("reading recent failures: %w", err)
+		}
+		f.At = at.t
+		out[ex] = append(out[ex], f)
+	}
+	return out, rows.Err()
+}
+
 // SlotsInUse implements store.Monitor.
 func (s *Store) SlotsInUse(ctx context.Context) (map[string]map[string]int, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT executor, server, COUNT(*) FROM executor_slots s

@@ -2,8 +2,11 @@ package storetest
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/computeserver/compute/internal/store"
 	"github.com/computeserver/compute/internal/task"
@@ -151,6 +154,45 @@ func testMonitor(t *testing.T, newEnv func(t *testing.T) *env) {
 		}
 		if later, err := m.ExecutorStats(e.ctx, task.Now().Add(time.Minute)); err != nil || len(later) != 0 {
 			t.Errorf("ExecutorStats from a minute ahead = %v, %v; want nothing", later, err)
+		}
+	})
+
+	t.Run("recent failures", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		m := monitor(e)
+		fail := func(ex, msg string) uuid.UUID {
+			rec := e.createSink(func(t *task.Task) { t.QueueName, t.ProviderType = "qf", ex })
+			c := e.claim(rec.Task.ID, "qf")
+			time.Sleep(2 * time.Millisecond) // distinct completion times
+			e.setStatus(store.StatusChange{TaskID: rec.Task.ID, Change: task.Change{To: task.StatusFailed, Attempt: c.Task.Attempt,
+				Err: &task.Error{Attempt: c.Task.Attempt, Message: msg, Category: task.CategoryPermanent, At: task.Now()}}})
+			return rec.Task.ID
+		}
+		since := task.Now().Add(-time.Second)
+		fail("exa", "first")
+		second, third := fail("exa", "second"), fail("exa", "third")
+		other := fail("exb", "other")
+		load(e, "qc", "", "exa", 0, 2, 0) // completions are no failures
+		got, err := m.RecentFailures(e.ctx, since, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		summary := map[string][]string{}
+		for ex, fs := range got {
+			for _, f := range fs {
+				summary[ex] = append(summary[ex], fmt.Sprintf("%s %s %s", f.TaskID, f.Category, f.Message))
+				if f.At.Before(since) || f.At.After(task.Now()) || f.TaskType == "" {
+					t.Errorf("failure %+v: want its type and a time since %v", f, since)
+				}
+			}
+		}
+		equal(t, "recent failures", summary, map[string][]string{
+			"exa": {third.String() + " permanent third", second.String() + " permanent second"},
+			"exb": {other.String() + " permanent other"},
+		})
+		if later, err := m.RecentFailures(e.ctx, task.Now().Add(time.Minute), 5); err != nil || len(later) != 0 {
+			t.Errorf("RecentFailures from a minute ahead = %v, %v; want nothing", later, err)
 		}
 	})
 
