@@ -66,7 +66,7 @@ type workersOutput struct {
 // ExecutorServer is one server of an executor (a ComfyUI server).
 type ExecutorServer struct {
 	URL       string     `json:"url"`
-	Up        bool       `json:"up" doc:"false when this process's last call to the server got no answer."`
+	Up        bool       `json:"up" doc:"false when this process's last call to the server got no answer. A server this process has not called within a heartbeat interval (10 s) is probed (GET /system_stats) before the answer."`
 	LastError string     `json:"last_error,omitempty" doc:"What that call got, when the server is down."`
 	CheckedAt *time.Time `json:"checked_at" doc:"When this process last called the server; null when it has not yet."`
 	Slots     int        `json:"slots" doc:"How many jobs the server holds at once."`
@@ -263,7 +263,7 @@ func (s *Server) registerMonitoringRoutes() {
 			}
 		}
 		out := &executorsOutput{}
-		out.Body.Executors = s.executorStates(running, slots, recent, failures, pauses)
+		out.Body.Executors = s.executorStates(ctx, running, slots, recent, failures, pauses)
 		return out, nil
 	})
 
@@ -296,7 +296,7 @@ func (s *Server) registerMonitoringRoutes() {
 }
 
 // executorStates describes the configured executors, by name.
-func (s *Server) executorStates(running map[string]int, slots map[string]map[string]int, recent map[string]store.ExecutorStats,
+func (s *Server) executorStates(ctx context.Context, running map[string]int, slots map[string]map[string]int, recent map[string]store.ExecutorStats,
 	failures map[string][]store.Failure, pauses map[string]store.ExecutorPause) []ExecutorStatus {
 	out := []ExecutorStatus{}
 	set := s.deps.Executors
@@ -327,7 +327,7 @@ func (s *Server) executorStates(running map[string]int, slots map[string]map[str
 		}
 		if ex, ok := set.Lookup(name); ok {
 			if r, ok := ex.(executor.ServerReporter); ok {
-				for _, st := range r.ServerStates() {
+				for _, st := range s.freshServerStates(ctx, ex, r) {
 					srv := ExecutorServer{URL: st.URL, Up: !st.Down, LastError: st.LastError, Slots: st.Slots, SlotsUsed: slots[name][st.URL]}
 					if !st.CheckedAt.IsZero() {
 						at := st.CheckedAt.UTC()
@@ -340,4 +340,30 @@ func (s *Server) executorStates(running map[string]int, slots map[string]map[str
 		out = append(out, es)
 	}
 	return out
+}
+
+// serverProbeTimeout bounds the probe of an executor's servers that
+// GET /monitoring/executors makes.
+const serverProbeTimeout = 3 * time.Second
+
+// freshServerStates returns r's server states, probing the servers first
+// (when the executor can, executor.Pinger) if this process has not called
+// one of them within a heartbeat interval: an API process that runs no
+// tasks would otherwise report servers it never called as up.
+func (s *Server) freshServerStates(ctx context.Context, ex executor.Executor, r executor.ServerReporter) []executor.ServerState {
+	states := r.ServerStates()
+	p, ok := ex.(executor.Pinger)
+	if !ok {
+		return states
+	}
+	stale := slices.ContainsFunc(states, func(st executor.ServerState) bool {
+		return st.CheckedAt.IsZero() || time.Since(st.CheckedAt) > s.cfg.HeartbeatInterval
+	})
+	if !stale {
+		return states
+	}
+	ctx, cancel := context.WithTimeout(ctx, serverProbeTimeout)
+	defer cancel()
+	_ = p.Ping(ctx) // each server's outcome is in its state
+	return r.ServerStates()
 }

@@ -43,11 +43,14 @@ type cluster struct {
 	base         string
 	workers      [2]string // the workers' metrics addresses
 	fakeA, fakeB *comfyfake.Server
+	// dead is the server of executor "spare", down from the start.
+	dead *comfyfake.Server
 }
 
 func startCluster(t *testing.T, dialect string) *cluster {
 	t.Helper()
-	c := &cluster{fakeA: comfyfake.StartT(t, comfyfake.Options{}), fakeB: comfyfake.StartT(t, comfyfake.Options{})}
+	c := &cluster{fakeA: comfyfake.StartT(t, comfyfake.Options{}), fakeB: comfyfake.StartT(t, comfyfake.Options{}), dead: comfyfake.StartT(t, comfyfake.Options{})}
+	c.dead.Kill()
 	dir := t.TempDir()
 	if err := os.Mkdir(filepath.Join(dir, "workflows"), 0o755); err != nil {
 		t.Fatal(err)
@@ -60,8 +63,10 @@ func startCluster(t *testing.T, dialect string) *cluster {
 	gpu := fmt.Sprintf(`{"servers": [{"url": %q, "slots": 2}, {"url": %q, "slots": 1}], "workflows": "workflows",
 		"defaults": {"generation": "txt2img"}, "poll_interval": "50ms"}`, c.fakeA.URL(), c.fakeB.URL())
 	cfg := testserver.Config(t, dialect, adminKey)
+	spare := fmt.Sprintf(`{"servers": [{"url": %q, "slots": 1}], "workflows": "workflows", "defaults": {"generation": "txt2img"}}`, c.dead.URL())
 	cfg.Executors = map[string]config.ExecutorEntry{
 		"gpu":   {Type: "comfyui", Settings: json.RawMessage(gpu), Dir: dir},
+		"spare": {Type: "comfyui", Settings: json.RawMessage(spare), Dir: dir},
 		"mock":  {Type: "mock"},
 		"local": {Type: "local"},
 	}
@@ -403,6 +408,8 @@ func checkExecutors(t *testing.T, c *cluster, load []loadTask, held int) {
 				Servers []struct {
 					URL       string
 					Up        bool
+					LastError string     `json:"last_error"`
+					CheckedAt *time.Time `json:"checked_at"`
 					Slots     int
 					SlotsUsed int `json:"slots_used"`
 				}
@@ -432,6 +439,17 @@ func checkExecutors(t *testing.T, c *cluster, load []loadTask, held int) {
 			}
 			if w.Completed > 0 && e.Last15m.MeanRun <= 0 {
 				problems = append(problems, fmt.Sprintf("executor %s: mean run %v s", e.Name, e.Last15m.MeanRun))
+			}
+			// The API process runs no task, yet it tells up from down: it
+			// probes the servers it has not called.
+			for _, srv := range e.Servers {
+				if dead := srv.URL == c.dead.URL(); srv.Up == dead || srv.CheckedAt == nil || dead != (srv.LastError != "") {
+					problems = append(problems, fmt.Sprintf("executor %s: server %s up %v (checked at %v, last error %q); want it found %s",
+						e.Name, srv.URL, srv.Up, srv.CheckedAt, srv.LastError, map[bool]string{true: "down", false: "up"}[dead]))
+				}
+			}
+			if e.Name == "spare" {
+				continue
 			}
 			if e.Name != "gpu" {
 				if e.Running != 0 || len(e.Servers) != 0 {

@@ -81,7 +81,7 @@ func TestServeWithoutModels(t *testing.T) {
 func TestServeRemovesABackground(t *testing.T) {
 	t.Parallel()
 	cfg := testserver.Config(t, "sqlite", serveKey)
-	cfg.AllowPrivateURLs = true // the image comes from a loopback server
+	cfg.AllowPrivateURLs = true     // the image comes from a loopback server
 	testmodels.Link(t, cfg.DataDir) // skips (or fails on CI) without the models
 	srv := testserver.Start(t, cfg, app.Options{Workers: true, Version: "test"}, nil)
 	images := httptest.NewServer(http.FileServer(http.Dir("testdata")))
