@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"image"
 	"image/png"
+	"net"
 	"os"
 	"regexp"
 	"slices"
@@ -65,6 +66,33 @@ func TestWorkflowDocumentedPipeline(t *testing.T) {
 	}
 }
 
+// TestWorkflowDocumentedPipelineBinary runs the example pipeline through
+// the compute binary (go build), served on SQLite as `compute serve` with
+// the models in its data directory.
+func TestWorkflowDocumentedPipelineBinary(t *testing.T) {
+	body := documentedPipeline(t)
+	data := t.TempDir()
+	testmodels.Link(t, data)
+	bin := buildCompute(t, t.TempDir())
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	p := startCompute(t, bin, "serve", map[string]string{"COMPUTE_DATA_DIR": data, "COMPUTE_API_KEY": adminKey, "COMPUTE_ADDR": addr})
+	p.waitLog(t, 60*time.Second, "engine started")
+	e := &env{t: t, base: "http://" + addr}
+	deadline := time.Now().Add(30 * time.Second)
+	for e.do("GET", "/readyz", nil).status != 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("compute serve is not ready: %s", p.out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	runDocumentedPipeline(t, e, body)
+}
+
 // runDocumentedPipeline posts body and checks the run: the workflow
 // completes, each step ran exactly one task once, the cut-out has a
 // transparent background, the refined image is twice its size, and the
@@ -122,14 +150,7 @@ func runDocumentedPipeline(t *testing.T, e *env, body map[string]any) {
 		if got["task_type"] != typ || got["status"] != "completed" {
 			t.Errorf("step %s's task: %s %s, want a completed %s", step, got["task_type"], got["status"], typ)
 		}
-		runs := 0
-		for _, ev := range e.loggedEvents(taskID) {
-			var b struct{ Status string }
-			if err := json.Unmarshal(ev.Body, &b); err == nil && strings.HasSuffix(ev.EventType, "_status_update") && b.Status == "executing" {
-				runs++
-			}
-		}
-		if runs != 1 {
+		if runs := e.runsOf(taskID); runs != 1 {
 			t.Errorf("step %s's task started %d times, want once", step, runs)
 		}
 		results[step] = e.must(200, "GET", "/api/v1/tasks/"+taskID+"/result", nil)
@@ -163,6 +184,22 @@ func runDocumentedPipeline(t *testing.T, e *env, body map[string]any) {
 	if got, want := refined.Bounds().Size(), b.Size().Mul(2); got != want {
 		t.Errorf("refined %v, want twice the cut-out's %v", got, b.Size())
 	}
+}
+
+// runsOf counts the runs of a finished task: the executing status updates
+// its event stream replays.
+func (e *env) runsOf(id string) int {
+	e.t.Helper()
+	items := e.openStream("/api/v1/tasks/" + id + "/events").until(func(it sseItem) bool {
+		return strings.HasSuffix(it.event, "_status_update") && slices.Contains([]string{"completed", "failed", "cancelled"}, statusOf(it))
+	})
+	runs := 0
+	for _, it := range items {
+		if strings.HasSuffix(it.event, "_status_update") && statusOf(it) == "executing" {
+			runs++
+		}
+	}
+	return runs
 }
 
 func lastOf(s []string) string {
