@@ -492,10 +492,11 @@ func checkTenants(t *testing.T, c *cluster, load []loadTask, keys map[string]str
 		want[lt.Tenant][status[lt.kind]]++
 	}
 	type tenant struct {
-		TenantID   string `json:"tenant_id"`
-		Tasks      map[string]int
-		Total      int
-		RunSeconds float64 `json:"run_seconds"`
+		TenantID        string `json:"tenant_id"`
+		Tasks           map[string]int
+		Total           int
+		RunSeconds      float64 `json:"run_seconds"`
+		ProviderSeconds float64 `json:"provider_seconds"`
 	}
 	read := func(key string) ([]tenant, []string) {
 		var got struct{ Tenants []tenant }
@@ -506,6 +507,12 @@ func checkTenants(t *testing.T, c *cluster, load []loadTask, keys map[string]str
 		for _, u := range got.Tenants {
 			if fmt.Sprint(u.Tasks) != fmt.Sprint(want[u.TenantID]) || u.Total != sum(want[u.TenantID]) {
 				problems = append(problems, fmt.Sprintf("tenant %q: %v (total %d), want %v", u.TenantID, u.Tasks, u.Total, want[u.TenantID]))
+			}
+			// Provider seconds come from the ComfyUI jobs once they
+			// finished (execution start to success); echo reports none.
+			gen := count(load, func(lt loadTask) bool { return lt.Tenant == u.TenantID && lt.Type == "generation" && lt.kind == "K" })
+			if (gen > 0) != (u.ProviderSeconds > 0) {
+				problems = append(problems, fmt.Sprintf("tenant %q: %v provider seconds with %d finished ComfyUI jobs", u.TenantID, u.ProviderSeconds, gen))
 			}
 			// Every tenant has finished tasks, which ran 30 ms at least.
 			if u.RunSeconds < 0.03*float64(want[u.TenantID]["completed"]) {
