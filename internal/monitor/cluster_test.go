@@ -124,7 +124,10 @@ func (c *cluster) create(t *testing.T, key, tenant, kind string, i int) loadTask
 	case "P":
 		body = fmt.Sprintf(`{"task_type":"echo","message":"held %s %d","queue_name":"held"}`, tenant, i)
 	case "E":
-		body = fmt.Sprintf(`{"task_type":"generation","prompt":"gated %s %d","width":64,"height":64,"provider_type":"gpu"}`, tenant, i)
+		// Each job's image has a size of its own, so that no prompt is a
+		// cache hit that executes nothing (and reports no execution time).
+		body = fmt.Sprintf(`{"task_type":"generation","prompt":"gated %s %d","width":%d,"height":%d,"provider_type":"gpu"}`,
+			tenant, i, 64+8*int(tenant[0]-'a'), 64+8*i)
 	}
 	if code := call(t, key, "POST", c.base+"/api/v1/tasks/", body, &lt); code != 201 {
 		t.Fatalf("create %s: %d", body, code)
