@@ -40,7 +40,15 @@ func (c *Client) Download(ctx context.Context, a Artifact, w io.Writer) (int64, 
 	}
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
-		return 0, readProblem(res)
+		var err error = readProblem(res)
+		if res.StatusCode == http.StatusUnauthorized && !c.sameOrigin(u) {
+			// The server names its artifacts by its public URL
+			// (COMPUTE_PUBLIC_URL); a client that reaches it by another
+			// name (127.0.0.1 for localhost) did not send it the key.
+			err = fmt.Errorf("%w (the artifact's URL is on %s, not on this client's server %s, so the API key was not sent to it; use the server's public URL, COMPUTE_PUBLIC_URL, as the client's server URL)",
+				err, u.Scheme+"://"+u.Host, c.base.Scheme+"://"+c.base.Host)
+		}
+		return 0, err
 	}
 	var sum hash.Hash
 	dst := w
@@ -48,7 +56,13 @@ func (c *Client) Download(ctx context.Context, a Artifact, w io.Writer) (int64, 
 		sum = sha256.New()
 		dst = io.MultiWriter(w, sum)
 	}
-	n, err := io.Copy(dst, res.Body)
+	body := io.Reader(res.Body)
+	if a.Size > 0 {
+		// A server (or a CDN) sending more than the artifact's size is
+		// cut off after one byte too many rather than filling the disk.
+		body = io.LimitReader(res.Body, a.Size+1)
+	}
+	n, err := io.Copy(dst, body)
 	if err != nil {
 		return n, fmt.Errorf("client: downloading %s: %w", redacted(u), err)
 	}

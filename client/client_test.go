@@ -131,9 +131,28 @@ func TestDownloadOtherOrigin(t *testing.T) {
 	if len(auth) != 2 || auth[0] != "" || auth[1] != "" {
 		t.Errorf("the other host got Authorization %q", auth)
 	}
-	// A missing artifact of the API is a problem.
-	_, err := c.Download(context.Background(), client.Artifact{Key: "k", URL: "/api/v1/artifacts/tasks/01939a4e-0000-7000-8000-000000000000/none.png"}, &buf)
+	// A server sending more than the artifact's size is cut off.
+	a.SHA256 = ""
+	a.Size = 4
+	if n, err := c.Download(context.Background(), a, &bytes.Buffer{}); err == nil || n != 5 || !strings.Contains(err.Error(), "want 4") {
+		t.Errorf("an artifact longer than its size: %d bytes, %v", n, err)
+	}
+	// Another origin that wants the key (the server reached by another
+	// name than its public URL) is named in the error, which stays a
+	// problem.
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(`{"title":"Unauthorized","status":401,"detail":"missing API key"}`))
+	}))
+	defer api.Close()
+	_, err := c.Download(context.Background(), client.Artifact{Key: "k", URL: api.URL + "/api/v1/artifacts/k"}, &bytes.Buffer{})
 	var p *client.Problem
+	if !errors.As(err, &p) || p.Status != http.StatusUnauthorized || !strings.Contains(err.Error(), "COMPUTE_PUBLIC_URL") || !strings.Contains(err.Error(), api.URL) {
+		t.Errorf("a 401 from another origin: %v", err)
+	}
+	// A missing artifact of the API is a problem.
+	_, err = c.Download(context.Background(), client.Artifact{Key: "k", URL: "/api/v1/artifacts/tasks/01939a4e-0000-7000-8000-000000000000/none.png"}, &buf)
 	if !errors.As(err, &p) || p.Status != http.StatusNotFound {
 		t.Errorf("missing artifact: %v", err)
 	}

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -292,6 +294,7 @@ func taskPatchCmd(stdout io.Writer, with runner) *cobra.Command {
 
 func taskResultCmd(stdout io.Writer, with runner) *cobra.Command {
 	var dir string
+	var overwrite bool
 	cmd := &cobra.Command{
 		Use:   "result <task id>",
 		Short: "Show a task's outputs; --download DIR saves its artifacts there",
@@ -307,7 +310,7 @@ func taskResultCmd(stdout io.Writer, with runner) *cobra.Command {
 			if r.Status != client.StatusCompleted || r.Result == nil {
 				return fmt.Errorf("task %s is %s: only a completed task has artifacts to download", r.TaskID, r.Status)
 			}
-			saved, err := downloadAll(cmd.Context(), c, r.Result.Artifacts, dir)
+			saved, err := downloadAll(cmd.Context(), c, r.Result.Artifacts, dir, overwrite)
 			if s.outputJSON {
 				if jerr := printJSON(stdout, saved); jerr != nil && err == nil {
 					err = jerr
@@ -321,6 +324,7 @@ func taskResultCmd(stdout io.Writer, with runner) *cobra.Command {
 		}),
 	}
 	cmd.Flags().StringVar(&dir, "download", "", "save the artifacts in this directory (made if missing)")
+	cmd.Flags().BoolVar(&overwrite, "overwrite", false, "replace files of the same names in the --download directory (by default they are kept and the download stops)")
 	return cmd
 }
 
@@ -333,7 +337,7 @@ type savedFile struct {
 
 // downloadAll saves artifacts in dir under safe names (artifactName),
 // through an os.Root, so no artifact name can write outside dir.
-func downloadAll(ctx context.Context, c *client.Client, arts []client.Artifact, dir string) ([]savedFile, error) {
+func downloadAll(ctx context.Context, c *client.Client, arts []client.Artifact, dir string, overwrite bool) ([]savedFile, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, usagef("--download: %w", err)
 	}
@@ -346,7 +350,14 @@ func downloadAll(ctx context.Context, c *client.Client, arts []client.Artifact, 
 	used := map[string]bool{}
 	for i, a := range arts {
 		name := artifactName(a.Key, i, used)
-		f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+		if overwrite {
+			flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+		}
+		f, err := root.OpenFile(name, flags, 0o644)
+		if errors.Is(err, fs.ErrExist) {
+			return saved, fmt.Errorf("saving %s: %s already exists in %s (--overwrite replaces files)", a.Key, name, dir)
+		}
 		if err != nil {
 			return saved, fmt.Errorf("saving %s: %w", a.Key, err)
 		}
@@ -366,7 +377,7 @@ func downloadAll(ctx context.Context, c *client.Client, arts []client.Artifact, 
 // artifactName is a file name for an artifact: the last element of its
 // key with only letters, digits, '.', '-' and '_' (others become '_'), no
 // leading dot, at most 128 bytes; "artifact-<n>" when nothing is left; a
-// name already used gets "<n>-" in front. It never names a directory or a
+// name already used gets "<k>-" in front, k = 2, 3, … until it is unused. It never names a directory or a
 // path: an artifact called "../../.bashrc" is saved as "bashrc".
 func artifactName(key string, i int, used map[string]bool) string {
 	base := key
@@ -389,8 +400,8 @@ func artifactName(key string, i int, used map[string]bool) string {
 	if strings.Trim(name, "_") == "" {
 		name = fmt.Sprintf("artifact-%d", i+1)
 	}
-	if used[name] {
-		name = fmt.Sprintf("%d-%s", i+1, name)
+	for k, base := 2, name; used[name]; k++ {
+		name = fmt.Sprintf("%d-%s", k, base)
 	}
 	used[name] = true
 	return name

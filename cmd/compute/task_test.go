@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -307,6 +308,23 @@ func TestTaskResultDownload(t *testing.T) {
 	if !strings.Contains(d.stdout, filepath.Join(dir, "image.png")) {
 		t.Errorf("output: %s", d.stdout)
 	}
+	// A second download into the same directory keeps the file unless
+	// told to replace it.
+	if err := os.WriteFile(filepath.Join(dir, "image.png"), []byte("mine"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if again := cli(t, base, "task", "result", task.ID, "--download", dir); again.err == nil || !strings.Contains(again.err.Error(), "already exists") {
+		t.Errorf("downloading over an existing file: %v", again.err)
+	}
+	if kept, _ := os.ReadFile(filepath.Join(dir, "image.png")); string(kept) != "mine" {
+		t.Errorf("the existing image.png was replaced without --overwrite")
+	}
+	if again := cli(t, base, "task", "result", task.ID, "--download", dir, "--overwrite"); again.err != nil {
+		t.Errorf("--overwrite: %v", again.err)
+	}
+	if png, _ := os.ReadFile(filepath.Join(dir, "image.png")); !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		t.Errorf("--overwrite did not replace image.png")
+	}
 	shown := cli(t, base, "task", "result", task.ID)
 	if !strings.Contains(shown.stdout, "tasks/"+task.ID+"/image.png") || !strings.Contains(shown.stdout, "image/png") {
 		t.Errorf("result:\n%s", shown.stdout)
@@ -340,6 +358,15 @@ func TestArtifactName(t *testing.T) {
 	used := map[string]bool{}
 	if a, b := artifactName("x/out.png", 0, used), artifactName("y/out.png", 1, used); a != "out.png" || b != "2-out.png" {
 		t.Errorf("two out.png: %q, %q", a, b)
+	}
+	// A prefixed name cannot collide with an artifact's own name.
+	used = map[string]bool{}
+	var names []string
+	for i, k := range []string{"3-x.png", "x.png", "x.png", "2-x.png"} {
+		names = append(names, artifactName(k, i, used))
+	}
+	if !slices.Equal(names, []string{"3-x.png", "x.png", "2-x.png", "2-2-x.png"}) {
+		t.Errorf("names of 3-x.png, x.png, x.png, 2-x.png: %q", names)
 	}
 }
 
