@@ -271,6 +271,13 @@ func (s *Server) createWorkflow(ctx context.Context, in *workflowCreateInput) (*
 			if _, ok := s.types[name]; !ok {
 				return nil, stepProblem(i, st.ID, "task.task_type", fmt.Sprintf("unknown task type %q", name))
 			}
+			// Whether an executor can run the step does not wait for its
+			// references (unless provider_type is one of them): a step
+			// no configured executor can run is refused now, not after
+			// the steps before it have run.
+			if err := s.checkStepExecutor(name, st.Task["provider_type"]); err != nil {
+				return nil, stepProblem(i, st.ID, "task.provider_type", err.Error())
+			}
 			continue
 		}
 		if ts := s.types[st.Task["task_type"].(string)]; ts != nil {
@@ -311,6 +318,29 @@ func (s *Server) createWorkflow(ctx context.Context, in *workflowCreateInput) (*
 		s.deps.Engine.Notify()
 	}
 	return &workflowOutput{Status: http.StatusCreated, Body: workflowView(w)}, nil
+}
+
+// checkStepExecutor reports whether a configured executor can run a step
+// of type typeName whose body names provider (absent, a name, or a value
+// still to be filled from a reference, which is not checked).
+func (s *Server) checkStepExecutor(typeName string, provider any) error {
+	def, ok := s.deps.Registry.Lookup(typeName)
+	if !ok || s.deps.Executors == nil {
+		return nil
+	}
+	requested := ""
+	switch p := provider.(type) {
+	case nil:
+	case string:
+		if len(workflow.References(p)) > 0 {
+			return nil
+		}
+		requested = p
+	default:
+		return nil // the type's schema refuses it when the step is created
+	}
+	_, err := s.deps.Executors.Resolve(def.Name, def.Providers, def.DefaultProvider, requested)
+	return err
 }
 
 // workflowBuilder builds step tasks the way the store's workflow policy

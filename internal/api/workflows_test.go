@@ -159,6 +159,12 @@ func TestWorkflowCreateRejectsInvalidGraphsNamingTheStep(t *testing.T) {
 		{"base field out of range", []any{
 			map[string]any{"id": "a", "task": map[string]any{"task_type": "echo", "message": "x", "priority": 5000}}}, "body.steps[0].task.priority", "a"},
 		{"unknown type", []any{map[string]any{"id": "a", "task": map[string]any{"task_type": "nope"}}}, "body.steps[0].task", "a"},
+		// A body with references is checked in full only when it is
+		// filled, but whether an executor can run it is known now.
+		{"no executor for a step with references", []any{
+			map[string]any{"id": "a", "task": echo("x")},
+			map[string]any{"id": "b", "task": map[string]any{"task_type": "echo", "message": "{{steps.a.data.message}}", "provider_type": "nope"}, "depends_on": []string{"a"}}},
+			"body.steps[1].task.provider_type", "b"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
