@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -412,5 +413,36 @@ func TestClientUnreachable(t *testing.T) {
 	r := cli(t, "http://"+addr, "task", "list")
 	if r.code != exitServer || !strings.Contains(r.err.Error(), "cannot reach the server at http://"+addr) {
 		t.Errorf("exit %d, %v", r.code, r.err)
+	}
+}
+
+// TestWorkflowWatchSaysNotStarted: watching a workflow nobody started
+// says how to start it instead of waiting in silence.
+func TestWorkflowWatchSaysNotStarted(t *testing.T) {
+	t.Parallel()
+	base := cliServer(t)
+	file := filepath.Join(t.TempDir(), "wf.json")
+	if err := os.WriteFile(file, []byte(`{"steps":[{"id":"only","task":{"task_type":"echo","message":"one"}}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := cli(t, base, "workflow", "create", "--file", file, "-o", "json")
+	var w client.Workflow
+	if err := json.Unmarshal([]byte(r.stdout), &w); err != nil || w.ID == "" {
+		t.Fatalf("create: %v %s %v", err, r.stdout, r.err)
+	}
+	c, err := client.New(base, client.WithAPIKey(cliKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The watch waits for a start that never comes; its first read is
+	// what matters.
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	if err := watchWorkflow(ctx, c, w.ID, &stdout, &stderr, false); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("watching an unstarted workflow ended with %v", err)
+	}
+	if !strings.Contains(stderr.String(), "compute workflow start "+w.ID) {
+		t.Errorf("the watch does not say how to start the workflow:\n%s", stderr.String())
 	}
 }

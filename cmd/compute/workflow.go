@@ -141,6 +141,9 @@ func watchWorkflow(ctx context.Context, c *client.Client, id string, stdout, std
 		}
 		if seen[""] != w.Status {
 			fmt.Fprintf(stderr, "workflow %s\n", w.Status)
+			if w.Status == client.WorkflowPending && w.StartedAt == nil {
+				fmt.Fprintf(stderr, "  (not started: nothing runs until 'compute workflow start %s')\n", w.ID)
+			}
 			seen[""] = w.Status
 		}
 		for _, st := range w.Steps {
