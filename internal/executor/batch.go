@@ -57,7 +57,10 @@ type Batching struct {
 	// MaxSize is the most jobs in one batch; 0 or 1: no batching.
 	MaxSize int `json:"max_size,omitempty"`
 	// MaxWait is how long a batch waits for more jobs after its first
-	// joined before it starts with those it has.
+	// joined before it starts with those it has. It must be more than 0
+	// when MaxSize is more than 1: with no wait every batch starts with
+	// the job that opened it, alone. The config file's default is
+	// DefaultBatchWait.
 	MaxWait time.Duration `json:"max_wait,omitempty"`
 }
 
@@ -65,6 +68,8 @@ type Batching struct {
 const (
 	MaxBatchSize = 64
 	MaxBatchWait = time.Minute
+	// DefaultBatchWait is the max_wait of a `batch:` that names none.
+	DefaultBatchWait = 500 * time.Millisecond
 )
 
 // Validate reports a setting out of range, naming it.
@@ -74,6 +79,10 @@ func (b Batching) Validate() error {
 		return fmt.Errorf("batch.max_size: want 1 to %d, got %d", MaxBatchSize, b.MaxSize)
 	case b.MaxWait < 0 || b.MaxWait > MaxBatchWait:
 		return fmt.Errorf("batch.max_wait: want 0s to %s, got %s", MaxBatchWait, b.MaxWait)
+	case b.MaxSize > 1 && b.MaxWait == 0:
+		// Every batch would start at once with its first job, alone,
+		// while the claims count max_size jobs per slot.
+		return fmt.Errorf("batch.max_wait: want more than 0s when max_size is %d (with no wait every batch starts with its first job alone); omit it for %s", b.MaxSize, DefaultBatchWait)
 	}
 	return nil
 }

@@ -303,31 +303,35 @@ func splitLimits(raw json.RawMessage) (executor.Limits, json.RawMessage, error) 
 }
 
 // parseBatch reads an executor's `batch: {max_size: N, max_wait: "500ms"}`;
-// errors name the key.
+// errors name the key and say what it wants. An omitted max_wait is
+// executor.DefaultBatchWait.
 func parseBatch(raw json.RawMessage) (executor.Batching, error) {
-	var b struct {
-		MaxSize *int   `json:"max_size"`
-		MaxWait string `json:"max_wait"`
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+		return executor.Batching{}, fmt.Errorf("batch: want a mapping {max_size, max_wait}, got %s", raw)
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil {
-		if key, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return executor.Batching{}, fmt.Errorf("batch: unknown setting %s (known: max_size, max_wait)", key)
+	for k := range m {
+		if k != "max_size" && k != "max_wait" {
+			return executor.Batching{}, fmt.Errorf("batch: unknown setting %q (known: max_size, max_wait)", k)
 		}
-		return executor.Batching{}, fmt.Errorf("batch: want {max_size: N, max_wait: DURATION}: %s", strings.TrimPrefix(err.Error(), "json: "))
 	}
-	if b.MaxSize == nil {
+	v, ok := m["max_size"]
+	if !ok {
 		return executor.Batching{}, fmt.Errorf("batch.max_size: required (1 to %d)", executor.MaxBatchSize)
 	}
-	out := executor.Batching{MaxSize: *b.MaxSize}
-	if out.MaxSize < 1 {
-		return out, fmt.Errorf("batch.max_size: want 1 to %d, got %d", executor.MaxBatchSize, out.MaxSize)
+	var out executor.Batching
+	if err := json.Unmarshal(v, &out.MaxSize); err != nil || out.MaxSize < 1 {
+		return executor.Batching{}, fmt.Errorf("batch.max_size: want 1 to %d, got %s", executor.MaxBatchSize, v)
 	}
-	if b.MaxWait != "" {
-		d, err := time.ParseDuration(b.MaxWait)
+	out.MaxWait = executor.DefaultBatchWait
+	if v, ok := m["max_wait"]; ok {
+		var s string
+		if err := json.Unmarshal(v, &s); err != nil {
+			return out, fmt.Errorf("batch.max_wait: want a duration like \"500ms\" (0s to %s), got %s", executor.MaxBatchWait, v)
+		}
+		d, err := time.ParseDuration(s)
 		if err != nil {
-			return out, fmt.Errorf("batch.max_wait %q: want a duration such as 500ms, 0s to %s", b.MaxWait, executor.MaxBatchWait)
+			return out, fmt.Errorf("batch.max_wait %q: want a duration like \"500ms\" (0s to %s)", s, executor.MaxBatchWait)
 		}
 		out.MaxWait = d
 	}

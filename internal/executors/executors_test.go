@@ -62,6 +62,14 @@ func TestBuild(t *testing.T) {
 			`executors.gpu: batch.max_wait: want 0s to 1m0s, got 2m0s`},
 		{"batch wait not a duration", map[string]executors.Entry{"gpu": {Type: "comfyui", Settings: json.RawMessage(`{"batch":{"max_size":4,"max_wait":"soon"}}`)}}, nil,
 			`executors.gpu: batch.max_wait "soon": want a duration`},
+		{"batch not a mapping", map[string]executors.Entry{"gpu": {Type: "comfyui", Settings: json.RawMessage(`{"batch":4}`)}}, nil,
+			`executors.gpu: batch: want a mapping {max_size, max_wait}, got 4`},
+		{"batch size not a number", map[string]executors.Entry{"gpu": {Type: "comfyui", Settings: json.RawMessage(`{"batch":{"max_size":"four"}}`)}}, nil,
+			`executors.gpu: batch.max_size: want 1 to 64, got "four"`},
+		{"batch wait a number", map[string]executors.Entry{"gpu": {Type: "comfyui", Settings: json.RawMessage(`{"batch":{"max_size":4,"max_wait":500}}`)}}, nil,
+			`executors.gpu: batch.max_wait: want a duration like "500ms" (0s to 1m0s), got 500`},
+		{"batch wait zero", map[string]executors.Entry{"gpu": {Type: "comfyui", Settings: json.RawMessage(`{"batch":{"max_size":4,"max_wait":"0s"}}`)}}, nil,
+			`executors.gpu: batch.max_wait: want more than 0s when max_size is 4`},
 		{"batch on an executor that cannot", map[string]executors.Entry{"gpu": {Type: "mock", Settings: json.RawMessage(`{"batch":{"max_size":4}}`)}}, nil,
 			`executors.gpu: executor "gpu": batch: executors of type mock cannot batch`},
 		{"route to nothing", map[string]executors.Entry{"gpu": {Type: "mock"}}, map[string]executor.Route{"generation": {Executor: "fal"}},
@@ -173,7 +181,7 @@ func TestBatchConcurrency(t *testing.T) {
 	}{
 		{"no batching: the slots", ``, 3, executor.Batching{}},
 		{"slots times max_size", `,"batch":{"max_size":4,"max_wait":"750ms"}`, 12, executor.Batching{MaxSize: 4, MaxWait: 750 * time.Millisecond}},
-		{"an explicit concurrency", `,"batch":{"max_size":4},"concurrency":5`, 5, executor.Batching{MaxSize: 4}},
+		{"an explicit concurrency", `,"batch":{"max_size":4},"concurrency":5`, 5, executor.Batching{MaxSize: 4, MaxWait: executor.DefaultBatchWait}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
