@@ -123,10 +123,10 @@ func newCollector() *collector { return &collector{open: map[string]*openBatch{}
 
 // join starts job on ex as a member of a batch of compatible jobs (see
 // Batcher) and returns its handle: the job joins the open batch of its key
-// (a new one when none is open), which is started when it has cfg.MaxSize
-// members or cfg.MaxWait after its first joined. admit, when set, is asked
-// once per batch. A job that cannot batch, or a batch of one, is started
-// with Start. When ctx ends before the batch starts, the job leaves it.
+// and tenant (a new one when none is open), which is started when it has
+// cfg.MaxSize members or cfg.MaxWait after its first joined. admit, when
+// set, is asked once per batch. A job that cannot batch, or a batch of
+// one, is started with Start. When ctx ends before the batch starts, the job leaves it.
 func (c *collector) join(ctx context.Context, ex Executor, cfg Batching, job *Job, admit func(context.Context) error) (Handle, error) {
 	b, ok := ex.(Batcher)
 	var key string
@@ -141,7 +141,9 @@ func (c *collector) join(ctx context.Context, ex Executor, cfg Batching, job *Jo
 		}
 		return ex.Start(ctx, job)
 	}
-	key = ex.Name() + "\x00" + key
+	// Only one tenant's jobs share a batch: the batch reads its inputs on
+	// behalf of one member's tenant.
+	key = fmt.Sprintf("%s\x00%q\x00%s", ex.Name(), job.Tenant, key)
 	m := &member{job: job, ctx: ctx, done: make(chan struct{})}
 	c.mu.Lock()
 	ob := c.open[key]

@@ -151,9 +151,15 @@ type outcome struct {
 // runJob runs a batchable job named name with batch key key on set in a
 // goroutine.
 func runJob(ctx context.Context, set *executor.Set, name, key string, batchable bool, done chan<- outcome) {
+	runJobAs(ctx, set, "", name, key, batchable, done)
+}
+
+// runJobAs is runJob for a task of tenant.
+func runJobAs(ctx context.Context, set *executor.Set, tenant, name, key string, batchable bool, done chan<- outcome) {
 	var saved []executor.Handle
 	job := memJob(&saved)
 	job.Type = "generation"
+	job.Tenant = tenant
 	job.Fields, _ = json.Marshal(map[string]string{"name": name, "key": key})
 	job.Batchable = batchable
 	go func() {
@@ -351,6 +357,31 @@ func TestBatching(t *testing.T) {
 		if got["x"].out.Data["id"] != got["z"].out.Data["id"] || got["y"].out.Data["id"] != "single-y" {
 			t.Errorf("x in %v, z in %v, y in %v; want x and z together, y alone",
 				got["x"].out.Data["id"], got["z"].out.Data["id"], got["y"].out.Data["id"])
+		}
+	})
+
+	t.Run("tenants never share a batch", func(t *testing.T) {
+		t.Parallel()
+		// A batch reads every member's inputs on behalf of one task's
+		// tenant: jobs of equal fields but other tenants batch apart.
+		b := &batcher{}
+		set := batchSet(t, b, executor.Limits{Batch: executor.Batching{MaxSize: 4, MaxWait: 100 * time.Millisecond}})
+		done := make(chan outcome, 4)
+		for _, n := range []string{"a1", "b1", "a2", "b2"} {
+			runJobAs(t.Context(), set, "tenant-"+n[:1], n, "k", true, done)
+		}
+		for n, o := range collect(t, done, 4) {
+			if o.err != nil {
+				t.Fatalf("%s: %v", n, o.err)
+			}
+		}
+		_, batches := b.record()
+		for _, names := range batches {
+			slices.Sort(names)
+		}
+		slices.SortFunc(batches, func(x, y []string) int { return strings.Compare(x[0], y[0]) })
+		if fmt.Sprint(batches) != "[[a1 a2] [b1 b2]]" {
+			t.Errorf("batches %v, want one per tenant: [[a1 a2] [b1 b2]]", batches)
 		}
 	})
 

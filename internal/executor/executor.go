@@ -82,6 +82,10 @@ type Job struct {
 	// X-Fal-Request-Timeout) is handed the time left. The execution
 	// timeout is the run context's deadline.
 	StartBy time.Time
+	// Tenant is the task's origin tenant, on whose behalf OpenInput reads
+	// inputs; only jobs of one tenant share a batch (a batch reads every
+	// member's inputs as one of them).
+	Tenant string
 
 	// OpenInput reads an input the fields name by URL (our artifacts or a
 	// guarded HTTP fetch, on behalf of the task's tenant).

@@ -21,7 +21,8 @@ func FromJob[M any](j *registry.Job[M], operation string) (*Job, error) {
 	}
 	job := &Job{
 		TaskID: j.Task.ID, Type: j.Task.Type, Attempt: j.Task.Attempt, Operation: operation, Fields: fields,
-		Put: j.PutArtifact, AddError: j.AddError,
+		Tenant: j.Task.OriginTenantID,
+		Put:    j.PutArtifact, AddError: j.AddError,
 		SaveHandle: func(ctx context.Context, h Handle) error {
 			raw, err := json.Marshal(h)
 			if err != nil {
