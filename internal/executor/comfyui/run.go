@@ -161,7 +161,14 @@ func (e *Executor) submit(ctx context.Context, g *group, p *prepared, st state, 
 		}
 		hs, err := e.submitTo(ctx, g, p, st, srv)
 		if err == nil {
-			id := hs[g.live()[0]].ExternalID
+			live := g.live()
+			if live[0] != 0 {
+				// The slot's holder was left out of the batch (its task
+				// was cancelled): a shared slot would free at once. The
+				// first member in it holds it instead.
+				release = e.retake(ctx, srv, g.jobs[live[0]], release)
+			}
+			id := hs[live[0]].ExternalID
 			e.hold(id, release)
 			e.addMembers(id, memberIndexes(g))
 			return hs, nil
@@ -177,6 +184,19 @@ func (e *Executor) submit(ctx context.Context, g *group, p *prepared, st state, 
 		}
 		last = err
 	}
+}
+
+// retake gives back the slot on srv that release frees and takes one
+// there under job's run, returning its release. It is given back first:
+// with one slot, taking a second would wait for it. When none can be
+// taken (the start's context ended) the prompt, already sent, holds none.
+func (e *Executor) retake(ctx context.Context, srv Server, job *executor.Job, release func()) func() {
+	release()
+	_, r, err := e.slots.Acquire(ctx, e.name, holderOf(job), []Server{srv})
+	if err != nil {
+		return func() {}
+	}
+	return r
 }
 
 // submitTo uploads the inputs of g's prompt to srv, saves its jobs'

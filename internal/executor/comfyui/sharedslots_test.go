@@ -2,6 +2,7 @@ package comfyui_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -100,4 +101,58 @@ func claimedEchoTasks(t *testing.T, st *sqlstore.Store, reg *registry.Registry, 
 		t.Fatalf("ClaimTasks: %v, %d records", err, len(recs))
 	}
 	return ids
+}
+
+// TestSharedSlotHeldByABatchMember: when the batch member a shared slot
+// was taken under is left out of the batch (its task was cancelled before
+// its handle was saved), the slot is held by a member in the batch, so it
+// stays taken while the prompt is on the server: another run gets none.
+func TestSharedSlotHeldByABatchMember(t *testing.T) {
+	t.Parallel()
+	for _, dialect := range testdb.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			reg := registry.New()
+			reg.MustRegister(echo.Type())
+			st, err := sqlstore.Open(context.Background(), testdb.URL(t, dialect), reg, testdb.Logger(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			if err := st.Migrate(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			ids := claimedEchoTasks(t, st, reg, 4) // three members, one other run
+			fake := comfyfake.StartT(t, comfyfake.Options{})
+			fake.Pause()
+			t.Cleanup(fake.Resume)
+			ex := newExecutor(t, fast(fake.URL()), comfyui.Options{Slots: comfyui.NewSharedSlots(st)})
+			c := testCtx(t)
+
+			jobs, _ := batchJobs(t, 3, 500)
+			for i, j := range jobs {
+				j.TaskID, j.Attempt = ids[i], 1
+			}
+			// Member 0's task is cancelled: its handle cannot be saved.
+			if _, _, err := st.SetStatus(c, store.StatusChange{TaskID: ids[0], Scope: store.AdminScope, Change: task.Change{To: task.StatusCancelled}}); err != nil {
+				t.Fatal(err)
+			}
+			jobs[0].SaveHandle = func(context.Context, executor.Handle) error { return errors.New("the task was cancelled") }
+			hs, err := ex.StartBatch(c, jobs)
+			var be *executor.BatchError
+			if !errors.As(err, &be) || be.Errs[0] == nil || be.Errs[1] != nil || be.Errs[2] != nil {
+				t.Fatalf("StartBatch: %v, want member 0 left out only", err)
+			}
+			t.Cleanup(func() {
+				for _, h := range hs[1:] {
+					_ = ex.Cancel(context.Background(), h)
+				}
+			})
+			other := store.RunRef{TaskID: ids[3], Attempt: 1}
+			got, err := st.TakeSlot(c, "comfy", []store.SlotServer{{URL: fake.URL(), Slots: 1}}, other)
+			if err != nil || got != "" {
+				t.Errorf("another run took the slot of the batch's prompt (%q, %v): it was held by the left-out member", got, err)
+			}
+		})
+	}
 }
