@@ -10,6 +10,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/computeserver/compute/internal/task"
 	"github.com/computeserver/compute/internal/telemetry"
 )
 
@@ -276,14 +277,16 @@ func (c *collector) start(ctx context.Context, ob *openBatch, members []*member)
 }
 
 // deliver hands a member its handle or error; the handle of a member
-// whose run is gone is cancelled (for a batch, that member's part).
+// whose run is gone is cancelled (for a batch, that member's part),
+// unless the run lost its claim (task.ErrRunLost): the task's new run may
+// re-attach to the job, as in wait.
 func (c *collector) deliver(ex Executor, m *member, h Handle, err error) {
 	c.mu.Lock()
 	gone := m.gone
 	m.h, m.err = h, err
 	close(m.done)
 	c.mu.Unlock()
-	if gone && err == nil && h.ExternalID != "" {
+	if gone && err == nil && h.ExternalID != "" && !errors.Is(context.Cause(m.ctx), task.ErrRunLost) {
 		if h.Executor == "" {
 			h.Executor = ex.Name()
 		}

@@ -287,6 +287,32 @@ func TestBatching(t *testing.T) {
 		}
 	})
 
+	t.Run("a member whose run lost its claim while the batch starts", func(t *testing.T) {
+		t.Parallel()
+		// Its handle is not cancelled: the task's new run may re-attach
+		// to the job.
+		b := &batcher{gate: make(chan struct{}), entered: make(chan struct{}, 1)}
+		set := batchSet(t, b, executor.Limits{Batch: executor.Batching{MaxSize: 2, MaxWait: time.Minute}})
+		done := make(chan outcome, 2)
+		ctx, cancel := context.WithCancelCause(t.Context())
+		runJob(ctx, set, "lost", "k", true, done)
+		runJob(t.Context(), set, "stays", "k", true, done)
+		<-b.entered
+		cancel(task.ErrRunLost)
+		if o := collect(t, done, 1)["lost"]; o.err == nil {
+			t.Fatal("the member whose run lost its claim returned no error")
+		}
+		close(b.gate)
+		if o := collect(t, done, 1)["stays"]; o.err != nil || o.out.Data["id"] != "batch-1" {
+			t.Fatalf("the other member: %v, %+v", o.err, o.out)
+		}
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if len(b.cancelled) != 0 {
+			t.Errorf("cancelled %+v, want none: the run only lost its claim", b.cancelled)
+		}
+	})
+
 	t.Run("a StartBatch error reaches every member", func(t *testing.T) {
 		t.Parallel()
 		b := &batcher{failBatch: executor.Errorf(executor.ProviderUnavailable, "the pool is down")}
