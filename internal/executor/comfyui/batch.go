@@ -238,6 +238,23 @@ func (e *Executor) claimSlot(id string) bool {
 	return true
 }
 
+// abandonSlot records that a recovering run could not take prompt id's
+// slot (claimSlot said it must): only that run's part is undone. The
+// other members this process recovered meanwhile stay followed; the
+// prompt is forgotten only when none is and no Wait follows it.
+func (e *Executor) abandonSlot(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t, ok := e.tracked[id]
+	if !ok {
+		return
+	}
+	t.acquiring = false
+	if t.release == nil && len(t.live) == 0 && t.waiters == 0 {
+		delete(e.tracked, id)
+	}
+}
+
 // addMembers adds members idx (of a batch) to the members of prompt id
 // this process follows.
 func (e *Executor) addMembers(id string, idx []int) {

@@ -400,3 +400,69 @@ func executionSeconds(t *testing.T, base, promptID string) float64 {
 	}
 	return float64(at["execution_success"]-at["execution_start"]) / 1000
 }
+
+// enteredSlots are LocalSlots that say when an Acquire begins.
+type enteredSlots struct {
+	*comfyui.LocalSlots
+	entered chan struct{}
+}
+
+func (s *enteredSlots) Acquire(ctx context.Context, executor string, h comfyui.Holder, servers []comfyui.Server) (comfyui.Server, func(), error) {
+	s.entered <- struct{}{}
+	return s.LocalSlots.Acquire(ctx, executor, h, servers)
+}
+
+// TestBatchRecoverSlotFails: of three members of a live prompt recovered
+// in one process, the first waits for the prompt's slot and gives up; the
+// two recovered meanwhile stay followed, so cancelling one of them leaves
+// the prompt to the other instead of interrupting it.
+func TestBatchRecoverSlotFails(t *testing.T) {
+	t.Parallel()
+	fake := comfyfake.StartT(t, comfyfake.Options{})
+	fake.Pause()
+	t.Cleanup(fake.Resume)
+	c := testCtx(t)
+	submitter := newExecutor(t, fast(fake.URL()), comfyui.Options{Slots: comfyui.NewLocalSlots()})
+	jobs, recs := batchJobs(t, 3, 700)
+	hs, err := submitter.StartBatch(c, jobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, fake, "the batch's prompt to run", func(s comfyfake.Stats) bool { return s.Running != "" })
+
+	// The recovering process: its one slot on the server is taken.
+	slots := &enteredSlots{LocalSlots: comfyui.NewLocalSlots(), entered: make(chan struct{}, 4)}
+	_, free, err := slots.LocalSlots.Acquire(c, "comfy", comfyui.Holder{}, []comfyui.Server{{URL: fake.URL(), Slots: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer free()
+	ex := newExecutor(t, fast(fake.URL()), comfyui.Options{Slots: slots})
+	gaveUp, stop := context.WithCancel(c)
+	failed := make(chan error, 1)
+	go func() {
+		_, err := ex.Recover(gaveUp, jobs[0], hs[0])
+		failed <- err
+	}()
+	<-slots.entered // member 0 waits for the slot
+	for i := 1; i < 3; i++ {
+		if _, err := ex.Recover(c, jobs[i], hs[i]); err != nil {
+			t.Fatalf("recovering member %d: %v", i, err)
+		}
+	}
+	stop()
+	if err := <-failed; err == nil {
+		t.Fatal("member 0's recovery took a slot that was not free")
+	}
+	if err := ex.Cancel(c, hs[1]); err != nil {
+		t.Fatal(err)
+	}
+	if s := fake.Stats(); len(s.Interrupts) != 0 || len(s.Deletes) != 0 {
+		t.Fatalf("cancelling member 1 interrupted the prompt member 2 still follows: %+v, %+v", s.Interrupts, s.Deletes)
+	}
+	fake.Resume()
+	out, err := ex.Wait(c, jobs[2], hs[2], recs[2])
+	if err != nil || len(out.Artifacts) != 1 {
+		t.Fatalf("member 2: %v, %+v; want its image", err, out)
+	}
+}

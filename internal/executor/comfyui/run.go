@@ -423,7 +423,7 @@ func (e *Executor) Recover(ctx context.Context, job *executor.Job, h executor.Ha
 		if e.claimSlot(h.ExternalID) {
 			_, release, err := e.slots.Acquire(ctx, e.name, holderOf(job), e.servers[i:i+1])
 			if err != nil {
-				e.untrack(h.ExternalID)
+				e.abandonSlot(h.ExternalID)
 				return h, err
 			}
 			e.hold(h.ExternalID, release)
