@@ -8,7 +8,9 @@ import (
 // Usage is what the services a task ran on say they spent on it: the
 // seconds of service time they report and the tokens of language
 // models. Each field is 0 when no service reported it. A task's Usage
-// sums every run's (attempts and failovers: each was paid for).
+// sums the reports of every executor call that returned its output
+// (attempts and failovers); a call that ended in an error reports
+// nothing, so Usage is a lower bound of what was spent.
 type Usage struct {
 	// ProviderSeconds is the service's own measure of its work
 	// (Replicate's and Cog's metrics.predict_time, fal's
