@@ -5,9 +5,11 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/computeserver/compute/internal/executor"
 	"github.com/computeserver/compute/internal/store"
@@ -66,7 +68,7 @@ type workersOutput struct {
 // ExecutorServer is one server of an executor (a ComfyUI server).
 type ExecutorServer struct {
 	URL       string     `json:"url"`
-	Up        bool       `json:"up" doc:"false when this process's last call to the server got no answer. A server this process has not called within a heartbeat interval (10 s) is probed (GET /system_stats) before the answer."`
+	Up        bool       `json:"up" doc:"false when this process's last call to the server got no answer (in time). A server this process has not called within a heartbeat interval (10 s) is probed (GET /system_stats, one probe shared by concurrent requests) before the answer."`
 	LastError string     `json:"last_error,omitempty" doc:"What that call got, when the server is down."`
 	CheckedAt *time.Time `json:"checked_at" doc:"When this process last called the server; null when it has not yet."`
 	Slots     int        `json:"slots" doc:"How many jobs the server holds at once."`
@@ -327,7 +329,7 @@ func (s *Server) executorStates(ctx context.Context, running map[string]int, slo
 		}
 		if ex, ok := set.Lookup(name); ok {
 			if r, ok := ex.(executor.ServerReporter); ok {
-				for _, st := range s.freshServerStates(ctx, ex, r) {
+				for _, st := range s.freshServerStates(ctx, name, ex, r) {
 					srv := ExecutorServer{URL: st.URL, Up: !st.Down, LastError: st.LastError, Slots: st.Slots, SlotsUsed: slots[name][st.URL]}
 					if !st.CheckedAt.IsZero() {
 						at := st.CheckedAt.UTC()
@@ -346,11 +348,48 @@ func (s *Server) executorStates(ctx context.Context, running map[string]int, slo
 // GET /monitoring/executors makes.
 const serverProbeTimeout = 3 * time.Second
 
+// serverProbes shares and spaces out the probes GET /monitoring/executors
+// makes: concurrent requests wait on one probe per executor, and a probe
+// counts as recent for a heartbeat interval, whatever it found.
+type serverProbes struct {
+	group singleflight.Group
+	mu    sync.Mutex
+	last  map[string]time.Time // executor name → when its last probe ended
+}
+
+// recent reports whether name's servers were probed within d.
+func (p *serverProbes) recent(name string, d time.Duration) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	at, ok := p.last[name]
+	return ok && time.Since(at) <= d
+}
+
+// run probes name's servers with ping, or waits for the probe under way,
+// for at most as long as ctx lasts; the probe itself is bounded by
+// serverProbeTimeout and outlives a request that gives up on it.
+func (p *serverProbes) run(ctx context.Context, name string, ping executor.Pinger) {
+	ch := p.group.DoChan(name, func() (any, error) {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), serverProbeTimeout)
+		defer cancel()
+		_ = ping.Ping(pctx) // each server's outcome is in its state
+		p.mu.Lock()
+		p.last[name] = time.Now()
+		p.mu.Unlock()
+		return nil, nil
+	})
+	select {
+	case <-ch:
+	case <-ctx.Done():
+	}
+}
+
 // freshServerStates returns r's server states, probing the servers first
 // (when the executor can, executor.Pinger) if this process has not called
-// one of them within a heartbeat interval: an API process that runs no
-// tasks would otherwise report servers it never called as up.
-func (s *Server) freshServerStates(ctx context.Context, ex executor.Executor, r executor.ServerReporter) []executor.ServerState {
+// one of them, nor probed them, within a heartbeat interval: an API
+// process that runs no tasks would otherwise report servers it never
+// called as up.
+func (s *Server) freshServerStates(ctx context.Context, name string, ex executor.Executor, r executor.ServerReporter) []executor.ServerState {
 	states := r.ServerStates()
 	p, ok := ex.(executor.Pinger)
 	if !ok {
@@ -359,11 +398,9 @@ func (s *Server) freshServerStates(ctx context.Context, ex executor.Executor, r 
 	stale := slices.ContainsFunc(states, func(st executor.ServerState) bool {
 		return st.CheckedAt.IsZero() || time.Since(st.CheckedAt) > s.cfg.HeartbeatInterval
 	})
-	if !stale {
+	if !stale || s.probes.recent(name, s.cfg.HeartbeatInterval) {
 		return states
 	}
-	ctx, cancel := context.WithTimeout(ctx, serverProbeTimeout)
-	defer cancel()
-	_ = p.Ping(ctx) // each server's outcome is in its state
+	s.probes.run(ctx, name, p)
 	return r.ServerStates()
 }

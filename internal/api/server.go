@@ -107,6 +107,8 @@ type Server struct {
 	ordered []*typeSchemas
 	keys    *keyCache
 	streams *streamLimits
+	// probes shares the probes of executors' servers (monitoring).
+	probes *serverProbes
 
 	createUnion, publicUnion, updateUnion *huma.Schema
 	// createCheck validates union create bodies (see unionSchemas).
@@ -149,6 +151,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, deps: deps, log: log, mux: http.NewServeMux(), types: map[string]*typeSchemas{}}
 	s.keys = newKeyCache(deps.Store, cfg.KeyCacheTTL)
+	s.probes = &serverProbes{last: map[string]time.Time{}}
 	s.streams = newStreamLimits(cfg.MaxStreamsPerKey, cfg.MaxReplaysPerKey, cfg.MaxReplays)
 	installErrors()
 	configureHuma()

@@ -264,11 +264,19 @@ func (e *Executor) observe(url string, err error) {
 	e.health[url] = health{at: time.Now()}
 }
 
-// probe is the health probe: GET /system_stats (§1.1).
+// probe is the health probe: GET /system_stats (§1.1). A probe that runs
+// out of time records the server down: client.do records no call whose
+// context ended (a caller's cancel says nothing of the server), but a
+// server that accepts and never answers must not stay up and unchecked.
 func (e *Executor) probe(ctx context.Context, url string) error {
 	ctx, cancel := context.WithTimeout(ctx, e.requestTimeout)
 	defer cancel()
-	return e.client(url).systemStats(ctx)
+	err := e.client(url).systemStats(ctx)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		err = executor.Errorf(executor.ProviderUnavailable, "no answer in time: %w", err)
+		e.observe(url, err)
+	}
+	return err
 }
 
 // Ping implements executor.Pinger: it probes every server; the pool is up
