@@ -30,7 +30,7 @@ var version = "0.1.0-dev"
 
 func main() {
 	if err := newRoot(os.Stdout, os.Stderr).Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "compute:", err)
+		fmt.Fprintln(os.Stderr, "compute:", termText(err.Error())) // it may quote the server
 		// The client commands' errors carry their exit status
 		// (cliconfig.go); every other error is 1.
 		code := 1

@@ -41,7 +41,7 @@ func printTask(w io.Writer, t *client.Task, asJSON bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, v string) {
 		if v != "" {
-			fmt.Fprintf(tw, "%s\t%s\n", k, v)
+			cells(tw, k, v)
 		}
 	}
 	row("id", t.ID)
@@ -87,15 +87,15 @@ func printTasks(w io.Writer, tasks []*client.Task) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tTYPE\tSTATUS\tPROGRESS\tQUEUE\tCREATED\tERROR")
 	for _, t := range tasks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Type, t.Status, percent(t.Progress), t.QueueName,
-			when(&t.CreatedAt), oneLine(t.ErrorMessage, 60))
+		cells(tw, t.ID, t.Type, string(t.Status), percent(t.Progress), t.QueueName, when(&t.CreatedAt), oneLine(t.ErrorMessage, 60))
 	}
 	return tw.Flush()
 }
 
-// oneLine cuts s to one line of at most n characters.
+// oneLine cuts s to one line of at most n characters, without what a
+// terminal would act on (termText).
 func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = strings.Join(strings.Fields(termText(s)), " ")
 	if r := []rune(s); len(r) > n {
 		return string(r[:n-1]) + "…"
 	}
@@ -108,12 +108,14 @@ func printResult(w io.Writer, r *client.TaskResult, asJSON bool) error {
 		return printJSON(w, r)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "task\t%s\nstatus\t%s\nprogress\t%s\n", r.TaskID, r.Status, percent(r.Progress))
+	cells(tw, "task", r.TaskID)
+	cells(tw, "status", string(r.Status))
+	cells(tw, "progress", percent(r.Progress))
 	if r.ErrorMessage != "" {
-		fmt.Fprintf(tw, "error\t%s (%s)\n", r.ErrorMessage, r.ErrorCategory)
+		cells(tw, "error", r.ErrorMessage+" ("+r.ErrorCategory+")")
 	}
 	if r.Result != nil && len(r.Result.Data) > 0 {
-		fmt.Fprintf(tw, "data\t%s\n", r.Result.Data)
+		cells(tw, "data", string(r.Result.Data))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -125,7 +127,7 @@ func printResult(w io.Writer, r *client.TaskResult, asJSON bool) error {
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ARTIFACT\tTYPE\tSIZE\tURL")
 	for _, a := range r.Result.Artifacts {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", a.Key, a.ContentType, a.Size, a.URL)
+		cells(tw, a.Key, a.ContentType, strconv.FormatInt(a.Size, 10), a.URL)
 	}
 	return tw.Flush()
 }
@@ -136,10 +138,13 @@ func printWorkflow(w io.Writer, wf *client.Workflow, asJSON bool) error {
 		return printJSON(w, wf)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "id\t%s\nstatus\t%s\ncreated\t%s\nstarted\t%s\ncompleted\t%s\n", wf.ID, wf.Status,
-		when(&wf.CreatedAt), when(wf.StartedAt), when(wf.CompletedAt))
+	cells(tw, "id", wf.ID)
+	cells(tw, "status", wf.Status)
+	cells(tw, "created", when(&wf.CreatedAt))
+	cells(tw, "started", when(wf.StartedAt))
+	cells(tw, "completed", when(wf.CompletedAt))
 	if wf.Error != "" {
-		fmt.Fprintf(tw, "error\t%s\n", wf.Error)
+		cells(tw, "error", wf.Error)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -159,7 +164,7 @@ func printWorkflow(w io.Writer, wf *client.Workflow, asJSON bool) error {
 		if deps == "" {
 			deps = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.ID, s.Status, task, deps, oneLine(s.Error, 60))
+		cells(tw, s.ID, s.Status, task, deps, oneLine(s.Error, 60))
 	}
 	return tw.Flush()
 }
@@ -169,7 +174,7 @@ func printWorkflows(w io.Writer, wfs []*client.Workflow) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATUS\tCREATED\tCOMPLETED\tERROR")
 	for _, wf := range wfs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", wf.ID, wf.Status, when(&wf.CreatedAt), when(wf.CompletedAt), oneLine(wf.Error, 60))
+		cells(tw, wf.ID, wf.Status, when(&wf.CreatedAt), when(wf.CompletedAt), oneLine(wf.Error, 60))
 	}
 	return tw.Flush()
 }

@@ -45,7 +45,7 @@ func (p *progress) line(status client.Status, pct float64, stage string) string 
 	fmt.Fprintf(&b, "%3.0f%% %s", pct, status)
 	if stage != "" {
 		b.WriteString(": ")
-		b.WriteString(stage)
+		b.WriteString(oneLine(stage, 120))
 	}
 	return b.String()
 }

@@ -317,7 +317,7 @@ func taskResultCmd(stdout io.Writer, with runner) *cobra.Command {
 				}
 			} else {
 				for _, f := range saved {
-					fmt.Fprintf(stdout, "%s\t%d bytes\t%s\n", f.Path, f.Size, f.Key)
+					fmt.Fprintf(stdout, "%s\t%d bytes\t%s\n", termText(f.Path), f.Size, termText(f.Key))
 				}
 			}
 			return err

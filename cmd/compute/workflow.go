@@ -140,15 +140,15 @@ func watchWorkflow(ctx context.Context, c *client.Client, id string, stdout, std
 			return err
 		}
 		if seen[""] != w.Status {
-			fmt.Fprintf(stderr, "workflow %s\n", w.Status)
+			fmt.Fprintf(stderr, "workflow %s\n", termText(w.Status))
 			if w.Status == client.WorkflowPending && w.StartedAt == nil {
-				fmt.Fprintf(stderr, "  (not started: nothing runs until 'compute workflow start %s')\n", w.ID)
+				fmt.Fprintf(stderr, "  (not started: nothing runs until 'compute workflow start %s')\n", termText(w.ID))
 			}
 			seen[""] = w.Status
 		}
 		for _, st := range w.Steps {
 			if seen["step "+st.ID] != st.Status {
-				fmt.Fprintf(stderr, "  step %s %s\n", st.ID, st.Status)
+				fmt.Fprintf(stderr, "  step %s %s\n", termText(st.ID), termText(st.Status))
 				seen["step "+st.ID] = st.Status
 			}
 		}
