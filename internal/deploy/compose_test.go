@@ -182,6 +182,18 @@ func TestComposeFile(t *testing.T) {
 	_, imagePort, _ := strings.Cut(envOf(t, runtime)["COMPUTE_ADDR"], ":")
 	if len(api.Ports) != 1 || api.Ports[0].Target != mustPort(t, imagePort) {
 		t.Errorf("api publishes %+v, want the image's port %s", api.Ports, imagePort)
+	} else {
+		// On loopback by default, and the artifact URLs' origin is the
+		// CLI's default URL, to which the key is sent.
+		pub := api.Ports[0]
+		if pub.HostIP != "127.0.0.1" {
+			t.Errorf("api publishes port %s on %q, want 127.0.0.1 (loopback) by default", pub.Published, pub.HostIP)
+		}
+		for _, s := range []types.ServiceConfig{api, worker} {
+			if got, want := env(s)["COMPUTE_PUBLIC_URL"], "http://127.0.0.1:"+pub.Published; got != want {
+				t.Errorf("%s: COMPUTE_PUBLIC_URL %q, want %q (the CLI's default URL)", s.Name, got, want)
+			}
+		}
 	}
 	if _, ok := env(api)["COMPUTE_API_KEY"]; !ok {
 		t.Error("api has no COMPUTE_API_KEY")

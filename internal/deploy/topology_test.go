@@ -34,7 +34,8 @@ type topology struct {
 	cred    *syscall.Credential
 	runtime stage
 	// hosts maps "service:port" (as the containers see each other) and
-	// "localhost:port" (a published port) to a loopback address here.
+	// "localhost:port" and "127.0.0.1:port" (a published port) to a
+	// loopback address here.
 	hosts map[string]string
 	// databaseURL replaces DATABASE_URL: the machine's PostgreSQL, in a
 	// schema of this test's own (its role and password are not the
@@ -260,7 +261,9 @@ func (top *topology) startCompute(name string) {
 		hosts["127.0.0.1:"+imagePort] = own["COMPUTE_ADDR"]
 		for _, p := range s.Ports {
 			if fmt.Sprint(p.Target) == imagePort {
+				// The host reaches a published port by either name.
 				top.hosts["localhost:"+p.Published] = own["COMPUTE_ADDR"]
+				top.hosts["127.0.0.1:"+p.Published] = own["COMPUTE_ADDR"]
 			}
 		}
 		if m := env(s)["COMPUTE_METRICS_ADDR"]; m != "" {
