@@ -41,7 +41,8 @@ type file struct {
 }
 
 // Handler serves the dashboard: "/" and the assets under Prefix, mounted
-// on Patterns (GET and HEAD); another path is a problem+json 404.
+// on Patterns (GET and HEAD); "/ui" and "/ui/" redirect to "/"; another
+// path is a problem+json 404.
 type Handler struct {
 	files map[string]file // by URL path: "/" and "/ui/..."
 }
@@ -99,9 +100,10 @@ func (h *Handler) Has(urlPath string) bool {
 }
 
 // Patterns are the http.ServeMux patterns the handler should be mounted
-// on: exactly "/" and the asset subtree.
+// on: exactly "/", the asset subtree, and exactly "/ui" (which the mux
+// would otherwise redirect to "/ui/" itself).
 func Patterns() []string {
-	return []string{"GET /{$}", "GET " + Prefix + "{path...}"}
+	return []string{"GET /{$}", "GET " + Prefix + "{path...}", "GET " + strings.TrimSuffix(Prefix, "/")}
 }
 
 // ServeHTTP serves an embedded file with the security headers, revalidated
@@ -114,6 +116,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd.Set("X-Frame-Options", "DENY")
 	hd.Set("Referrer-Policy", "no-referrer")
 	hd.Set("Cross-Origin-Opener-Policy", "same-origin")
+	if r.URL.Path == Prefix || r.URL.Path+"/" == Prefix {
+		// The assets' folder is no page: a person typing /ui gets the
+		// dashboard.
+		http.Redirect(w, r, "/", http.StatusTemporaryRedirect)
+		return
+	}
 	f, ok := h.files[r.URL.Path]
 	if !ok {
 		problem(w, http.StatusNotFound, "no dashboard file at "+capText(r.URL.Path))

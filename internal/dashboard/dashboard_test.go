@@ -95,7 +95,6 @@ func TestServedByTheServer(t *testing.T) {
 		{"unknown api path", "GET", "/api/v1/nope", 404},
 		{"unknown api subpath", "GET", "/api/v1/tasks/a/b/c", 404},
 		{"unknown dashboard file", "GET", "/ui/nope.js", 404},
-		{"the assets' folder itself", "GET", "/ui/", 404},
 		{"no other html route", "GET", "/tasks", 404},
 		{"index by name", "GET", "/index.html", 404},
 		{"post to the page", "POST", "/", 405},
@@ -113,6 +112,26 @@ func TestServedByTheServer(t *testing.T) {
 				t.Fatalf("%s %s: body %q is not a problem with status %d", tc.method, tc.path, body, tc.status)
 			}
 		})
+	}
+
+	// The assets' folder, with or without its slash, leads to the page in
+	// one redirect.
+	for _, p := range []string{"/ui", "/ui/"} {
+		req, err := http.NewRequest("GET", srv.Base+p, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusTemporaryRedirect || res.Header.Get("Location") != "/" {
+			t.Errorf("GET %s: %d to %q, want 307 to /", p, res.StatusCode, res.Header.Get("Location"))
+		}
+		if res, body := send(t, "GET", srv.Base+p, "", nil); res.StatusCode != 200 || !strings.Contains(string(body), `src="/ui/js/app.js"`) {
+			t.Errorf("GET %s, redirects followed: %d %.80q, want the page", p, res.StatusCode, body)
+		}
 	}
 
 	// The page's "API docs" link leads somewhere.
