@@ -54,9 +54,11 @@ func (s *Server) problem(err error, what string) error {
 			Location: "query.cursor", Message: "not a cursor returned by this API",
 		})
 	case errors.As(err, &fe):
-		return huma.Error422UnprocessableEntity("validation failed", &huma.ErrorDetail{
-			Location: "body." + fe.Field, Message: fe.Message,
-		})
+		d := &huma.ErrorDetail{Location: "body." + fe.Field, Message: fe.Message}
+		if fe.Value != nil && fe.Value != "" {
+			d.Value = fe.Value
+		}
+		return huma.Error422UnprocessableEntity("validation failed", d)
 	}
 	s.log.Error("request failed", "error", err, "what", what)
 	return huma.Error500InternalServerError("internal error")

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
@@ -17,7 +16,6 @@ import (
 	"github.com/computeserver/compute/internal/netguard"
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/store"
-	"github.com/computeserver/compute/internal/task"
 	"github.com/computeserver/compute/internal/telemetry"
 )
 
@@ -274,22 +272,10 @@ func (s *Server) create(ctx context.Context, ts *typeSchemas, in *createInput) (
 		}
 		tenant = p.tenantID
 	}
-	t := newTask(def, &base, tenant)
+	t := def.NewTask((*registry.TaskBase)(&base), tenant)
 	t.TraceParent = telemetry.TraceParent(ctx) // "" when tracing is off
-	if err := s.resolveExecutor(def, t, base.ProviderType); err != nil {
-		return nil, err
-	}
-	t.ProviderRequested = base.ProviderType != ""
-	if def.Scheduler != nil {
-		chosen := t.ProviderType
-		if err := def.Scheduler.Schedule(ctx, t, model); err != nil {
-			return nil, s.problem(err, "task")
-		}
-		if t.ProviderType != chosen {
-			if err := s.resolveExecutor(def, t, t.ProviderType); err != nil {
-				return nil, err
-			}
-		}
+	if err := def.Place(ctx, t, model, base.ProviderType, s.resolver()); err != nil {
+		return nil, s.problem(err, "task")
 	}
 	if in.IdempotencyKey != "" {
 		t.IdempotencyKey = p.idempotencyScope() + ":" + in.IdempotencyKey
@@ -310,59 +296,13 @@ func (s *Server) create(ctx context.Context, ts *typeSchemas, in *createInput) (
 	return s.output(rec, status)
 }
 
-// resolveExecutor sets t's provider_type to the configured executor it
-// runs on: requested, else the type's default. A requested executor that is
-// not configured, or that the type cannot use, is a 422 naming the ones it
-// can.
-func (s *Server) resolveExecutor(def *registry.Definition, t *task.Task, requested string) error {
+// resolver is the executors new tasks are placed on (nil: none
+// configured, a provider_type is taken as named).
+func (s *Server) resolver() registry.Resolver {
 	if s.deps.Executors == nil {
 		return nil
 	}
-	name, err := s.deps.Executors.Resolve(def.Name, def.Providers, def.DefaultProvider, requested)
-	if err != nil {
-		d := &huma.ErrorDetail{Location: "body.provider_type", Message: err.Error()}
-		if requested != "" {
-			d.Value = requested
-		}
-		return huma.Error422UnprocessableEntity("validation failed", d)
-	}
-	t.ProviderType = name
-	return nil
-}
-
-// newTask builds the base row of a new task from the create body and the
-// type's defaults.
-func newTask(def *registry.Definition, b *createBase, tenant string) *task.Task {
-	now := task.Now()
-	id, err := uuid.NewV7()
-	if err != nil {
-		id = uuid.New()
-	}
-	t := &task.Task{
-		ID: id, Type: def.Name, Status: task.StatusPending,
-		ProviderType: def.DefaultProvider, QueueName: def.DefaultQueue, Priority: b.Priority,
-		OriginInstance: b.OriginInstance, OriginZone: b.OriginZone, OriginTenantID: tenant,
-		CreatedAt: now, UpdatedAt: now, RunAt: now,
-		Errors: []task.Error{}, MaxAttempts: def.MaxAttempts, TimeoutSeconds: int(def.Timeout / time.Second),
-		StartTimeoutSeconds: b.StartTimeoutSeconds, WebhookURL: b.WebhookURL, WebhookEvents: b.WebhookEvents,
-		EntityID: b.EntityID,
-	}
-	if b.ProviderType != "" {
-		t.ProviderType = b.ProviderType
-	}
-	if b.QueueName != "" {
-		t.QueueName = b.QueueName
-	}
-	if b.RunAt != nil && b.RunAt.After(now) {
-		t.RunAt = b.RunAt.UTC().Truncate(time.Microsecond)
-	}
-	if b.MaxAttempts > 0 {
-		t.MaxAttempts = b.MaxAttempts
-	}
-	if b.TimeoutSeconds > 0 {
-		t.TimeoutSeconds = b.TimeoutSeconds
-	}
-	return t
+	return s.deps.Executors
 }
 
 // checkWebhookURL accepts absolute http and https URLs with a host. Where

@@ -325,7 +325,8 @@ func (s *Server) createWorkflow(ctx context.Context, in *workflowCreateInput) (*
 // still to be filled from a reference, which is not checked).
 func (s *Server) checkStepExecutor(typeName string, provider any) error {
 	def, ok := s.deps.Registry.Lookup(typeName)
-	if !ok || s.deps.Executors == nil {
+	r := s.resolver()
+	if !ok || r == nil {
 		return nil
 	}
 	requested := ""
@@ -339,7 +340,7 @@ func (s *Server) checkStepExecutor(typeName string, provider any) error {
 	default:
 		return nil // the type's schema refuses it when the step is created
 	}
-	_, err := s.deps.Executors.Resolve(def.Name, def.Providers, def.DefaultProvider, requested)
+	_, err := r.Resolve(def.Name, def.Providers, def.DefaultProvider, requested)
 	return err
 }
 
@@ -347,10 +348,7 @@ func (s *Server) checkStepExecutor(typeName string, provider any) error {
 // will.
 func (s *Server) workflowBuilder() *workflow.Builder {
 	s.wfOnce.Do(func() {
-		s.wfBuilder = &workflow.Builder{Registry: s.deps.Registry}
-		if s.deps.Executors != nil {
-			s.wfBuilder.Executors = s.deps.Executors
-		}
+		s.wfBuilder = &workflow.Builder{Registry: s.deps.Registry, Executors: s.resolver()}
 	})
 	return s.wfBuilder
 }

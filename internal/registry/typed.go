@@ -46,6 +46,8 @@ type Validator interface{ Validate() error }
 type FieldError struct {
 	Field   string // the JSON name
 	Message string
+	// Value, when set, is the refused value, shown with the error.
+	Value any
 }
 
 // Error implements error.
