@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/computeserver/compute/internal/event"
 	"github.com/computeserver/compute/internal/registry"
 	"github.com/computeserver/compute/internal/store"
 	"github.com/computeserver/compute/internal/task"
@@ -25,28 +24,7 @@ func (s *Store) CreateTasks(ctx context.Context, recs []*store.Record) error {
 	}
 	err := s.inTx(ctx, func(tx *txn) error {
 		for start := 0; start < len(recs); start += maxBatch / 2 {
-			chunk := recs[start:min(start+maxBatch/2, len(recs))]
-			if err := s.insertBaseRows(ctx, tx, chunk); err != nil {
-				return err
-			}
-			byType := map[*registry.Definition][]*store.Record{}
-			var order []*registry.Definition
-			for _, r := range chunk {
-				if _, ok := byType[r.Def]; !ok {
-					order = append(order, r.Def)
-				}
-				byType[r.Def] = append(byType[r.Def], r)
-			}
-			for _, def := range order {
-				if err := s.insertTypeRows(ctx, tx, def, byType[def]); err != nil {
-					return err
-				}
-			}
-			evs := make([]event.Event, len(chunk))
-			for i, r := range chunk {
-				evs[i] = event.New(r.Task, event.KindStatus, r.Task.CreatedAt)
-			}
-			if _, err := s.insertEvents(ctx, tx, evs); err != nil {
+			if err := s.insertRecords(ctx, tx, recs[start:min(start+maxBatch/2, len(recs))]); err != nil {
 				return err
 			}
 		}

@@ -495,6 +495,7 @@ func (s *Store) advanceLocked(ctx context.Context, tx *txn, w *store.Workflow, n
 		if err := s.insertRecords(ctx, tx, recs); err != nil {
 			return err
 		}
+		tx.notify(store.Notification{Kind: store.NotifyWake})
 	}
 	for _, e := range plan.End {
 		if err := s.endStep(ctx, tx, w.ID, e); err != nil {
@@ -522,7 +523,8 @@ func (s *Store) advanceLocked(ctx context.Context, tx *txn, w *store.Workflow, n
 }
 
 // insertRecords inserts new pending tasks with their type rows and their
-// created events, in tx, and wakes the workers.
+// created events, in tx (at most maxBatch/2 at once: the base rows are
+// one statement); the caller wakes the workers.
 func (s *Store) insertRecords(ctx context.Context, tx *txn, recs []*store.Record) error {
 	if err := s.insertBaseRows(ctx, tx, recs); err != nil {
 		return err
@@ -544,11 +546,8 @@ func (s *Store) insertRecords(ctx context.Context, tx *txn, recs []*store.Record
 	for i, r := range recs {
 		evs[i] = event.New(r.Task, event.KindStatus, r.Task.CreatedAt)
 	}
-	if _, err := s.insertEvents(ctx, tx, evs); err != nil {
-		return err
-	}
-	tx.notify(store.Notification{Kind: store.NotifyWake})
-	return nil
+	_, err := s.insertEvents(ctx, tx, evs)
+	return err
 }
 
 // workflowBody is the body of a workflow_status_update event: the task
