@@ -143,6 +143,15 @@ func (s *Server) monitor() (store.Monitor, error) {
 	return m, nil
 }
 
+// adminMonitor is monitor for the admin-only routes: a tenant's key is
+// refused first.
+func (s *Server) adminMonitor(ctx context.Context) (store.Monitor, error) {
+	if err := adminOnly(ctx); err != nil {
+		return nil, err
+	}
+	return s.monitor()
+}
+
 // adminOnly refuses a tenant's key.
 func adminOnly(ctx context.Context) error {
 	if !principalFrom(ctx).admin {
@@ -159,10 +168,7 @@ func (s *Server) registerMonitoringRoutes() {
 		Description: "Counts for the whole deployment, read from the database. Admin key only.",
 		Security:    bearer, Errors: []int{401, 403, 503},
 	}, func(ctx context.Context, _ *struct{}) (*queuesOutput, error) {
-		if err := adminOnly(ctx); err != nil {
-			return nil, err
-		}
-		m, err := s.monitor()
+		m, err := s.adminMonitor(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -195,10 +201,7 @@ func (s *Server) registerMonitoringRoutes() {
 		Description: "Every process registers at start and heartbeats; this lists those seen in the last hour, and any instance tasks are executing under that is not among them. Admin key only.",
 		Security:    bearer, Errors: []int{401, 403, 503},
 	}, func(ctx context.Context, _ *struct{}) (*workersOutput, error) {
-		if err := adminOnly(ctx); err != nil {
-			return nil, err
-		}
-		m, err := s.monitor()
+		m, err := s.adminMonitor(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -234,10 +237,7 @@ func (s *Server) registerMonitoringRoutes() {
 		Description: "The executors configured on this process. Running tasks, pauses and slots in use are the deployment's (from the database); a server's up/down is what this process's last call to it found. Admin key only.",
 		Security:    bearer, Errors: []int{401, 403, 503},
 	}, func(ctx context.Context, _ *struct{}) (*executorsOutput, error) {
-		if err := adminOnly(ctx); err != nil {
-			return nil, err
-		}
-		m, err := s.monitor()
+		m, err := s.adminMonitor(ctx)
 		if err != nil {
 			return nil, err
 		}
